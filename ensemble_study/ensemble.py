@@ -1,0 +1,240 @@
+"""The dropout ensemble: exact (every mask) or sampled (K masks).
+
+The ensemble mean is the probability-weighted arithmetic mean of the
+subnetworks' outputs. For sigmoid and softmax outputs the normalized weighted
+geometric mean (NWGM) is reported too. In log space it needs only the mean
+logits: for softmax ``E[log y_i] = E[z_i] - E[logsumexp(z)]`` and the second
+term is the same for every class, so ``NWGM = softmax(E[z])``; for a sigmoid
+unit ``log G - log G' = E[log y - log(1 - y)] = E[z]``, so
+``NWGM = sigmoid(E[z])``. The tests check both against the definition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_positive_int, check_rng
+from .dropout import DropoutConfig, check_config, mask_multipliers, unit_keep_probs
+from .masks import enumerate_masks, n_free_units, sample_masks
+from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
+
+# Elements of the largest intermediate array a chunk may allocate (16 MiB).
+_CHUNK_ELEMENTS = 2**21
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleResult:
+    """Statistics of the subnetworks' outputs.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (n_examples, n_outputs)
+        Probability-weighted arithmetic mean (equal weights when sampled).
+    geometric_mean : ndarray, shape (n_examples, n_outputs), or None
+        NWGM for sigmoid (per unit) and softmax outputs; None for identity.
+    variance : ndarray, shape (n_examples, n_outputs)
+        Probability-weighted variance of the outputs (for a sampled
+        ensemble, the variance of its K members, ddof=0).
+    n_subnetworks : int
+        Masks of non-zero probability (exact) or K (sampled).
+    method : {"exact", "sampled"}
+    stderr : ndarray, shape (n_examples, n_outputs), or None
+        Sampled only: standard error of ``mean`` as an estimate of the exact
+        mean, ``std(ddof=1) / sqrt(K)``; NaN when K = 1.
+    """
+
+    mean: np.ndarray
+    geometric_mean: np.ndarray | None
+    variance: np.ndarray
+    n_subnetworks: int
+    method: str
+    stderr: np.ndarray | None = None
+
+
+def subnetwork_outputs(net: MLP, cfg: DropoutConfig, X, masks, *, logits: bool = False):
+    """Train-time forward pass of each given joint mask.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : array_like, shape (n_examples, n_features)
+    masks : array_like of 0/1 or bool, shape (n_masks, n_dropped_units)
+    logits : bool
+        Return output pre-activations instead of outputs.
+
+    Returns
+    -------
+    ndarray, shape (n_masks, n_examples, n_outputs)
+    """
+    X = check_input(net, X)
+    return forward(net, X, mask_multipliers(net, cfg, masks), logits=logits)
+
+
+class _Moments:
+    """Weighted mean and spread of chunks of outputs, merged pairwise.
+
+    Each chunk contributes its own weighted mean and sum of squared
+    deviations; chunks are merged with Chan et al.'s update. This is exact
+    in exact arithmetic and avoids the cancellation of E[y^2] - E[y]^2.
+    """
+
+    def __init__(self):
+        self.weight = 0.0
+        self.mean = self.m2 = self.mean_logits = None
+
+    def add(self, w: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+        """Add a chunk: weights ``(c,)``, outputs and logits ``(c, n, k)``."""
+        wc = float(w.sum())
+        if wc == 0.0:
+            return
+        mc = np.tensordot(w, y, axes=1) / wc
+        m2c = np.tensordot(w, (y - mc) ** 2, axes=1)
+        zc = np.tensordot(w, z, axes=1) / wc
+        if self.mean is None:
+            self.weight, self.mean, self.m2, self.mean_logits = wc, mc, m2c, zc
+            return
+        total = self.weight + wc
+        delta = mc - self.mean
+        self.mean = self.mean + delta * (wc / total)
+        self.m2 = self.m2 + m2c + delta**2 * (self.weight * wc / total)
+        self.mean_logits = self.mean_logits + (zc - self.mean_logits) * (wc / total)
+        self.weight = total
+
+
+def _geometric_mean(output: str, mean_logits: np.ndarray):
+    return None if output == "identity" else OUTPUT_FUNCTIONS[output](mean_logits)
+
+
+def _default_chunk(net: MLP, n_examples: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // (n_examples * max(net.sizes)))
+
+
+def _chunks_with_progress(chunks, n_chunks: int, progress: bool, label: str):
+    if not progress:
+        yield from chunks
+        return
+    import click
+
+    with click.progressbar(chunks, length=n_chunks, label=label, file=None) as bar:
+        yield from bar
+
+
+def exact_ensemble(
+    net: MLP,
+    cfg: DropoutConfig,
+    X,
+    *,
+    chunk_size: int | None = None,
+    max_subnetworks: int = 2**24,
+    progress: bool = False,
+) -> EnsembleResult:
+    """Average over every subnetwork, weighted by its mask's probability.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : array_like, shape (n_examples, n_features)
+    chunk_size : int, optional
+        Masks evaluated per batch; memory grows with
+        ``chunk_size * n_examples * max(width)``. By default chosen so that
+        one intermediate array stays near 16 MiB.
+    max_subnetworks : int
+        Refuse to enumerate more subnetworks than this.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    EnsembleResult
+        ``method == "exact"``; ``n_subnetworks == 2**n_free`` where
+        ``n_free`` counts dropped units with ``keep_prob < 1``.
+    """
+    X = check_input(net, X)
+    check_config(net, cfg)
+    q = unit_keep_probs(net, cfg)
+    n_free = n_free_units(q)
+    total = 2**n_free
+    if total > max_subnetworks:
+        raise ValueError(
+            f"exact_ensemble would enumerate 2**{n_free} = {total:,} subnetworks, more than "
+            f"max_subnetworks={max_subnetworks:,}; raise max_subnetworks, or estimate the "
+            f"ensemble with sample_ensemble(net, cfg, X, n_samples, rng)"
+        )
+    chunk_size = (_default_chunk(net, X.shape[0]) if chunk_size is None
+                  else check_positive_int(chunk_size, "chunk_size"))
+    acc = _Moments()
+    chunks = enumerate_masks(q, chunk_size)
+    for masks, log_probs in _chunks_with_progress(
+        chunks, math.ceil(total / chunk_size), progress, f"{total:,} subnetworks"
+    ):
+        z = forward(net, X, mask_multipliers(net, cfg, masks), logits=True)
+        acc.add(np.exp(log_probs), OUTPUT_FUNCTIONS[net.output](z), z)
+    # Masks of non-zero probability sum to 1 up to rounding; divide it out.
+    return EnsembleResult(
+        mean=acc.mean,
+        geometric_mean=_geometric_mean(net.output, acc.mean_logits),
+        variance=acc.m2 / acc.weight,
+        n_subnetworks=total,
+        method="exact",
+    )
+
+
+def sample_ensemble(
+    net: MLP,
+    cfg: DropoutConfig,
+    X,
+    n_samples: int,
+    rng,
+    *,
+    chunk_size: int | None = None,
+) -> EnsembleResult:
+    """A K-member ensemble of sampled subnetworks (Monte Carlo dropout).
+
+    The K masks are drawn once and shared by every example, so the result is
+    the prediction of one K-member ensemble, and ``mean`` is an unbiased
+    estimate of the exact ensemble mean.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : array_like, shape (n_examples, n_features)
+    n_samples : int >= 1
+        K, the number of subnetworks drawn.
+    rng : int, SeedSequence or numpy.random.Generator
+    chunk_size : int, optional
+        Masks evaluated per batch (see :func:`exact_ensemble`).
+
+    Returns
+    -------
+    EnsembleResult
+        ``method == "sampled"``, ``n_subnetworks == K``, with ``stderr``.
+    """
+    X = check_input(net, X)
+    check_config(net, cfg)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    gen = check_rng(rng)
+    masks = sample_masks(unit_keep_probs(net, cfg), n_samples, gen)
+    chunk_size = (_default_chunk(net, X.shape[0]) if chunk_size is None
+                  else check_positive_int(chunk_size, "chunk_size"))
+    acc = _Moments()
+    for start in range(0, n_samples, chunk_size):
+        chunk = masks[start:start + chunk_size]
+        z = forward(net, X, mask_multipliers(net, cfg, chunk), logits=True)
+        acc.add(np.ones(chunk.shape[0]), OUTPUT_FUNCTIONS[net.output](z), z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stderr = (np.sqrt(acc.m2 / (n_samples - 1) / n_samples) if n_samples > 1
+                  else np.full_like(acc.mean, np.nan))
+    return EnsembleResult(
+        mean=acc.mean,
+        geometric_mean=_geometric_mean(net.output, acc.mean_logits),
+        variance=acc.m2 / n_samples,
+        n_subnetworks=n_samples,
+        method="sampled",
+        stderr=stderr,
+    )

@@ -1,0 +1,111 @@
+"""Joint dropout masks: enumerate them all (in chunks) or sample them.
+
+A joint mask is a 0/1 row over all dropped units (ordered by layer, then by
+unit). Its probability is the product over units of ``keep_prob`` (kept) or
+``1 - keep_prob`` (dropped), computed as a sum of logs.
+
+Units with ``keep_prob == 1`` are always kept: a mask that drops one has
+probability 0, so enumeration lists only the ``2**n_free`` masks of non-zero
+probability, where ``n_free`` counts the units with ``keep_prob < 1``. Masks
+are listed in binary counting order over the free units, the first free unit
+being the most significant bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ._checks import check_positive_int, check_rng
+
+
+def _check_unit_keep_probs(keep_probs) -> np.ndarray:
+    q = np.asarray(keep_probs, dtype=np.float64)
+    if q.ndim != 1 or not np.all((q > 0) & (q <= 1)):
+        raise ValueError(
+            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got {q!r}"
+        )
+    return q
+
+
+def n_free_units(keep_probs) -> int:
+    """How many units can be dropped (``keep_prob < 1``)."""
+    return int(np.count_nonzero(_check_unit_keep_probs(keep_probs) < 1))
+
+
+def n_masks(keep_probs) -> int:
+    """The number ``2**n_free`` of joint masks with non-zero probability."""
+    return 2 ** n_free_units(keep_probs)
+
+
+def mask_log_probs(masks, keep_probs) -> np.ndarray:
+    """Log-probability of each joint mask.
+
+    Parameters
+    ----------
+    masks : array_like of 0/1 or bool, shape (n_masks, n_units)
+    keep_probs : array_like, shape (n_units,)
+
+    Returns
+    -------
+    ndarray, shape (n_masks,)
+        ``-inf`` for a mask that drops a unit whose keep_prob is 1.
+    """
+    q = _check_unit_keep_probs(keep_probs)
+    m = np.asarray(masks, dtype=bool)
+    with np.errstate(divide="ignore"):
+        log_keep, log_drop = np.log(q), np.log1p(-q)
+    return np.where(m, log_keep, log_drop).sum(axis=1)
+
+
+def enumerate_masks(keep_probs, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every joint mask of non-zero probability, ``chunk_size`` at a time.
+
+    Memory is bounded by the chunk: the ``2**n_free`` masks are never held at
+    once.
+
+    Parameters
+    ----------
+    keep_probs : array_like, shape (n_units,)
+    chunk_size : int
+        Masks per chunk (the last chunk may be shorter).
+
+    Yields
+    ------
+    masks : ndarray of bool, shape (n_chunk, n_units)
+    log_probs : ndarray, shape (n_chunk,)
+    """
+    q = _check_unit_keep_probs(keep_probs)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    free = np.flatnonzero(q < 1)
+    n_free = free.size
+    # Bit j of the mask index (most significant first) is free unit j.
+    shifts = np.arange(n_free - 1, -1, -1, dtype=np.int64)
+    log_keep, log_drop = np.log(q[free]), np.log1p(-q[free])
+    total = 2**n_free
+    for start in range(0, total, chunk_size):
+        idx = np.arange(start, min(start + chunk_size, total), dtype=np.int64)
+        bits = ((idx[:, None] >> shifts) & 1).astype(bool)
+        masks = np.ones((idx.size, q.size), dtype=bool)
+        masks[:, free] = bits
+        log_probs = np.where(bits, log_keep, log_drop).sum(axis=1)
+        yield masks, log_probs
+
+
+def sample_masks(keep_probs, n_samples: int, rng) -> np.ndarray:
+    """Draw joint masks, each unit kept independently with its keep_prob.
+
+    Parameters
+    ----------
+    keep_probs : array_like, shape (n_units,)
+    n_samples : int >= 1
+    rng : int, SeedSequence or numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples, n_units)
+    """
+    q = _check_unit_keep_probs(keep_probs)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    return check_rng(rng).random((n_samples, q.size)) < q

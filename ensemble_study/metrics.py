@@ -1,0 +1,129 @@
+"""Gaps between an ensemble prediction and a single forward pass.
+
+All functions take the ensemble (the reference) first and the single pass
+second, both of shape ``(n_examples, n_outputs)``. Sigmoid outputs are read
+as independent Bernoulli probabilities (one per unit), softmax outputs as one
+categorical distribution per example.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROBABILITY_OUTPUTS = ("sigmoid", "softmax")
+
+
+def _pair(ensemble, single):
+    p, q = np.asarray(ensemble, dtype=np.float64), np.asarray(single, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 2:
+        raise ValueError(
+            f"ensemble and single must both have shape (n_examples, n_outputs); "
+            f"got {p.shape} and {q.shape}"
+        )
+    return p, q
+
+
+def _check_output(output):
+    if output not in PROBABILITY_OUTPUTS:
+        raise ValueError(f"output must be one of {PROBABILITY_OUTPUTS}; got {output!r}")
+
+
+def relative_gap(ensemble, single, std) -> np.ndarray:
+    """``|ensemble - single| / std`` elementwise, shape ``(n_examples, n_outputs)``.
+
+    Where the ensemble has no spread (``std == 0``) the ratio is 0 if the gap
+    is float noise (at most 8 ulps of the values) and ``inf`` otherwise.
+    """
+    p, q = _pair(ensemble, single)
+    std = np.broadcast_to(np.asarray(std, dtype=np.float64), p.shape)
+    gap = np.abs(p - q)
+    noise = 8 * np.finfo(np.float64).eps * np.maximum(np.abs(p), np.abs(q))
+    out = np.where(gap <= noise, 0.0, np.inf)
+    np.divide(gap, std, out=out, where=std > 0)
+    return out
+
+
+def _bernoulli_or_categorical(p, output):
+    """Per-example distributions: ``(n, k, 2)`` for sigmoid, ``(n, k)`` for softmax."""
+    return np.stack([p, 1.0 - p], axis=-1) if output == "sigmoid" else p
+
+
+def kl_divergence(ensemble, single, output: str) -> np.ndarray:
+    """KL(ensemble || single) per example, summed over sigmoid units.
+
+    Returns
+    -------
+    ndarray, shape (n_examples,)
+        ``inf`` where the single pass gives probability 0 to an outcome the
+        ensemble does not.
+    """
+    _check_output(output)
+    p, q = _pair(ensemble, single)
+    P, Q = _bernoulli_or_categorical(p, output), _bernoulli_or_categorical(q, output)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(P > 0, P * (np.log(P) - np.log(Q)), 0.0)
+    return terms.reshape(p.shape[0], -1).sum(axis=1)
+
+
+def total_variation(ensemble, single, output: str) -> np.ndarray:
+    """Total variation distance per example (mean over sigmoid units).
+
+    Returns
+    -------
+    ndarray, shape (n_examples,)
+    """
+    _check_output(output)
+    p, q = _pair(ensemble, single)
+    if output == "sigmoid":
+        return np.abs(p - q).mean(axis=1)
+    return 0.5 * np.abs(p - q).sum(axis=1)
+
+
+def disagreement(ensemble, single, output: str) -> np.ndarray:
+    """Whether the predicted class differs, per example (0.0 or 1.0).
+
+    Softmax: argmax. Sigmoid: the 0.5 threshold, averaged over units.
+
+    Returns
+    -------
+    ndarray, shape (n_examples,)
+    """
+    _check_output(output)
+    p, q = _pair(ensemble, single)
+    if output == "sigmoid":
+        return ((p > 0.5) != (q > 0.5)).mean(axis=1)
+    return (p.argmax(axis=1) != q.argmax(axis=1)).astype(np.float64)
+
+
+def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict:
+    """Summary gaps between an ensemble prediction and a single pass.
+
+    Parameters
+    ----------
+    ensemble, single : array_like, shape (n_examples, n_outputs)
+    std : array_like, shape (n_examples, n_outputs), optional
+        The ensemble's standard deviation; without it ``relative_gap`` is NaN.
+    output : {"identity", "sigmoid", "softmax"}
+
+    Returns
+    -------
+    dict
+        ``max_abs_gap``, ``mean_abs_gap``, ``relative_gap`` (mean over
+        examples and outputs), and for probability outputs the means over
+        examples of ``kl``, ``total_variation`` and ``disagreement``.
+    """
+    p, q = _pair(ensemble, single)
+    gap = np.abs(p - q)
+    out = {
+        "max_abs_gap": float(gap.max()),
+        "mean_abs_gap": float(gap.mean()),
+        "relative_gap": (float("nan") if std is None
+                         else float(relative_gap(p, q, std).mean())),
+    }
+    if output in PROBABILITY_OUTPUTS:
+        out["kl"] = float(kl_divergence(p, q, output).mean())
+        out["total_variation"] = float(total_variation(p, q, output).mean())
+        out["disagreement"] = float(disagreement(p, q, output).mean())
+    elif output != "identity":
+        raise ValueError(f"output must be one of ('identity', 'sigmoid', 'softmax'); got {output!r}")
+    return out

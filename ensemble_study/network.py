@@ -1,0 +1,287 @@
+"""A small fully connected network and its forward pass.
+
+Conventions (``../shared/DESIGN.md``): ``X`` has shape ``(n_examples,
+n_features)``; layer ``l`` (0-based, ``l = 0..L-1``) maps activations ``A[l]``
+to ``Z = A[l] @ W[l] + b[l]`` with ``W[l]`` of shape ``(fan_in, fan_out)``.
+Activations are indexed ``0..L``: 0 is the input, ``1..L-1`` are hidden and
+``L`` is the output.
+
+The forward pass knows nothing about dropout. It takes per-layer
+*multipliers*: arrays that scale activation ``l`` before it enters weight
+layer ``l``. A multiplier of shape ``(n_masks, width)`` evaluates one
+subnetwork per row at once; ``ensemble_study.dropout`` turns masks and a
+scheme into multipliers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_rng, check_X
+
+HIDDEN_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
+OUTPUTS = ("identity", "sigmoid", "softmax")
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function, accurate in both tails (no overflow, no 1 - 1)."""
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, shifted by the maximum for stability."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log of :func:`softmax` over the last axis, computed in log space."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _relu(z):
+    return np.maximum(z, 0.0)
+
+
+def _identity(z):
+    return z
+
+
+ACTIVATION_FUNCTIONS = {
+    "identity": _identity,
+    "relu": _relu,
+    "tanh": np.tanh,
+    "sigmoid": sigmoid,
+}
+OUTPUT_FUNCTIONS = {"identity": _identity, "sigmoid": sigmoid, "softmax": softmax}
+
+
+def _readonly(a) -> np.ndarray:
+    arr = np.array(a, dtype=np.float64, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class MLP:
+    """A fully connected network: weights, biases and activation names.
+
+    Build one with :meth:`from_arrays` or :meth:`random`. The arrays are
+    copied and made read-only, so a network never changes after it exists.
+
+    Attributes
+    ----------
+    weights : tuple of ndarray
+        ``weights[l]`` has shape ``(sizes[l], sizes[l + 1])``.
+    biases : tuple of ndarray
+        ``biases[l]`` has shape ``(sizes[l + 1],)``.
+    hidden : tuple of str
+        One activation name per hidden layer (``len == n_layers - 1``), each
+        in ``HIDDEN_ACTIVATIONS``.
+    output : str
+        The output function, one of ``OUTPUTS``.
+    """
+
+    weights: tuple
+    biases: tuple
+    hidden: tuple
+    output: str
+
+    def __post_init__(self):
+        weights = tuple(_readonly(w) for w in self.weights)
+        biases = tuple(_readonly(b) for b in self.biases)
+        if len(weights) == 0:
+            raise ValueError("weights must hold at least one layer; got an empty sequence")
+        if len(biases) != len(weights):
+            raise ValueError(
+                f"weights and biases must have the same number of layers; "
+                f"got {len(weights)} weight arrays and {len(biases)} bias arrays"
+            )
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            if w.ndim != 2:
+                raise ValueError(
+                    f"weights[{l}] must be 2-D with shape (fan_in, fan_out); got shape {w.shape}"
+                )
+            if b.shape != (w.shape[1],):
+                raise ValueError(
+                    f"biases[{l}] must have shape ({w.shape[1]},) to match weights[{l}] "
+                    f"of shape {w.shape}; got shape {b.shape}"
+                )
+            if l > 0 and w.shape[0] != weights[l - 1].shape[1]:
+                raise ValueError(
+                    f"layer shapes do not chain: weights[{l - 1}] has shape "
+                    f"{weights[l - 1].shape} but weights[{l}] has shape {w.shape}; "
+                    f"weights[{l}].shape[0] must equal {weights[l - 1].shape[1]}"
+                )
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+                raise ValueError(f"weights[{l}] and biases[{l}] must be finite; got NaN or inf")
+        hidden = _hidden_names(self.hidden, len(weights) - 1)
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}; got {self.output!r}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "biases", biases)
+        object.__setattr__(self, "hidden", hidden)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        weights: Sequence,
+        biases: Sequence,
+        hidden: str | Sequence[str] = "relu",
+        output: str = "identity",
+    ) -> "MLP":
+        """Build a network from its weight and bias arrays.
+
+        Parameters
+        ----------
+        weights : sequence of array_like
+            ``weights[l]`` of shape ``(fan_in, fan_out)``.
+        biases : sequence of array_like
+            ``biases[l]`` of shape ``(fan_out,)``.
+        hidden : str or sequence of str
+            One name for every hidden layer, or one name per hidden layer.
+            A network with no hidden layer takes ``hidden=[]`` (a single name
+            is also accepted and ignored there).
+        output : {"identity", "sigmoid", "softmax"}
+        """
+        return cls(tuple(weights), tuple(biases), hidden, output)
+
+    @classmethod
+    def random(
+        cls,
+        sizes: Sequence[int],
+        hidden: str | Sequence[str] = "relu",
+        output: str = "identity",
+        *,
+        rng,
+        bias_scale: float = 0.1,
+    ) -> "MLP":
+        """Draw a network with a standard initialisation.
+
+        ``W[l] ~ N(0, gain / fan_in)`` with ``gain = 2`` when the layer feeds a
+        ReLU (He et al. 2015) and ``W[l] ~ N(0, 2 / (fan_in + fan_out))``
+        otherwise (Glorot & Bengio 2010). Biases are ``N(0, bias_scale**2)``:
+        small but non-zero, so that the hand-checkable symmetries of a
+        zero-bias network do not hide bugs.
+
+        Parameters
+        ----------
+        sizes : sequence of int
+            Layer widths ``(n_features, h_1, ..., n_outputs)``, at least two.
+        rng : int, SeedSequence or numpy.random.Generator
+            Required; the only source of randomness.
+        """
+        gen = check_rng(rng)
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError(
+                f"sizes must list at least two positive layer widths "
+                f"(n_features, ..., n_outputs); got {sizes}"
+            )
+        names = _hidden_names(hidden, len(sizes) - 2)
+        weights, biases = [], []
+        for l in range(len(sizes) - 1):
+            fan_in, fan_out = sizes[l], sizes[l + 1]
+            feeds_relu = l < len(names) and names[l] == "relu"
+            var = 2.0 / fan_in if feeds_relu else 2.0 / (fan_in + fan_out)
+            weights.append(gen.normal(0.0, np.sqrt(var), size=(fan_in, fan_out)))
+            biases.append(gen.normal(0.0, bias_scale, size=fan_out))
+        return cls(tuple(weights), tuple(biases), names, output)
+
+    @property
+    def sizes(self) -> tuple:
+        """Layer widths ``(n_features, h_1, ..., n_outputs)``."""
+        return (self.weights[0].shape[0],) + tuple(w.shape[1] for w in self.weights)
+
+    @property
+    def n_layers(self) -> int:
+        """The number ``L`` of weight layers."""
+        return len(self.weights)
+
+    @property
+    def architecture(self) -> str:
+        """Widths joined by dashes, e.g. ``"4-8-8-1"``."""
+        return "-".join(str(s) for s in self.sizes)
+
+    def __repr__(self) -> str:
+        return f"MLP({self.architecture}, hidden={self.hidden!r}, output={self.output!r})"
+
+
+def _hidden_names(hidden, n_hidden: int) -> tuple:
+    if isinstance(hidden, str):
+        names = (hidden,) * n_hidden
+    else:
+        names = tuple(hidden)
+        if len(names) != n_hidden:
+            raise ValueError(
+                f"hidden must be one activation name or one per hidden layer "
+                f"({n_hidden}); got {len(names)} names {names}"
+            )
+    for name in names:
+        if name not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"hidden activation must be one of {HIDDEN_ACTIVATIONS}; got {name!r}"
+            )
+    return names
+
+
+def forward(
+    net: MLP,
+    X: np.ndarray,
+    multipliers: Mapping[int, np.ndarray] | None = None,
+    *,
+    logits: bool = False,
+) -> np.ndarray:
+    """Forward pass, optionally scaling activations before each weight layer.
+
+    Parameters
+    ----------
+    net : MLP
+    X : ndarray, shape (n_examples, n_features)
+        Must already be validated (see :func:`check_input`).
+    multipliers : mapping int -> ndarray, optional
+        ``multipliers[l]`` scales activation ``l`` (``0 <= l < L``) before it
+        enters ``W[l]``. Shape ``(width_l,)`` applies one scaling to every
+        example; shape ``(n_masks, width_l)`` evaluates ``n_masks``
+        subnetworks at once. All 2-D multipliers must share ``n_masks``.
+    logits : bool
+        Return the output pre-activation ``Z[L]`` instead of the output.
+
+    Returns
+    -------
+    ndarray, shape (n_examples, n_outputs) or (n_masks, n_examples, n_outputs)
+        The second form when any multiplier is 2-D.
+    """
+    multipliers = multipliers or {}
+    A = X
+    last = net.n_layers - 1
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        m = multipliers.get(l)
+        if m is not None:
+            # (n_masks, width) -> (n_masks, 1, width): one subnetwork per row,
+            # broadcast over examples. Layers before the first 2-D multiplier
+            # are computed once for all subnetworks.
+            A = A * (m[:, None, :] if m.ndim == 2 else m)
+        Z = A @ W + b
+        if l < last:
+            A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
+    return Z if logits else OUTPUT_FUNCTIONS[net.output](Z)
+
+
+def check_input(net: MLP, X) -> np.ndarray:
+    """Validate ``X`` against ``net``; return it as float64, shape (n_examples, n_features)."""
+    return check_X(X, net.sizes[0])
+
+
+def predict(net: MLP, X) -> np.ndarray:
+    """The plain forward pass of the full network (no dropout, no scaling).
+
+    Returns
+    -------
+    ndarray, shape (n_examples, n_outputs)
+    """
+    return forward(net, check_input(net, X))
