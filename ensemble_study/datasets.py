@@ -1,0 +1,162 @@
+"""Small classification datasets that work offline.
+
+Real data comes from the copies bundled with scikit-learn (``load_digits``,
+``load_breast_cancer``; never a ``fetch_*`` function, which downloads). The
+binary digit pairs follow Warde-Farley et al. 2014. Two-dimensional tasks are
+generated from an explicit ``rng``:
+
+* ``moons``: two interleaving half circles;
+* ``xor``: uniform on [-1, 1]^2, label 1 iff ``x1 * x2 > 0``;
+* ``spirals``: two interleaved arms of one spiral turn and a half;
+* ``diamond``: uniform on [-1, 1]^2, label 1 iff ``|x1| + |x2| < 1``.
+
+Labels are computed before the input noise is added, so noise blurs the
+boundary. Every dataset is split at random (seeded) into train and test
+examples and standardised with the mean and standard deviation of the
+training split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_positive_int, check_rng
+
+DIGIT_PAIRS = {"digits_2v3": (2, 3), "digits_0v8": (0, 8), "digits_1v7": (1, 7)}
+GENERATED = ("moons", "xor", "spirals", "diamond")
+DATASETS = ("digits", *DIGIT_PAIRS, "breast_cancer", *GENERATED)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A standardised train/test split of a classification task.
+
+    Attributes
+    ----------
+    name : str
+    X_train : ndarray, shape (n_train, n_features)
+    y_train : ndarray of int, shape (n_train,)
+        Labels in ``0..n_classes - 1``.
+    X_test : ndarray, shape (n_test, n_features)
+    y_test : ndarray of int, shape (n_test,)
+    n_classes : int
+    mean, scale : ndarray, shape (n_features,)
+        The standardisation, fitted on the training split:
+        ``X_std = (X_raw - mean) / scale``.
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def output(self) -> str:
+        """The natural output unit: one sigmoid for two classes, else softmax."""
+        return "sigmoid" if self.n_classes == 2 else "softmax"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    def standardise(self, X_raw) -> np.ndarray:
+        """Map raw inputs, shape (n, n_features), to the model's coordinates."""
+        return (np.asarray(X_raw, dtype=np.float64) - self.mean) / self.scale
+
+
+def _generated(name: str, n: int, noise: float, gen: np.random.Generator):
+    if name == "moons":
+        t = gen.uniform(0, np.pi, n)
+        y = gen.integers(0, 2, n)
+        X = np.where(y[:, None] == 0,
+                     np.c_[np.cos(t), np.sin(t)],
+                     np.c_[1 - np.cos(t), 0.5 - np.sin(t)])
+    elif name == "spirals":
+        y = gen.integers(0, 2, n)
+        r = gen.uniform(0.05, 1, n)
+        angle = 3 * np.pi * r + np.pi * y
+        X = np.c_[r * np.cos(angle), r * np.sin(angle)]
+    else:
+        X = gen.uniform(-1, 1, (n, 2))
+        y = (X[:, 0] * X[:, 1] > 0) if name == "xor" else (np.abs(X).sum(axis=1) < 1)
+    return X + noise * gen.standard_normal(X.shape), y.astype(np.int64)
+
+
+def _bundled(name: str):
+    # scikit-learn is imported here so that the rest of the package works without it.
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    if name == "breast_cancer":
+        X, y = load_breast_cancer(return_X_y=True)
+        return X, y
+    X, y = load_digits(return_X_y=True)
+    if name in DIGIT_PAIRS:
+        a, b = DIGIT_PAIRS[name]
+        keep = (y == a) | (y == b)
+        return X[keep], (y[keep] == b).astype(np.int64)
+    return X, y
+
+
+def load_dataset(
+    name: str,
+    *,
+    rng,
+    test_fraction: float = 0.25,
+    n_samples: int = 1000,
+    noise: float = 0.1,
+) -> Dataset:
+    """Load (or generate) a dataset, split it and standardise it.
+
+    Parameters
+    ----------
+    name : str
+        One of ``DATASETS``; digit pairs such as ``"digits_2v3"`` label the
+        second digit 1.
+    rng : int, SeedSequence or numpy.random.Generator
+        Draws the split (and the examples of a generated task).
+    test_fraction : float in (0, 1)
+        Share of the examples held out for testing.
+    n_samples : int
+        Generated tasks only: how many examples to draw.
+    noise : float >= 0
+        Generated tasks only: standard deviation of Gaussian noise added to
+        the inputs (in the raw coordinates, after labelling).
+
+    Returns
+    -------
+    Dataset
+    """
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
+    if not (0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0; got {noise!r}")
+    gen = check_rng(rng)
+    if name in GENERATED:
+        X, y = _generated(name, check_positive_int(n_samples, "n_samples"), noise, gen)
+    else:
+        X, y = _bundled(name)
+    X = np.asarray(X, dtype=np.float64)
+    order = gen.permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    if not 0 < n_test < len(y):
+        raise ValueError(f"test_fraction={test_fraction} leaves an empty split of "
+                         f"{len(y)} examples")
+    test, tr = order[:n_test], order[n_test:]
+    mean = X[tr].mean(axis=0)
+    # Constant features (blank pixels at the border of the digits) keep scale 1.
+    std = X[tr].std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    return Dataset(name, (X[tr] - mean) / scale, y[tr], (X[test] - mean) / scale, y[test],
+                   int(y.max()) + 1, mean, scale)

@@ -1,0 +1,366 @@
+"""Training a network with dropout: backpropagation through masked subnetworks.
+
+Each example of a mini-batch gets its own fresh joint mask, drawn from an
+explicit ``rng``. The mask multiplies the activations on the way forward
+(``m`` under vanilla, ``m / keep_prob`` under inverted) and, by the chain
+rule, the same multiplier multiplies the gradient on the way back: a dropped
+unit neither contributes to the output nor receives gradient.
+
+Losses are averages over examples of
+
+* ``cross_entropy`` (softmax output): ``-sum_i t_i log softmax(z)_i``;
+* ``binary_cross_entropy`` (sigmoid output): ``sum_i softplus(z_i) - t_i z_i``;
+* ``squared_error`` (any output): ``0.5 * sum_i (y_i - t_i)**2``;
+
+plus ``0.5 * weight_decay * sum_l ||W[l]||^2`` (weights only, not biases).
+After each step the max-norm constraint (Srivastava et al. 2014) rescales the
+incoming weight vector ``W[l][:, j]`` of every hidden unit whose norm
+exceeds ``max_norm``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._checks import check_positive_int, check_rng, check_X
+from .dropout import DropoutConfig, check_config, mask_multipliers, scaled_forward, unit_keep_probs
+from .masks import sample_masks
+from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, log_softmax, predict
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "squared_error")
+OPTIMIZERS = ("sgd", "adam")
+# The loss whose gradient with respect to the logits is simply y - t.
+NATURAL_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
+                "identity": "squared_error"}
+# Probabilities are clipped here before a log, so that one confident mistake
+# gives a large but finite negative log-likelihood.
+_PROB_FLOOR = 1e-12
+
+
+def _activation_grad(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "relu":
+        return (z > 0).astype(np.float64)
+    if name == "tanh":
+        return 1.0 - np.tanh(z) ** 2
+    if name == "sigmoid":
+        s = ACTIVATION_FUNCTIONS["sigmoid"](z)
+        return s * (1.0 - s)
+    return np.ones_like(z)
+
+
+def _number(value, name, *, low, high=np.inf, low_open=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}]"
+                         f"{' or None' if allow_none else ''}; got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: loss, optimiser, schedule and regularisation.
+
+    Parameters
+    ----------
+    loss : {"auto", "cross_entropy", "binary_cross_entropy", "squared_error"}
+        ``"auto"`` picks the output's natural loss (softmax -> cross-entropy,
+        sigmoid -> binary cross-entropy, identity -> squared error).
+    optimizer : {"sgd", "adam"}
+        ``"sgd"`` is mini-batch SGD with (heavy-ball) momentum.
+    learning_rate : float > 0
+    momentum : float in [0, 1)
+        SGD only.
+    beta1, beta2 : float in [0, 1)
+        Adam's decay rates (Kingma & Ba 2015).
+    batch_size : int >= 1
+    epochs : int >= 1
+    weight_decay : float >= 0
+        L2 penalty ``0.5 * weight_decay * ||W||^2`` on the weights.
+    max_norm : float > 0 or None
+        Bound on the L2 norm of each hidden unit's incoming weight vector.
+    """
+
+    loss: str = "auto"
+    optimizer: str = "adam"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    batch_size: int = 32
+    epochs: int = 50
+    weight_decay: float = 0.0
+    max_norm: float | None = None
+
+    def __post_init__(self):
+        if self.loss != "auto" and self.loss not in LOSSES:
+            raise ValueError(f"loss must be 'auto' or one of {LOSSES}; got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        _number(self.learning_rate, "learning_rate", low=0, low_open=True)
+        for name in ("momentum", "beta1", "beta2"):
+            if _number(getattr(self, name), name, low=0, high=1) == 1:
+                raise ValueError(f"{name} must be in [0, 1); got 1")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.epochs, "epochs")
+        _number(self.weight_decay, "weight_decay", low=0)
+        _number(self.max_norm, "max_norm", low=0, low_open=True, allow_none=True)
+
+
+def resolve_loss(output: str, loss: str) -> str:
+    """The loss to use for ``output``; raises if the pair does not fit."""
+    loss = NATURAL_LOSS[output] if loss == "auto" else loss
+    needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
+    if needs is not None and output != needs:
+        raise ValueError(f"loss {loss!r} needs a {needs} output; the network's output is "
+                         f"{output!r} (use loss='squared_error' or 'auto')")
+    return loss
+
+
+def targets(net: MLP, y) -> np.ndarray:
+    """Training targets of shape ``(n_examples, n_outputs)``.
+
+    Integer class labels ``y`` of shape ``(n_examples,)`` become one-hot rows
+    for a softmax output; otherwise ``y`` must already have one column per
+    output (a 1-D ``y`` is read as one column).
+    """
+    y = np.asarray(y)
+    k = net.sizes[-1]
+    if net.output == "softmax" and y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= k:
+            raise ValueError(f"y must hold integer class labels in 0..{k - 1} for a softmax "
+                             f"output with {k} units; got dtype {y.dtype}, "
+                             f"range [{y.min()}, {y.max()}]")
+        return np.eye(k)[y]
+    T = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    if T.shape[1] != k:
+        raise ValueError(f"y must have {k} column(s) to match the network's output; "
+                         f"got shape {np.shape(y)}")
+    return T
+
+
+def loss_and_gradients(net: MLP, X, T, *, loss: str, multipliers=None,
+                       weight_decay: float = 0.0):
+    """The mean loss over the batch and its gradients, by backpropagation.
+
+    Parameters
+    ----------
+    net : MLP
+    X : ndarray, shape (n_examples, n_features)
+    T : ndarray, shape (n_examples, n_outputs)
+        Targets (see :func:`targets`).
+    loss : str
+        One of ``LOSSES`` (not ``"auto"``) that fits ``net.output``.
+    multipliers : mapping int -> ndarray of shape (n_examples, width_l), optional
+        Per-example multipliers of activation layer ``l`` (one joint mask per
+        row, see :func:`ensemble_study.dropout.mask_multipliers`). Unlike
+        :func:`ensemble_study.network.forward`, row ``i`` applies to example
+        ``i`` only.
+    weight_decay : float
+        Adds ``0.5 * weight_decay * sum ||W[l]||^2`` to the loss.
+
+    Returns
+    -------
+    loss : float
+    grad_W : list of ndarray, shapes of ``net.weights``
+    grad_b : list of ndarray, shapes of ``net.biases``
+    """
+    multipliers = multipliers or {}
+    L = net.n_layers
+    inputs, pre = [], []
+    A = X
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        if l in multipliers:
+            A = A * multipliers[l]
+        inputs.append(A)
+        Z = A @ W + b
+        pre.append(Z)
+        if l < L - 1:
+            A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
+    Z, n = pre[-1], X.shape[0]
+    if loss == "cross_entropy":
+        value = -np.sum(T * log_softmax(Z))
+        dZ = OUTPUT_FUNCTIONS["softmax"](Z) - T
+    elif loss == "binary_cross_entropy":
+        value = np.sum(np.logaddexp(0.0, Z) - T * Z)
+        dZ = OUTPUT_FUNCTIONS["sigmoid"](Z) - T
+    else:
+        Y = OUTPUT_FUNCTIONS[net.output](Z)
+        value = 0.5 * np.sum((Y - T) ** 2)
+        dY = Y - T
+        if net.output == "sigmoid":
+            dZ = dY * Y * (1.0 - Y)
+        elif net.output == "softmax":
+            dZ = Y * (dY - np.sum(dY * Y, axis=1, keepdims=True))
+        else:
+            dZ = dY
+    value /= n
+    dZ = dZ / n
+    grad_W, grad_b = [None] * L, [None] * L
+    for l in range(L - 1, -1, -1):
+        grad_W[l] = inputs[l].T @ dZ + weight_decay * net.weights[l]
+        grad_b[l] = dZ.sum(axis=0)
+        if l > 0:
+            dA = dZ @ net.weights[l].T
+            if l in multipliers:
+                dA = dA * multipliers[l]
+            dZ = dA * _activation_grad(net.hidden[l - 1], pre[l - 1])
+    value += 0.5 * weight_decay * sum(np.sum(W**2) for W in net.weights)
+    return float(value), grad_W, grad_b
+
+
+def apply_max_norm(weights: list, max_norm: float) -> None:
+    """Rescale, in place, each hidden unit's incoming weights to norm <= max_norm.
+
+    ``weights[l][:, j]`` feeds hidden unit ``j`` of layer ``l + 1`` for every
+    ``l`` but the last (which feeds the output).
+    """
+    for W in weights[:-1]:
+        norms = np.sqrt(np.sum(W**2, axis=0))
+        W *= np.minimum(1.0, max_norm / np.maximum(norms, np.finfo(np.float64).tiny))
+
+
+def error_rate(output: str, probs, y) -> float:
+    """Fraction of misclassified examples.
+
+    ``probs`` has shape ``(n_examples, n_classes)`` for softmax (argmax) and
+    ``(n_examples, 1)`` for a sigmoid (threshold 0.5); ``y`` holds labels.
+    """
+    probs, y = np.asarray(probs), np.asarray(y).ravel()
+    pred = probs.argmax(axis=1) if output == "softmax" else (probs[:, 0] > 0.5).astype(int)
+    return float(np.mean(pred != y))
+
+
+def negative_log_likelihood(output: str, probs, y) -> float:
+    """Mean ``-log p(true label)``, probabilities clipped below at 1e-12.
+
+    Same shapes as :func:`error_rate`.
+    """
+    probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y).ravel()
+    if output == "softmax":
+        p_true = probs[np.arange(len(y)), y]
+    else:
+        p_true = np.where(y == 1, probs[:, 0], 1.0 - probs[:, 0])
+    return float(-np.mean(np.log(np.maximum(p_true, _PROB_FLOOR))))
+
+
+def train(
+    net: MLP,
+    cfg: DropoutConfig | None,
+    X,
+    y,
+    *,
+    train_cfg: TrainConfig,
+    rng,
+    eval_set: tuple | None = None,
+    progress: bool = False,
+):
+    """Train ``net`` with dropout ``cfg`` by mini-batch gradient descent.
+
+    Every step draws one fresh joint mask per example from ``rng`` (which
+    also shuffles the examples each epoch), so a run is a function of its
+    seed.
+
+    Parameters
+    ----------
+    net : MLP
+        The initial network (left unchanged).
+    cfg : DropoutConfig or None
+        Dropout during training; None trains without dropout.
+    X : array_like, shape (n_examples, n_features)
+    y : array_like, shape (n_examples,) or (n_examples, n_outputs)
+        Class labels for softmax and sigmoid outputs (see :func:`targets`),
+        real targets for an identity output.
+    train_cfg : TrainConfig
+    rng : int, SeedSequence or numpy.random.Generator
+    eval_set : (X_eval, y_eval), optional
+        Labels for a classifier: after each epoch the scheme's scaled pass is
+        scored on it.
+    progress : bool
+        Show a progress bar over epochs on stderr.
+
+    Returns
+    -------
+    net : MLP
+        The trained network.
+    history : DataFrame
+        One row per epoch: ``epoch``, ``train_loss`` (the mean over the
+        epoch's steps of the dropout objective, weight decay included) and,
+        with ``eval_set``, ``eval_loss`` and ``eval_error`` of the scaled
+        pass (``eval_loss`` is the negative log-likelihood for sigmoid and
+        softmax outputs, the squared error otherwise).
+    """
+    if not isinstance(train_cfg, TrainConfig):
+        raise ValueError(f"train_cfg must be a TrainConfig; got {type(train_cfg).__name__}")
+    gen = check_rng(rng)
+    X = check_X(X, net.sizes[0])
+    T = targets(net, y)
+    if T.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y must hold the same number of examples; "
+                         f"got {X.shape[0]} and {T.shape[0]}")
+    loss = resolve_loss(net.output, train_cfg.loss)
+    if cfg is not None:
+        check_config(net, cfg)
+        keep = unit_keep_probs(net, cfg)
+    tc = train_cfg
+    params = [np.array(W) for W in net.weights] + [np.array(b) for b in net.biases]
+    L = net.n_layers
+    velocity = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    step, rows = 0, []
+
+    def current():
+        return MLP(tuple(params[:L]), tuple(params[L:]), net.hidden, net.output)
+
+    epochs = range(1, tc.epochs + 1)
+    if progress:
+        import click
+
+        epochs = click.progressbar(epochs, label="training", file=None)
+    with epochs if progress else nullcontext(epochs) as bar:
+        for epoch in bar:
+            order = gen.permutation(X.shape[0])
+            losses = []
+            for start in range(0, X.shape[0], tc.batch_size):
+                idx = order[start:start + tc.batch_size]
+                mult = (None if cfg is None else
+                        mask_multipliers(net, cfg, sample_masks(keep, idx.size, gen)))
+                value, gW, gb = loss_and_gradients(current(), X[idx], T[idx], loss=loss,
+                                                   multipliers=mult,
+                                                   weight_decay=tc.weight_decay)
+                losses.append(value)
+                step += 1
+                for p, g, v, s in zip(params, gW + gb, velocity, second):
+                    if tc.optimizer == "sgd":
+                        v *= tc.momentum
+                        v -= tc.learning_rate * g
+                        p += v
+                    else:
+                        v += (1 - tc.beta1) * (g - v)
+                        s += (1 - tc.beta2) * (g * g - s)
+                        v_hat = v / (1 - tc.beta1**step)
+                        s_hat = s / (1 - tc.beta2**step)
+                        p -= tc.learning_rate * v_hat / (np.sqrt(s_hat) + 1e-8)
+                if tc.max_norm is not None:
+                    apply_max_norm(params[:L], tc.max_norm)
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            if eval_set is not None:
+                row.update(_evaluate(current(), cfg, *eval_set))
+            rows.append(row)
+    return current(), pd.DataFrame(rows)
+
+
+def _evaluate(net: MLP, cfg, X, y) -> dict:
+    probs = scaled_forward(net, cfg, X) if cfg is not None else predict(net, X)
+    if net.output == "identity":
+        return {"eval_loss": float(0.5 * np.mean(np.sum((probs - targets(net, y)) ** 2, 1)))}
+    return {"eval_loss": negative_log_likelihood(net.output, probs, y),
+            "eval_error": error_rate(net.output, probs, y)}
