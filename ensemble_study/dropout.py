@@ -167,6 +167,7 @@ def mask_multipliers(net: MLP, cfg: DropoutConfig, masks: np.ndarray) -> dict:
 
 def check_masks(net: MLP, cfg: DropoutConfig, masks) -> np.ndarray:
     """Validate a batch of joint masks; shape ``(n_masks, n_dropped_units)``."""
+    check_config(net, cfg)  # before reading the widths of the dropped layers
     n_units = sum(net.sizes[l] for l in cfg.layers)
     masks = np.asarray(masks)
     if masks.ndim == 1:
