@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -84,3 +85,281 @@ def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
 
 # Figure functions follow, one section per study; each is registered with
 # @figure(csv_stem, png_stem).
+
+
+# --- keep_prob sweep, Monte Carlo, subnetwork spread, depth and width -------------
+# (tables from ensemble_study/studies/{sweep,mc,spread,depth}.py)
+
+ACTIVATION_COLORS = {"identity": "tab:gray", "relu": "tab:blue", "tanh": "tab:orange",
+                     "sigmoid": "tab:green"}
+STATISTIC_LABELS = {"arithmetic_mean": "arithmetic mean", "nwgm": "NWGM"}
+BAND = "median over networks, band 10-90%"
+EXACT = 1e-9  # a relative gap below this is rounding error: the two sides are equal
+
+
+def _networks(df) -> str:
+    """Setup text: the architectures and how many random networks each curve summarises."""
+    archs = " and ".join(sorted(df["architecture"].unique()))
+    return f"{archs}; {df['seed'].nunique()} random networks per curve"
+
+
+def _activation_handles(activations):
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=ACTIVATION_COLORS[a], label=a) for a in activations]
+
+
+@figure("sweep", "sweep")
+def plot_sweep(df: pd.DataFrame) -> Figure:
+    """Relative gap |ensemble - scaled pass| / std against keep_prob.
+
+    Rows: output function; columns: ensemble statistic. One median line and
+    band per activation under inverted dropout (solid); vanilla dropout on the
+    same weights dashed; vanilla dropout on the equivalent weights as hollow
+    markers, which must sit on the inverted line.
+    """
+    from matplotlib.lines import Line2D
+
+    outputs = list(dict.fromkeys(df["output"]))
+    stats = [s for s in STATISTIC_LABELS if s in set(df["statistic"])]
+    activations = list(dict.fromkeys(df["activation"]))
+    fig, axes = new_figure(len(outputs), len(stats), width=5.0, height=3.6)
+    for i, out in enumerate(outputs):
+        for j, stat in enumerate(stats):
+            ax = axes[i, j]
+            # Every gap is 0 at keep_prob = 1 (no dropout): nothing to draw on a log axis.
+            sub = df[(df["output"] == out) & (df["statistic"] == stat) & (df["keep_prob"] < 1)]
+            for act in activations:
+                cell = sub[sub["activation"] == act]
+                color = ACTIVATION_COLORS[act]
+                inv = cell[(cell["scheme"] == "inverted") & (cell["weights"] == "original")]
+                if inv.empty or inv["relative_gap"].max() < EXACT:
+                    continue  # zero up to rounding (identity activations, NWGM)
+                x = sorted(inv["keep_prob"].unique())
+                median_band(ax, x, inv.groupby("keep_prob")["relative_gap"], label=act,
+                            color=color)
+                van = cell[(cell["scheme"] == "vanilla") & (cell["weights"] == "original")]
+                med = van.groupby("keep_prob")["relative_gap"].median()
+                ax.plot(med.index, med.to_numpy(), color=color, linestyle="--", linewidth=1)
+                eq = cell[cell["weights"] == "equivalent"]
+                med = eq.groupby("keep_prob")["relative_gap"].median()
+                ax.plot(med.index, med.to_numpy(), color=color, linestyle="none", marker="o",
+                        markerfacecolor="none", markersize=5)
+            ax.set_yscale("log")
+            ax.set_xlim(0, 1.02)
+            ax.set_xlabel("keep_prob (probability of keeping a unit)")
+            ax.set_ylabel("relative gap  |ensemble - scaled| / std")
+            ax.set_title(f"{out} output: {STATISTIC_LABELS[stat]} vs scaled pass", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    handles = _activation_handles(activations) + [
+        Line2D([], [], color="k", label="inverted"),
+        Line2D([], [], color="k", linestyle="--", linewidth=1, label="vanilla, same weights"),
+        Line2D([], [], color="k", linestyle="none", marker="o", markerfacecolor="none",
+               label="vanilla, equivalent weights"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    fig.suptitle(
+        "Exact dropout ensemble vs the scaled pass, dropout on every hidden unit; "
+        f"{_networks(df)}\n{BAND}. Not drawn (zero up to rounding): "
+        "keep_prob 1, and the NWGM of identity-activation networks",
+        fontsize=10,
+    )
+    return fig
+
+
+@figure("sweep", "sweep_slope")
+def plot_sweep_slope(df: pd.DataFrame) -> Figure:
+    """Absolute gap against (1 - q)/q on log-log axes, inverted dropout.
+
+    A reference line of slope 1 shows the small-noise prediction (DESIGN fact
+    7); each legend entry gives the slope fitted for keep_prob >= 0.8.
+    """
+    from .studies.sweep import small_noise_slopes
+
+    q_min = 0.8
+    inv = df[(df["scheme"] == "inverted") & (df["weights"] == "original") & (df["keep_prob"] < 1)]
+    inv = inv.assign(noise=(1 - inv["keep_prob"]) / inv["keep_prob"])
+    slopes = small_noise_slopes(inv, q_min=q_min).set_index(["output", "activation", "statistic"])
+    outputs = list(dict.fromkeys(inv["output"]))
+    stats = [s for s in STATISTIC_LABELS if s in set(inv["statistic"])]
+    fig, axes = new_figure(len(outputs), len(stats), width=5.0, height=3.6)
+    for i, out in enumerate(outputs):
+        for j, stat in enumerate(stats):
+            ax = axes[i, j]
+            sub = inv[(inv["output"] == out) & (inv["statistic"] == stat)]
+            for act in dict.fromkeys(sub["activation"]):
+                cell = sub[sub["activation"] == act]
+                if (out, act, stat) not in slopes.index:
+                    continue  # an exactly-zero gap has no slope
+                slope = slopes.loc[(out, act, stat), "slope"]
+                x = sorted(cell["noise"].unique())
+                median_band(ax, x, cell.groupby("noise")["mean_abs_gap"],
+                            label=f"{act} (slope {slope:.2f})", color=ACTIVATION_COLORS[act])
+            # Slope-1 reference through the median gap at the smallest (1 - q)/q.
+            x0 = sub["noise"].min()
+            y0 = sub[sub["noise"] == x0]["mean_abs_gap"].median()
+            xs = sorted(sub["noise"].unique())
+            ax.plot(xs, [y0 * x / x0 for x in xs], color="k", linestyle=":", linewidth=1.5,
+                    label="slope 1: (1-q)/q")
+            ax.axvline((1 - q_min) / q_min, color="0.5", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("(1 - keep_prob) / keep_prob")
+            ax.set_ylabel("mean |ensemble - scaled|")
+            ax.set_title(f"{out} output: {STATISTIC_LABELS[stat]}, inverted", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        "Does the gap vanish like (1-q)/q as keep_prob q -> 1?  "
+        f"Slopes fitted left of the grey line (q >= {q_min})\n{_networks(df)}; {BAND}",
+        fontsize=10,
+    )
+    return fig
+
+
+@figure("mc", "mc")
+def plot_mc(df: pd.DataFrame) -> Figure:
+    """Error of a K-member sampled ensemble against the exact one, vs K.
+
+    Rows: statistic; columns: activation. The scaled pass's error is the
+    horizontal line; the dotted vertical line marks the smallest K from which
+    sampling is closer to the exact ensemble (median over networks and draws).
+    """
+    from .studies.mc import crossover
+
+    cross = crossover(df).set_index(["activation", "statistic"])
+    stats = [s for s in STATISTIC_LABELS if s in set(df["statistic"])]
+    activations = list(dict.fromkeys(df["activation"]))
+    fig, axes = new_figure(len(stats), len(activations), width=4.2, height=3.4)
+    for i, stat in enumerate(stats):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = df[(df["statistic"] == stat) & (df["activation"] == act)]
+            sampled = sub[sub["method"] == "sampled"]
+            ks = sorted(sampled["n_subnetworks"].unique())
+            median_band(ax, ks, sampled.groupby("n_subnetworks")["mean_abs_gap"],
+                        label="K sampled subnetworks", color="tab:blue", marker=".")
+            scaled = sub.loc[sub["method"] == "scaled", "mean_abs_gap"]
+            ax.axhline(scaled.median(), color="tab:red", linewidth=1.5, label="scaled pass")
+            ax.axhspan(scaled.quantile(0.1), scaled.quantile(0.9), color="tab:red", alpha=0.1,
+                       linewidth=0)
+            k = cross.loc[(act, stat), "k"]
+            if k == k:  # not NaN
+                ax.axvline(k, color="k", linestyle=":", linewidth=1)
+                right = k > np.sqrt(min(ks) * max(ks))  # label on the roomier side
+                ax.text(k, 0.97, f"K = {k:g} " if right else f" K = {k:g}", va="top",
+                        ha="right" if right else "left", transform=ax.get_xaxis_transform(),
+                        fontsize=9)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("K (sampled subnetworks)")
+            ax.set_ylabel("mean |error| vs exact ensemble")
+            ax.set_title(f"{act} hidden units: {STATISTIC_LABELS[stat]}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8, loc="lower left")
+    first = df.iloc[0]
+    fig.suptitle(
+        f"Monte Carlo dropout vs the scaled pass, both against the exact ensemble\n"
+        f"{_networks(df)}, {first['output']} output, {first['scheme']} dropout, "
+        f"keep_prob {first['keep_prob']:g}; {df['repeat'].nunique()} draws per K; {BAND}",
+        fontsize=10,
+    )
+    return fig
+
+
+@figure("spread", "spread")
+def plot_spread(df: pd.DataFrame) -> Figure:
+    """Distribution of every subnetwork's output, with the ensemble and the scaled pass.
+
+    Rows: activation; columns: input. The histogram is weighted by the masks'
+    probabilities; vertical lines mark the arithmetic mean, the NWGM and the
+    scaled pass.
+    """
+    marks = {"arithmetic_mean": ("arithmetic mean", "k", "-"), "nwgm": ("NWGM", "tab:red", "--"),
+             "scaled": ("scaled pass", "tab:blue", ":")}
+    activations = list(dict.fromkeys(df["activation"]))
+    inputs = sorted(df["input"].unique())
+    fig, axes = new_figure(len(activations), len(inputs), width=3.6, height=2.6)
+    for i, act in enumerate(activations):
+        for j, inp in enumerate(inputs):
+            ax = axes[i, j]
+            sub = df[(df["activation"] == act) & (df["input"] == inp)]
+            subnets = sub[sub["quantity"] == "subnetwork"]
+            ax.hist(subnets["value"], bins=40, weights=subnets["probability"], color="0.7",
+                    label="subnetworks")
+            for quantity, (label, color, style) in marks.items():
+                value = sub.loc[sub["quantity"] == quantity, "value"]
+                if not value.empty:
+                    ax.axvline(value.iloc[0], color=color, linestyle=style, linewidth=1.8,
+                               label=label)
+            ax.set_xlabel("subnetwork output")
+            ax.set_ylabel("probability")
+            ax.set_title(f"{act} hidden units, input {inp}", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    first = df.iloc[0]
+    fig.suptitle(
+        f"All {int(first['n_subnetworks']):,} subnetworks of a {first['architecture']} network "
+        f"({first['output']} output), {first['scheme']} dropout on the hidden units, "
+        f"keep_prob {first['keep_prob']:g}",
+        fontsize=10,
+    )
+    return fig
+
+
+@figure("depth", "depth")
+def plot_depth(df: pd.DataFrame) -> Figure:
+    """Relative gap against depth (fixed dropped units) and width (per depth).
+
+    Columns: activation. Top row: the gap against the number of hidden
+    layers for the numbers of dropped units reached by several depths.
+    Bottom row: the gap against the width, one line per depth. Solid lines
+    (with bands) compare the arithmetic mean, dashed lines the NWGM.
+    """
+    from matplotlib.lines import Line2D
+
+    activations = list(dict.fromkeys(df["activation"]))
+    depths_per_budget = df.groupby("n_dropped")["depth"].nunique()
+    budgets = depths_per_budget[depths_per_budget == depths_per_budget.max()].index
+    budgets = sorted(budgets)[-2:]
+    colors = ["tab:purple", "tab:brown", "tab:cyan", "tab:olive", "tab:pink"]
+    fig, axes = new_figure(2, len(activations), width=4.2, height=3.4)
+    for j, act in enumerate(activations):
+        sub = df[df["activation"] == act]
+        rows = [("depth", "n_dropped", budgets, "{} dropped units", "number of hidden layers"),
+                ("width", "depth", sorted(sub["depth"].unique()), "{} hidden layer(s)",
+                 "hidden width (units per layer)")]
+        for i, (x, key, values, label, xlabel) in enumerate(rows):
+            ax = axes[i, j]
+            for value, color in zip(values, colors, strict=False):
+                cell = sub[sub[key] == value]
+                mean = cell[cell["statistic"] == "arithmetic_mean"]
+                xs = sorted(mean[x].unique())
+                median_band(ax, xs, mean.groupby(x)["relative_gap"], label=label.format(value),
+                            color=color, marker="o", markersize=4)
+                med = cell[cell["statistic"] == "nwgm"].groupby(x)["relative_gap"].median()
+                ax.plot(med.index, med.to_numpy(), color=color, linestyle="--", marker="x",
+                        markersize=4, linewidth=1)
+            if x == "width":
+                ax.set_xscale("log", base=2)
+                ax.xaxis.set_major_formatter("{x:g}")
+            else:
+                ax.set_xticks(sorted(sub["depth"].unique()))
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("relative gap  |ensemble - scaled| / std")
+            ax.set_title(f"{act} hidden units", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            handles, _ = ax.get_legend_handles_labels()
+            ax.legend(handles=handles + [
+                Line2D([], [], color="k", label="arithmetic mean"),
+                Line2D([], [], color="k", linestyle="--", marker="x", linewidth=1, label="NWGM"),
+            ], fontsize=8, loc="upper left")
+    first = df.iloc[0]
+    fig.suptitle(
+        f"Depth and width: {first['output']} output, {first['scheme']} dropout on every hidden "
+        f"unit, keep_prob {first['keep_prob']:g}; {df['seed'].nunique()} random networks per "
+        f"point; {BAND}",
+        fontsize=10,
+    )
+    return fig
