@@ -79,6 +79,12 @@ class DropoutConfig:
         object.__setattr__(self, "keep_prob", kp)
         object.__setattr__(self, "layers", layers)
 
+    def __hash__(self):
+        # The read-only mapping proxy is unhashable; hash its items instead.
+        kp = self.keep_prob
+        return hash((tuple(kp.items()) if isinstance(kp, Mapping) else kp,
+                     self.layers, self.scheme))
+
     def layer_keep_prob(self, layer: int) -> float:
         """The keep probability of one dropped layer."""
         if isinstance(self.keep_prob, Mapping):
