@@ -106,3 +106,8 @@ def test_dropout_config_forms():
     assert DropoutConfig(1, layers=1).layers == (1,)  # keep_prob = 1: no dropout
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.keep_prob = 0.9
+    # Equal configs are interchangeable as dictionary keys.
+    same = DropoutConfig({0: 0.5, 1: 0.8}, scheme="vanilla")
+    assert same == per_layer and hash(same) == hash(per_layer)
+    assert {per_layer: 1, cfg: 2}[same] == 1
+    assert DropoutConfig({0: 0.5, 1: 0.9}, scheme="vanilla") != per_layer
