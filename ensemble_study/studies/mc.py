@@ -127,4 +127,4 @@ def crossover(df: pd.DataFrame, *, metric: str = "mean_abs_gap") -> pd.DataFrame
         k = med.index[first] if first < len(beats) else np.nan
         out.append({"activation": act, "statistic": stat, "scaled": scaled, "k": k,
                     "sampled_at_k": med.iloc[first] if first < len(beats) else np.nan})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["activation", "statistic", "scaled", "k", "sampled_at_k"])

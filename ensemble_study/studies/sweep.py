@@ -135,4 +135,4 @@ def small_noise_slopes(df: pd.DataFrame, *, metric: str = "mean_abs_gap",
         if slopes:
             out.append({**dict(zip(keys, key, strict=True)), "slope": float(np.median(slopes)),
                         "n_networks": len(slopes)})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=[*keys, "slope", "n_networks"])

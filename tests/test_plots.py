@@ -1,0 +1,114 @@
+"""Figures of the sweep, mc, spread and depth studies, drawn from tiny saved tables."""
+
+import pytest
+from matplotlib.figure import Figure
+
+from ensemble_study import plots
+from ensemble_study.results import load_result, save_result
+from ensemble_study.studies import depth, mc, spread, sweep
+
+TINY = {
+    "sweep": dict(activations=("identity", "relu", "tanh"), outputs=("sigmoid", "softmax"),
+                  keep_probs=(0.2, 0.5, 0.9, 0.95, 1.0), width=2, depth=2, n_features=3,
+                  n_inputs=4, n_seeds=3, seed=0),
+    "mc": dict(activations=("relu", "sigmoid"), output="softmax", scheme="inverted",
+               keep_prob=0.5, width=2, depth=2, n_features=3, n_inputs=4, n_seeds=2,
+               ks=(1, 10, 100), n_repeats=3, seed=0),
+    "spread": dict(activations=("relu", "tanh"), output="sigmoid", scheme="inverted",
+                   keep_prob=0.5, width=2, depth=2, n_features=3, n_inputs=3, seed=0),
+    "depth": dict(activations=("relu", "tanh"), output="softmax", scheme="inverted",
+                  keep_prob=0.5, depths=(1, 2, 3), widths=(2, 3, 4, 6), max_dropped=6,
+                  n_features=3, n_inputs=4, n_seeds=3, seed=0),
+}
+MODULES = {"sweep": sweep, "mc": mc, "spread": spread, "depth": depth}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Tiny tables saved and read back, as the figures command sees them."""
+    folder = tmp_path_factory.mktemp("results")
+    for name, params in TINY.items():
+        save_result(MODULES[name].run(**params), folder / f"{name}.csv", params)
+    return folder
+
+
+def labelled(fig):
+    for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    assert fig.get_suptitle()
+
+
+def legend_labels(ax):
+    return {line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_sweep_figure_has_one_line_and_band_per_activation(results):
+    df = load_result(results / "sweep.csv")
+    fig = plots.plot_sweep(df)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 2  # outputs x statistics
+    labelled(fig)
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log"
+        # The NWGM of identity-activation networks equals the scaled pass: not drawn.
+        expected = ({"relu", "tanh"} if "NWGM" in ax.get_title()
+                    else {"identity", "relu", "tanh"})
+        assert legend_labels(ax) == expected
+        assert len(ax.collections) == len(expected)  # one band each
+        # Each drawn activation also has its vanilla line and equivalent-weights markers.
+        assert len(ax.get_lines()) == 3 * len(expected)
+
+
+def test_sweep_slope_figure_has_a_reference_slope(results):
+    fig = plots.plot_sweep_slope(load_result(results / "sweep.csv"))
+    labelled(fig)
+    for ax in fig.axes:
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        labels = legend_labels(ax)
+        assert "slope 1: (1-q)/q" in labels
+        acts = {label.split(" (slope")[0] for label in labels if "(slope" in label}
+        assert acts == ({"relu", "tanh"} if "NWGM" in ax.get_title()
+                        else {"identity", "relu", "tanh"})
+        assert len(ax.collections) == len(acts)
+
+
+def test_mc_figure_marks_the_scaled_pass(results):
+    fig = plots.plot_mc(load_result(results / "mc.csv"))
+    assert len(fig.axes) == 2 * 2  # statistics x activations
+    labelled(fig)
+    for ax in fig.axes:
+        assert {"K sampled subnetworks", "scaled pass"} <= legend_labels(ax)
+        assert ax.get_xscale() == "log"
+        sampled = next(line for line in ax.get_lines()
+                       if line.get_label() == "K sampled subnetworks")
+        assert list(sampled.get_xdata()) == [1, 10, 100]
+
+
+def test_spread_figure_marks_mean_nwgm_and_scaled(results):
+    fig = plots.plot_spread(load_result(results / "spread.csv"))
+    assert len(fig.axes) == 2 * 3  # activations x inputs
+    labelled(fig)
+    for ax in fig.axes:
+        assert legend_labels(ax) == {"arithmetic mean", "NWGM", "scaled pass"}
+        assert len(ax.patches) == 40  # the histogram's bars
+        heights = sum(p.get_height() for p in ax.patches)
+        assert heights == pytest.approx(1.0)  # weighted by mask probabilities
+
+
+def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
+    df = load_result(results / "depth.csv")
+    fig = plots.plot_depth(df)
+    assert len(fig.axes) == 2 * 2  # (vs depth, vs width) x activations
+    labelled(fig)
+    top, bottom = fig.axes[0], fig.axes[2]  # subplots are laid out row by row
+    # 6 dropped units is the only budget reached by all three depths (1x6, 2x3, 3x2).
+    assert legend_labels(top) == {"6 dropped units"}
+    assert legend_labels(bottom) == {"1 hidden layer(s)", "2 hidden layer(s)",
+                                     "3 hidden layer(s)"}
+    assert len(bottom.collections) == 3
+
+
+def test_render_all_writes_every_png(results, tmp_path):
+    written = plots.render_all(results, tmp_path)
+    assert {p.name for p in written} == {"sweep.png", "sweep_slope.png", "mc.png",
+                                        "spread.png", "depth.png"}
+    assert all(p.stat().st_size > 10_000 for p in written)
