@@ -154,7 +154,7 @@ def test_spread_summaries_match_the_subnetworks():
     df = spread.run(activations=("relu", "sigmoid"), output="sigmoid", scheme="vanilla",
                     keep_prob=0.3, width=2, depth=2, n_features=3, n_inputs=2, seed=5)
     assert_tidy(df)
-    for (act, inp), g in df.groupby(["activation", "input"]):
+    for _, g in df.groupby(["activation", "input"]):
         sub = g[g["quantity"] == "subnetwork"]
         assert len(sub) == 2**4 == sub["n_subnetworks"].iloc[0]
         p, y = sub["probability"].to_numpy(), sub["value"].to_numpy()

@@ -1,0 +1,116 @@
+"""The sweep, mc, spread, depth, figures and reproduce commands, through CliRunner."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ensemble_study import cli
+
+# Tiny grids: each command runs in well under a second.
+COMMANDS = {
+    "sweep": ["--width", "2", "--n-seeds", "2", "--n-inputs", "3", "--keep-prob", "0.5",
+              "--keep-prob", "1", "--activation", "relu", "--activation", "identity"],
+    "mc": ["--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1", "--k", "20",
+           "--n-repeats", "2", "--activation", "tanh"],
+    "spread": ["--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
+    "depth": ["--width", "2", "--width", "3", "--depth", "1", "--depth", "2", "--n-seeds", "1",
+              "--n-inputs", "3", "--max-dropped", "6"],
+}
+COLUMNS = {
+    "sweep": ["study", "architecture", "activation", "output", "scheme", "weights", "keep_prob",
+              "seed", "method", "n_subnetworks", "statistic", "mean_abs_gap", "max_abs_gap",
+              "relative_gap", "kl", "disagreement"],
+    "mc": ["method", "n_subnetworks", "repeat", "statistic", "mean_abs_gap", "relative_gap"],
+    "spread": ["input", "quantity", "subnetwork", "probability", "value"],
+    "depth": ["depth", "width", "n_dropped", "statistic", "mean_abs_gap", "relative_gap"],
+}
+
+
+def invoke(args, folder):
+    runner = CliRunner()
+    # With temp_dir, click keeps the folder afterwards: the tests read the files.
+    with runner.isolated_filesystem(temp_dir=folder) as cwd:
+        result = runner.invoke(cli.main, args)
+        files = sorted(str(p) for p in Path().rglob("*") if p.is_file())
+    return result, files, Path(cwd)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_study_command_writes_csv_and_sidecar(name, tmp_path):
+    result, files, cwd = invoke([name, *COMMANDS[name], "--out", "out/table.csv"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert files == ["out/table.csv", "out/table.json"]
+    df = pd.read_csv(cwd / "out/table.csv")
+    assert set(COLUMNS[name]) <= set(df.columns) and len(df) > 0
+    assert (df["study"] == name).all()
+    meta = json.loads((cwd / "out/table.json").read_text())
+    assert meta["params"]["seed"] == 0 and meta["rows"] == len(df)
+
+
+def test_default_out_is_under_results(tmp_path):
+    result, files, _ = invoke(["spread", *COMMANDS["spread"]], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert files == ["results/spread.csv", "results/spread.json"]
+
+
+def test_options_reach_the_study(tmp_path):
+    result, _, cwd = invoke(["sweep", *COMMANDS["sweep"], "--output", "identity", "--seed",
+                             "5", "--out", "s.csv"], tmp_path)
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(cwd / "s.csv")
+    assert set(df["output"]) == {"identity"} and set(df["keep_prob"]) == {0.5, 1.0}
+    assert set(df["activation"]) == {"relu", "identity"} and set(df["seed"]) == {0, 1}
+    assert set(df["architecture"]) == {"4-2-2-1"}
+
+
+@pytest.mark.parametrize("name, bad", [
+    ("sweep", ["--keep-prob", "0"]),
+    ("sweep", ["--keep-prob", "1.2"]),
+    ("mc", ["--keep-prob", "-0.5"]),
+    ("spread", ["--keep-prob", "0"]),
+    ("depth", ["--keep-prob", "2"]),
+    ("sweep", ["--activation", "gelu"]),
+    ("mc", ["--activation", "swish"]),
+    ("spread", ["--activation", "softplus"]),
+    ("depth", ["--activation", "elu"]),
+    ("spread", ["--output", "softmax"]),
+    ("mc", ["--scheme", "dropconnect"]),
+    ("sweep", ["--width", "11"]),  # 22 dropped units: too many to enumerate
+])
+def test_bad_input_exits_2_with_usage_and_writes_nothing(name, bad, tmp_path):
+    result, files, _ = invoke([name, *COMMANDS[name], *bad, "--out", "out/x.csv"], tmp_path)
+    assert result.exit_code == 2
+    assert "Usage:" in result.output and "Error" in result.output
+    assert files == []
+
+
+def test_every_option_has_help():
+    for name in COMMANDS:
+        for param in cli.main.commands[name].params:
+            assert getattr(param, "help", None), f"{name} {param.name}"
+
+
+def test_figures_after_the_studies(tmp_path):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        for name, args in COMMANDS.items():
+            assert runner.invoke(cli.main, [name, *args]).exit_code == 0
+        result = runner.invoke(cli.main, ["figures"])
+        assert result.exit_code == 0, result.output
+        pngs = {p.name for p in Path("figures").glob("*.png")}
+    assert pngs == {"sweep.png", "sweep_slope.png", "mc.png", "spread.png", "depth.png"}
+
+
+def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["sweep", "mc", "spread", "depth"])
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        result = runner.invoke(cli.main, ["reproduce", "--quick"])
+        assert result.exit_code == 0, result.output
+        csvs = {p.name for p in Path("results").glob("*.csv")}
+        pngs = {p.name for p in Path("figures").glob("*.png")}
+    assert csvs == {"sweep.csv", "mc.csv", "spread.csv", "depth.csv"}
+    assert {"sweep.png", "sweep_slope.png", "mc.png", "spread.png", "depth.png"} <= pngs
