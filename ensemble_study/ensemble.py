@@ -12,12 +12,23 @@ unit ``log G - log G' = E[log y - log(1 - y)] = E[z]``, so
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._checks import check_positive_int, check_rng
 from .dropout import DropoutConfig, check_config, mask_multipliers, unit_keep_probs
+from .kernels import (
+    Moments,
+    default_threads,
+    generic_task,
+    n_outer_chunks,
+    run_chunks,
+    shortcut_chunk,
+    shortcut_moments,
+    shortcut_plan,
+)
 from .masks import enumerate_masks, n_free_units, sample_masks
 from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
 
@@ -74,35 +85,8 @@ def subnetwork_outputs(net: MLP, cfg: DropoutConfig, X, masks, *, logits: bool =
     return forward(net, X, mask_multipliers(net, cfg, masks), logits=logits)
 
 
-class _Moments:
-    """Weighted mean and spread of chunks of outputs, merged pairwise.
-
-    Each chunk contributes its own weighted mean and sum of squared
-    deviations; chunks are merged with Chan et al.'s update. This is exact
-    in exact arithmetic and avoids the cancellation of E[y^2] - E[y]^2.
-    """
-
-    def __init__(self):
-        self.weight = 0.0
-        self.mean = self.m2 = self.mean_logits = None
-
-    def add(self, w: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
-        """Add a chunk: weights ``(c,)``, outputs and logits ``(c, n, k)``."""
-        wc = float(w.sum())
-        if wc == 0.0:
-            return
-        mc = np.tensordot(w, y, axes=1) / wc
-        m2c = np.tensordot(w, (y - mc) ** 2, axes=1)
-        zc = np.tensordot(w, z, axes=1) / wc
-        if self.mean is None:
-            self.weight, self.mean, self.m2, self.mean_logits = wc, mc, m2c, zc
-            return
-        total = self.weight + wc
-        delta = mc - self.mean
-        self.mean = self.mean + delta * (wc / total)
-        self.m2 = self.m2 + m2c + delta**2 * (self.weight * wc / total)
-        self.mean_logits = self.mean_logits + (zc - self.mean_logits) * (wc / total)
-        self.weight = total
+# The accumulator lives with the kernels; the old name stays importable.
+_Moments = Moments
 
 
 def _geometric_mean(output: str, mean_logits: np.ndarray):
@@ -113,14 +97,16 @@ def _default_chunk(net: MLP, n_examples: int) -> int:
     return max(1, _CHUNK_ELEMENTS // (n_examples * max(net.sizes)))
 
 
-def _chunks_with_progress(chunks, n_chunks: int, progress: bool, label: str):
+@contextmanager
+def _progress_bar(progress: bool, n_chunks: int, label: str):
+    """Yield an ``update(n_done)`` callable drawing a bar on stderr, or None."""
     if not progress:
-        yield from chunks
+        yield None
         return
     import click
 
-    with click.progressbar(chunks, length=n_chunks, label=label, file=None) as bar:
-        yield from bar
+    with click.progressbar(length=n_chunks, label=label, file=None) as bar:
+        yield bar.update
 
 
 def exact_ensemble(
@@ -165,15 +151,21 @@ def exact_ensemble(
             f"max_subnetworks={max_subnetworks:,}; raise max_subnetworks, or estimate the "
             f"ensemble with sample_ensemble(net, cfg, X, n_samples, rng)"
         )
-    chunk_size = (_default_chunk(net, X.shape[0]) if chunk_size is None
-                  else check_positive_int(chunk_size, "chunk_size"))
-    acc = _Moments()
-    chunks = enumerate_masks(q, chunk_size)
-    for masks, log_probs in _chunks_with_progress(
-        chunks, math.ceil(total / chunk_size), progress, f"{total:,} subnetworks"
-    ):
-        z = forward(net, X, mask_multipliers(net, cfg, masks), logits=True)
-        acc.add(np.exp(log_probs), OUTPUT_FUNCTIONS[net.output](z), z)
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+    label = f"{total:,} subnetworks"
+    plan = shortcut_plan(net, cfg)
+    if plan is not None:
+        size = shortcut_chunk(plan, X.shape[0], chunk_size)
+        with _progress_bar(progress, n_outer_chunks(plan, size), label) as update:
+            acc = shortcut_moments(net, cfg, X, plan, chunk_size=size, progress=update)
+    else:
+        size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+        n_chunks = math.ceil(total / size)
+        chunks = ((m, np.exp(lp)) for m, lp in enumerate_masks(q, size))
+        task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))
+        with _progress_bar(progress, n_chunks, label) as update:
+            acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1, update)
     # Masks of non-zero probability sum to 1 up to rounding; divide it out.
     return EnsembleResult(
         mean=acc.mean,
@@ -222,11 +214,13 @@ def sample_ensemble(
     masks = sample_masks(unit_keep_probs(net, cfg), n_samples, gen)
     chunk_size = (_default_chunk(net, X.shape[0]) if chunk_size is None
                   else check_positive_int(chunk_size, "chunk_size"))
-    acc = _Moments()
-    for start in range(0, n_samples, chunk_size):
-        chunk = masks[start:start + chunk_size]
-        z = forward(net, X, mask_multipliers(net, cfg, chunk), logits=True)
-        acc.add(np.ones(chunk.shape[0]), OUTPUT_FUNCTIONS[net.output](z), z)
+    # The generic path's chunk task: K sampled subnetworks cost what K
+    # enumerated ones cost on that path, on the same threads.
+    task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))
+    chunks = ((masks[s:s + chunk_size], np.ones(min(chunk_size, n_samples - s)))
+              for s in range(0, n_samples, chunk_size))
+    n_chunks = math.ceil(n_samples / chunk_size)
+    acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         stderr = (np.sqrt(acc.m2 / (n_samples - 1) / n_samples) if n_samples > 1
                   else np.full_like(acc.mean, np.nan))

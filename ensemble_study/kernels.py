@@ -1,0 +1,500 @@
+"""Fast exact kernels behind :func:`ensemble_study.ensemble.exact_ensemble`.
+
+Let ``k`` be the last dropped layer with ``keep_prob < 1`` (the *inner*
+layer) and suppose it feeds the output layer directly (``k == L - 1``; this
+includes input dropout in a network with no hidden layer). Then, for a fixed
+mask of the other dropped layers (an *outer* mask) and a fixed example, the
+logits are affine in the inner mask ``m``::
+
+    z(m) = b + sum_j m_j v_j,   v_j = c * a_j * W[L-1][j, :]
+
+with ``a`` the activation of layer ``L-1`` and ``c = 1`` (vanilla) or
+``1 / keep_prob`` (inverted). This gives exact shortcuts (DESIGN fact 9):
+
+* ``E[z] = b + q sum_j v_j`` and ``Var(z) = q (1 - q) sum_j v_j**2``
+  (independent Bernoulli units): the identity output's mean and variance and
+  the NWGM (``softmax(E[z])``, ``sigmoid(E[z])``) need only the outer masks.
+* ``exp(z_i(m)) = exp(b_i) prod_j exp(m_j v_ji)``. Split the inner units into
+  two halves ``(s, t)``; the tables ``T1[s, i]``, ``T2[t, i]`` of the two
+  halves' products give every denominator as one matrix product
+  ``D = T1 @ T2.T`` and the softmax mean as a second contraction,
+  ``E[y_i] = sum_s P1[s] T1[s, i] sum_t P2[t] T2[t, i] / D[s, t]``, and
+  ``E[y_i^2]`` likewise with ``1 / D**2``: a few tens of flops per
+  subnetwork and no exp. Each unit's factor is shifted by its largest class
+  contribution, so every table entry is <= 1 (softmax is unchanged by a
+  shift common to the classes of one subnetwork). A sigmoid unit is a
+  two-class softmax with logits ``(0, z)``.
+
+Two guards keep this exact to float precision; a guarded (outer mask,
+example) pair is recomputed directly in log space (one log-softmax per
+subnetwork):
+
+* underflow: when some table product could fall below ``exp(-340)`` (a
+  logit spread of a few hundred inside one subnetwork), ``1 / D**2`` could
+  overflow or an entry lose precision;
+* cancellation: the variance ``E[y^2] - E[y]^2`` of one pair loses
+  ``log10(E[y^2] / Var)`` digits; when that ratio exceeds ``1e4`` the pair is
+  recomputed with the centred two-pass formula.
+
+Everything else takes the generic path: every joint mask's full forward
+pass, in chunks. Statistics are accumulated in float64, hierarchically: per
+pair (a sum over the inner block), per chunk of outer masks, then merged
+across chunks with Chan et al.'s pairwise update. Chunks run on a few
+threads with BLAS held to one thread each (the matrix products are small;
+numpy releases the GIL inside them), and are merged in chunk order, so the
+result does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .dropout import DropoutConfig
+from .masks import enumerate_masks
+from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, forward
+
+# Elements of one (pair x inner block) array in the softmax kernel (2 MiB): small
+# enough to stay in cache-sized pieces, large enough to amortise Python overhead.
+_BLOCK_ELEMENTS = 2**18
+# Below exp(-340) a table product could make 1 / D**2 overflow (e^680 < 1.8e308).
+_MIN_LOG_FACTOR = -340.0
+# Recompute a pair directly when E[y^2] / Var exceeds this (cancellation).
+_MAX_CANCELLATION = 1e4
+
+
+def default_threads() -> int:
+    """Threads used over chunks: the CPUs this process may run on, at most 2."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(2, n))
+
+
+class Moments:
+    """Weighted mean and spread of batches of outputs, merged pairwise.
+
+    Each batch contributes its weighted mean and its weighted sum of squared
+    deviations (plus, optionally, a within-member variance: each member is
+    then itself a group, e.g. an inner block summarised analytically).
+    Batches are merged with Chan et al.'s update, exact in exact arithmetic
+    and free of the cancellation of ``E[y^2] - E[y]^2``.
+    """
+
+    def __init__(self):
+        self.weight = 0.0
+        self.mean = self.m2 = self.mean_logits = None
+
+    def add(self, w, y, z, within=None) -> None:
+        """Add a batch: weights ``(c,)``, outputs and logits ``(c, n, k)``.
+
+        ``within`` (``(c, n, k)``), if given, is each member's own variance.
+        """
+        wc = float(w.sum())
+        if wc == 0.0:
+            return
+        batch = Moments()
+        batch.weight = wc
+        batch.mean = np.tensordot(w, y, axes=1) / wc
+        batch.m2 = np.tensordot(w, (y - batch.mean) ** 2, axes=1)
+        if within is not None:
+            batch.m2 += np.tensordot(w, within, axes=1)
+        batch.mean_logits = np.tensordot(w, z, axes=1) / wc
+        self.merge(batch)
+
+    def merge(self, other: Moments) -> None:
+        """Merge another accumulator into this one."""
+        if other.mean is None:
+            return
+        if self.mean is None:
+            self.weight, self.mean, self.m2, self.mean_logits = (
+                other.weight, other.mean, other.m2, other.mean_logits)
+            return
+        total = self.weight + other.weight
+        share = other.weight / total
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * share
+        self.m2 = self.m2 + other.m2 + delta**2 * (self.weight * share)
+        self.mean_logits = self.mean_logits + (other.mean_logits - self.mean_logits) * share
+        self.weight = total
+
+
+def run_chunks(task: Callable, chunks: Iterable, n_threads: int, progress=None) -> Moments:
+    """``task(chunk) -> Moments`` over every chunk, merged in chunk order.
+
+    At most ``2 * n_threads`` chunks are in flight, so memory is bounded by
+    the chunk size whatever the number of chunks. With more than one thread,
+    BLAS is held to one thread per call (threadpoolctl, when installed).
+    """
+    acc = Moments()
+    chunks = iter(chunks)
+    if n_threads <= 1:
+        for chunk in chunks:
+            acc.merge(task(chunk))
+            if progress is not None:
+                progress(1)
+        return acc
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=1, user_api="blas")
+    except ImportError:
+        limits = nullcontext()
+    with limits, ThreadPoolExecutor(n_threads) as pool:
+        pending = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(task, chunk))
+            if len(pending) >= 2 * n_threads:
+                acc.merge(pending.popleft().result())
+                if progress is not None:
+                    progress(1)
+        while pending:
+            acc.merge(pending.popleft().result())
+            if progress is not None:
+                progress(1)
+    return acc
+
+
+# ---------------------------------------------------------------------------
+# Inner block: moments over the inner layer's mask for a batch of pairs.
+
+
+@lru_cache(maxsize=64)
+def _bits(n: int) -> np.ndarray:
+    """Every 0/1 row of length n in binary counting order, shape ``(2**n, n)``."""
+    bits = ((np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(np.float64)
+    bits.setflags(write=False)
+    return bits
+
+
+@lru_cache(maxsize=64)
+def _mask_probs(n: int, q: float) -> np.ndarray:
+    """Probability of mask ``s`` of n units of keep_prob q, shape ``(2**n,)``.
+
+    It depends only on how many units ``s`` keeps (its popcount), so it fits
+    both :func:`_bits` and :func:`_product_table`, whatever their bit order.
+    """
+    kept = np.arange(n + 1)
+    by_count = np.exp(kept * math.log(q) + (n - kept) * math.log1p(-q))
+    probs = by_count[_bits(n).sum(axis=1).astype(np.int64)]
+    probs.setflags(write=False)
+    return probs
+
+
+def _product_table(E: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Products of every subset of factors, by doubling (no exp).
+
+    ``E`` has shape ``(B, m, K)``; entry ``s`` of ``out``, shape
+    ``(B, 2**m, K)``, becomes the product of the factors ``E[:, j]`` over the
+    set bits ``j`` of ``s``.
+    """
+    out[:, 0] = 1.0
+    for j in range(E.shape[1]):
+        np.multiply(out[:, :2**j], E[:, j, None, :], out=out[:, 2**j:2**(j + 1)])
+    return out
+
+
+_local = threading.local()
+
+
+def _workspace(B: int, S1: int, S2: int, K: int) -> dict:
+    """Per-thread scratch arrays of the softmax kernel, reused across blocks.
+
+    Fresh multi-megabyte arrays for every block cost page faults that were
+    measured to double the kernel's time.
+    """
+    ws = getattr(_local, "ws", None)
+    if ws is None or ws["key"] != (S1, S2, K) or ws["B"] < B:
+        ws = {"key": (S1, S2, K), "B": B}
+        for name, shape in (("T1", (S1, K)), ("T2", (S2, K)), ("T2w", (S2, K)),
+                            ("M", (S1, K)), ("R", (S1, S2)), ("R2", (S1, S2))):
+            ws[name] = np.empty((B,) + shape)
+        _local.ws = ws
+    return ws
+
+
+def _direct_block(V: np.ndarray, bias: np.ndarray, q: float):
+    """Softmax mean and variance over every inner mask, one softmax each.
+
+    The reference-like path for pairs whose tables could underflow: each
+    subnetwork's logits are shifted by their own maximum. ``V`` ``(F, n, K)``,
+    ``bias`` ``(K,)`` or ``(F, K)``; returns mean and variance ``(F, K)``.
+    """
+    n = V.shape[1]
+    P = _mask_probs(n, q)
+    z = np.matmul(_bits(n), V) + bias[..., None, :]
+    z -= z.max(axis=-1, keepdims=True)
+    y = np.exp(z, out=z)
+    y /= y.sum(axis=-1, keepdims=True)
+    mean = np.matmul(P, y)
+    return mean, np.matmul(P, (y - mean[:, None, :]) ** 2)
+
+
+def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
+    """Softmax mean (and variance) over the inner masks of a batch of pairs.
+
+    Parameters
+    ----------
+    V : ndarray, shape (B, n, K)
+        Per-unit logit contributions ``v_j`` of each pair.
+    bias : ndarray, shape (K,) or (B, K)
+    q : float
+        Keep probability of the inner units.
+    variance : bool
+
+    Returns
+    -------
+    mean, var : ndarray, shape (B, K) (var is None unless ``variance``)
+    """
+    B, n, K = V.shape
+    n1 = n // 2
+    P1, P2 = _mask_probs(n1, q), _mask_probs(n - n1, q)
+    ws = _workspace(B, 2**n1, 2**(n - n1), K)
+    with np.errstate(all="ignore"):  # guarded pairs are recomputed below
+        shifted = V - V.max(axis=2, keepdims=True)
+        log_bias = bias - bias.max(axis=-1, keepdims=True)
+        # The smallest log of any table product is with every unit kept.
+        underflow = (shifted.sum(axis=1) + log_bias).min(axis=1) < _MIN_LOG_FACTOR
+        E = np.exp(shifted)
+        T1 = _product_table(E[:, :n1], ws["T1"][:B])
+        T1 *= np.exp(log_bias)[..., None, :]
+        T2 = _product_table(E[:, n1:], ws["T2"][:B])
+        R = np.matmul(T1, T2.transpose(0, 2, 1), out=ws["R"][:B])  # D, (B, 2^n1, 2^n2)
+        np.reciprocal(R, out=R)
+        T2w = np.multiply(T2, P2[:, None], out=ws["T2w"][:B])
+        M = np.matmul(R, T2w, out=ws["M"][:B])
+        M *= T1
+        mean = np.matmul(P1, M)
+        var = None
+        if variance:
+            T2w *= T2
+            np.matmul(np.multiply(R, R, out=ws["R2"][:B]), T2w, out=M)
+            M *= T1
+            M *= T1
+            second = np.matmul(P1, M)
+            var = second - mean**2
+            cancel = ~underflow & ~np.all(var * _MAX_CANCELLATION >= second, axis=1)
+            _centred_variance(np.flatnonzero(cancel), T1, T2, R, P1, P2, mean, var)
+    redo = np.flatnonzero(underflow)
+    step = max(1, _BLOCK_ELEMENTS // (2**n * K))
+    for start in range(0, redo.size, step):
+        idx = redo[start:start + step]
+        m, v = _direct_block(V[idx], bias if bias.ndim == 1 else bias[idx], q)
+        mean[idx] = m
+        if variance:
+            var[idx] = v
+    return mean, var
+
+
+def _sigmoid_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
+    """:func:`_softmax_block` for independent sigmoid units.
+
+    Each unit is a two-class softmax with logits ``(0, z)``; its class 1 is
+    the sigmoid. ``V`` ``(B, n, K)``, ``bias`` ``(K,)``; returns ``(B, K)``.
+    """
+    B, n, K = V.shape
+    V2 = np.zeros((B, K, n, 2))
+    V2[..., 1] = V.transpose(0, 2, 1)
+    b2 = np.zeros((B * K, 2))
+    b2[:, 1] = np.tile(bias, B)
+    m, v = _softmax_block(V2.reshape(B * K, n, 2), b2, q, variance)
+    return m[:, 1].reshape(B, K), (v[:, 1].reshape(B, K) if variance else None)
+
+
+def _centred_variance(idx, T1, T2, R, P1, P2, mean, var) -> None:
+    """Overwrite ``var[idx]`` with the two-pass ``E[(y - E y)^2]`` from the tables.
+
+    Each subnetwork's output ``y = T1 * T2 / D`` is formed (two products, no
+    exp), so this costs a few flops per subnetwork and class.
+    """
+    B, S, K = T1.shape
+    step = max(1, _BLOCK_ELEMENTS // (S * T2.shape[1] * K))
+    for start in range(0, idx.size, step):
+        i = idx[start:start + step]
+        y = T1[i][:, :, None, :] * T2[i][:, None, :, :]
+        y *= R[i][:, :, :, None]
+        y -= mean[i][:, None, None, :]
+        y *= y
+        var[i] = np.matmul(P1, np.matmul(P2, y))
+
+
+# ---------------------------------------------------------------------------
+# The shortcut path.
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the shortcut path splits the dropped layers."""
+
+    inner_q: float
+    inner_scale: float  # c: 1 (vanilla) or 1 / q (inverted)
+    outer: DropoutConfig | None  # the other dropped layers (None: none)
+    outer_q: np.ndarray  # keep_prob of every outer unit
+    prefix: MLP | None  # layers 0..L-2, identity output (None when L == 1)
+    n_inner: int
+
+
+def shortcut_plan(net: MLP, cfg: DropoutConfig) -> _Plan | None:
+    """The shortcut split, or None when the generic path must be used.
+
+    The shortcut applies when the last dropped layer with ``keep_prob < 1``
+    is ``L - 1``, the layer that feeds the output (for a network with no
+    hidden layer: the input).
+    """
+    L = net.n_layers
+    free = [l for l in cfg.layers if cfg.layer_keep_prob(l) < 1]
+    if not free or free[-1] != L - 1:
+        return None
+    q = cfg.layer_keep_prob(L - 1)
+    outer_layers = [l for l in cfg.layers if l != L - 1]
+    outer = (DropoutConfig({l: cfg.layer_keep_prob(l) for l in outer_layers},
+                           scheme=cfg.scheme) if outer_layers else None)
+    outer_q = (np.concatenate([np.full(net.sizes[l], cfg.layer_keep_prob(l))
+                               for l in outer_layers]) if outer_layers else np.ones(0))
+    prefix = (MLP(net.weights[:-1], net.biases[:-1], net.hidden[:-1], "identity")
+              if L > 1 else None)
+    return _Plan(q, 1.0 if cfg.scheme == "vanilla" else 1.0 / q, outer, outer_q,
+                 prefix, net.sizes[L - 1])
+
+
+def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Activation ``L-1`` under each outer mask, shape ``(c, n_examples, width)``."""
+    if plan.prefix is None:
+        return np.broadcast_to(X, (masks.shape[0],) + X.shape)
+    multipliers, start = {}, 0
+    for l in plan.outer.layers if plan.outer is not None else ():
+        width = net.sizes[l]
+        m = masks[:, start:start + width].astype(np.float64)
+        start += width
+        multipliers[l] = m / plan.outer.layer_keep_prob(l) if plan.outer.scheme == "inverted" else m
+    Z = forward(plan.prefix, X, multipliers, logits=True)
+    A = ACTIVATION_FUNCTIONS[net.hidden[-1]](Z)
+    return A if A.ndim == 3 else np.broadcast_to(A, (masks.shape[0],) + A.shape)
+
+
+def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
+    W, b = net.weights[-1], net.biases[-1]
+    scaled_W = plan.inner_scale * W
+    q = plan.inner_q
+    output = net.output
+
+    def task(chunk) -> Moments:
+        masks, log_probs = chunk
+        A = _last_hidden(net, plan, X, masks)  # (c, n, h)
+        c, n, h = A.shape
+        mean_logits = q * (A @ scaled_W) + b
+        acc = Moments()
+        if output == "identity" or not arithmetic:
+            within = None
+            if variance and output == "identity":
+                within = (q * (1 - q)) * ((A * A) @ (scaled_W * scaled_W))
+            acc.add(np.exp(log_probs), mean_logits, mean_logits, within)
+            return acc
+        flat = A.reshape(c * n, h)
+        mean = np.empty((c * n, W.shape[1]))
+        var = np.empty_like(mean) if variance else None
+        for start in range(0, c * n, pairs_per_block):
+            a = flat[start:start + pairs_per_block]
+            V = a[:, :, None] * scaled_W
+            if output == "sigmoid":
+                m, v = _sigmoid_block(V, b, q, variance)
+            else:
+                m, v = _softmax_block(V, b, q, variance)
+            mean[start:start + len(a)] = m
+            if variance:
+                var[start:start + len(a)] = v
+        shape = (c, n, W.shape[1])
+        acc.add(np.exp(log_probs), mean.reshape(shape), mean_logits,
+                var.reshape(shape) if variance else None)
+        return acc
+
+    return task
+
+
+def shortcut_moments(
+    net: MLP,
+    cfg: DropoutConfig,
+    X: np.ndarray,
+    plan: _Plan,
+    *,
+    chunk_size: int | None = None,
+    arithmetic: bool = True,
+    variance: bool = True,
+    n_threads: int | None = None,
+    progress=None,
+) -> Moments:
+    """Exact moments by the shortcut path (see the module docstring).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features), validated
+    plan : from :func:`shortcut_plan`
+    chunk_size : int, optional
+        Subnetworks per batch: a chunk holds ``max(1, chunk_size // 2**n_inner)``
+        outer masks, and one softmax block ``max(1, chunk_size * n_examples //
+        2**n_inner)`` (outer mask, example) pairs; memory grows with
+        ``chunk_size * n_examples``.
+    arithmetic : bool
+        Compute the arithmetic mean of sigmoid/softmax outputs (the only
+        statistic that needs the inner masks enumerated); if False, ``mean``
+        and ``m2`` of the result hold the logits' statistics only.
+    variance : bool
+        Compute the variance (``m2``); if False ``m2`` is meaningless.
+    progress : callable, optional
+        Called with the number of chunks done.
+
+    Returns
+    -------
+    Moments
+    """
+    n = X.shape[0]
+    block = 2**plan.n_inner
+    chunk_size = shortcut_chunk(plan, n, chunk_size)
+    pairs_per_block = max(1, chunk_size * n // block)
+    outer_per_chunk = max(1, chunk_size // block) if arithmetic else max(1, chunk_size)
+    task = _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block)
+    chunks = enumerate_masks(plan.outer_q, outer_per_chunk)
+    n_threads = default_threads() if n_threads is None else n_threads
+    n_chunks = n_outer_chunks(plan, chunk_size, arithmetic)
+    return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress)
+
+
+def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) -> int:
+    """``chunk_size`` for :func:`shortcut_moments`: the default keeps one block
+    array near ``_BLOCK_ELEMENTS`` elements."""
+    return max(1, _BLOCK_ELEMENTS // n_examples) if chunk_size is None else chunk_size
+
+
+def n_outer_chunks(plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:
+    """Chunks :func:`shortcut_moments` runs (for a progress bar)."""
+    per = max(1, chunk_size // 2**plan.n_inner) if arithmetic else max(1, chunk_size)
+    n_outer = 2 ** int(np.count_nonzero(plan.outer_q < 1))
+    return math.ceil(n_outer / per)
+
+
+def generic_task(net: MLP, X: np.ndarray, multipliers_of: Callable):
+    """A chunk task for the generic path: full forward pass of each mask.
+
+    ``multipliers_of(masks)`` turns joint masks into per-layer multipliers;
+    a chunk is ``(masks, weights)``.
+    """
+    output = OUTPUT_FUNCTIONS[net.output]
+
+    def task(chunk) -> Moments:
+        masks, weights = chunk
+        z = forward(net, X, multipliers_of(masks), logits=True)
+        acc = Moments()
+        acc.add(weights, output(z), z)
+        return acc
+
+    return task
