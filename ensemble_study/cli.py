@@ -7,6 +7,7 @@ atomically) and, like every command here, holds no logic of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .datasets import DATASETS
 from .dropout import SCHEMES
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
 from .plots import render_all
@@ -23,6 +25,7 @@ from .studies import depth as depth_study
 from .studies import mc as mc_study
 from .studies import spread as spread_study
 from .studies import sweep as sweep_study
+from .train import OPTIMIZERS, TrainConfig
 
 RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
@@ -190,3 +193,103 @@ def reproduce(quick, results_dir, figures_dir):
                    f"{time.perf_counter() - start:.1f} s)", err=True)
     for path in render_all(results_dir, figures_dir):
         click.echo(f"wrote {path}")
+
+
+# --- training with dropout (issue 5) ------------------------------------------
+
+@main.command()
+@click.option("--dataset", type=click.Choice(DATASETS), default="digits", show_default=True,
+              help="Offline dataset (two classes: one sigmoid output; more: softmax).")
+@click.option("--keep-prob", type=KEEP_PROB, default=0.5, show_default=True,
+              help="Probability of keeping a hidden unit during training.")
+@click.option("--scheme", type=click.Choice(SCHEMES), default="inverted", show_default=True,
+              help="Dropout scheme (vanilla scales at test time, inverted at train time).")
+@click.option("--hidden", type=click.IntRange(1), multiple=True, default=(10, 10),
+              show_default=True, help="Width of a hidden ReLU layer; repeat once per layer. "
+              "Every hidden layer is dropped: 2**(sum of widths) subnetworks.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
+              help="Adam, or mini-batch SGD with momentum 0.9.")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=0.01,
+              show_default=True, help="Step size.")
+@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True,
+              help="Passes over the training split.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Examples per step (each with its own fresh mask).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="L2 penalty 0.5 * wd * ||W||^2 on the weights.")
+@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+              help="Bound on each hidden unit's incoming weight norm. [default: none]")
+@click.option("--exact/--no-exact", default=True, show_default=True,
+              help="Also score the exact ensemble (every subnetwork) on the test split.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, the initial network and the training masks.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / "train.csv", show_default=True,
+              help="CSV of the training history (one row per epoch).")
+def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, batch_size,
+          weight_decay, max_norm, exact, seed, out):
+    """Train one network with dropout; report the scaled pass (and exact ensemble) on test data."""
+    import numpy as np
+
+    from . import MLP, DropoutConfig, exact_ensemble
+    from .datasets import load_dataset
+    from .train import error_rate
+    from .train import train as train_network
+
+    data_ss, init_ss, train_ss = np.random.SeedSequence(seed).spawn(3)
+    ds = load_dataset(dataset, rng=data_ss)
+    net = MLP.random((ds.n_features, *hidden, ds.n_outputs), "relu", ds.output, rng=init_ss)
+    cfg = DropoutConfig(keep_prob, layers=list(range(1, len(hidden) + 1)), scheme=scheme)
+    tc = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, epochs=epochs,
+                     batch_size=batch_size, weight_decay=weight_decay, max_norm=max_norm)
+    net, history = train_network(net, cfg, ds.X_train, ds.y_train, train_cfg=tc, rng=train_ss,
+                                 eval_set=(ds.X_test, ds.y_test), progress=True)
+    save_result(history, out, {"dataset": dataset, "architecture": net.architecture,
+                               "keep_prob": keep_prob, "scheme": scheme, "seed": seed,
+                               "train_cfg": dataclasses.asdict(tc)})
+    click.echo(f"wrote {out}; {net.architecture}, test error of the scaled pass: "
+               f"{history['eval_error'].iloc[-1]:.4f}")
+    if exact:
+        ens = exact_ensemble(net, cfg, ds.X_test, progress=True)
+        click.echo(f"exact ensemble of {ens.n_subnetworks:,} subnetworks, test error: mean "
+                   f"{error_rate(net.output, ens.mean, ds.y_test):.4f}, NWGM "
+                   f"{error_rate(net.output, ens.geometric_mean, ds.y_test):.4f}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Start from the small smoke-test grid.")
+@click.option("--dataset", "datasets", type=click.Choice(DATASETS), multiple=True,
+              help="Dataset; repeat for several. [default: digits, digits_2v3]")
+@click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
+              help="Keep probability of the hidden units; repeat for several. "
+                   "[default: 0.2 0.35 0.5 0.7 0.9]")
+@click.option("--scheme", "schemes", type=click.Choice(SCHEMES), multiple=True,
+              help="Dropout scheme; repeat for both. [default: both]")
+@click.option("--seed", "seeds", type=int, multiple=True,
+              help="Training seed (initial network, masks, sampled ensembles); repeat for "
+                   "several. [default: 0 1]")
+@click.option("--hidden", type=click.IntRange(1), multiple=True,
+              help="Width of a hidden ReLU layer; repeat once per layer. [default: 10 10]")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Passes over the training split. [default: 40]")
+@click.option("--n-test", type=click.IntRange(1), default=None,
+              help="Score the first N test examples (the exact ensemble's cost grows with N). "
+                   "[default: 200]")
+@click.option("--sample-size", "sample_sizes", type=click.IntRange(1), multiple=True,
+              help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
+def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test, sample_sizes,
+            out):
+    """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
+    from .studies.trained import default_params, run_trained
+
+    params = default_params(quick)
+    given = {"datasets": datasets, "keep_probs": keep_probs, "schemes": schemes,
+             "seeds": seeds, "hidden": hidden, "n_test": n_test, "sample_sizes": sample_sizes}
+    params.update({k: v for k, v in given.items() if v})
+    if epochs is not None:
+        params["train_cfg"] = dataclasses.replace(params["train_cfg"], epochs=epochs)
+    df = run_trained(**params, progress=True)
+    path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
+    click.echo(f"wrote {path} ({len(df)} rows)")

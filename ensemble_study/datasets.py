@@ -149,7 +149,7 @@ def load_dataset(
         X, y = _bundled(name)
     X = np.asarray(X, dtype=np.float64)
     order = gen.permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
+    n_test = round(test_fraction * len(y))
     if not 0 < n_test < len(y):
         raise ValueError(f"test_fraction={test_fraction} leaves an empty split of "
                          f"{len(y)} examples")

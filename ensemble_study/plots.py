@@ -363,3 +363,151 @@ def plot_depth(df: pd.DataFrame) -> Figure:
         fontsize=10,
     )
     return fig
+
+
+# --- trained and boundary studies (issue 5) -----------------------------------
+
+_PREDICTOR_STYLE = {
+    "exact_mean": {"label": "exact ensemble (mean)", "color": "black", "lw": 2},
+    "exact_nwgm": {"label": "exact ensemble (NWGM)", "color": "tab:purple", "ls": ":", "lw": 2},
+    "scaled": {"label": "scaled pass", "color": "tab:orange", "ls": "--", "lw": 2},
+}
+_SAMPLED_COLORS = {1: "tab:red", 10: "tab:green", 100: "tab:blue", 1000: "tab:cyan"}
+_DATASET_TITLE = {"digits": "digits, 10 classes", "digits_2v3": "digits 2 vs 3",
+                  "digits_0v8": "digits 0 vs 8", "digits_1v7": "digits 1 vs 7"}
+
+
+def _per_seed(df: pd.DataFrame, keys: list, value: str) -> pd.DataFrame:
+    """Average ``value`` over draws, keeping one value per seed."""
+    return df.groupby(keys + ["seed"], as_index=False)[value].mean()
+
+
+def _title(dataset: str, arch: str) -> str:
+    return f"{_DATASET_TITLE.get(dataset, dataset)} ({arch})"
+
+
+@figure("trained", "trained_error")
+def plot_trained_error(df: pd.DataFrame) -> Figure:
+    """Test error and NLL against keep_prob for each predictor, after training with dropout."""
+    df = df[df["state"] == "trained"]
+    datasets, schemes = list(dict.fromkeys(df["dataset"])), sorted(set(df["scheme"]))
+    rows = [(ds, m) for ds in datasets for m in ("error", "nll")]
+    fig, axes = new_figure(len(rows), len(schemes), height=3.0, sharex=True)
+    x = sorted(df["keep_prob"].unique())
+    for i, (ds, metric) in enumerate(rows):
+        for j, scheme in enumerate(schemes):
+            ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["scheme"] == scheme)]
+            sampled = cell[(cell["predictor"] == "sampled") & cell["n_samples"].isin([10, 100])]
+            for k, s in sampled.groupby("n_samples"):
+                s = _per_seed(s, ["keep_prob"], metric)
+                median_band(ax, x, s.groupby("keep_prob")[metric], lw=1.2, marker=".",
+                            label=f"sampled, K={k}", color=_SAMPLED_COLORS.get(k))
+            for pred, style in _PREDICTOR_STYLE.items():
+                s = cell[cell["predictor"] == pred]
+                median_band(ax, x, s.groupby("keep_prob")[metric], **style)
+            ax.set_title(f"{_title(ds, cell['architecture'].iloc[0])}, {scheme} dropout",
+                         fontsize=9)
+            ax.set_ylabel("test error" if metric == "error" else "test NLL (nats)")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("keep_prob (both hidden layers)")
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle("Trained with dropout: test error and negative log-likelihood of each "
+                 "predictor\n(median over training seeds, band 10-90%)", fontsize=10)
+    return fig
+
+
+@figure("trained", "trained_gap")
+def plot_trained_gap(df: pd.DataFrame) -> Figure:
+    """Gap between the scaled pass and the exact ensemble mean, trained against untrained."""
+    df = df[df["predictor"] == "scaled"]
+    datasets = list(dict.fromkeys(df["dataset"]))
+    metrics = [("kl", "KL(exact mean || scaled pass), nats"),
+               ("disagreement", "fraction of test examples\nwhere the predicted class differs")]
+    fig, axes = new_figure(len(datasets), len(metrics), sharex=True)
+    x = sorted(df["keep_prob"].unique())
+    colors = {"vanilla": "tab:blue", "inverted": "tab:red"}
+    for i, ds in enumerate(datasets):
+        for j, (metric, label) in enumerate(metrics):
+            ax = axes[i, j]
+            for (scheme, state), s in df[df["dataset"] == ds].groupby(["scheme", "state"]):
+                median_band(ax, x, s.groupby("keep_prob")[metric], color=colors.get(scheme),
+                            ls="-" if state == "trained" else ":", marker=".",
+                            label=f"{scheme}, {'trained' if state == 'trained' else 'at init'}")
+            if metric == "kl":
+                ax.set_yscale("log")
+            ax.set_title(_title(ds, df.loc[df["dataset"] == ds, "architecture"].iloc[0]),
+                         fontsize=10)
+            ax.set_xlabel("keep_prob (both hidden layers)")
+            ax.set_ylabel(label, fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Scaled pass against the exact ensemble: trained (solid) and at "
+                 "initialisation (dotted)", fontsize=10)
+    return fig
+
+
+@figure("trained", "trained_samples")
+def plot_trained_samples(df: pd.DataFrame) -> Figure:
+    """Sampled-ensemble test error against K, with the exact ensemble and scaled pass as lines."""
+    df = df[(df["state"] == "trained") & (df["scheme"] == "inverted")]
+    datasets, qs = list(dict.fromkeys(df["dataset"])), sorted(df["keep_prob"].unique())
+    fig, axes = new_figure(len(datasets), len(qs), width=3.0, height=2.9, sharex=True)
+    for i, ds in enumerate(datasets):
+        for j, q in enumerate(qs):
+            ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["keep_prob"] == q)]
+            s = _per_seed(cell[cell["predictor"] == "sampled"], ["n_samples"], "error")
+            ks = sorted(s["n_samples"].unique())
+            median_band(ax, ks, s.groupby("n_samples")["error"], color="tab:blue", marker="o",
+                        label="sampled ensemble of K")
+            for pred, style in _PREDICTOR_STYLE.items():
+                ax.axhline(cell.loc[cell["predictor"] == pred, "error"].median(),
+                           **{**style, "lw": 1.5})
+            ax.set_xscale("log")
+            ax.set_title(f"{_DATASET_TITLE.get(ds, ds)}, keep_prob={q:g}", fontsize=9)
+            ax.set_xlabel("K (subnetworks sampled)")
+            if j == 0:
+                ax.set_ylabel("test error")
+            ax.grid(alpha=0.3, which="both")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Inverted dropout, trained: Monte Carlo averaging against the exact "
+                 "ensemble and the scaled pass (median over seeds)", fontsize=10)
+    return fig
+
+
+@figure("boundary", "boundary")
+def plot_boundary(df: pd.DataFrame) -> Figure:
+    """Decision boundaries (p = 0.5) of the exact ensemble, its NWGM and the scaled pass."""
+    cells = list(df.groupby(["keep_prob", "scheme"], sort=True))
+    fig, axes = new_figure(1, len(cells), width=3.6, height=3.9)
+    lim = max(float((df["exact_mean"] - df["scaled"]).abs().max()), 1e-3)
+    for ax, ((q, scheme), cell) in zip(axes[0], cells):
+        x1, x2 = sorted(cell["x1"].unique()), sorted(cell["x2"].unique())
+        cell = cell.sort_values(["x2", "x1"])
+
+        grid = {col: cell[col].to_numpy().reshape(len(x2), len(x1))
+                for col in _PREDICTOR_STYLE}
+        im = ax.pcolormesh(x1, x2, grid["exact_mean"] - grid["scaled"], cmap="RdBu_r",
+                           vmin=-lim, vmax=lim, shading="nearest")
+        for col, style in _PREDICTOR_STYLE.items():
+            ax.contour(x1, x2, grid[col], levels=[0.5], colors=style["color"],
+                       linestyles={"-": "solid", "--": "dashed", ":": "dotted"}[
+                           style.get("ls", "-")], linewidths=1.8)
+        if cell["dataset"].iloc[0] == "diamond":
+            ax.plot([1, 0, -1, 0, 1], [0, 1, 0, -1, 0], color="0.5", lw=0.8)
+        first = cell.iloc[0]
+        ax.set_title(f"{scheme}, keep_prob={q:g}\ntest error: exact "
+                     f"{first['test_error_exact']:.3f}, scaled {first['test_error_scaled']:.3f}",
+                     fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x1")
+    axes[0, 0].set_ylabel("x2")
+    fig.colorbar(im, ax=axes[0, -1], label="p(exact mean) - p(scaled pass)", shrink=0.8)
+    for style in _PREDICTOR_STYLE.values():  # legend proxies
+        axes[0, 0].plot([], [], **{**style, "lw": 1.8})
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(f"Decision boundary p = 0.5 on {df['dataset'].iloc[0]} "
+                 f"({df['architecture'].iloc[0]}, every hidden layer dropped); "
+                 "grey: true boundary", fontsize=10)
+    return fig

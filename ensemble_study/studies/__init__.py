@@ -7,4 +7,4 @@ the parameters to record in the sidecar. ``DEFAULT_STUDIES`` lists what
 ``ensemble-study reproduce`` runs, in order.
 """
 
-DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth"]
+DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary"]

@@ -1,0 +1,165 @@
+"""Study ``trained``: the dropout ensemble against the scaled pass after training.
+
+For each dataset, training seed, scheme and keep_prob, a small ReLU network
+is trained with dropout on every hidden layer; then, on held-out test
+examples, the exact ensemble (arithmetic mean and NWGM of all ``2**n``
+subnetworks), the scheme's scaled pass and sampled ensembles of K
+subnetworks are scored: test error, negative log-likelihood, and the gap
+metrics of each predictor against the exact arithmetic mean. The untrained
+network (its initialisation, with the same dropout) is scored the same way,
+for contrast.
+
+One row per (dataset, state, scheme, keep_prob, seed, predictor, n_samples,
+draw). ``predictor`` is ``exact_mean``, ``exact_nwgm``, ``scaled`` or
+``sampled`` (arithmetic mean of ``n_samples`` = K sampled subnetworks,
+``draw`` numbering independent ensembles); for the others ``n_samples`` is
+the number of subnetworks averaged (1 for the scaled pass) and ``draw`` is 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from ..datasets import load_dataset
+from ..dropout import SCHEMES, DropoutConfig, scaled_forward
+from ..ensemble import exact_ensemble, sample_ensemble
+from ..metrics import gap_metrics
+from ..network import MLP
+from ..train import TrainConfig, error_rate, negative_log_likelihood, train
+
+NAME = "trained"
+ID_COLUMNS = ["dataset", "architecture", "state", "scheme", "keep_prob", "seed", "predictor",
+              "n_samples", "draw"]
+METRIC_COLUMNS = ["error", "nll", "max_abs_gap", "mean_abs_gap", "relative_gap", "kl",
+                  "total_variation", "disagreement"]
+DEFAULT_TRAIN = TrainConfig(optimizer="adam", learning_rate=0.01, batch_size=32, epochs=40)
+
+
+def _stream(seed: int, *key: int) -> np.random.SeedSequence:
+    """The child ``key`` of ``SeedSequence(seed)``, as ``spawn`` would number it."""
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+def _score(net, cfg, X, y, sample_sizes, n_draws, ss) -> list[dict]:
+    """Rows (predictor, n_samples, draw, metrics) for one network and dropout config."""
+    exact = exact_ensemble(net, cfg, X)
+    std = np.sqrt(exact.variance)
+    preds = [("exact_mean", exact.n_subnetworks, 0, exact.mean),
+             ("exact_nwgm", exact.n_subnetworks, 0, exact.geometric_mean),
+             ("scaled", 1, 0, scaled_forward(net, cfg, X))]
+    streams = ss.spawn(len(sample_sizes) * n_draws)
+    for (k, draw), stream in zip(itertools.product(sample_sizes, range(n_draws)), streams):
+        preds.append(("sampled", k, draw, sample_ensemble(net, cfg, X, k, stream).mean))
+    rows = []
+    for predictor, k, draw, probs in preds:
+        rows.append({"predictor": predictor, "n_samples": k, "draw": draw,
+                     "error": error_rate(net.output, probs, y),
+                     "nll": negative_log_likelihood(net.output, probs, y),
+                     **gap_metrics(exact.mean, probs, std=std, output=net.output)})
+    return rows
+
+
+def run_trained(
+    *,
+    datasets=("digits", "digits_2v3"),
+    hidden=(10, 10),
+    keep_probs=(0.2, 0.35, 0.5, 0.7, 0.9),
+    schemes=SCHEMES,
+    seeds=(0, 1),
+    n_test: int | None = 200,
+    sample_sizes=(1, 10, 100, 1000),
+    n_draws: int = 3,
+    train_cfg: TrainConfig = DEFAULT_TRAIN,
+    split_seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train with dropout on each grid cell, then score every predictor on test data.
+
+    Parameters
+    ----------
+    datasets : sequence of str
+        Names from :data:`ensemble_study.datasets.DATASETS`; two classes get
+        one sigmoid output, more get a softmax.
+    hidden : sequence of int
+        Hidden widths; every hidden layer is dropped, so the exact ensemble
+        has ``2**sum(hidden)`` subnetworks.
+    keep_probs, schemes, seeds : sequences
+        The grid. A seed fixes the initial network (shared by every cell of
+        that seed), the masks drawn in training and the sampled ensembles.
+    n_test : int or None
+        Score only the first ``n_test`` test examples (all when None); the
+        cost of the exact ensemble grows linearly with it.
+    sample_sizes : sequence of int
+        K for the sampled ensembles.
+    n_draws : int
+        Independent K-member ensembles per K.
+    train_cfg : TrainConfig
+    split_seed : int
+        The train/test split, the same for every cell.
+    progress : bool
+        Progress bar over cells on stderr.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``ID_COLUMNS + METRIC_COLUMNS`` (see the module docstring).
+    """
+    cells = list(itertools.product(datasets, seeds, schemes, keep_probs))
+    data = {name: load_dataset(name, rng=split_seed) for name in datasets}
+    rows = []
+    bar = None
+    if progress:
+        import click
+
+        bar = click.progressbar(length=len(cells), label="trained", file=None)
+        bar.__enter__()
+    try:
+        for name, seed in itertools.product(datasets, seeds):
+            ds = data[name]
+            X, y = ds.X_test[:n_test], ds.y_test[:n_test]
+            sizes = (ds.n_features, *hidden, ds.n_outputs)
+            net0 = MLP.random(sizes, "relu", ds.output, rng=_stream(seed, 0))
+            layers = list(range(1, len(sizes) - 1))
+            for scheme, q in itertools.product(schemes, keep_probs):
+                cfg = DropoutConfig(q, layers=layers, scheme=scheme)
+                # Keyed by the cell, not by its position in the grid, so that a
+                # cell gives the same numbers whatever grid it is run in.
+                cell = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
+                train_ss, score0_ss, score_ss = cell.spawn(3)
+                net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg,
+                               rng=train_ss)
+                ids = {"dataset": name, "architecture": net.architecture, "scheme": scheme,
+                       "keep_prob": q, "seed": seed}
+                for state, model, s in (("init", net0, score0_ss), ("trained", net, score_ss)):
+                    for row in _score(model, cfg, X, y, sample_sizes, n_draws, s):
+                        rows.append({**ids, "state": state, **row})
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
+
+
+def default_params(quick: bool) -> dict:
+    """The default grid (a much smaller one when ``quick``)."""
+    if quick:
+        return {"datasets": ("digits", "digits_2v3"), "hidden": (6, 6),
+                "keep_probs": (0.5, 0.9), "schemes": SCHEMES, "seeds": (0,), "n_test": 60,
+                "sample_sizes": (1, 10, 100), "n_draws": 2,
+                "train_cfg": dataclasses.replace(DEFAULT_TRAIN, epochs=10)}
+    return {"datasets": ("digits", "digits_2v3"), "hidden": (10, 10),
+            "keep_probs": (0.2, 0.35, 0.5, 0.7, 0.9), "schemes": SCHEMES, "seeds": (0, 1),
+            "n_test": 200, "sample_sizes": (1, 10, 100, 1000), "n_draws": 3,
+            "train_cfg": DEFAULT_TRAIN}
+
+
+def run_default(quick: bool = False, progress: bool = False):
+    params = default_params(quick)
+    df = run_trained(**params, progress=progress)
+    record = {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])}
+    return df, record
