@@ -327,7 +327,7 @@ def plot_depth(df: pd.DataFrame) -> Figure:
     for j, act in enumerate(activations):
         sub = df[df["activation"] == act]
         rows = [("depth", "n_dropped", budgets, "{} dropped units", "number of hidden layers"),
-                ("width", "depth", sorted(sub["depth"].unique()), "{} hidden layer(s)",
+                ("width", "depth", sorted(sub["depth"].unique()), "{} hidden layers",
                  "hidden width (units per layer)")]
         for i, (x, key, values, label, xlabel) in enumerate(rows):
             ax = axes[i, j]
@@ -335,7 +335,8 @@ def plot_depth(df: pd.DataFrame) -> Figure:
                 cell = sub[sub[key] == value]
                 mean = cell[cell["statistic"] == "arithmetic_mean"]
                 xs = sorted(mean[x].unique())
-                median_band(ax, xs, mean.groupby(x)["relative_gap"], label=label.format(value),
+                text = label.format(value).replace("1 hidden layers", "1 hidden layer")
+                median_band(ax, xs, mean.groupby(x)["relative_gap"], label=text,
                             color=color, marker="o", markersize=4)
                 med = cell[cell["statistic"] == "nwgm"].groupby(x)["relative_gap"].median()
                 ax.plot(med.index, med.to_numpy(), color=color, linestyle="--", marker="x",
@@ -350,11 +351,13 @@ def plot_depth(df: pd.DataFrame) -> Figure:
             ax.set_ylabel("relative gap  |ensemble - scaled| / std")
             ax.set_title(f"{act} hidden units", fontsize=10)
             ax.grid(True, alpha=0.3)
-            handles, _ = ax.get_legend_handles_labels()
-            ax.legend(handles=handles + [
-                Line2D([], [], color="k", label="arithmetic mean"),
-                Line2D([], [], color="k", linestyle="--", marker="x", linewidth=1, label="NWGM"),
-            ], fontsize=8, loc="upper left")
+            if j == 0:  # the same legend holds for every column
+                handles, _ = ax.get_legend_handles_labels()
+                ax.legend(handles=handles + [
+                    Line2D([], [], color="k", label="arithmetic mean"),
+                    Line2D([], [], color="k", linestyle="--", marker="x", linewidth=1,
+                           label="NWGM"),
+                ], fontsize=8, loc="best")
     first = df.iloc[0]
     fig.suptitle(
         f"Depth and width: {first['output']} output, {first['scheme']} dropout on every hidden "
@@ -423,7 +426,9 @@ def plot_trained_gap(df: pd.DataFrame) -> Figure:
     """Gap between the scaled pass and the exact ensemble mean, trained against untrained."""
     df = df[df["predictor"] == "scaled"]
     datasets = list(dict.fromkeys(df["dataset"]))
-    metrics = [("kl", "KL(exact mean || scaled pass), nats"),
+    # Total variation rather than KL: a trained scaled pass often saturates
+    # (p = 1.0 in float), which makes KL(exact || scaled) infinite.
+    metrics = [("total_variation", "total variation distance,\nexact mean vs scaled pass"),
                ("disagreement", "fraction of test examples\nwhere the predicted class differs")]
     fig, axes = new_figure(len(datasets), len(metrics), sharex=True)
     x = sorted(df["keep_prob"].unique())
@@ -435,16 +440,18 @@ def plot_trained_gap(df: pd.DataFrame) -> Figure:
                 median_band(ax, x, s.groupby("keep_prob")[metric], color=colors.get(scheme),
                             ls="-" if state == "trained" else ":", marker=".",
                             label=f"{scheme}, {'trained' if state == 'trained' else 'at init'}")
-            if metric == "kl":
+            if metric == "total_variation":
                 ax.set_yscale("log")
             ax.set_title(_title(ds, df.loc[df["dataset"] == ds, "architecture"].iloc[0]),
                          fontsize=10)
             ax.set_xlabel("keep_prob (both hidden layers)")
             ax.set_ylabel(label, fontsize=9)
             ax.grid(alpha=0.3, which="both")
-    axes[0, 0].legend(fontsize=8)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize=8)
     fig.suptitle("Scaled pass against the exact ensemble: trained (solid) and at "
-                 "initialisation (dotted)", fontsize=10)
+                 "initialisation (dotted)\n(median over training seeds, band 10-90%)",
+                 fontsize=10)
     return fig
 
 
@@ -452,37 +459,42 @@ def plot_trained_gap(df: pd.DataFrame) -> Figure:
 def plot_trained_samples(df: pd.DataFrame) -> Figure:
     """Sampled-ensemble test error against K, with the exact ensemble and scaled pass as lines."""
     df = df[(df["state"] == "trained") & (df["scheme"] == "inverted")]
-    datasets, qs = list(dict.fromkeys(df["dataset"])), sorted(df["keep_prob"].unique())
-    fig, axes = new_figure(len(datasets), len(qs), width=3.0, height=2.9, sharex=True)
-    for i, ds in enumerate(datasets):
+    qs = sorted(df["keep_prob"].unique())
+    rows = [(ds, m) for ds in dict.fromkeys(df["dataset"]) for m in ("error", "nll")]
+    fig, axes = new_figure(len(rows), len(qs), width=3.0, height=2.5, sharex=True)
+    for i, (ds, metric) in enumerate(rows):
         for j, q in enumerate(qs):
             ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["keep_prob"] == q)]
-            s = _per_seed(cell[cell["predictor"] == "sampled"], ["n_samples"], "error")
+            s = _per_seed(cell[cell["predictor"] == "sampled"], ["n_samples"], metric)
             ks = sorted(s["n_samples"].unique())
-            median_band(ax, ks, s.groupby("n_samples")["error"], color="tab:blue", marker="o",
-                        label="sampled ensemble of K")
+            median_band(ax, ks, s.groupby("n_samples")[metric], color="tab:blue", marker="o",
+                        label="sampled ensemble of K (mean over draws)")
             for pred, style in _PREDICTOR_STYLE.items():
-                ax.axhline(cell.loc[cell["predictor"] == pred, "error"].median(),
+                ax.axhline(cell.loc[cell["predictor"] == pred, metric].median(),
                            **{**style, "lw": 1.5})
             ax.set_xscale("log")
             ax.set_title(f"{_DATASET_TITLE.get(ds, ds)}, keep_prob={q:g}", fontsize=9)
-            ax.set_xlabel("K (subnetworks sampled)")
             if j == 0:
-                ax.set_ylabel("test error")
+                ax.set_ylabel("test error" if metric == "error" else "test NLL (nats)")
             ax.grid(alpha=0.3, which="both")
-    axes[0, 0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("K (subnetworks sampled)")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize=8)
     fig.suptitle("Inverted dropout, trained: Monte Carlo averaging against the exact "
-                 "ensemble and the scaled pass (median over seeds)", fontsize=10)
+                 "ensemble and the scaled pass\n(median over training seeds, band 10-90%)",
+                 fontsize=10)
     return fig
 
 
 @figure("boundary", "boundary")
 def plot_boundary(df: pd.DataFrame) -> Figure:
     """Decision boundaries (p = 0.5) of the exact ensemble, its NWGM and the scaled pass."""
-    cells = list(df.groupby(["keep_prob", "scheme"], sort=True))
-    fig, axes = new_figure(1, len(cells), width=3.6, height=3.9)
+    qs, schemes = sorted(df["keep_prob"].unique()), sorted(df["scheme"].unique())
+    fig, axes = new_figure(len(qs), len(schemes), width=3.4, height=3.3)
     lim = max(float((df["exact_mean"] - df["scaled"]).abs().max()), 1e-3)
-    for ax, ((q, scheme), cell) in zip(axes[0], cells):
+    for (q, scheme), cell in df.groupby(["keep_prob", "scheme"]):
+        ax = axes[qs.index(q), schemes.index(scheme)]
         x1, x2 = sorted(cell["x1"].unique()), sorted(cell["x2"].unique())
         cell = cell.sort_values(["x2", "x1"])
 
@@ -502,12 +514,12 @@ def plot_boundary(df: pd.DataFrame) -> Figure:
                      fontsize=9)
         ax.set_aspect("equal")
         ax.set_xlabel("x1")
-    axes[0, 0].set_ylabel("x2")
-    fig.colorbar(im, ax=axes[0, -1], label="p(exact mean) - p(scaled pass)", shrink=0.8)
+        ax.set_ylabel("x2")
+    fig.colorbar(im, ax=axes[:, -1], label="p(exact mean) - p(scaled pass)", shrink=0.8)
     for style in _PREDICTOR_STYLE.values():  # legend proxies
         axes[0, 0].plot([], [], **{**style, "lw": 1.8})
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle(f"Decision boundary p = 0.5 on {df['dataset'].iloc[0]} "
-                 f"({df['architecture'].iloc[0]}, every hidden layer dropped); "
-                 "grey: true boundary", fontsize=10)
+                 f"({df['architecture'].iloc[0]}, every hidden layer dropped)\n"
+                 "grey: the true boundary", fontsize=10)
     return fig
