@@ -102,8 +102,7 @@ def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
     top, bottom = fig.axes[0], fig.axes[2]  # subplots are laid out row by row
     # 6 dropped units is the only budget reached by all three depths (1x6, 2x3, 3x2).
     assert legend_labels(top) == {"6 dropped units"}
-    assert legend_labels(bottom) == {"1 hidden layer(s)", "2 hidden layer(s)",
-                                     "3 hidden layer(s)"}
+    assert legend_labels(bottom) == {"1 hidden layer", "2 hidden layers", "3 hidden layers"}
     assert len(bottom.collections) == 3
 
 
