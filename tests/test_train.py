@@ -195,7 +195,7 @@ def test_training_is_reproducible_from_its_seed(diamond):
     b, hb = train(net, cfg, diamond.X_train, diamond.y_train, train_cfg=tc,
                   rng=np.random.default_rng(7))
     c, _ = train(net, cfg, diamond.X_train, diamond.y_train, train_cfg=tc, rng=8)
-    for Wa, Wb, Wc in zip(a.weights, b.weights, c.weights):
+    for Wa, Wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(Wa, Wb)
     assert not np.array_equal(a.weights[0], c.weights[0])
     assert ha.equals(hb)
@@ -212,6 +212,22 @@ def test_max_norm_bounds_each_hidden_unit(diamond):
         assert np.any(norms > 0.7 * (1 - 1e-9))  # the constraint was active
     # The output layer is not constrained: nothing clips it.
     assert np.linalg.norm(trained.weights[-1]) > 0.7
+
+
+def test_regression_history_scores_the_scaled_pass():
+    # Identity output: eval_loss is half the mean squared error of the
+    # scheme's scaled pass, and there is no error column.
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((30, 3)), rng.standard_normal((30, 2))
+    net = MLP.random((3, 5, 2), "tanh", "identity", rng=0)
+    cfg = DropoutConfig(0.6, layers=[1], scheme="vanilla")
+    trained, hist = train(net, cfg, X, y, rng=1, eval_set=(X[:10], y[:10]),
+                          train_cfg=TrainConfig(epochs=2, batch_size=7))
+    assert list(hist.columns) == ["epoch", "train_loss", "eval_loss"]
+    pred = 0.6 * np.tanh(X[:10] @ trained.weights[0] + trained.biases[0]) @ trained.weights[1]
+    pred += trained.biases[1]
+    assert hist["eval_loss"].iloc[-1] == pytest.approx(0.5 * np.mean(np.sum((pred - y[:10]) ** 2,
+                                                                             axis=1)))
 
 
 def test_error_and_nll_by_hand():
