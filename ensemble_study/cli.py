@@ -293,3 +293,24 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
     df = run_trained(**params, progress=True)
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
+
+
+@main.command()
+@click.option("--quick", is_flag=True,
+              help="Small networks and 64 inputs: a smoke run of a few seconds.")
+@click.option("--naive-budget", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds of the naive per-mask loop to time per network before "
+                   "extrapolating per subnetwork. [default: 3, or 0.3 with --quick]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / "bench.csv", show_default=True, help="Result CSV.")
+@click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=FIGURES_DIR / "bench.png", show_default=True,
+              help="PNG of time against the number of dropped units.")
+def bench(quick, naive_budget, out, figure_path):
+    """Time exact enumeration: the package's paths against the naive per-mask loop."""
+    from .bench import FOOTNOTE, run_bench, save_figure
+
+    df, params = run_bench(quick, naive_budget=naive_budget, echo=click.echo)
+    click.echo(FOOTNOTE)
+    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
+    click.echo(f"wrote {save_figure(df, figure_path)}")

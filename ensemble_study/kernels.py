@@ -191,16 +191,19 @@ def _mask_probs(n: int, q: float) -> np.ndarray:
     return probs
 
 
-def _product_table(E: np.ndarray, out: np.ndarray) -> np.ndarray:
+def _product_table(E: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     """Products of every subset of factors, by doubling (no exp).
 
     ``E`` has shape ``(B, m, K)``; entry ``s`` of ``out``, shape
     ``(B, 2**m, K)``, becomes the product of the factors ``E[:, j]`` over the
-    set bits ``j`` of ``s``.
+    set bits ``j`` of ``s``. The doubling runs in ``scratch``, shape
+    ``(2**m, B, K)``, where each step is one contiguous block (measured 2x
+    faster than strided steps, transposing copy included).
     """
-    out[:, 0] = 1.0
+    scratch[0] = 1.0
     for j in range(E.shape[1]):
-        np.multiply(out[:, :2**j], E[:, j, None, :], out=out[:, 2**j:2**(j + 1)])
+        np.multiply(scratch[:2**j], E[:, j], out=scratch[2**j:2**(j + 1)])
+    np.copyto(out, scratch.transpose(1, 0, 2))
     return out
 
 
@@ -219,6 +222,7 @@ def _workspace(B: int, S1: int, S2: int, K: int) -> dict:
         for name, shape in (("T1", (S1, K)), ("T2", (S2, K)), ("T2w", (S2, K)),
                             ("M", (S1, K)), ("R", (S1, S2)), ("R2", (S1, S2))):
             ws[name] = np.empty((B,) + shape)
+        ws["T1s"], ws["T2s"] = np.empty((S1, B, K)), np.empty((S2, B, K))
         _local.ws = ws
     return ws
 
@@ -240,7 +244,7 @@ def _direct_block(V: np.ndarray, bias: np.ndarray, q: float):
     return mean, np.matmul(P, (y - mean[:, None, :]) ** 2)
 
 
-def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
+def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vmax=None):
     """Softmax mean (and variance) over the inner masks of a batch of pairs.
 
     Parameters
@@ -251,6 +255,8 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
     q : float
         Keep probability of the inner units.
     variance : bool
+    vmax : ndarray, shape (B, n), optional
+        ``V.max(axis=2)`` if the caller has it cheaper.
 
     Returns
     -------
@@ -261,14 +267,14 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
     P1, P2 = _mask_probs(n1, q), _mask_probs(n - n1, q)
     ws = _workspace(B, 2**n1, 2**(n - n1), K)
     with np.errstate(all="ignore"):  # guarded pairs are recomputed below
-        shifted = V - V.max(axis=2, keepdims=True)
+        shifted = V - (V.max(axis=2) if vmax is None else vmax)[:, :, None]
         log_bias = bias - bias.max(axis=-1, keepdims=True)
         # The smallest log of any table product is with every unit kept.
         underflow = (shifted.sum(axis=1) + log_bias).min(axis=1) < _MIN_LOG_FACTOR
         E = np.exp(shifted)
-        T1 = _product_table(E[:, :n1], ws["T1"][:B])
+        T1 = _product_table(E[:, :n1], ws["T1"][:B], ws["T1s"][:, :B])
         T1 *= np.exp(log_bias)[..., None, :]
-        T2 = _product_table(E[:, n1:], ws["T2"][:B])
+        T2 = _product_table(E[:, n1:], ws["T2"][:B], ws["T2s"][:, :B])
         R = np.matmul(T1, T2.transpose(0, 2, 1), out=ws["R"][:B])  # D, (B, 2^n1, 2^n2)
         np.reciprocal(R, out=R)
         T2w = np.multiply(T2, P2[:, None], out=ws["T2w"][:B])
@@ -385,6 +391,7 @@ def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.
 def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
     W, b = net.weights[-1], net.biases[-1]
     scaled_W = plan.inner_scale * W
+    w_max, w_min = scaled_W.max(axis=1), scaled_W.min(axis=1)
     q = plan.inner_q
     output = net.output
 
@@ -409,7 +416,9 @@ def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
             if output == "sigmoid":
                 m, v = _sigmoid_block(V, b, q, variance)
             else:
-                m, v = _softmax_block(V, b, q, variance)
+                # max_k a_j w_jk without a reduction over k
+                vmax = np.where(a >= 0, a * w_max, a * w_min)
+                m, v = _softmax_block(V, b, q, variance, vmax)
             mean[start:start + len(a)] = m
             if variance:
                 var[start:start + len(a)] = v
@@ -466,7 +475,10 @@ def shortcut_moments(
     chunks = enumerate_masks(plan.outer_q, outer_per_chunk)
     n_threads = default_threads() if n_threads is None else n_threads
     n_chunks = n_outer_chunks(plan, chunk_size, arithmetic)
-    return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress)
+    try:
+        return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress)
+    finally:
+        _local.__dict__.pop("ws", None)  # the caller's thread keeps no scratch
 
 
 def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) -> int:

@@ -523,3 +523,41 @@ def plot_boundary(df: pd.DataFrame) -> Figure:
                  f"({df['architecture'].iloc[0]}, every hidden layer dropped)\n"
                  "grey: the true boundary", fontsize=10)
     return fig
+
+
+# --- Benchmark of exact enumeration (ensemble_study.bench).
+
+
+@figure("bench", "bench")
+def plot_bench(df: pd.DataFrame) -> Figure:
+    """Seconds against the number of dropped units: naive per-mask loop vs the package."""
+    fig, axes = new_figure(width=6.0, height=4.2)
+    ax = axes[0, 0]
+    sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
+    arch = "8-h-h-10 softmax"
+    for method, color, ls in (("naive", "0.35", "--"), ("package", "C0", "-")):
+        rows = sweep[sweep["method"] == method]
+        ax.plot(rows["n_dropped"], rows["seconds"], color=color, ls=ls, marker="o",
+                label=f"{method}: mean, NWGM, variance ({arch})")
+    guess = sweep[(sweep["method"] == "naive") & sweep["extrapolated"].astype(bool)]
+    ax.plot(guess["n_dropped"], guess["seconds"], ls="none", marker="o", mfc="white",
+            mec="0.35", label="naive, extrapolated from the first masks")
+    package = df[df["method"] == "package"]
+    for stat, marker, color, label in (
+        ("mean+nwgm", "s", "C1", "package: mean and NWGM only (softmax)"),
+        ("nwgm", "^", "C2", "package: NWGM only (softmax)"),
+        ("identity", "v", "C3", "package: identity output, mean and variance"),
+    ):
+        rows = package[package["statistics"] == stat]
+        ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker=marker, color=color,
+                label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("dropped units n (2^n subnetworks)")
+    ax.set_ylabel("seconds")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=7.5)
+    first = df.iloc[0]
+    ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
+                 f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
+                 fontsize=9)
+    return fig

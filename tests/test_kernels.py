@@ -223,3 +223,40 @@ def test_sampled_ensemble_is_the_mean_of_its_members(output):
         res = sample_ensemble(net, cfg, X, K, np.random.default_rng(9), chunk_size=chunk_size)
         close(res.mean, y.mean(axis=0))
         close_variance(res.variance, y.var(axis=0), y.mean(axis=0))
+
+
+# --- The benchmark: its naive loop is a second reference, and the command runs.
+
+
+def test_bench_naive_loop_computes_the_package_statistics(seed):
+    from ensemble_study.bench import naive_ensemble
+    from ensemble_study.dropout import mask_multipliers
+    from ensemble_study.masks import enumerate_masks
+
+    net, X = make((3, 4, 3, 3), "softmax", seed)
+    cfg = DropoutConfig({1: 0.6, 2: 0.4}, scheme="inverted")
+    masks, log_probs = next(enumerate_masks(np.r_[np.full(4, 0.6), np.full(3, 0.4)], 2**7))
+    s1, s2, sz = naive_ensemble(net, X, mask_multipliers(net, cfg, masks), np.exp(log_probs))
+    res = exact_ensemble(net, cfg, X)
+    close(res.mean, s1)
+    close(res.geometric_mean, softmax(sz))
+    # s2 - s1**2 cancels (the naive loop's way); only to ~1e-12 of E[y^2].
+    np.testing.assert_allclose(res.variance, s2 - s1**2, rtol=0, atol=1e-12 * s2.max())
+
+
+def test_bench_command_quick(tmp_path):
+    from click.testing import CliRunner
+
+    from ensemble_study.cli import main
+    from ensemble_study.results import load_result
+
+    out, png = tmp_path / "bench.csv", tmp_path / "bench.png"
+    result = CliRunner().invoke(main, ["bench", "--quick", "--naive-budget", "0.01",
+                                       "--out", str(out), "--figure", str(png)])
+    assert result.exit_code == 0, result.output
+    df = load_result(out)
+    assert list(df.columns[:8]) == ["case", "architecture", "output", "statistics", "n_dropped",
+                                    "n_subnetworks", "n_examples", "method"]
+    assert set(df["case"]) == {"a", "b", "c", "sweep"}
+    assert (df.groupby(["case", "architecture", "statistics"])["method"].nunique() == 2).all()
+    assert png.stat().st_size > 0

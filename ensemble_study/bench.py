@@ -1,0 +1,281 @@
+"""Benchmark of exact enumeration: the package's paths against the naive loop.
+
+One run measures, on the same machine: the naive per-mask loop (one full
+forward pass per mask, the way a course's forward pass would be extended),
+the package's path, float64 matrix-multiply throughput (the machine's
+practical peak) and peak memory, for the cases of issue 4:
+
+* ``a``: Warde-Farley et al. 2014's 2-10-10-1 ReLU network, sigmoid output,
+  both hidden layers dropped (2^20 subnetworks): mean, NWGM and variance;
+* ``b``: 8-10-10-10 (2^20) and 8-12-12-10 (2^24) ReLU, softmax output, both
+  hidden layers dropped: arithmetic mean, NWGM and variance of the
+  probabilities (``all``), and the mean and NWGM alone (``mean+nwgm``);
+* ``c``: 8-12-12-10: the NWGM alone (``nwgm``, softmax output) and the
+  identity output's mean and variance (``identity``), both analytic over the
+  last dropped layer, against enumerating its 2^24 subnetworks;
+* ``sweep``: 8-h-h-10 softmax, ``all``, for the figure of time against the
+  number of dropped units.
+
+Always 256 inputs (64 with ``quick``), keep_prob 0.5, inverted dropout.
+Where the naive loop would take too long it runs on the first masks only
+and its time per subnetwork is extrapolated (column ``extrapolated``).
+
+Effective GFLOP/s counts the flops of the naive computation, two per weight
+per subnetwork and example (``2 * sum(fan_in * fan_out)``), divided by the
+time taken; above the matmul peak it means algebra replaced arithmetic.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .dropout import DropoutConfig, mask_multipliers, unit_keep_probs
+from .ensemble import exact_ensemble
+from .kernels import default_threads, shortcut_moments, shortcut_plan
+from .masks import enumerate_masks
+from .network import MLP, OUTPUT_FUNCTIONS, forward
+
+STATISTICS = ("all", "mean+nwgm", "nwgm", "identity")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: a network shape, an output and the statistics asked for."""
+
+    case: str
+    sizes: tuple
+    output: str
+    statistics: str
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(self.sizes[1:-1])
+
+
+def default_cases(quick: bool = False) -> list[Case]:
+    """The cases of issue 4 (smaller networks when ``quick``)."""
+    h20, h24, wf = ((6, 6), (7, 7), 6) if quick else ((10, 10), (12, 12), 10)
+    cases = [
+        Case("a", (2, wf, wf, 1), "sigmoid", "all"),
+        Case("b", (8, *h20, 10), "softmax", "all"),
+        Case("b", (8, *h20, 10), "softmax", "mean+nwgm"),
+        Case("b", (8, *h24, 10), "softmax", "all"),
+        Case("b", (8, *h24, 10), "softmax", "mean+nwgm"),
+        Case("c", (8, *h24, 10), "softmax", "nwgm"),
+        Case("c", (8, *h24, 10), "identity", "identity"),
+    ]
+    widths = (4, 5, 6) if quick else (8, 9, 10, 11, 12)
+    cases += [Case("sweep", (8, h, h, 10), "softmax", "all") for h in widths]
+    return cases
+
+
+def blas_info() -> tuple[str, int]:
+    """The BLAS library numpy calls and its default thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)", -1
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    if not blas:
+        return "unknown", -1
+    return f"{blas[0]['internal_api']} {blas[0]['version']}", int(blas[0]["num_threads"])
+
+
+def matmul_gflops(n: int = 1024, repeat: int = 5, *, rng=0) -> float:
+    """Float64 GEMM throughput of ``n x n`` matrices (best of ``repeat``), in GFLOP/s."""
+    gen = np.random.default_rng(rng)
+    a, b = gen.normal(size=(n, n)), gen.normal(size=(n, n))
+    a @ b  # warm up: threads started, pages touched
+    best = min(_seconds(lambda: a @ b) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def naive_ensemble(net: MLP, X: np.ndarray, multipliers: dict, weights: np.ndarray):
+    """The reference loop: one full forward pass per mask, running sums.
+
+    ``multipliers`` holds one row per mask (``(n_masks, width)`` per dropped
+    layer, made once per chunk so that the loop times the forward passes).
+    Returns the weighted sums of the outputs, their squares and the logits
+    (mean, variance and NWGM follow from them), shape ``(n_examples, n_out)``.
+    """
+    output = OUTPUT_FUNCTIONS[net.output]
+    s1 = s2 = sz = 0.0
+    for i, w in enumerate(weights):
+        z = forward(net, X, {l: m[i] for l, m in multipliers.items()}, logits=True)
+        y = output(z)
+        s1, s2, sz = s1 + w * y, s2 + w * y * y, sz + w * z
+    return s1, s2, sz
+
+
+def naive_seconds_per_subnetwork(net, cfg, X, budget: float) -> tuple[float, int, bool]:
+    """Time the naive loop for about ``budget`` seconds.
+
+    Returns
+    -------
+    seconds_per_subnetwork : float
+    n_timed : int
+        Masks actually run.
+    extrapolated : bool
+        True when fewer than all masks were run.
+    """
+    q = unit_keep_probs(net, cfg)
+    total = 2 ** int(np.count_nonzero(q < 1))
+
+    def run(masks, log_probs):
+        mult = mask_multipliers(net, cfg, masks)
+        return _seconds(lambda: naive_ensemble(net, X, mult, np.exp(log_probs)))
+
+    masks, log_probs = next(enumerate_masks(q, min(total, 16)))
+    n = int(min(total, max(16, budget / (run(masks, log_probs) / len(masks)))))
+    done, elapsed = 0, 0.0
+    for masks, log_probs in enumerate_masks(q, min(n, 4096)):
+        take = min(len(masks), n - done)
+        elapsed += run(masks[:take], log_probs[:take])
+        done += take
+        if done >= n:
+            break
+    return elapsed / done, done, done < total
+
+
+def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str):
+    """The package's path for one set of statistics (what a user would call)."""
+    if statistics in ("all", "identity"):
+        return exact_ensemble(net, cfg, X, max_subnetworks=2**30)
+    plan = shortcut_plan(net, cfg)
+    return shortcut_moments(net, cfg, X, plan, arithmetic=statistics == "mean+nwgm",
+                            variance=False)
+
+
+def measure_package(net, cfg, X, statistics) -> tuple[float, float]:
+    """Seconds of one clean run, then the peak of traced allocations (MB) of a second."""
+    seconds = _seconds(lambda: package_run(net, cfg, X, statistics))
+    tracemalloc.start()
+    try:
+        package_run(net, cfg, X, statistics)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return seconds, peak / 2**20
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=None,
+              rng=0) -> tuple[pd.DataFrame, dict]:
+    """Run every case; return the tidy table and its parameters.
+
+    Parameters
+    ----------
+    quick : bool
+        Small networks and 64 inputs: a smoke run of a few seconds.
+    naive_budget : float, optional
+        Seconds of naive loop timed per case (default 3, 0.3 when quick).
+    echo : callable, optional
+        Called with one formatted line per measured row.
+    rng : int
+        Seed of the networks and inputs.
+
+    Returns
+    -------
+    DataFrame
+        One row per (case, network, statistics, method); identifier columns
+        first, then the measurements.
+    dict
+        Parameters and the machine (BLAS, threads, matmul peak).
+    """
+    n_examples = 64 if quick else 256
+    naive_budget = (0.3 if quick else 3.0) if naive_budget is None else naive_budget
+    blas, blas_threads = blas_info()
+    peak = matmul_gflops(512 if quick else 1024)
+    threads = default_threads()
+    if echo is not None:
+        echo(f"BLAS: {blas}, {blas_threads} thread(s) by default; the package runs "
+             f"{threads} thread(s) over chunks with 1 BLAS thread each; "
+             f"float64 matmul peak {peak:.1f} GFLOP/s")
+    rows, naive_cache, package_cache = [], {}, {}
+    for case in default_cases(quick):
+        # One network and input per shape, so that repeated shapes share them.
+        gen = np.random.default_rng([rng, *case.sizes])
+        net = MLP.random(case.sizes, "relu", case.output, rng=gen)
+        X = gen.normal(size=(n_examples, case.sizes[0]))
+        cfg = DropoutConfig(0.5, layers=[1, 2], scheme="inverted")
+        n_sub = 2**case.n_dropped
+        flops = 2 * sum(a * b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
+        work = n_sub * n_examples
+        ident = {"case": case.case, "architecture": net.architecture, "output": case.output,
+                 "statistics": case.statistics, "n_dropped": case.n_dropped,
+                 "n_subnetworks": n_sub, "n_examples": n_examples}
+        key = (case.sizes, case.output)
+        if key not in naive_cache:
+            naive_cache[key] = naive_seconds_per_subnetwork(net, cfg, X, naive_budget)
+        per, n_timed, extrapolated = naive_cache[key]
+        naive_s = per * n_sub
+        key = (case.sizes, case.output, case.statistics)
+        if key not in package_cache:  # the sweep repeats two networks of case b
+            package_cache[key] = measure_package(net, cfg, X, case.statistics)
+        seconds, peak_mb = package_cache[key]
+        for method, s, timed, extra, mem in (
+            ("naive", naive_s, n_timed, extrapolated, np.nan),
+            ("package", seconds, n_sub, False, peak_mb),
+        ):
+            rows.append({**ident, "method": method, "seconds": s, "masks_timed": timed,
+                         "extrapolated": extra,
+                         "subnet_examples_per_s": work / s,
+                         "effective_gflops": flops * work / s / 1e9,
+                         "matmul_peak_gflops": peak,
+                         "speedup_vs_naive": naive_s / s,
+                         "peak_mb": mem, "max_rss_mb": _max_rss_mb(),
+                         "blas": blas, "blas_threads": blas_threads if method == "naive" else 1,
+                         "threads": 1 if method == "naive" else threads})
+            if echo is not None:
+                echo(format_row(rows[-1]))
+    params = {"quick": quick, "n_examples": n_examples, "naive_budget": naive_budget,
+              "rng": rng, "keep_prob": 0.5, "scheme": "inverted", "blas": blas,
+              "blas_threads": blas_threads, "threads": threads, "matmul_peak_gflops": peak}
+    return pd.DataFrame(rows), params
+
+
+def format_row(row: dict) -> str:
+    """One printed line of the benchmark table."""
+    naive = row["method"] == "naive"
+    time_s = f"{row['seconds']:9.3g} s" + ("*" if row["extrapolated"] else " ")
+    mem = "" if naive else f"  peak {row['peak_mb']:6.1f} MB"
+    return (f"({row['case']}) {row['architecture']:>10} {row['output']:>8} "
+            f"{row['statistics']:>9} 2^{row['n_dropped']:<2} {row['method']:>7}: {time_s} "
+            f"{row['subnet_examples_per_s']:9.3g} subnet*ex/s "
+            f"{row['effective_gflops']:8.3g} GFLOP/s eff. "
+            f"({row['effective_gflops'] / row['matmul_peak_gflops']:7.2%} of matmul peak)"
+            + ("" if naive else f"  x{row['speedup_vs_naive']:,.0f} vs naive") + mem)
+
+
+FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per subnetwork. "
+            "Threads: naive = 1 Python thread, default BLAS threads; package = "
+            "threads over chunks, 1 BLAS thread each.")
+
+
+def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):
+    """Draw the registered ``bench`` figure from ``df`` to ``path`` (written atomically)."""
+    from pathlib import Path
+
+    from .plots import FIGURES
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    FIGURES["bench"]["bench"](df).savefig(tmp, dpi=dpi)
+    tmp.replace(path)
+    return path
