@@ -28,7 +28,7 @@ DEFAULTS = dict(
     activations=c.HIDDEN_ACTIVATIONS,
     outputs=("sigmoid", "softmax"),
     keep_probs=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0),
-    width=6, depth=2, n_features=4, n_inputs=32, n_seeds=5, seed=0,
+    width=8, depth=2, n_features=4, n_inputs=32, n_seeds=5, seed=0,
 )
 QUICK = dict(DEFAULTS, keep_probs=(0.1, 0.5, 0.9, 0.99, 1.0), width=4, n_inputs=16, n_seeds=2)
 
