@@ -31,9 +31,11 @@ import resource
 import time
 import tracemalloc
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_info
 
 from .dropout import DropoutConfig, mask_multipliers, unit_keep_probs
 from .ensemble import exact_ensemble
@@ -52,6 +54,7 @@ class Case:
     sizes: tuple
     output: str
     statistics: str
+    compare_threads: bool = False  # also time one thread with BLAS threads
 
     @property
     def n_dropped(self) -> int:
@@ -63,7 +66,7 @@ def default_cases(quick: bool = False) -> list[Case]:
     h20, h24, wf = ((6, 6), (7, 7), 6) if quick else ((10, 10), (12, 12), 10)
     cases = [
         Case("a", (2, wf, wf, 1), "sigmoid", "all"),
-        Case("b", (8, *h20, 10), "softmax", "all"),
+        Case("b", (8, *h20, 10), "softmax", "all", compare_threads=True),
         Case("b", (8, *h20, 10), "softmax", "mean+nwgm"),
         Case("b", (8, *h24, 10), "softmax", "all"),
         Case("b", (8, *h24, 10), "softmax", "mean+nwgm"),
@@ -77,10 +80,6 @@ def default_cases(quick: bool = False) -> list[Case]:
 
 def blas_info() -> tuple[str, int]:
     """The BLAS library numpy calls and its default thread count."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (threadpoolctl not installed)", -1
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     if not blas:
         return "unknown", -1
@@ -149,13 +148,18 @@ def naive_seconds_per_subnetwork(net, cfg, X, budget: float) -> tuple[float, int
     return elapsed / done, done, done < total
 
 
-def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str):
-    """The package's path for one set of statistics (what a user would call)."""
-    if statistics in ("all", "identity"):
+def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str,
+                n_threads: int | None = None):
+    """The package's path for one set of statistics (what a user would call).
+
+    ``n_threads=1`` runs the chunks on one thread with BLAS at its default
+    thread count, to compare with threads over chunks.
+    """
+    if statistics in ("all", "identity") and n_threads is None:
         return exact_ensemble(net, cfg, X, max_subnetworks=2**30)
-    plan = shortcut_plan(net, cfg)
-    return shortcut_moments(net, cfg, X, plan, arithmetic=statistics == "mean+nwgm",
-                            variance=False)
+    return shortcut_moments(net, cfg, X, shortcut_plan(net, cfg), n_threads=n_threads,
+                            arithmetic=statistics in ("all", "mean+nwgm"),
+                            variance=statistics in ("all", "identity"))
 
 
 def measure_package(net, cfg, X, statistics) -> tuple[float, float]:
@@ -228,10 +232,12 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
         if key not in package_cache:  # the sweep repeats two networks of case b
             package_cache[key] = measure_package(net, cfg, X, case.statistics)
         seconds, peak_mb = package_cache[key]
-        for method, s, timed, extra, mem in (
-            ("naive", naive_s, n_timed, extrapolated, np.nan),
-            ("package", seconds, n_sub, False, peak_mb),
-        ):
+        runs = [("naive", naive_s, n_timed, extrapolated, np.nan),
+                ("package", seconds, n_sub, False, peak_mb)]
+        if case.compare_threads:
+            one = _seconds(partial(package_run, net, cfg, X, case.statistics, n_threads=1))
+            runs.append(("package_1thread", one, n_sub, False, np.nan))
+        for method, s, timed, extra, mem in runs:
             rows.append({**ident, "method": method, "seconds": s, "masks_timed": timed,
                          "extrapolated": extra,
                          "subnet_examples_per_s": work / s,
@@ -239,8 +245,9 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
                          "matmul_peak_gflops": peak,
                          "speedup_vs_naive": naive_s / s,
                          "peak_mb": mem, "max_rss_mb": _max_rss_mb(),
-                         "blas": blas, "blas_threads": blas_threads if method == "naive" else 1,
-                         "threads": 1 if method == "naive" else threads})
+                         "blas": blas,
+                         "blas_threads": 1 if method == "package" else blas_threads,
+                         "threads": threads if method == "package" else 1})
             if echo is not None:
                 echo(format_row(rows[-1]))
     params = {"quick": quick, "n_examples": n_examples, "naive_budget": naive_budget,
@@ -251,20 +258,21 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
 
 def format_row(row: dict) -> str:
     """One printed line of the benchmark table."""
-    naive = row["method"] == "naive"
+    naive = row["method"] != "package"
     time_s = f"{row['seconds']:9.3g} s" + ("*" if row["extrapolated"] else " ")
     mem = "" if naive else f"  peak {row['peak_mb']:6.1f} MB"
     return (f"({row['case']}) {row['architecture']:>10} {row['output']:>8} "
-            f"{row['statistics']:>9} 2^{row['n_dropped']:<2} {row['method']:>7}: {time_s} "
+            f"{row['statistics']:>9} 2^{row['n_dropped']:<2} {row['method']:>15}: {time_s} "
             f"{row['subnet_examples_per_s']:9.3g} subnet*ex/s "
             f"{row['effective_gflops']:8.3g} GFLOP/s eff. "
             f"({row['effective_gflops'] / row['matmul_peak_gflops']:7.2%} of matmul peak)"
-            + ("" if naive else f"  x{row['speedup_vs_naive']:,.0f} vs naive") + mem)
+            + ("" if row["method"] == "naive" else f"  x{row['speedup_vs_naive']:,.0f} vs naive")
+            + mem)
 
 
 FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per subnetwork. "
-            "Threads: naive = 1 Python thread, default BLAS threads; package = "
-            "threads over chunks, 1 BLAS thread each.")
+            "Threads: naive and package_1thread = 1 Python thread, default BLAS threads; "
+            "package = threads over chunks, 1 BLAS thread each.")
 
 
 def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):

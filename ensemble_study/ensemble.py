@@ -157,7 +157,7 @@ def exact_ensemble(
     plan = shortcut_plan(net, cfg)
     if plan is not None:
         size = shortcut_chunk(plan, X.shape[0], chunk_size)
-        with _progress_bar(progress, n_outer_chunks(plan, size), label) as update:
+        with _progress_bar(progress, n_outer_chunks(net, plan, size), label) as update:
             acc = shortcut_moments(net, cfg, X, plan, chunk_size=size, progress=update)
     else:
         size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size

@@ -53,11 +53,11 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .dropout import DropoutConfig
 from .masks import enumerate_masks
@@ -134,7 +134,8 @@ def run_chunks(task: Callable, chunks: Iterable, n_threads: int, progress=None) 
 
     At most ``2 * n_threads`` chunks are in flight, so memory is bounded by
     the chunk size whatever the number of chunks. With more than one thread,
-    BLAS is held to one thread per call (threadpoolctl, when installed).
+    BLAS is held to one thread per call (threadpoolctl): the products are
+    small, and threads over chunks were measured to beat BLAS threads on them.
     """
     acc = Moments()
     chunks = iter(chunks)
@@ -144,13 +145,7 @@ def run_chunks(task: Callable, chunks: Iterable, n_threads: int, progress=None) 
             if progress is not None:
                 progress(1)
         return acc
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=1, user_api="blas")
-    except ImportError:
-        limits = nullcontext()
-    with limits, ThreadPoolExecutor(n_threads) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
         pending = deque()
         for chunk in chunks:
             pending.append(pool.submit(task, chunk))
@@ -449,10 +444,11 @@ def shortcut_moments(
     X : ndarray, shape (n_examples, n_features), validated
     plan : from :func:`shortcut_plan`
     chunk_size : int, optional
-        Subnetworks per batch: a chunk holds ``max(1, chunk_size // 2**n_inner)``
-        outer masks, and one softmax block ``max(1, chunk_size * n_examples //
-        2**n_inner)`` (outer mask, example) pairs; memory grows with
-        ``chunk_size * n_examples``.
+        Sets the memory, which grows with ``chunk_size * n_examples``: a chunk
+        holds ``max(1, chunk_size // 2**n_inner)`` outer masks when the inner
+        masks are enumerated (else ``max(1, chunk_size // (width + 4 n_out))``),
+        and one softmax block ``max(1, chunk_size * n_examples // 2**n_inner)``
+        (outer mask, example) pairs.
     arithmetic : bool
         Compute the arithmetic mean of sigmoid/softmax outputs (the only
         statistic that needs the inner masks enumerated); if False, ``mean``
@@ -470,11 +466,10 @@ def shortcut_moments(
     block = 2**plan.n_inner
     chunk_size = shortcut_chunk(plan, n, chunk_size)
     pairs_per_block = max(1, chunk_size * n // block)
-    outer_per_chunk = max(1, chunk_size // block) if arithmetic else max(1, chunk_size)
     task = _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block)
-    chunks = enumerate_masks(plan.outer_q, outer_per_chunk)
+    chunks = enumerate_masks(plan.outer_q, _outer_per_chunk(net, plan, chunk_size, arithmetic))
     n_threads = default_threads() if n_threads is None else n_threads
-    n_chunks = n_outer_chunks(plan, chunk_size, arithmetic)
+    n_chunks = n_outer_chunks(net, plan, chunk_size, arithmetic)
     try:
         return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress)
     finally:
@@ -487,11 +482,17 @@ def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) 
     return max(1, _BLOCK_ELEMENTS // n_examples) if chunk_size is None else chunk_size
 
 
-def n_outer_chunks(plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:
+def _outer_per_chunk(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool) -> int:
+    if arithmetic and net.output != "identity":  # each outer mask is a block of 2^n_inner
+        return max(1, chunk_size // 2**plan.n_inner)
+    # Analytic over the inner layer: activations, logits and moments per outer mask.
+    return max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+
+
+def n_outer_chunks(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:
     """Chunks :func:`shortcut_moments` runs (for a progress bar)."""
-    per = max(1, chunk_size // 2**plan.n_inner) if arithmetic else max(1, chunk_size)
     n_outer = 2 ** int(np.count_nonzero(plan.outer_q < 1))
-    return math.ceil(n_outer / per)
+    return math.ceil(n_outer / _outer_per_chunk(net, plan, chunk_size, arithmetic))
 
 
 def generic_task(net: MLP, X: np.ndarray, multipliers_of: Callable):
