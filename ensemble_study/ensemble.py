@@ -7,6 +7,14 @@ logits: for softmax ``E[log y_i] = E[z_i] - E[logsumexp(z)]`` and the second
 term is the same for every class, so ``NWGM = softmax(E[z])``; for a sigmoid
 unit ``log G - log G' = E[log y - log(1 - y)] = E[z]``, so
 ``NWGM = sigmoid(E[z])``. The tests check both against the definition.
+
+:func:`exact_ensemble` picks the fastest exact path by itself (see
+``ensemble_study.kernels``): when the last dropped layer with keep_prob < 1
+feeds the output layer, the statistics are computed over that layer's mask
+algebraically (analytic for the identity output and the NWGM, two-half
+product tables for the softmax/sigmoid mean and variance) and only the other
+dropped layers are enumerated; otherwise every mask's forward pass is run in
+chunks. Chunks run on up to two threads; results do not depend on them.
 """
 
 from __future__ import annotations
@@ -120,6 +128,10 @@ def exact_ensemble(
 ) -> EnsembleResult:
     """Average over every subnetwork, weighted by its mask's probability.
 
+    Every path is exact (no sampling, no approximation); which one runs is
+    chosen automatically (module docstring). Memory is bounded by the chunk
+    size, whatever the number of subnetworks.
+
     Parameters
     ----------
     net : MLP
@@ -128,7 +140,9 @@ def exact_ensemble(
     chunk_size : int, optional
         Masks evaluated per batch; memory grows with
         ``chunk_size * n_examples * max(width)``. By default chosen so that
-        one intermediate array stays near 16 MiB.
+        one intermediate array stays near 16 MiB (2 MiB on the shortcut
+        path, where the last dropped layer's 2**width masks form one
+        indivisible block per outer mask and example).
     max_subnetworks : int
         Refuse to enumerate more subnetworks than this.
     progress : bool
