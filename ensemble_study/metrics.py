@@ -31,15 +31,17 @@ def _check_output(output):
 def relative_gap(ensemble, single, std) -> np.ndarray:
     """``|ensemble - single| / std`` elementwise, shape ``(n_examples, n_outputs)``.
 
-    Where the ensemble has no spread (``std == 0``) the ratio is 0 if the gap
-    is float noise (at most 8 ulps of the values) and ``inf`` otherwise.
+    Where the ensemble has no spread beyond rounding (``std`` at most 8 ulps
+    of the values) the ratio is 0 if the gap is rounding noise too and
+    ``inf`` otherwise: dividing one rounding error by another would report
+    an arbitrary number.
     """
     p, q = _pair(ensemble, single)
     std = np.broadcast_to(np.asarray(std, dtype=np.float64), p.shape)
     gap = np.abs(p - q)
     noise = 8 * np.finfo(np.float64).eps * np.maximum(np.abs(p), np.abs(q))
     out = np.where(gap <= noise, 0.0, np.inf)
-    np.divide(gap, std, out=out, where=std > 0)
+    np.divide(gap, std, out=out, where=std > noise)
     return out
 
 

@@ -67,6 +67,10 @@ def test_relative_gap_and_its_zero_std_guard():
     # A gap of one rounding error with no spread counts as no gap.
     one_ulp = np.nextafter(3.0, 4.0)
     assert relative_gap([[3.0]], [[one_ulp]], [[0.0]])[0, 0] == 0.0
+    # A spread of rounding size is no spread either: one rounding error over
+    # another is not a ratio (0.3 vs 0.30000000000000004 over 1e-17 was 5.55).
+    assert relative_gap([[0.3]], [[0.1 + 0.2]], [[1e-17]])[0, 0] == 0.0
+    assert relative_gap([[0.3]], [[0.31]], [[1e-17]])[0, 0] == np.inf
     # A scalar std broadcasts.
     np.testing.assert_array_equal(relative_gap(ens, single, 0.5), [[1.0, 0.0, 0.0, 1.0]])
 
