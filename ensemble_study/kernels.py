@@ -205,38 +205,68 @@ def _product_table(E: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.nd
 _local = threading.local()
 
 
-def _workspace(B: int, S1: int, S2: int, K: int) -> dict:
+def _workspace(B: int, rows: int, S1: int, S2: int, K: int) -> dict:
     """Per-thread scratch arrays of the softmax kernel, reused across blocks.
 
     Fresh multi-megabyte arrays for every block cost page faults that were
     measured to double the kernel's time.
     """
     ws = getattr(_local, "ws", None)
-    if ws is None or ws["key"] != (S1, S2, K) or ws["B"] < B:
-        ws = {"key": (S1, S2, K), "B": B}
+    if ws is None or ws["key"] != (rows, S1, S2, K) or ws["B"] < B:
+        ws = {"key": (rows, S1, S2, K), "B": B}
         for name, shape in (("T1", (S1, K)), ("T2", (S2, K)), ("T2w", (S2, K)),
-                            ("M", (S1, K)), ("R", (S1, S2)), ("R2", (S1, S2))):
+                            ("T2w2", (S2, K)), ("M", (rows, K)), ("R", (rows, S2))):
             ws[name] = np.empty((B,) + shape)
         ws["T1s"], ws["T2s"] = np.empty((S1, B, K)), np.empty((S2, B, K))
         _local.ws = ws
     return ws
 
 
-def _direct_block(V: np.ndarray, bias: np.ndarray, q: float):
+def _tiles(B: int, S1: int, S2: int, width: int):
+    """Split a ``(B, S1, S2, width)`` computation into pieces of at most about
+    ``_BLOCK_ELEMENTS`` elements: whole pairs when they fit, else rows of one
+    pair. Rows come in powers of two, so every piece has the same shape.
+
+    Yields ``(pairs, rows)`` slices.
+    """
+    per_pair = S1 * S2 * width
+    if per_pair <= _BLOCK_ELEMENTS:
+        step = _BLOCK_ELEMENTS // per_pair
+        for b0 in range(0, B, step):
+            yield slice(b0, b0 + step), slice(0, S1)
+        return
+    rows = 2 ** int(math.log2(max(1, _BLOCK_ELEMENTS // (S2 * width))))
+    for b0 in range(B):
+        for s0 in range(0, S1, rows):
+            yield slice(b0, b0 + 1), slice(s0, s0 + rows)
+
+
+def _direct_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
     """Softmax mean and variance over every inner mask, one softmax each.
 
-    The reference-like path for pairs whose tables could underflow: each
-    subnetwork's logits are shifted by their own maximum. ``V`` ``(F, n, K)``,
-    ``bias`` ``(K,)`` or ``(F, K)``; returns mean and variance ``(F, K)``.
+    The path for pairs whose tables could underflow: each subnetwork's logits
+    ``Z1[s] + Z2[t] + bias`` (the two halves' sums) are shifted by their own
+    maximum. Two passes: the mean, then the centred variance. ``V``
+    ``(F, n, K)``, ``bias`` ``(F, K)``; returns mean and variance ``(F, K)``.
     """
-    n = V.shape[1]
-    P = _mask_probs(n, q)
-    z = np.matmul(_bits(n), V) + bias[..., None, :]
-    z -= z.max(axis=-1, keepdims=True)
-    y = np.exp(z, out=z)
-    y /= y.sum(axis=-1, keepdims=True)
-    mean = np.matmul(P, y)
-    return mean, np.matmul(P, (y - mean[:, None, :]) ** 2)
+    F, n, K = V.shape
+    n1 = n // 2
+    P1, P2 = _mask_probs(n1, q), _mask_probs(n - n1, q)
+    Z1 = np.matmul(_bits(n1), V[:, :n1]) + bias[:, None, :]
+    Z2 = np.matmul(_bits(n - n1), V[:, n1:])
+    mean, var = np.zeros((F, K)), (np.zeros((F, K)) if variance else None)
+    for centre in ((None, mean),) + (((mean, var),) if variance else ()):
+        c, into = centre
+        for b, r in _tiles(F, len(P1), len(P2), K):
+            z = Z1[b, r, None, :] + Z2[b, None, :, :]
+            z -= z.max(axis=-1, keepdims=True)
+            y = np.exp(z, out=z)
+            y /= y.sum(axis=-1, keepdims=True)
+            if c is not None:
+                y -= c[b, None, None, :]
+                y *= y
+            into[b] += np.matmul(P1[r], np.matmul(P2, y))
+    return mean, var
 
 
 def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vmax=None):
@@ -259,8 +289,12 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vm
     """
     B, n, K = V.shape
     n1 = n // 2
+    S1, S2 = 2**n1, 2**(n - n1)
     P1, P2 = _mask_probs(n1, q), _mask_probs(n - n1, q)
-    ws = _workspace(B, 2**n1, 2**(n - n1), K)
+    bias = np.broadcast_to(bias, (B, K))
+    # Rows of T1 per product: all of them unless one pair's block is too big.
+    rows = S1 if S1 * S2 <= _BLOCK_ELEMENTS else next(_tiles(1, S1, S2, 1))[1].stop
+    ws = _workspace(B, rows, S1, S2, K)
     with np.errstate(all="ignore"):  # guarded pairs are recomputed below
         shifted = V - (V.max(axis=2) if vmax is None else vmax)[:, :, None]
         log_bias = bias - bias.max(axis=-1, keepdims=True)
@@ -268,32 +302,36 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vm
         underflow = (shifted.sum(axis=1) + log_bias).min(axis=1) < _MIN_LOG_FACTOR
         E = np.exp(shifted)
         T1 = _product_table(E[:, :n1], ws["T1"][:B], ws["T1s"][:, :B])
-        T1 *= np.exp(log_bias)[..., None, :]
+        T1 *= np.exp(log_bias)[:, None, :]
         T2 = _product_table(E[:, n1:], ws["T2"][:B], ws["T2s"][:, :B])
-        R = np.matmul(T1, T2.transpose(0, 2, 1), out=ws["R"][:B])  # D, (B, 2^n1, 2^n2)
-        np.reciprocal(R, out=R)
         T2w = np.multiply(T2, P2[:, None], out=ws["T2w"][:B])
-        M = np.matmul(R, T2w, out=ws["M"][:B])
-        M *= T1
-        mean = np.matmul(P1, M)
+        T2w2 = np.multiply(T2w, T2, out=ws["T2w2"][:B]) if variance else None
+        mean = np.zeros((B, K))
+        second = np.zeros((B, K)) if variance else None
+        for s0 in range(0, S1, rows):
+            t1, p1 = T1[:, s0:s0 + rows], P1[s0:s0 + rows]
+            R = np.matmul(t1, T2.transpose(0, 2, 1), out=ws["R"][:B])  # D
+            np.reciprocal(R, out=R)
+            M = np.matmul(R, T2w, out=ws["M"][:B])
+            M *= t1
+            mean += np.matmul(p1, M)
+            if variance:
+                np.matmul(np.multiply(R, R, out=R), T2w2, out=M)
+                M *= t1
+                M *= t1
+                second += np.matmul(p1, M)
         var = None
         if variance:
-            T2w *= T2
-            np.matmul(np.multiply(R, R, out=ws["R2"][:B]), T2w, out=M)
-            M *= T1
-            M *= T1
-            second = np.matmul(P1, M)
             var = second - mean**2
-            cancel = ~underflow & ~np.all(var * _MAX_CANCELLATION >= second, axis=1)
-            _centred_variance(np.flatnonzero(cancel), T1, T2, R, P1, P2, mean, var)
+            cancel = np.flatnonzero(~underflow & ~np.all(var * _MAX_CANCELLATION >= second, axis=1))
+            if cancel.size:
+                var[cancel] = _centred_variance(T1[cancel], T2[cancel], P1, P2, mean[cancel])
     redo = np.flatnonzero(underflow)
-    step = max(1, _BLOCK_ELEMENTS // (2**n * K))
-    for start in range(0, redo.size, step):
-        idx = redo[start:start + step]
-        m, v = _direct_block(V[idx], bias if bias.ndim == 1 else bias[idx], q)
-        mean[idx] = m
+    if redo.size:
+        m, v = _direct_block(V[redo], bias[redo], q, variance)
+        mean[redo] = m
         if variance:
-            var[idx] = v
+            var[redo] = v
     return mean, var
 
 
@@ -312,21 +350,22 @@ def _sigmoid_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
     return m[:, 1].reshape(B, K), (v[:, 1].reshape(B, K) if variance else None)
 
 
-def _centred_variance(idx, T1, T2, R, P1, P2, mean, var) -> None:
-    """Overwrite ``var[idx]`` with the two-pass ``E[(y - E y)^2]`` from the tables.
+def _centred_variance(T1, T2, P1, P2, mean) -> np.ndarray:
+    """The two-pass ``E[(y - E y)^2]`` from the tables, shape ``(F, K)``.
 
-    Each subnetwork's output ``y = T1 * T2 / D`` is formed (two products, no
+    Each subnetwork's output ``y = T1 * T2 / D`` is formed (products, no
     exp), so this costs a few flops per subnetwork and class.
     """
-    B, S, K = T1.shape
-    step = max(1, _BLOCK_ELEMENTS // (S * T2.shape[1] * K))
-    for start in range(0, idx.size, step):
-        i = idx[start:start + step]
-        y = T1[i][:, :, None, :] * T2[i][:, None, :, :]
-        y *= R[i][:, :, :, None]
-        y -= mean[i][:, None, None, :]
+    F, S1, K = T1.shape
+    var = np.zeros((F, K))
+    for b, r in _tiles(F, S1, T2.shape[1], K):
+        t1, t2 = T1[b, r], T2[b]
+        y = t1[:, :, None, :] * t2[:, None, :, :]
+        y /= np.matmul(t1, t2.transpose(0, 2, 1))[..., None]
+        y -= mean[b, None, None, :]
         y *= y
-        var[i] = np.matmul(P1, np.matmul(P2, y))
+        var[b] += np.matmul(P1[r], np.matmul(P2, y))
+    return var
 
 
 # ---------------------------------------------------------------------------

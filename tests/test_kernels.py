@@ -206,6 +206,24 @@ def test_block_matches_reference_on_ordinary_logits(seed):
             close(var, ref_var)
 
 
+@pytest.mark.parametrize("budget", [8, 64])
+def test_tiny_memory_budget_tiles_the_block_exactly(monkeypatch, budget):
+    # A block of one pair larger than the budget is split into rows of T1
+    # (what keeps memory bounded for a wide last layer); same numbers.
+    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", budget)
+    rng = np.random.default_rng(5)
+    for V in (rng.normal(size=(3, 7, 4)), rng.normal(size=(3, 7, 4)) * 300.0,
+              rng.normal(size=(3, 7, 4)) * 1e-4):
+        bias = rng.normal(size=(3, 4))
+        mean, var = kernels._softmax_block(V, bias, 0.6, variance=True)
+        ref_mean, ref_var = _block_reference(V, bias, 0.6)
+        close(mean, ref_mean)
+        close(var, ref_var)
+    net, X = make((3, 4, 5, 3), "softmax", 1)
+    cfg = DropoutConfig({1: 0.5, 2: 0.5}, scheme="vanilla")
+    assert_matches(exact_ensemble(net, cfg, X), brute_force(net, cfg, X))
+
+
 # --- sample_ensemble reuses the chunked, threaded generic kernel.
 
 
