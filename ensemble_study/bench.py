@@ -153,11 +153,12 @@ def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str,
     """The package's path for one set of statistics (what a user would call).
 
     ``n_threads=1`` runs the chunks on one thread with BLAS at its default
-    thread count, to compare with threads over chunks.
+    thread count: the alternative to threads over chunks, for comparison.
     """
     if statistics in ("all", "identity") and n_threads is None:
         return exact_ensemble(net, cfg, X, max_subnetworks=2**30)
     return shortcut_moments(net, cfg, X, shortcut_plan(net, cfg), n_threads=n_threads,
+                            limit_blas=n_threads is None,
                             arithmetic=statistics in ("all", "mean+nwgm"),
                             variance=statistics in ("all", "identity"))
 
