@@ -267,7 +267,7 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
               help="Dropout scheme; repeat for both. [default: both]")
 @click.option("--seed", "seeds", type=int, multiple=True,
               help="Training seed (initial network, masks, sampled ensembles); repeat for "
-                   "several. [default: 0 1]")
+                   "several. [default: 0 1 2]")
 @click.option("--hidden", type=click.IntRange(1), multiple=True,
               help="Width of a hidden ReLU layer; repeat once per layer. [default: 10 10]")
 @click.option("--epochs", type=click.IntRange(1), default=None,

@@ -69,7 +69,7 @@ def run_trained(
     hidden=(10, 10),
     keep_probs=(0.2, 0.35, 0.5, 0.7, 0.9),
     schemes=SCHEMES,
-    seeds=(0, 1),
+    seeds=(0, 1, 2),
     n_test: int | None = 200,
     sample_sizes=(1, 10, 100, 1000),
     n_draws: int = 3,
@@ -153,7 +153,7 @@ def default_params(quick: bool) -> dict:
                 "sample_sizes": (1, 10, 100), "n_draws": 2,
                 "train_cfg": dataclasses.replace(DEFAULT_TRAIN, epochs=10)}
     return {"datasets": ("digits", "digits_2v3"), "hidden": (10, 10),
-            "keep_probs": (0.2, 0.35, 0.5, 0.7, 0.9), "schemes": SCHEMES, "seeds": (0, 1),
+            "keep_probs": (0.2, 0.35, 0.5, 0.7, 0.9), "schemes": SCHEMES, "seeds": (0, 1, 2),
             "n_test": 200, "sample_sizes": (1, 10, 100, 1000), "n_draws": 3,
             "train_cfg": DEFAULT_TRAIN}
 
