@@ -146,7 +146,13 @@ def run_trained(
 
 
 def default_params(quick: bool) -> dict:
-    """The default grid (a much smaller one when ``quick``)."""
+    """The default grid (a much smaller one when ``quick``).
+
+    The default computes 120 exact ensembles of 2**20 subnetworks (2 datasets
+    x 3 seeds x 2 schemes x 5 keep_probs x trained/untrained) on 200 (digits)
+    or 90 (2 vs 3) test examples: about 2-3.5 minutes on 2 cores, most of it
+    in ``exact_ensemble``; ``quick`` takes a few seconds.
+    """
     if quick:
         return {"datasets": ("digits", "digits_2v3"), "hidden": (6, 6),
                 "keep_probs": (0.5, 0.9), "schemes": SCHEMES, "seeds": (0,), "n_test": 60,
