@@ -99,6 +99,15 @@ def test_mean_logits_alone_match_brute_force(seed):
     close(softmax(acc.mean_logits), brute_force(net, cfg, X).geometric_mean)
 
 
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_mean_without_variance_matches_brute_force(output, seed):
+    net, X = make((3, 4, 5, 3 if output == "softmax" else 2), output, seed)
+    cfg = DropoutConfig({1: 0.7, 2: 0.4}, scheme="inverted")
+    acc = kernels.shortcut_moments(net, cfg, X, kernels.shortcut_plan(net, cfg), variance=False,
+                                   chunk_size=8)
+    close(acc.mean, brute_force(net, cfg, X).mean)
+
+
 # --- DESIGN.md fact 9: the last dropped layer's mask can be replaced by its mean.
 
 
