@@ -27,6 +27,7 @@ time taken; above the matmul peak it means algebra replaced arithmetic.
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 import tracemalloc
@@ -37,11 +38,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info
 
-from .dropout import DropoutConfig, mask_multipliers, unit_keep_probs
+from .dropout import DropoutConfig, dropped_units, unit_keep_probs
 from .ensemble import exact_ensemble
 from .kernels import default_threads, shortcut_moments, shortcut_plan
 from .masks import enumerate_masks
-from .network import MLP, OUTPUT_FUNCTIONS, forward
+from .network import MLP, OUTPUT_FUNCTIONS, forward, log_softmax, softmax
 
 STATISTICS = ("all", "mean+nwgm", "nwgm", "identity")
 
@@ -101,21 +102,45 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def naive_ensemble(net: MLP, X: np.ndarray, multipliers: dict, weights: np.ndarray):
-    """The reference loop: one full forward pass per mask, running sums.
+def naive_ensemble(net: MLP, cfg: DropoutConfig, X: np.ndarray, masks, log_probs):
+    """The reference loop: per mask, its multipliers and one full forward pass.
 
-    ``multipliers`` holds one row per mask (``(n_masks, width)`` per dropped
-    layer, made once per chunk so that the loop times the forward passes).
-    Returns the weighted sums of the outputs, their squares and the logits
-    (mean, variance and NWGM follow from them), shape ``(n_examples, n_out)``.
+    Written as DESIGN.md defines the statistics, the way a course's forward
+    pass would be extended: running sums of the outputs, their squares, and
+    the log-outputs for the NWGM (``log y``; for sigmoid also ``log(1 - y)``).
+
+    Parameters
+    ----------
+    masks : ndarray of bool, shape (n_masks, n_dropped_units)
+    log_probs : ndarray, shape (n_masks,)
+
+    Returns
+    -------
+    mean, variance : ndarray, shape (n_examples, n_out)
+        Probability-weighted over the given masks (not normalised).
+    nwgm : ndarray, shape (n_examples, n_out), or None for an identity output
     """
     output = OUTPUT_FUNCTIONS[net.output]
-    s1 = s2 = sz = 0.0
-    for i, w in enumerate(weights):
-        z = forward(net, X, {l: m[i] for l, m in multipliers.items()}, logits=True)
+    slices = dropped_units(net, cfg)
+    scale = {l: 1.0 / cfg.layer_keep_prob(l) if cfg.scheme == "inverted" else 1.0
+             for l in slices}
+    s1 = s2 = slog = slog1 = 0.0
+    for mask, lp in zip(masks, log_probs):
+        mult = {l: mask[sl] * scale[l] for l, sl in slices.items()}
+        z = forward(net, X, mult, logits=True)
         y = output(z)
-        s1, s2, sz = s1 + w * y, s2 + w * y * y, sz + w * z
-    return s1, s2, sz
+        w = math.exp(lp)
+        s1, s2 = s1 + w * y, s2 + w * y * y
+        if net.output == "softmax":
+            slog = slog + w * log_softmax(z)
+        elif net.output == "sigmoid":
+            slog, slog1 = slog - w * np.logaddexp(0.0, -z), slog1 - w * np.logaddexp(0.0, z)
+    nwgm = None
+    if net.output == "softmax":
+        nwgm = softmax(slog)
+    elif net.output == "sigmoid":
+        nwgm = np.exp(slog - np.logaddexp(slog, slog1))
+    return s1, s2 - s1 * s1, nwgm
 
 
 def naive_seconds_per_subnetwork(net, cfg, X, budget: float) -> tuple[float, int, bool]:
@@ -133,8 +158,7 @@ def naive_seconds_per_subnetwork(net, cfg, X, budget: float) -> tuple[float, int
     total = 2 ** int(np.count_nonzero(q < 1))
 
     def run(masks, log_probs):
-        mult = mask_multipliers(net, cfg, masks)
-        return _seconds(lambda: naive_ensemble(net, X, mult, np.exp(log_probs)))
+        return _seconds(lambda: naive_ensemble(net, cfg, X, masks, log_probs))
 
     masks, log_probs = next(enumerate_masks(q, min(total, 16)))
     n = int(min(total, max(16, budget / (run(masks, log_probs) / len(masks)))))

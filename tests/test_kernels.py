@@ -255,20 +255,24 @@ def test_sampled_ensemble_is_the_mean_of_its_members(output):
 # --- The benchmark: its naive loop is a second reference, and the command runs.
 
 
-def test_bench_naive_loop_computes_the_package_statistics(seed):
+@pytest.mark.parametrize("output,n_out", [("softmax", 3), ("sigmoid", 2), ("identity", 2)])
+def test_bench_naive_loop_computes_the_package_statistics(output, n_out, seed):
     from ensemble_study.bench import naive_ensemble
-    from ensemble_study.dropout import mask_multipliers
+    from ensemble_study.dropout import unit_keep_probs
     from ensemble_study.masks import enumerate_masks
 
-    net, X = make((3, 4, 3, 3), "softmax", seed)
+    net, X = make((3, 4, 3, n_out), output, seed)
     cfg = DropoutConfig({1: 0.6, 2: 0.4}, scheme="inverted")
-    masks, log_probs = next(enumerate_masks(np.r_[np.full(4, 0.6), np.full(3, 0.4)], 2**7))
-    s1, s2, sz = naive_ensemble(net, X, mask_multipliers(net, cfg, masks), np.exp(log_probs))
+    masks, log_probs = next(enumerate_masks(unit_keep_probs(net, cfg), 2**7))
+    mean, var, nwgm = naive_ensemble(net, cfg, X, masks, log_probs)
     res = exact_ensemble(net, cfg, X)
-    close(res.mean, s1)
-    close(res.geometric_mean, softmax(sz))
-    # s2 - s1**2 cancels (the naive loop's way); only to ~1e-12 of E[y^2].
-    np.testing.assert_allclose(res.variance, s2 - s1**2, rtol=0, atol=1e-12 * s2.max())
+    close(res.mean, mean)
+    if output == "identity":
+        assert nwgm is None
+    else:
+        close(res.geometric_mean, nwgm)
+    # E[y^2] - E[y]^2 cancels (the naive loop's way): only to ~1e-12 of E[y^2].
+    np.testing.assert_allclose(res.variance, var, rtol=0, atol=1e-12 * (var + mean**2).max())
 
 
 def test_bench_command_quick(tmp_path):
