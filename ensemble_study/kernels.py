@@ -62,7 +62,7 @@ from threadpoolctl import ThreadpoolController
 
 from .dropout import DropoutConfig
 from .masks import enumerate_masks
-from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, forward
+from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, forward, sigmoid
 
 # Elements of one (pair x inner block) array in the softmax kernel (4 MiB). Smaller
 # blocks were measured slower, and slower still on two threads (more numpy calls
@@ -234,6 +234,14 @@ def _workspace(B: int, rows: int, S1: int, S2: int, K: int) -> dict:
     return ws
 
 
+def _scratch(*shape) -> np.ndarray:
+    """A per-thread scratch array of at least this shape (see :func:`_workspace`)."""
+    buf = getattr(_local, "scratch", None)
+    if buf is None or buf.size < math.prod(shape):
+        buf = _local.scratch = np.empty(math.prod(shape))
+    return buf[:math.prod(shape)].reshape(shape)
+
+
 def _tiles(B: int, S1: int, S2: int, width: int):
     """Split a ``(B, S1, S2, width)`` computation into pieces of at most about
     ``_BLOCK_ELEMENTS`` elements: whole pairs when they fit, else rows of one
@@ -348,18 +356,60 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vm
 
 
 def _sigmoid_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
-    """:func:`_softmax_block` for independent sigmoid units.
+    """Mean (and variance) of independent sigmoid units over the inner masks.
 
-    Each unit is a two-class softmax with logits ``(0, z)``; its class 1 is
-    the sigmoid. ``V`` ``(B, n, K)``, ``bias`` ``(K,)``; returns ``(B, K)``.
+    ``y = 1 / (1 + exp(-z))`` and ``exp(-z) = a[s] * c[t]``, the two halves'
+    factors ``exp(-Z1[s])`` (bias included) and ``exp(-Z2[t])``: one outer
+    product, an add and a reciprocal per subnetwork, no exp. The subnetworks'
+    outputs are formed, so the variance is the centred two-pass one. Where a
+    half's logit passes +-350 (a product could overflow), ``sigmoid(z)`` is
+    evaluated instead.
+
+    ``V`` ``(B, n, K)``, ``bias`` ``(K,)``; returns mean and variance ``(B, K)``.
     """
     B, n, K = V.shape
-    V2 = np.zeros((B, K, n, 2))
-    V2[..., 1] = V.transpose(0, 2, 1)
-    b2 = np.zeros((B * K, 2))
-    b2[:, 1] = np.tile(bias, B)
-    m, v = _softmax_block(V2.reshape(B * K, n, 2), b2, q, variance)
-    return m[:, 1].reshape(B, K), (v[:, 1].reshape(B, K) if variance else None)
+    F, n1 = B * K, n // 2
+    v = V.transpose(0, 2, 1).reshape(F, n)
+    P1, P2 = _mask_probs(n1, q), _mask_probs(n - n1, q)
+    Z1 = np.matmul(v[:, :n1], _bits(n1).T) + np.tile(bias, B)[:, None]  # (F, S1)
+    Z2 = np.matmul(v[:, n1:], _bits(n - n1).T)  # (F, S2)
+    with np.errstate(over="ignore"):
+        a, c = np.exp(-Z1), np.exp(-Z2)
+    unsafe = (np.abs(Z1).max(axis=1) > 350) | (np.abs(Z2).max(axis=1) > 350)
+
+    tiles = list(_tiles(F, len(P1), len(P2), 1))
+    b0, r0 = tiles[0]
+    scratch = _scratch(len(range(F)[b0]), len(range(len(P1))[r0]), len(P2))
+
+    def outputs(b, r):
+        y = scratch[:len(range(F)[b])]
+        with np.errstate(over="ignore", invalid="ignore"):  # unsafe rows are replaced
+            np.multiply(a[b, r, None], c[b, None, :], out=y)
+            y += 1.0
+            np.reciprocal(y, out=y)
+        bad = np.flatnonzero(unsafe[b])
+        if bad.size:
+            y[bad] = sigmoid(Z1[b][bad][:, r, None] + Z2[b][bad][:, None, :])
+        return y
+
+    def expect(y, r):  # sum over (s, t) of P1[s] P2[t] y[:, s, t]
+        return np.matmul(np.matmul(y, P2), P1[r])
+
+    mean = np.zeros(F)
+    var = np.zeros(F) if variance else None
+    whole = len(P1) * len(P2) <= _BLOCK_ELEMENTS  # each tile holds whole pairs
+    for b, r in tiles:
+        y = outputs(b, r)
+        mean[b] += expect(y, r)
+        if variance and whole:
+            y -= mean[b, None, None]
+            var[b] += expect(np.square(y, out=y), r)
+    if variance and not whole:
+        for b, r in tiles:
+            y = outputs(b, r)
+            y -= mean[b, None, None]
+            var[b] += expect(np.square(y, out=y), r)
+    return mean.reshape(B, K), (var.reshape(B, K) if variance else None)
 
 
 def _centred_variance(T1, T2, P1, P2, mean) -> np.ndarray:
@@ -529,6 +579,7 @@ def shortcut_moments(
                           limit_blas=limit_blas)
     finally:
         _local.__dict__.pop("ws", None)  # the caller's thread keeps no scratch
+        _local.__dict__.pop("scratch", None)
 
 
 def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) -> int:

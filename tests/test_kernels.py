@@ -233,6 +233,36 @@ def test_tiny_memory_budget_tiles_the_block_exactly(monkeypatch, budget):
     assert_matches(exact_ensemble(net, cfg, X), brute_force(net, cfg, X))
 
 
+def _sigmoid_reference(V, bias, q):
+    B, n, K = V.shape
+    masks = list(itertools.product((0, 1), repeat=n))
+    probs = [np.prod([q if m else 1 - q for m in mask]) for mask in masks]
+    ys = [sigmoid(bias + np.einsum("j,bjk->bk", np.array(mask, float), V)) for mask in masks]
+    mean = sum(p * y for p, y in zip(probs, ys))
+    return mean, sum(p * (y - mean) ** 2 for p, y in zip(probs, ys))
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0, 1e-4])  # ordinary, |z| > 700, tiny spread
+@pytest.mark.parametrize("budget", [None, 8])
+def test_sigmoid_block_matches_reference(monkeypatch, scale, budget):
+    if budget is not None:
+        monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", budget)
+    rng = np.random.default_rng(6)
+    V, bias = rng.normal(size=(4, 7, 3)) * scale, rng.normal(size=3)
+    mean, var = kernels._sigmoid_block(V, bias, 0.3, variance=True)
+    ref_mean, ref_var = _sigmoid_reference(V, bias, 0.3)
+    close(mean, ref_mean)
+    close_variance(var, ref_var, ref_mean)
+
+
+def test_sigmoid_underflow_through_exact_ensemble(seed):
+    net, X = make((3, 4, 4, 2), "sigmoid", seed, scale=40.0)
+    cfg = DropoutConfig({1: 0.5, 2: 0.5}, scheme="vanilla")
+    logits = subnetwork_outputs(net, cfg, X, np.ones((1, 8), dtype=bool), logits=True)
+    assert np.abs(logits).max() > 700
+    assert_matches(exact_ensemble(net, cfg, X), brute_force(net, cfg, X))
+
+
 # --- sample_ensemble reuses the chunked, threaded generic kernel.
 
 
