@@ -198,16 +198,17 @@ def _mask_probs(n: int, q: float) -> np.ndarray:
     return probs
 
 
-def _product_table(E: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+def _product_table(E: np.ndarray, out: np.ndarray, scratch: np.ndarray,
+                   first=1.0) -> np.ndarray:
     """Products of every subset of factors, by doubling (no exp).
 
     ``E`` has shape ``(B, m, K)``; entry ``s`` of ``out``, shape
-    ``(B, 2**m, K)``, becomes the product of the factors ``E[:, j]`` over the
-    set bits ``j`` of ``s``. The doubling runs in ``scratch``, shape
-    ``(2**m, B, K)``, where each step is one contiguous block (measured 2x
-    faster than strided steps, transposing copy included).
+    ``(B, 2**m, K)``, becomes ``first`` times the product of the factors
+    ``E[:, j]`` over the set bits ``j`` of ``s``. The doubling runs in
+    ``scratch``, shape ``(2**m, B, K)``, where each step is one contiguous
+    block (measured 2x faster than strided steps, transposing copy included).
     """
-    scratch[0] = 1.0
+    scratch[0] = first
     for j in range(E.shape[1]):
         np.multiply(scratch[:2**j], E[:, j], out=scratch[2**j:2**(j + 1)])
     np.copyto(out, scratch.transpose(1, 0, 2))
@@ -289,7 +290,7 @@ def _direct_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool):
     return mean, var
 
 
-def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vmax=None):
+def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, shifted=None):
     """Softmax mean (and variance) over the inner masks of a batch of pairs.
 
     Parameters
@@ -300,8 +301,8 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vm
     q : float
         Keep probability of the inner units.
     variance : bool
-    vmax : ndarray, shape (B, n), optional
-        ``V.max(axis=2)`` if the caller has it cheaper.
+    shifted : ndarray, shape (B, n, K), optional
+        ``V - V.max(axis=2, keepdims=True)`` if the caller has it cheaper.
 
     Returns
     -------
@@ -316,23 +317,27 @@ def _softmax_block(V: np.ndarray, bias: np.ndarray, q: float, variance: bool, vm
     rows = S1 if S1 * S2 <= _BLOCK_ELEMENTS else next(_tiles(1, S1, S2, 1))[1].stop
     ws = _workspace(B, rows, S1, S2, K)
     with np.errstate(all="ignore"):  # guarded pairs are recomputed below
-        shifted = V - (V.max(axis=2) if vmax is None else vmax)[:, :, None]
+        if shifted is None:
+            shifted = V - V.max(axis=2, keepdims=True)
         log_bias = bias - bias.max(axis=-1, keepdims=True)
         # The smallest log of any table product is with every unit kept.
-        underflow = (shifted.sum(axis=1) + log_bias).min(axis=1) < _MIN_LOG_FACTOR
+        underflow = (np.matmul(np.ones(n), shifted) + log_bias).min(axis=1) < _MIN_LOG_FACTOR
         E = np.exp(shifted)
-        T1 = _product_table(E[:, :n1], ws["T1"][:B], ws["T1s"][:, :B])
-        T1 *= np.exp(log_bias)[:, None, :]
+        T1 = _product_table(E[:, :n1], ws["T1"][:B], ws["T1s"][:, :B], np.exp(log_bias))
         T2 = _product_table(E[:, n1:], ws["T2"][:B], ws["T2s"][:, :B])
-        T2w = np.multiply(T2, P2[:, None], out=ws["T2w"][:B])
-        T2w2 = np.multiply(T2w, T2, out=ws["T2w2"][:B]) if variance else None
+        if variance:
+            T2w = np.multiply(T2, P2[:, None], out=ws["T2w"][:B])
+            T2w2 = np.multiply(T2w, T2, out=ws["T2w2"][:B])
         mean = np.zeros((B, K))
         second = np.zeros((B, K)) if variance else None
         for s0 in range(0, S1, rows):
             t1, p1 = T1[:, s0:s0 + rows], P1[s0:s0 + rows]
             R = np.matmul(t1, T2.transpose(0, 2, 1), out=ws["R"][:B])  # D
-            np.reciprocal(R, out=R)
-            M = np.matmul(R, T2w, out=ws["M"][:B])
+            if variance:
+                np.reciprocal(R, out=R)
+                M = np.matmul(R, T2w, out=ws["M"][:B])
+            else:  # P2 / D: the weights ride on the reciprocal's pass
+                M = np.matmul(np.divide(P2, R, out=R), T2, out=ws["M"][:B])
             M *= t1
             mean += np.matmul(p1, M)
             if variance:
@@ -488,6 +493,7 @@ def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
     W, b = net.weights[-1], net.biases[-1]
     scaled_W = plan.inner_scale * W
     w_max, w_min = scaled_W.max(axis=1), scaled_W.min(axis=1)
+    w_from_max = scaled_W - w_max[:, None]
     q = plan.inner_q
     output = net.output
 
@@ -512,9 +518,11 @@ def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
             if output == "sigmoid":
                 m, v = _sigmoid_block(V, b, q, variance)
             else:
-                # max_k a_j w_jk without a reduction over k
-                vmax = np.where(a >= 0, a * w_max, a * w_min)
-                m, v = _softmax_block(V, b, q, variance, vmax)
+                # v_jk - max_k v_jk = a_j (w_jk - max_k w_jk) when a_j >= 0 (ReLU,
+                # sigmoid): one product, no reduction over k.
+                shifted = (a[:, :, None] * w_from_max if a.min() >= 0
+                           else V - np.where(a >= 0, a * w_max, a * w_min)[:, :, None])
+                m, v = _softmax_block(V, b, q, variance, shifted)
             mean[start:start + len(a)] = m
             if variance:
                 var[start:start + len(a)] = v
