@@ -549,7 +549,7 @@ def plot_boundary(df: pd.DataFrame) -> Figure:
 @figure("bench", "bench")
 def plot_bench(df: pd.DataFrame) -> Figure:
     """Seconds against the number of dropped units: naive per-mask loop vs the package."""
-    fig, axes = new_figure(width=6.0, height=4.2)
+    fig, axes = new_figure(width=7.2, height=4.4)
     ax = axes[0, 0]
     sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
     arch = "8-h-h-10 softmax"
@@ -573,7 +573,7 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     ax.set_xlabel("dropped units n (2^n subnetworks)")
     ax.set_ylabel("seconds")
     ax.grid(True, which="major", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=2, fontsize=7.5)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=7)
     first = df.iloc[0]
     ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
                  f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
