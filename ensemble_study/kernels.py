@@ -22,22 +22,31 @@ with ``a`` the activation of layer ``L-1`` and ``c = 1`` (vanilla) or
   ``E[y_i^2]`` likewise with ``1 / D**2``: a few tens of flops per
   subnetwork and no exp. Each unit's factor is shifted by its largest class
   contribution, so every table entry is <= 1 (softmax is unchanged by a
-  shift common to the classes of one subnetwork). A sigmoid unit is a
-  two-class softmax with logits ``(0, z)``.
+  shift common to the classes of one subnetwork).
+* a sigmoid unit is ``1 / (1 + a[s] c[t])`` with ``a``, ``c`` the two
+  halves' products of ``exp(-m_j v_j)``: an outer product and a reciprocal
+  per subnetwork; its outputs are formed, so its variance is centred.
 
-Two guards keep this exact to float precision; a guarded (outer mask,
-example) pair is recomputed directly in log space (one log-softmax per
-subnetwork):
+Guards keep this exact to float precision:
 
-* underflow: when some table product could fall below ``exp(-340)`` (a
-  logit spread of a few hundred inside one subnetwork), ``1 / D**2`` could
-  overflow or an entry lose precision;
-* cancellation: the variance ``E[y^2] - E[y]^2`` of one pair loses
-  ``log10(E[y^2] / Var)`` digits; when that ratio exceeds ``1e4`` the pair is
-  recomputed with the centred two-pass formula.
+* softmax underflow: when some table product could fall below
+  ``exp(-340)`` (a logit spread of a few hundred inside one subnetwork),
+  ``1 / D**2`` could overflow or an entry lose precision; that (outer mask,
+  example) pair is recomputed with one max-shifted softmax per subnetwork;
+* softmax cancellation: the variance ``E[y^2] - E[y]^2`` of one pair loses
+  ``log10(E[y^2] / Var)`` digits; when that ratio exceeds ``1e4`` the pair's
+  variance is recomputed centred, from the tables (no exp);
+* sigmoid overflow: where a half's logit passes +-350, ``sigmoid(z)`` is
+  evaluated directly.
+
+A pair's inner block is tiled by rows of ``T1`` when it is larger than
+``_BLOCK_ELEMENTS``, so memory stays bounded for a wide last layer.
 
 Everything else takes the generic path: every joint mask's full forward
-pass, in chunks. Statistics are accumulated in float64, hierarchically: per
+pass, in chunks. That covers a last dropped layer below ``L - 1``
+(including input dropout under hidden layers, where a nonlinearity sits
+between the mask and the output) and configs whose dropped layers all have
+``keep_prob = 1``. Statistics are accumulated in float64, hierarchically: per
 pair (a sum over the inner block), per chunk of outer masks, then merged
 across chunks with Chan et al.'s pairwise update. Chunks run on a few
 threads with BLAS held to one thread each (the matrix products are small;
