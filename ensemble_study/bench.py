@@ -102,6 +102,20 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def _best_seconds(fn, budget: float = 5.0, max_repeat: int = 3) -> float:
+    """Best of up to ``max_repeat`` runs, repeating only while under ``budget`` seconds.
+
+    A shared 2-core VM shows run-to-run noise of tens of percent; the best
+    run is the one least disturbed by it.
+    """
+    best = _seconds(fn)
+    for _ in range(max_repeat - 1):
+        if best * 2 > budget:
+            break
+        best = min(best, _seconds(fn))
+    return best
+
+
 def naive_ensemble(net: MLP, cfg: DropoutConfig, X: np.ndarray, masks, log_probs):
     """The reference loop: per mask, its multipliers and one full forward pass.
 
@@ -188,8 +202,8 @@ def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str,
 
 
 def measure_package(net, cfg, X, statistics) -> tuple[float, float]:
-    """Seconds of one clean run, then the peak of traced allocations (MB) of a second."""
-    seconds = _seconds(lambda: package_run(net, cfg, X, statistics))
+    """Seconds of the best clean run, then the peak of traced allocations (MB) of a second."""
+    seconds = _best_seconds(lambda: package_run(net, cfg, X, statistics))
     tracemalloc.start()
     try:
         package_run(net, cfg, X, statistics)
@@ -260,7 +274,7 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
         runs = [("naive", naive_s, n_timed, extrapolated, np.nan),
                 ("package", seconds, n_sub, False, peak_mb)]
         if case.compare_threads:
-            one = _seconds(partial(package_run, net, cfg, X, case.statistics, n_threads=1))
+            one = _best_seconds(partial(package_run, net, cfg, X, case.statistics, n_threads=1))
             runs.append(("package_1thread", one, n_sub, False, np.nan))
         for method, s, timed, extra, mem in runs:
             rows.append({**ident, "method": method, "seconds": s, "masks_timed": timed,
@@ -289,13 +303,15 @@ def format_row(row: dict) -> str:
     return (f"({row['case']}) {row['architecture']:>10} {row['output']:>8} "
             f"{row['statistics']:>9} 2^{row['n_dropped']:<2} {row['method']:>15}: {time_s} "
             f"{row['subnet_examples_per_s']:9.3g} subnet*ex/s "
-            f"{row['effective_gflops']:8.3g} GFLOP/s eff. "
+            f"{row['effective_gflops']:8.3g} naive-equivalent GFLOP/s "
             f"({row['effective_gflops'] / row['matmul_peak_gflops']:7.2%} of matmul peak)"
             + ("" if row["method"] == "naive" else f"  x{row['speedup_vs_naive']:,.0f} vs naive")
             + mem)
 
 
 FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per subnetwork. "
+            "Naive-equivalent GFLOP/s: the naive loop's flops over the time taken (above "
+            "the matmul peak, algebra replaced arithmetic). Package times: best of up to 3. "
             "Threads: naive and package_1thread = 1 Python thread, default BLAS threads; "
             "package = threads over chunks, 1 BLAS thread each.")
 
