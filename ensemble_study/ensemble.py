@@ -28,7 +28,6 @@ import numpy as np
 from ._checks import check_positive_int, check_rng
 from .dropout import DropoutConfig, check_config, mask_multipliers, unit_keep_probs
 from .kernels import (
-    Moments,
     default_threads,
     generic_task,
     n_outer_chunks,
@@ -92,10 +91,6 @@ def subnetwork_outputs(net: MLP, cfg: DropoutConfig, X, masks, *, logits: bool =
     """
     X = check_input(net, X)
     return forward(net, X, mask_multipliers(net, cfg, masks), logits=logits)
-
-
-# The accumulator lives with the kernels; the old name stays importable.
-_Moments = Moments
 
 
 def _geometric_mean(output: str, mean_logits: np.ndarray):

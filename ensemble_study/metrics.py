@@ -127,5 +127,8 @@ def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict
         out["total_variation"] = float(total_variation(p, q, output).mean())
         out["disagreement"] = float(disagreement(p, q, output).mean())
     elif output != "identity":
-        raise ValueError(f"output must be one of ('identity', 'sigmoid', 'softmax'); got {output!r}")
+        raise ValueError(
+            f"output must be one of ('identity', {PROBABILITY_OUTPUTS[0]!r}, "
+            f"{PROBABILITY_OUTPUTS[1]!r}); got {output!r}"
+        )
     return out

@@ -133,7 +133,7 @@ class MLP:
         biases: Sequence,
         hidden: str | Sequence[str] = "relu",
         output: str = "identity",
-    ) -> "MLP":
+    ) -> MLP:
         """Build a network from its weight and bias arrays.
 
         Parameters
@@ -159,7 +159,7 @@ class MLP:
         *,
         rng,
         bias_scale: float = 0.1,
-    ) -> "MLP":
+    ) -> MLP:
         """Draw a network with a standard initialisation.
 
         ``W[l] ~ N(0, gain / fan_in)`` with ``gain = 2`` when the layer feeds a

@@ -25,7 +25,8 @@ def _hidden(name, z):
     if name == "tanh":
         return np.tanh(z)
     if name == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-z))
+        with np.errstate(over="ignore"):  # exp(-z) = inf gives the right 0.0
+            return 1.0 / (1.0 + np.exp(-z))
     raise AssertionError(name)
 
 
@@ -61,7 +62,8 @@ def output_of(output, z):
     if output == "identity":
         return z
     if output == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-z))
+        with np.errstate(over="ignore"):  # exp(-z) = inf gives the right 0.0
+            return 1.0 / (1.0 + np.exp(-z))
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
