@@ -109,7 +109,8 @@ def _progress_bar(progress: bool, n_chunks: int, label: str):
         return
     import click
 
-    with click.progressbar(length=n_chunks, label=label, file=None) as bar:
+    err = click.get_text_stream("stderr")
+    with click.progressbar(length=n_chunks, label=label, file=err) as bar:
         yield bar.update
 
 

@@ -324,7 +324,9 @@ def train(
     if progress:
         import click
 
-        epochs = click.progressbar(epochs, label="training", file=None)
+        epochs = click.progressbar(
+            epochs, label="training", file=click.get_text_stream("stderr")
+        )
     with epochs if progress else nullcontext(epochs) as bar:
         for epoch in bar:
             order = gen.permutation(X.shape[0])

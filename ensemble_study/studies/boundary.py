@@ -88,7 +88,9 @@ def run_boundary(
     if progress:
         import click
 
-        bar = click.progressbar(length=len(cells), label="boundary", file=None)
+        bar = click.progressbar(
+            length=len(cells), label="boundary", file=click.get_text_stream("stderr")
+        )
         bar.__enter__()
     try:
         for (scheme, q), ss in cells:

@@ -115,7 +115,9 @@ def run_trained(
     if progress:
         import click
 
-        bar = click.progressbar(length=len(cells), label="trained", file=None)
+        bar = click.progressbar(
+            length=len(cells), label="trained", file=click.get_text_stream("stderr")
+        )
         bar.__enter__()
     try:
         for name, seed in itertools.product(datasets, seeds):
