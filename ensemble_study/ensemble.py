@@ -20,6 +20,7 @@ chunks. Chunks run on up to two threads; results do not depend on them.
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -109,8 +110,7 @@ def _progress_bar(progress: bool, n_chunks: int, label: str):
         return
     import click
 
-    err = click.get_text_stream("stderr")
-    with click.progressbar(length=n_chunks, label=label, file=err) as bar:
+    with click.progressbar(length=n_chunks, label=label, file=sys.stderr) as bar:
         yield bar.update
 
 

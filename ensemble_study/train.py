@@ -21,6 +21,7 @@ exceeds ``max_norm``.
 from __future__ import annotations
 
 import numbers
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -325,7 +326,7 @@ def train(
         import click
 
         epochs = click.progressbar(
-            epochs, label="training", file=click.get_text_stream("stderr")
+            epochs, label="training", file=sys.stderr
         )
     with epochs if progress else nullcontext(epochs) as bar:
         for epoch in bar:

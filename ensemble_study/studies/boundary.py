@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def run_boundary(
         import click
 
         bar = click.progressbar(
-            length=len(cells), label="boundary", file=click.get_text_stream("stderr")
+            length=len(cells), label="boundary", file=sys.stderr
         )
         bar.__enter__()
     try:

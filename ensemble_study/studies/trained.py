@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -116,7 +117,7 @@ def run_trained(
         import click
 
         bar = click.progressbar(
-            length=len(cells), label="trained", file=click.get_text_stream("stderr")
+            length=len(cells), label="trained", file=sys.stderr
         )
         bar.__enter__()
     try:
