@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble
 from ..network import MLP
 from ..train import TrainConfig, error_rate, train
+from ._common import iterate
 
 NAME = "boundary"
 ID_COLUMNS = ["dataset", "architecture", "scheme", "keep_prob", "seed", "x1", "x2"]
@@ -85,36 +85,22 @@ def run_boundary(
     grid = ds.standardise(grid_raw)
     cells = list(zip(itertools.product(schemes, keep_probs), cell_ss))
     frames = []
-    bar = None
-    if progress:
-        import click
-
-        bar = click.progressbar(
-            length=len(cells), label="boundary", file=sys.stderr
-        )
-        bar.__enter__()
-    try:
-        for (scheme, q), ss in cells:
-            cfg = DropoutConfig(q, layers=list(range(1, len(sizes) - 1)), scheme=scheme)
-            net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg,
-                           rng=np.random.default_rng(ss))
-            both = np.r_[grid, ds.X_test]
-            ens = exact_ensemble(net, cfg, both)
-            scaled = scaled_forward(net, cfg, both)
-            n = grid.shape[0]
-            frames.append(pd.DataFrame({
-                "dataset": dataset, "architecture": net.architecture, "scheme": scheme,
-                "keep_prob": q, "seed": seed, "x1": grid_raw[:, 0], "x2": grid_raw[:, 1],
-                "exact_mean": ens.mean[:n, 0], "exact_nwgm": ens.geometric_mean[:n, 0],
-                "scaled": scaled[:n, 0],
-                "test_error_exact": error_rate("sigmoid", ens.mean[n:], ds.y_test),
-                "test_error_scaled": error_rate("sigmoid", scaled[n:], ds.y_test),
-            }))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    for (scheme, q), ss in iterate(cells, progress, "boundary"):
+        cfg = DropoutConfig(q, layers=list(range(1, len(sizes) - 1)), scheme=scheme)
+        net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg,
+                       rng=np.random.default_rng(ss))
+        both = np.r_[grid, ds.X_test]
+        ens = exact_ensemble(net, cfg, both)
+        scaled = scaled_forward(net, cfg, both)
+        n = grid.shape[0]
+        frames.append(pd.DataFrame({
+            "dataset": dataset, "architecture": net.architecture, "scheme": scheme,
+            "keep_prob": q, "seed": seed, "x1": grid_raw[:, 0], "x2": grid_raw[:, 1],
+            "exact_mean": ens.mean[:n, 0], "exact_nwgm": ens.geometric_mean[:n, 0],
+            "scaled": scaled[:n, 0],
+            "test_error_exact": error_rate("sigmoid", ens.mean[n:], ds.y_test),
+            "test_error_scaled": error_rate("sigmoid", scaled[n:], ds.y_test),
+        }))
     return pd.concat(frames, ignore_index=True)[ID_COLUMNS + METRIC_COLUMNS]
 
 

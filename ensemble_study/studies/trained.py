@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ from ..ensemble import exact_ensemble, sample_ensemble
 from ..metrics import gap_metrics
 from ..network import MLP
 from ..train import TrainConfig, error_rate, negative_log_likelihood, train
+from ._common import iterate
 
 NAME = "trained"
 ID_COLUMNS = ["dataset", "architecture", "state", "scheme", "keep_prob", "seed", "predictor",
@@ -111,40 +111,25 @@ def run_trained(
     """
     cells = list(itertools.product(datasets, seeds, schemes, keep_probs))
     data = {name: load_dataset(name, rng=split_seed) for name in datasets}
-    rows = []
-    bar = None
-    if progress:
-        import click
-
-        bar = click.progressbar(
-            length=len(cells), label="trained", file=sys.stderr
-        )
-        bar.__enter__()
-    try:
-        for name, seed in itertools.product(datasets, seeds):
-            ds = data[name]
-            X, y = ds.X_test[:n_test], ds.y_test[:n_test]
-            sizes = (ds.n_features, *hidden, ds.n_outputs)
-            net0 = MLP.random(sizes, "relu", ds.output, rng=_stream(seed, 0))
-            layers = list(range(1, len(sizes) - 1))
-            for scheme, q in itertools.product(schemes, keep_probs):
-                cfg = DropoutConfig(q, layers=layers, scheme=scheme)
-                # Keyed by the cell, not by its position in the grid, so that a
-                # cell gives the same numbers whatever grid it is run in.
-                cell = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
-                train_ss, score0_ss, score_ss = cell.spawn(3)
-                net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg,
-                               rng=train_ss)
-                ids = {"dataset": name, "architecture": net.architecture, "scheme": scheme,
-                       "keep_prob": q, "seed": seed}
-                for state, model, s in (("init", net0, score0_ss), ("trained", net, score_ss)):
-                    for row in _score(model, cfg, X, y, sample_sizes, n_draws, s):
-                        rows.append({**ids, "state": state, **row})
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    rows, inits = [], {}
+    for name, seed, scheme, q in iterate(cells, progress, "trained"):
+        ds = data[name]
+        X, y = ds.X_test[:n_test], ds.y_test[:n_test]
+        sizes = (ds.n_features, *hidden, ds.n_outputs)
+        if (name, seed) not in inits:  # one initial network per dataset and seed
+            inits[name, seed] = MLP.random(sizes, "relu", ds.output, rng=_stream(seed, 0))
+        net0 = inits[name, seed]
+        cfg = DropoutConfig(q, layers=list(range(1, len(sizes) - 1)), scheme=scheme)
+        # Keyed by the cell, not by its position in the grid, so that a
+        # cell gives the same numbers whatever grid it is run in.
+        cell = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
+        train_ss, score0_ss, score_ss = cell.spawn(3)
+        net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg, rng=train_ss)
+        ids = {"dataset": name, "architecture": net.architecture, "scheme": scheme,
+               "keep_prob": q, "seed": seed}
+        for state, model, ss in (("init", net0, score0_ss), ("trained", net, score_ss)):
+            for row in _score(model, cfg, X, y, sample_sizes, n_draws, ss):
+                rows.append({**ids, "state": state, **row})
     return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
 
 
