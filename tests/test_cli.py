@@ -1,6 +1,9 @@
 """The sweep, mc, spread, depth, figures and reproduce commands, through CliRunner."""
 
+import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -29,11 +32,20 @@ COLUMNS = {
 }
 
 
+@contextlib.contextmanager
+def fresh_folder(parent):
+    """Run inside a new empty folder under ``parent`` (kept: the tests read its files)."""
+    cwd, old = tempfile.mkdtemp(dir=parent), os.getcwd()
+    os.chdir(cwd)
+    try:
+        yield cwd
+    finally:
+        os.chdir(old)
+
+
 def invoke(args, folder):
-    runner = CliRunner()
-    # With temp_dir, click keeps the folder afterwards: the tests read the files.
-    with runner.isolated_filesystem(temp_dir=folder) as cwd:
-        result = runner.invoke(cli.main, args)
+    with fresh_folder(folder) as cwd:
+        result = CliRunner().invoke(cli.main, args)
         files = sorted(str(p) for p in Path().rglob("*") if p.is_file())
     return result, files, Path(cwd)
 
@@ -95,7 +107,7 @@ def test_every_option_has_help():
 
 def test_figures_after_the_studies(tmp_path):
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
+    with fresh_folder(tmp_path):
         for name, args in COMMANDS.items():
             assert runner.invoke(cli.main, [name, *args]).exit_code == 0
         result = runner.invoke(cli.main, ["figures"])
@@ -107,7 +119,7 @@ def test_figures_after_the_studies(tmp_path):
 def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["sweep", "mc", "spread", "depth"])
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
+    with fresh_folder(tmp_path):
         result = runner.invoke(cli.main, ["reproduce", "--quick"])
         assert result.exit_code == 0, result.output
         csvs = {p.name for p in Path("results").glob("*.csv")}
