@@ -498,46 +498,85 @@ def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.
     return A if A.ndim == 3 else np.broadcast_to(A, (masks.shape[0],) + A.shape)
 
 
-def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
+def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray, *,
+                        arithmetic: bool = True, variance: bool = True,
+                        pairs_per_block: int | None = None):
+    """Exact moments over the inner layer's mask, one set per given outer mask.
+
+    This is the shortcut path's unit of work: the exact chunks weight these
+    by the outer masks' probabilities, and the Rao-Blackwellised Monte Carlo
+    estimator averages them over sampled outer masks.
+
+    Parameters
+    ----------
+    net : MLP
+    plan : from :func:`shortcut_plan`
+    X : ndarray, shape (n_examples, n_features), validated
+    masks : ndarray, shape (c, n_outer_units)
+        Outer masks (0/1), ordered by layer then unit.
+    arithmetic : bool
+        Compute the arithmetic mean of sigmoid/softmax outputs; if False,
+        ``mean`` (and ``within``) are the logits' moments.
+    variance : bool
+        Compute ``within``; if False it is None.
+    pairs_per_block : int, optional
+        (outer mask, example) pairs per inner block (memory); by default the
+        block stays near ``_BLOCK_ELEMENTS`` elements.
+
+    Returns
+    -------
+    mean : ndarray, shape (c, n_examples, n_outputs)
+        ``E[y | outer mask]`` over the inner mask.
+    within : ndarray, shape (c, n_examples, n_outputs), or None
+        ``Var[y | outer mask]`` over the inner mask.
+    mean_logits : ndarray, shape (c, n_examples, n_outputs)
+        ``E[z | outer mask]``.
+    """
     W, b = net.weights[-1], net.biases[-1]
     scaled_W = plan.inner_scale * W
-    w_max, w_min = scaled_W.max(axis=1), scaled_W.min(axis=1)
-    w_from_max = scaled_W - w_max[:, None]
     q = plan.inner_q
     output = net.output
+    A = _last_hidden(net, plan, X, masks)  # (c, n, h)
+    c, n, h = A.shape
+    mean_logits = q * (A @ scaled_W) + b
+    if output == "identity" or not arithmetic:
+        within = None
+        if variance and output == "identity":
+            within = (q * (1 - q)) * ((A * A) @ (scaled_W * scaled_W))
+        return mean_logits, within, mean_logits
+    if pairs_per_block is None:
+        pairs_per_block = max(1, _BLOCK_ELEMENTS // 2**plan.n_inner)
+    w_max, w_min = scaled_W.max(axis=1), scaled_W.min(axis=1)
+    w_from_max = scaled_W - w_max[:, None]
+    flat = A.reshape(c * n, h)
+    mean = np.empty((c * n, W.shape[1]))
+    var = np.empty_like(mean) if variance else None
+    for start in range(0, c * n, pairs_per_block):
+        a = flat[start:start + pairs_per_block]
+        V = a[:, :, None] * scaled_W
+        if output == "sigmoid":
+            m, v = _sigmoid_block(V, b, q, variance)
+        else:
+            # v_jk - max_k v_jk = a_j (w_jk - max_k w_jk) when a_j >= 0 (ReLU,
+            # sigmoid): one product, no reduction over k.
+            shifted = (a[:, :, None] * w_from_max if a.min() >= 0
+                       else V - np.where(a >= 0, a * w_max, a * w_min)[:, :, None])
+            m, v = _softmax_block(V, b, q, variance, shifted)
+        mean[start:start + len(a)] = m
+        if variance:
+            var[start:start + len(a)] = v
+    shape = (c, n, W.shape[1])
+    return mean.reshape(shape), (var.reshape(shape) if variance else None), mean_logits
 
+
+def _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block):
     def task(chunk) -> Moments:
         masks, log_probs = chunk
-        A = _last_hidden(net, plan, X, masks)  # (c, n, h)
-        c, n, h = A.shape
-        mean_logits = q * (A @ scaled_W) + b
+        mean, within, mean_logits = conditional_moments(
+            net, plan, X, masks, arithmetic=arithmetic, variance=variance,
+            pairs_per_block=pairs_per_block)
         acc = Moments()
-        if output == "identity" or not arithmetic:
-            within = None
-            if variance and output == "identity":
-                within = (q * (1 - q)) * ((A * A) @ (scaled_W * scaled_W))
-            acc.add(np.exp(log_probs), mean_logits, mean_logits, within)
-            return acc
-        flat = A.reshape(c * n, h)
-        mean = np.empty((c * n, W.shape[1]))
-        var = np.empty_like(mean) if variance else None
-        for start in range(0, c * n, pairs_per_block):
-            a = flat[start:start + pairs_per_block]
-            V = a[:, :, None] * scaled_W
-            if output == "sigmoid":
-                m, v = _sigmoid_block(V, b, q, variance)
-            else:
-                # v_jk - max_k v_jk = a_j (w_jk - max_k w_jk) when a_j >= 0 (ReLU,
-                # sigmoid): one product, no reduction over k.
-                shifted = (a[:, :, None] * w_from_max if a.min() >= 0
-                           else V - np.where(a >= 0, a * w_max, a * w_min)[:, :, None])
-                m, v = _softmax_block(V, b, q, variance, shifted)
-            mean[start:start + len(a)] = m
-            if variance:
-                var[start:start + len(a)] = v
-        shape = (c, n, W.shape[1])
-        acc.add(np.exp(log_probs), mean.reshape(shape), mean_logits,
-                var.reshape(shape) if variance else None)
+        acc.add(np.exp(log_probs), mean, mean_logits, within)
         return acc
 
     return task
