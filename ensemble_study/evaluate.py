@@ -7,7 +7,7 @@ can be enumerated, otherwise by sampling (with standard errors). It returns
 one tidy table with one row per (predictor, reference):
 
 * ``mean``: the ensemble's arithmetic mean (exact, or sampled), the
-  reference of the other rows;
+  reference of the other rows (its own ``reference`` is empty);
 * ``nwgm``: the normalized weighted geometric mean (sigmoid/softmax outputs);
 * ``scaled``: the scheme's scaled pass, once against the mean and once
   against the NWGM (which it equals in the cases of DESIGN facts 3 and 10).
@@ -209,7 +209,7 @@ def evaluate_network(
         pairs += [("scaled", "mean")]
     rows = []
     for predictor, reference in pairs:
-        row = {**ids, "predictor": predictor, "reference": reference or ""}
+        row = {**ids, "predictor": predictor, "reference": reference}
         if labelled:
             row["error"] = error_rate(net.output, preds[predictor], y)
             row["nll"] = negative_log_likelihood(net.output, preds[predictor], y)
