@@ -566,6 +566,7 @@ def evaluate(net_path, dataset, inputs_path, keep_probs, layers, scheme, output,
                           rng=np.random.SeedSequence(seed, spawn_key=(3,)))
     shown = df.dropna(axis=1, how="all").drop(columns=["architecture", "output", "scheme",
                                                        "layers", "keep_prob"])
+    shown["reference"] = shown["reference"].fillna("-")
     first = df.iloc[0]
     click.echo(f"{net.architecture} ({net.output} output), {cfg.scheme} dropout on layers "
                f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:")
