@@ -71,7 +71,12 @@ def load_network(path, *, output: str | None = None):
     if path.suffix == ".pt":
         from .torch_io import _torch, from_torch
 
-        module = _torch().load(path, weights_only=False, map_location="cpu")
+        torch = _torch()
+        module = torch.load(path, weights_only=False, map_location="cpu")
+        if not isinstance(module, torch.nn.Sequential):
+            raise ValueError(f"{path} holds a {type(module).__name__} object, not an "
+                             f"nn.Sequential; save the whole model with torch.save(model, path) (a "
+                             f"state_dict alone does not say how its layers connect)")
         return from_torch(module, output=output)
     raise ValueError(f"a network file must end in .npz (MLP.save) or .pt (a pickled "
                      f"torch nn.Sequential); got {str(path)!r}")

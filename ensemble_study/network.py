@@ -15,10 +15,10 @@ scheme into multipliers.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -214,7 +214,7 @@ class MLP:
     def __repr__(self) -> str:
         return f"MLP({self.architecture}, hidden={self.hidden!r}, output={self.output!r})"
 
-    def save(self, path) -> os.PathLike:
+    def save(self, path) -> Path:
         """Write the network to one ``.npz`` file (written atomically).
 
         The file holds ``W0..W{L-1}`` and ``b0..b{L-1}`` (float64, this
@@ -232,8 +232,6 @@ class MLP:
         -------
         Path
         """
-        from pathlib import Path
-
         from . import __version__
         from .results import _atomic_write
 

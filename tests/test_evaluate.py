@@ -262,6 +262,19 @@ def test_evaluate_bad_network_files(tmp_path, name, content, match):
     assert match in result.output and "--net" in result.output
 
 
+def test_evaluate_refuses_a_state_dict_and_a_foreign_pickle(tmp_path):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 1)).state_dict(), tmp_path / "sd.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
+    for name, match in (("sd.pt", "holds a OrderedDict object, not an nn.Sequential; save the whole"),
+                        ("junk.pt", "cannot read junk.pt")):
+        result = _run(["evaluate", "--net", name, "--dataset", "xor", "--keep-prob", "0.5"],
+                      tmp_path)
+        assert _one_line_usage_error(result), result.output
+        assert match in result.output
+
+
 def test_evaluate_pt_without_torch_is_a_usage_error(tmp_path, monkeypatch):
     import sys
 
@@ -323,3 +336,9 @@ def test_boundary_command(tmp_path):
     assert set(df.architecture) == {"2-3-1"}
     params = json.loads((tmp_path / "b.json").read_text())["params"]
     assert params["grid_size"] == 4 and params["train_cfg"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("name", ["evaluate", "boundary", "train", "trained"])
+def test_every_option_has_help(name):
+    for param in main.commands[name].params:
+        assert getattr(param, "help", None), f"{name} {param.name}"
