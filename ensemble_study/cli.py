@@ -462,6 +462,15 @@ def bench(quick, naive_budget, out, figure_path):
 
 # --- a given network: evaluate (issue 11) -------------------------------------
 
+def _load_npy(path: Path, param_hint: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from None
+
+
 @main.command()
 @click.option("--net", "net_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True,
@@ -474,8 +483,12 @@ def bench(quick, naive_budget, out, figure_path):
                    "`train --seed` held out.")
 @click.option("--inputs", "inputs_path",
               type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Or: inputs X of shape (n_examples, n_features) in a .npy file (no labels; "
-                   "read without pickles).")
+              help="Or: inputs X of shape (n_examples, n_features) in a .npy file (read "
+                   "without pickles).")
+@click.option("--labels", "labels_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --inputs: integer class labels, shape (n_examples,), in a .npy file "
+                   "(adds test error and NLL). [default: none]")
 @click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
               help="Probability of keeping a unit: once for every dropped layer, or once per "
                    "--layers value. [default: a .pt's nn.Dropout modules; required for .npz]")
@@ -501,9 +514,9 @@ def bench(quick, naive_budget, out, figure_path):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "evaluate.csv", show_default=True,
               help="Result CSV; its parameters go to a JSON sidecar next to it.")
-def evaluate(net_path, dataset, inputs_path, keep_probs, layers, scheme, output,
+def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
              max_subnetworks, n_samples, estimator, seed, out):
-    """The exact ensemble of a given network against its NWGM and scaled pass.
+    """A given network's dropout ensemble against its NWGM and scaled pass.
 
     Prints, and writes as a tidy CSV, the ensemble's arithmetic mean, its
     NWGM and the scheme's scaled pass, their gaps, and on a labelled dataset
@@ -511,11 +524,14 @@ def evaluate(net_path, dataset, inputs_path, keep_probs, layers, scheme, output,
     """
     import numpy as np
 
-    from .evaluate import dropout_config, evaluate_network, load_network
+    from .evaluate import check_labels, dropout_config, evaluate_network, load_network
     from .network import check_input
 
     if (dataset is None) == (inputs_path is None):
         raise click.UsageError("give exactly one of --dataset and --inputs")
+    if labels_path is not None and inputs_path is None:
+        raise click.BadParameter("goes with --inputs (a --dataset has its own labels)",
+                                 param_hint="--labels")
     if output is not None and net_path.suffix != ".pt":
         raise click.BadParameter(f"applies to a .pt network only (an .npz stores its output "
                                  f"function); got --net {net_path}", param_hint="--output")
@@ -552,15 +568,17 @@ def evaluate(net_path, dataset, inputs_path, keep_probs, layers, scheme, output,
                                      f"network {net.architecture} has {net.sizes[-1]}",
                                      param_hint="--dataset")
     else:
-        try:
-            X = np.load(inputs_path, allow_pickle=False)
-        except ValueError as exc:
-            raise click.BadParameter(f"{inputs_path}: {exc}", param_hint="--inputs") from None
-        y, hint = None, "--inputs"
+        X, hint = _load_npy(inputs_path, "--inputs"), "--inputs"
+        y = None if labels_path is None else _load_npy(labels_path, "--labels")
     try:
         X = check_input(net, X)
     except ValueError as exc:
         raise click.BadParameter(f"{exc} ({net.architecture})", param_hint=hint) from None
+    if y is not None:
+        try:
+            y = check_labels(net, y, X.shape[0])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--labels") from None
     df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
                           n_samples=n_samples, estimator=estimator,
                           rng=np.random.SeedSequence(seed, spawn_key=(3,)))

@@ -129,6 +129,22 @@ def dropout_config(net: MLP, keep_probs=(), layers=(), scheme: str | None = None
     return cfg
 
 
+def check_labels(net: MLP, y, n_examples: int) -> np.ndarray:
+    """Class labels for ``net``'s output, shape ``(n_examples,)``, or ``ValueError``."""
+    if net.output == "identity":
+        raise ValueError("y (class labels) needs a sigmoid or softmax output; the "
+                         "network's output is 'identity'")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_examples:
+        raise ValueError(f"y must hold one label per example, shape ({n_examples},); got "
+                         f"shape {y.shape}")
+    n_classes = net.sizes[-1] if net.output == "softmax" else 2
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"y must hold integer labels in 0..{n_classes - 1}; got dtype "
+                         f"{y.dtype}, range [{y.min()}, {y.max()}]")
+    return y
+
+
 def _describe_cfg(cfg: DropoutConfig) -> dict:
     kp = cfg.keep_prob
     return {"scheme": cfg.scheme, "layers": ",".join(str(l) for l in cfg.layers),
@@ -178,18 +194,7 @@ def evaluate_network(
     check_config(net, cfg)
     labelled = y is not None
     if labelled:
-        if net.output == "identity":
-            raise ValueError("y (class labels) needs a sigmoid or softmax output; the "
-                             "network's output is 'identity'")
-        y = np.asarray(y).ravel()
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must hold one label per example ({X.shape[0]}); got "
-                             f"{y.shape[0]}")
-        n_classes = net.sizes[-1] if net.output == "softmax" else 2
-        if (not np.issubdtype(y.dtype, np.integer) or y.min() < 0
-                or y.max() >= n_classes):
-            raise ValueError(f"y must hold integer labels in 0..{n_classes - 1}; got dtype "
-                             f"{y.dtype}, range [{y.min()}, {y.max()}]")
+        y = check_labels(net, y, X.shape[0])
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {tuple(ESTIMATORS)}; got {estimator!r}")
     max_subnetworks = check_positive_int(max_subnetworks, "max_subnetworks")

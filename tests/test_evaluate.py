@@ -92,7 +92,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"y": np.array([0, 1])}, r"y must hold one label per example \(3\); got 2"),
+    ({"y": np.array([0, 1])}, r"y must hold one label per example, shape \(3,\); got shape \(2,\)"),
     ({"y": np.array([0, 1, 2])}, r"integer labels in 0..1; got dtype int64, range \[0, 2\]"),
     ({"estimator": "qmc"}, r"estimator must be one of \('mc',\); got 'qmc'"),
     ({"n_samples": 1}, r"n_samples must be >= 2"),
@@ -182,6 +182,15 @@ def test_evaluate_on_inputs(saved):
     assert result.exit_code == 0, result.output
     df = pd.read_csv(saved / "ev/inputs.csv")
     assert df.error.isna().all() and df.nll.isna().all()
+    y = np.array([0, 1, 1, 0, 1])
+    np.save(saved / "y.npy", y)
+    result = _run(["evaluate", "--net", "net.npz", "--inputs", "X.npy", "--labels", "y.npy",
+                   "--keep-prob", "0.5", "--scheme", "vanilla", "--out", "ev/lab.csv"], saved)
+    assert result.exit_code == 0, result.output
+    labelled = pd.read_csv(saved / "ev/lab.csv")
+    ref_mean = brute_force(MLP.load(saved / "net.npz"), DropoutConfig(0.5, [1, 2], "vanilla"),
+                           X).mean[:, 0]
+    assert _row(labelled, "mean").error == np.mean((ref_mean > 0.5) != y)
     assert set(df.scheme) == {"vanilla"} and set(df.layers) == {"1,2"}
     net = MLP.load(saved / "net.npz")
     scaled = scaled_forward(net, DropoutConfig(0.5, [1, 2], "vanilla"), X)
@@ -235,11 +244,16 @@ def _one_line_usage_error(result):
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--output", "softmax"],
      "applies to a .pt network only"),
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--n-samples", "1"], "x>=2"),
+    (["--inputs", "X.npy", "--labels", "y3.npy", "--keep-prob", "0.5"],
+     "labels in 0..1; got dtype int64, range [0, 2]"),
+    (["--inputs", "X.npy", "--labels", "X.npy", "--keep-prob", "0.5"], "shape (2,); got shape"),
+    (["--dataset", "digits_2v3", "--labels", "y3.npy", "--keep-prob", "0.5"], "goes with"),
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--out", "folder"], "is a directory"),
 ])
 def test_evaluate_bad_values_exit_2_in_one_line(saved, args, match):
     np.save(saved / "X.npy", np.zeros((2, 64)))
     np.save(saved / "X3.npy", np.zeros((2, 3)))
+    np.save(saved / "y3.npy", np.array([0, 2]))
     np.save(saved / "objects.npy", np.array([{}, 1], dtype=object), allow_pickle=True)
     (saved / "folder").mkdir(exist_ok=True)
     before = sorted(p.name for p in saved.rglob("*"))
