@@ -271,3 +271,21 @@ def test_bad_arguments_are_refused():
     net = MLP.random((2, 3, 1), rng=0)
     with pytest.raises(ValueError, match=r"cannot drop layer 2"):
         to_torch(net, DropoutConfig(0.5, layers=[2]))
+
+
+@pytest.mark.slow
+def test_torch_example_script_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "torch_example.py"
+    spec = importlib.util.spec_from_file_location("torch_example", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    df = script.run(tmp_path / "model.pt", seed=0, epochs=1)
+    assert len(df) == 3 + len(script.KS) * script.N_DRAWS
+    exact = df[df.predictor == "exact_mean"].iloc[0]
+    assert exact.n_samples == 2**16 and exact.nll_minus_exact == 0 and exact.max_abs_gap == 0
+    # the saved model is what the rows describe
+    net, cfg = from_torch(torch.load(tmp_path / "model.pt", weights_only=False), output="softmax")
+    assert net.architecture == "64-8-8-10" and dict(cfg.keep_prob) == {1: 0.7, 2: 0.8}
