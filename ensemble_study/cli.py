@@ -309,7 +309,8 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
     if exact:
         from .dropout import unit_keep_probs
 
-        _check_enumerable(n_free_units(unit_keep_probs(net, cfg)), "--exact", "--exact")
+        _check_enumerable(n_free_units(unit_keep_probs(net, cfg)), "--exact (or --no-exact)",
+                          "--exact")
     tc = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, epochs=epochs,
                      batch_size=batch_size, weight_decay=weight_decay, max_norm=max_norm)
     net, history = train_network(net, cfg, ds.X_train, ds.y_train, train_cfg=tc, rng=train_ss,

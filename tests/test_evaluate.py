@@ -303,7 +303,7 @@ def test_evaluate_pt_without_torch_is_a_usage_error(tmp_path, monkeypatch):
     (["train", "--hidden", "3", "--keep-prob", "0.5", "--keep-prob", "0.5", "--keep-prob",
       "0.5"], "one per hidden layer (1); got 3"),
     (["train", "--save", "net.pt"], "must end in .npz"),
-    (["train", "--input-keep-prob", "0.8"], "--exact: 84 dropped units"),
+    (["train", "--input-keep-prob", "0.8"], "--exact (or --no-exact): 84 dropped units"),
     (["train", "--activation", "gelu"], "gelu"),
     (["trained", "--input-keep-prob", "0.8"], "dataset 'digits': 84 dropped units"),
     (["trained", "--optimizer", "lbfgs"], "lbfgs"),
