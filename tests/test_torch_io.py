@@ -26,6 +26,16 @@ from ensemble_study import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Thousands of tiny forward passes: torch's thread pool costs ms per call on a
+    # busy machine (softmax of a 5x3 tensor measured at 9 ms with 2 threads).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_importing_the_package_does_not_import_torch():
     import subprocess
 
