@@ -2,7 +2,8 @@
 
 Three parts, one tidy table (``part`` column):
 
-* ``random``: the sweep's random networks (same grid, same streams: with
+* ``random``: the sweep's random networks (``dataset="gaussian"``: inputs
+  X ~ N(0, 1)) (same grid, same streams: with
   the sweep's defaults these are the very networks of ``results/sweep.csv``),
   both hidden layers dropped, at each keep_prob;
 * ``trained``: small networks trained with dropout on the digits tasks
@@ -36,8 +37,9 @@ Scores against the exact ensemble (identity outputs have no total variation):
 mean|), ``total_variation`` (mean over inputs), and where the predictor gives
 a variance, ``variance_rel_error`` (mean of |V - V_exact| / V_exact) and
 ``variance_log_ratio`` (mean of log(V / V_exact): > 0 over-predicts), both
-over the entries where both variances are positive. ``cost_passes`` counts
-forward-pass equivalents: multiply-adds divided by those of one forward
+over the entries where both variances are positive; ``variance_exact`` and
+``variance_predicted`` are the two variances averaged over inputs and outputs.
+``cost_passes`` counts forward-pass equivalents: multiply-adds divided by those of one forward
 pass (scaled 1; moment propagation 2, a mean and a variance pass; plain MC K;
 RB MC ``K (1 + 2**h n_out / M)`` for probability outputs, a prefix pass plus
 one multiply-add per inner subnetwork and output of the shortcut kernel,
@@ -80,7 +82,7 @@ SAMPLED = ("mc", "rb_mc")
 ID_COLUMNS = ["part", "dataset", "architecture", "activation", "output", "scheme",
               "weight_scale", "keep_prob", "seed", "input", "predictor", "n_samples", "draw"]
 METRIC_COLUMNS = ["mean_abs_error", "total_variation", "variance_rel_error",
-                  "variance_log_ratio", "cost_passes"]
+                  "variance_log_ratio", "variance_exact", "variance_predicted", "cost_passes"]
 BALDI_COLUMNS = ["exact_mean", "nwgm_value", "baldi_bound", "nwgm_abs_gap", "breaks_bound"]
 COLUMNS = ID_COLUMNS + METRIC_COLUMNS + BALDI_COLUMNS
 
@@ -201,13 +203,14 @@ def _macs(net: MLP) -> int:
 
 
 def _variance_scores(predicted, exact) -> dict:
-    if predicted is None:
-        return {"variance_rel_error": np.nan, "variance_log_ratio": np.nan}
-    ok = (exact > 0) & (predicted > 0)
-    if not ok.any():
-        return {"variance_rel_error": np.nan, "variance_log_ratio": np.nan}
-    return {"variance_rel_error": float(np.mean(np.abs(predicted[ok] - exact[ok]) / exact[ok])),
-            "variance_log_ratio": float(np.mean(np.log(predicted[ok] / exact[ok])))}
+    out = {"variance_rel_error": np.nan, "variance_log_ratio": np.nan,
+           "variance_exact": float(np.mean(exact)),
+           "variance_predicted": np.nan if predicted is None else float(np.mean(predicted))}
+    ok = (exact > 0) & (predicted > 0) if predicted is not None else False
+    if np.any(ok):
+        out["variance_rel_error"] = float(np.mean(np.abs(predicted[ok] - exact[ok]) / exact[ok]))
+        out["variance_log_ratio"] = float(np.mean(np.log(predicted[ok] / exact[ok])))
+    return out
 
 
 def _scores(exact, mean, variance, output) -> dict:
@@ -252,7 +255,7 @@ def _random_rows(cell: Cell, p: dict) -> list[dict]:
     rows = []
     for i, q in enumerate(p["keep_probs"]):
         cfg = DropoutConfig(q, layers=layers, scheme=p["scheme"])
-        ids = dict(part="random", dataset="", architecture=net.architecture,
+        ids = dict(part="random", dataset="gaussian", architecture=net.architecture,
                    activation=cell.activation, output=cell.output, scheme=p["scheme"],
                    weight_scale=1.0, keep_prob=q, seed=cell.seed, input=-1)
         rows += [{**ids, **r} for r in score_predictors(net, cfg, X, p["ks"], p["n_draws"],
@@ -287,7 +290,7 @@ def _baldi_rows(cell: Cell, p: dict) -> list[dict]:
         E, G = ens.mean[:, 0], ens.geometric_mean[:, 0]
         bound, gap = baldi_bound(E), np.abs(E - G)
         for j in range(X.shape[0]):
-            rows.append(dict(part="baldi", dataset="", architecture=net.architecture,
+            rows.append(dict(part="baldi", dataset="gaussian", architecture=net.architecture,
                              activation=cell.activation, output="sigmoid",
                              scheme=p["scheme"], weight_scale=cell.weight_scale, keep_prob=q,
                              seed=cell.seed, input=j, predictor="nwgm", n_samples=0, draw=0,
@@ -330,7 +333,7 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``COLUMNS`` (module docstring).
+        Columns ``study`` and ``COLUMNS`` (module docstring).
     """
     p = check_params(**params)
     rows = []
@@ -342,6 +345,7 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows to the study's table: ``COLUMNS`` in order, integer identifiers."""
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df.insert(0, "study", NAME)
     df = df.astype({"seed": int, "input": int, "n_samples": int, "draw": int})
     df["breaks_bound"] = df["breaks_bound"].astype("boolean")
     return df
@@ -402,7 +406,8 @@ def _per_network(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One value per (network, keep_prob, predictor, K): the mean over draws."""
     keys = ["part", "dataset", "activation", "output", "keep_prob", "seed", "predictor",
             "n_samples"]
-    return df.groupby(keys, as_index=False, sort=False)[[metric, "cost_passes"]].mean()
+    return df.groupby(keys, as_index=False, sort=False, dropna=False)[
+        [metric, "cost_passes"]].mean()
 
 
 def summary(df: pd.DataFrame, *, keep_probs=(0.5, 0.8), metric: str = "mean_abs_error",
@@ -525,7 +530,7 @@ def baldi_summary(df: pd.DataFrame) -> pd.DataFrame:
     d = df[df["part"] == "baldi"]
     rows = []
     for (act, scale), g in d.groupby(["activation", "weight_scale"], sort=False):
-        n, k = len(g), int(g["breaks_bound"].sum())
+        n, k = len(g), int(g["breaks_bound"].astype(bool).sum())
         z, share = 1.96, k / n
         centre = (share + z * z / (2 * n)) / (1 + z * z / n)
         half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -534,3 +539,31 @@ def baldi_summary(df: pd.DataFrame) -> pd.DataFrame:
                      "ci_low": centre - half, "ci_high": centre + half,
                      "median_ratio": float((g["nwgm_abs_gap"] / g["baldi_bound"]).median())})
     return pd.DataFrame(rows)
+
+
+def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """The README's tables, titled: what ``ensemble-study approximations-summary`` prints."""
+    pairs = [("moment_propagation", "scaled"), ("nwgm", "scaled"),
+             ("nwgm_corrected", "nwgm"), ("nwgm_corrected", "scaled")]
+    tables = [("median mean_abs_error per hidden activation, and median cost "
+               "(forward-pass equivalents)", summary(df))]
+    for a, b in pairs:
+        if (df["predictor"] == a).any() and (df["predictor"] == b).any():
+            tables.append((f"paired across networks and keep_probs: {a} (a) vs {b} (b), "
+                           "mean_abs_error, Wilcoxon signed-rank", paired(df, a, b)))
+    tables += [("smallest K beating each deterministic method at every larger K "
+                "(lower median, Wilcoxon p < 0.05, over networks and keep_probs)",
+                crossovers(df).pivot_table(index=["part", "activation", "sampler"],
+                                           columns="against", values="k", dropna=False,
+                                           sort=False).reset_index()),
+               ("predicted variance against the exact ensemble's: medians over networks",
+                variance_summary(df))]
+    if (df["part"] == "baldi").any():
+        tables.append(("Baldi's bound: share of (network, input) cases with "
+                       "|E - NWGM| > bound", baldi_summary(df)))
+    if timings is not None:
+        tables.append(("seconds (best of 3) on one random network per output and activation, "
+                       "median over networks",
+                       timings.groupby(["predictor", "n_samples"], sort=False)["seconds"]
+                       .median().reset_index()))
+    return tables
