@@ -444,9 +444,12 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
            k_a: int = 0, k_b: int = 0, by=("part", "activation")) -> pd.DataFrame:
     """Paired comparison of predictors ``a`` and ``b`` across networks.
 
-    For each group of ``by``, the networks' (and keep_probs') values of
-    ``metric`` (mean over draws) are paired and compared with the Wilcoxon
-    signed-rank test (scipy, two-sided).
+    The unit is a network: a random network's value of ``metric`` is its
+    mean over draws and keep_probs (one network serves every keep_prob, so
+    its keep_probs are not independent pairs) unless ``keep_prob`` is in
+    ``by``; a trained network is trained at one keep_prob. Within each group
+    of ``by`` the pairs are compared with the Wilcoxon signed-rank test
+    (scipy, two-sided; NaN below 6 pairs, where p cannot reach 0.05).
 
     Returns
     -------
@@ -457,10 +460,16 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
     from scipy.stats import wilcoxon
 
     per = _per_network(df[df["part"] != "baldi"], metric)
-    keys = ["part", "dataset", "activation", "output", "keep_prob", "seed"]
-    left = per[(per["predictor"] == a) & (per["n_samples"] == k_a)].set_index(keys)[metric]
-    right = per[(per["predictor"] == b) & (per["n_samples"] == k_b)].set_index(keys)[metric]
-    both = pd.concat({"a": left, "b": right}, axis=1).dropna().reset_index()
+    per["network"] = np.where(per["part"] == "trained",
+                              per["dataset"] + "/" + per["seed"].astype(str) + "/"
+                              + per["keep_prob"].astype(str),
+                              per["output"] + "/" + per["seed"].astype(str))
+    keys = list(dict.fromkeys([*by, "part", "activation", "network"]))
+    side = {}
+    for name, pred, k in (("a", a, k_a), ("b", b, k_b)):
+        rows = per[(per["predictor"] == pred) & (per["n_samples"] == k)]
+        side[name] = rows.groupby(keys, sort=False)[metric].mean()
+    both = pd.concat(side, axis=1).dropna().reset_index()
     rows = []
     for key, g in both.groupby(list(by), sort=False):
         diff = (g["a"] - g["b"]).to_numpy()
@@ -477,8 +486,8 @@ def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float
                by=("part", "activation")) -> pd.DataFrame:
     """The smallest K at which plain and RB Monte Carlo beat each deterministic method.
 
-    "Beats" means: lower median ``metric`` over networks and keep_probs and a
-    Wilcoxon signed-rank p-value below ``alpha``, at that K and every larger
+    "Beats" means: a negative median paired difference over networks and a
+    Wilcoxon signed-rank p-value below ``alpha`` (see :func:`paired`), at that K and every larger
     K of the grid. NaN when no K of the grid does.
 
     Returns
@@ -520,25 +529,36 @@ def variance_summary(df: pd.DataFrame, *, ks=(10, 100, 1000)) -> pd.DataFrame:
             [["variance_rel_error", "variance_log_ratio"]].median().reset_index())
 
 
-def baldi_summary(df: pd.DataFrame) -> pd.DataFrame:
+def baldi_summary(df: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
     """Share of (network, input) cases where |E - NWGM| exceeds Baldi's estimate.
 
-    Per hidden activation and weight scale, with a Wilson 95% interval of
-    the share (the inputs of one network are not independent, so the
-    interval is optimistic).
+    Per hidden activation (and ``all`` of them) and weight scale, with a 95%
+    interval from a bootstrap over networks (the inputs of one network are
+    not independent cases; a fixed seed keeps the table reproducible), and
+    the median of measured / bound.
     """
     d = df[df["part"] == "baldi"]
+    d = d.assign(network=d["activation"] + "/" + d["seed"].astype(str),
+                 breaks=d["breaks_bound"].astype(bool))
+    d = pd.concat([d, d.assign(activation="all")])
+    rng = np.random.default_rng(0)
     rows = []
     for (act, scale), g in d.groupby(["activation", "weight_scale"], sort=False):
-        n, k = len(g), int(g["breaks_bound"].astype(bool).sum())
-        z, share = 1.96, k / n
-        centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        rows.append({"activation": act, "weight_scale": scale, "n_cases": n,
-                     "n_networks": g["seed"].nunique(), "share_breaking": share,
-                     "ci_low": centre - half, "ci_high": centre + half,
+        per = g.groupby("network")["breaks"].agg(["sum", "count"]).to_numpy()
+        pick = rng.integers(0, len(per), size=(n_boot, len(per)))
+        boot = per[pick, 0].sum(axis=1) / per[pick, 1].sum(axis=1)
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        rows.append({"activation": act, "weight_scale": scale, "n_cases": len(g),
+                     "n_networks": len(per), "share_breaking": float(g["breaks"].mean()),
+                     "ci_low": float(lo), "ci_high": float(hi),
                      "median_ratio": float((g["nwgm_abs_gap"] / g["baldi_bound"]).median())})
     return pd.DataFrame(rows)
+
+
+def _wide(cross: pd.DataFrame) -> pd.DataFrame:
+    """Crossovers with one column per deterministic method."""
+    wide = cross.pivot(index=["part", "activation", "sampler"], columns="against", values="k")
+    return wide[[m for m in DETERMINISTIC if m in wide.columns]].reset_index()
 
 
 def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
@@ -549,13 +569,17 @@ def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[
                "(forward-pass equivalents)", summary(df))]
     for a, b in pairs:
         if (df["predictor"] == a).any() and (df["predictor"] == b).any():
-            tables.append((f"paired across networks and keep_probs: {a} (a) vs {b} (b), "
-                           "mean_abs_error, Wilcoxon signed-rank", paired(df, a, b)))
+            tables.append((f"paired across networks: {a} (a) vs {b} (b), mean_abs_error "
+                           "(random: mean over keep_probs), Wilcoxon signed-rank",
+                           paired(df, a, b)))
+    for k_rb, k_mc in ((10, 50), (20, 100)):
+        same = paired(df, "rb_mc", "mc", k_a=k_rb, k_b=k_mc)
+        tables.append((f"paired across random networks: rb_mc K={k_rb} (a) vs mc K={k_mc} (b), "
+                       "about equal cost there (an RB sample costs about 5 passes)",
+                       same[same["part"] == "random"] if len(same) else same))
     tables += [("smallest K beating each deterministic method at every larger K "
-                "(lower median, Wilcoxon p < 0.05, over networks and keep_probs)",
-                crossovers(df).pivot_table(index=["part", "activation", "sampler"],
-                                           columns="against", values="k", dropna=False,
-                                           sort=False).reset_index()),
+                "(negative median paired difference, Wilcoxon p < 0.05, over networks)",
+                _wide(crossovers(df))),
                ("predicted variance against the exact ensemble's: medians over networks",
                 variance_summary(df))]
     if (df["part"] == "baldi").any():
