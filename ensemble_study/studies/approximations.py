@@ -572,7 +572,10 @@ def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[
             tables.append((f"paired across networks: {a} (a) vs {b} (b), mean_abs_error "
                            "(random: mean over keep_probs), Wilcoxon signed-rank",
                            paired(df, a, b)))
+    ks = set(df.loc[df["predictor"] == "mc", "n_samples"])
     for k_rb, k_mc in ((10, 50), (20, 100)):
+        if not {k_rb, k_mc} <= ks:
+            continue
         same = paired(df, "rb_mc", "mc", k_a=k_rb, k_b=k_mc)
         tables.append((f"paired across random networks: rb_mc K={k_rb} (a) vs mc K={k_mc} (b), "
                        "about equal cost there (an RB sample costs about 5 passes)",
