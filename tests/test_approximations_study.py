@@ -85,7 +85,8 @@ def test_random_cells_get_the_sweeps_streams():
 
 def test_summaries(table):
     s = study.summary(table, keep_probs=(0.5,), ks=(5,))
-    assert set(s["predictor"]) == set(study.PREDICTORS) - {"exact"}
+    assert set(s["predictor"]) == set(study.PREDICTORS)
+    assert (s.loc[(s["predictor"] == "exact") & (s["part"] == "random"), ["relu", "tanh"]] == 0).all().all()
     assert {"relu", "tanh"} <= set(s.columns)
     pair = study.paired(table, "moment_propagation", "scaled")
     assert set(pair["part"]) == {"random", "trained"} and (pair["n_pairs"] > 0).all()

@@ -414,7 +414,8 @@ def summary(df: pd.DataFrame, *, keep_probs=(0.5, 0.8), metric: str = "mean_abs_
             ks=(10, 100)) -> pd.DataFrame:
     """Median error and cost per predictor, keep_prob, hidden activation and part.
 
-    Sampled predictors appear at each K of ``ks``. Medians are over networks
+    Sampled predictors appear at each K of ``ks``; ``exact`` (zero error)
+    shows the exact ensemble's cost. Medians are over networks
     (random part) or trained networks (trained part: datasets and seeds),
     each network's value being its mean over draws.
 
@@ -424,8 +425,7 @@ def summary(df: pd.DataFrame, *, keep_probs=(0.5, 0.8), metric: str = "mean_abs_
         ``part, keep_prob, predictor, n_samples, cost_passes`` (median) and one
         column of median ``metric`` per hidden activation.
     """
-    d = df[df["part"].isin(["random", "trained"]) & df["keep_prob"].isin(keep_probs)
-           & (df["predictor"] != "exact")]
+    d = df[df["part"].isin(["random", "trained"]) & df["keep_prob"].isin(keep_probs)]
     d = d[(d["n_samples"] == 0) | d["n_samples"].isin(ks)]
     per = _per_network(d, metric)
     keys = ["part", "keep_prob", "predictor", "n_samples"]
@@ -564,7 +564,8 @@ def _wide(cross: pd.DataFrame) -> pd.DataFrame:
 def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
     """The README's tables, titled: what ``ensemble-study approximations-summary`` prints."""
     pairs = [("moment_propagation", "scaled"), ("nwgm", "scaled"),
-             ("nwgm_corrected", "nwgm"), ("nwgm_corrected", "scaled")]
+             ("nwgm_corrected", "nwgm"), ("nwgm_corrected", "scaled"),
+             ("moment_propagation", "nwgm_corrected")]
     tables = [("median mean_abs_error per hidden activation, and median cost "
                "(forward-pass equivalents)", summary(df))]
     for a, b in pairs:
@@ -573,6 +574,9 @@ def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[
                            "(random: mean over keep_probs), Wilcoxon signed-rank",
                            paired(df, a, b)))
     ks = set(df.loc[df["predictor"] == "mc", "n_samples"])
+    if 10 in ks:
+        tables.append(("paired across networks: rb_mc K=10 (a) vs mc K=10 (b), mean_abs_error",
+                       paired(df, "rb_mc", "mc", k_a=10, k_b=10)))
     for k_rb, k_mc in ((10, 50), (20, 100)):
         if not {k_rb, k_mc} <= ks:
             continue
@@ -585,6 +589,12 @@ def report(df: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[tuple[
                 _wide(crossovers(df))),
                ("predicted variance against the exact ensemble's: medians over networks",
                 variance_summary(df))]
+    for a, k_a, b, k_b in (("moment_propagation", 0, "mc", 10), ("rb_mc", 10, "mc", 10),
+                           ("rb_mc", 10, "mc", 100)):
+        if {k_a, k_b} - {0} <= ks:
+            tables.append((f"paired across networks: variance_rel_error of {a}"
+                           f"{f' K={k_a}' if k_a else ''} (a) vs {b} K={k_b} (b)",
+                           paired(df, a, b, metric="variance_rel_error", k_a=k_a, k_b=k_b)))
     if (df["part"] == "baldi").any():
         tables.append(("Baldi's bound: share of (network, input) cases with "
                        "|E - NWGM| > bound", baldi_summary(df)))
