@@ -65,13 +65,16 @@ class EnsembleResult:
         NWGM for sigmoid (per unit) and softmax outputs; None for identity.
     variance : ndarray, shape (n_examples, n_outputs)
         Probability-weighted variance of the outputs (for a sampled
-        ensemble, the variance of its K members, ddof=0).
+        ensemble, the variance of its K members, ddof=0; Rao-Blackwellised:
+        the mean within-variance plus the conditional means' variance, see
+        :func:`sample_ensemble`).
     n_subnetworks : int
         Masks of non-zero probability (exact) or K (sampled).
     method : {"exact", "sampled"}
     stderr : ndarray, shape (n_examples, n_outputs), or None
         Sampled only: standard error of ``mean`` as an estimate of the exact
-        mean, ``std(ddof=1) / sqrt(K)``; NaN when K = 1.
+        mean, ``std(ddof=1) / sqrt(K)`` of the K members (Rao-Blackwellised:
+        of the K conditional means); NaN when K = 1.
     """
 
     mean: np.ndarray
