@@ -241,6 +241,8 @@ def approximations(quick, out, **given):
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     timing_out = out.with_name(f"{out.stem}_timing.csv")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise click.BadParameter(f"{out.parent} is not a folder", param_hint="--out")
     for path in (out, timing_out):
         if path.exists() and not path.is_file():
             raise click.BadParameter(f"{path} exists and is not a regular file",

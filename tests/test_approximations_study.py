@@ -143,6 +143,15 @@ def test_bad_option_exits_2_and_writes_nothing(bad, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_out_that_cannot_be_written_exits_2_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker / "a.csv", tmp_path):
+        result = CliRunner().invoke(cli.main, ["approximations", "--quick", "--out", str(out)])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_reproduce_quick_runs_the_study(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["approximations"])
     monkeypatch.setattr(study, "QUICK", TINY)
