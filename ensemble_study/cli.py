@@ -272,6 +272,39 @@ def approximations_summary(path):
             click.echo(f"\n## {title}\n{table.to_string(index=False)}")
 
 
+# --- the README's generated numbers ------------------------------------------
+
+@main.command()
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=Path("README.md"), show_default=True,
+              help="Markdown file whose '<!-- report: NAME -->' blocks are regenerated.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, exists=True,
+                                                          path_type=Path),
+              default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
+@click.option("--check", is_flag=True,
+              help="Change nothing; exit 1 if a block differs from what the CSVs give.")
+def report(readme, results_dir, check):
+    """Regenerate the README's numbers (tables, intervals, tests) from the result CSVs."""
+    from .report import update
+    from .results import atomic_write_text
+
+    text = readme.read_text()
+    try:
+        new, changed = update(text, results_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if check:
+        if changed:
+            click.echo(f"{readme}: out of date: {', '.join(changed)}", err=True)
+            raise SystemExit(1)
+        click.echo(f"{readme}: every block matches {results_dir}")
+        return
+    if changed:
+        atomic_write_text(readme, new)
+    click.echo(f"{readme}: {len(changed)} block(s) rewritten"
+               + (f": {', '.join(changed)}" if changed else ""))
+
+
 # --- training with dropout (issue 5) ------------------------------------------
 
 @main.command()

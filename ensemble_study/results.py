@@ -36,6 +36,13 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Replace ``path`` by ``text`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    _atomic_write(path, lambda fh: fh.write(text))
+    return path
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -73,12 +73,14 @@ def test_byte_reproducible_and_cells_independent(table, tmp_path):
         table.iloc[:len(alone) - n_last].reset_index(drop=True))
 
 
-def test_random_cells_get_the_sweeps_streams():
-    p = study.check_params(**study.DEFAULTS)
+def test_random_cells_get_the_sweeps_networks():
+    # With the sweep's grid, the random part's cells are the sweep's cells.
+    p = study.check_params(**{**study.DEFAULTS, "n_seeds": 3})
     random = [x for x in study.cells(p) if x.part == "random"]
-    sweep_cells = [(o, a, s) for o in sweep.DEFAULTS["outputs"]
-                   for a in sweep.DEFAULTS["activations"] for s in range(sweep.DEFAULTS["n_seeds"])]
-    streams = np.random.SeedSequence(sweep.DEFAULTS["seed"]).spawn(len(sweep_cells))
+    grid = dict(sweep.DEFAULTS, activations=p["activations"], outputs=p["outputs"], n_seeds=3)
+    sweep_cells = [(o, a, s) for o in grid["outputs"] for a in grid["activations"]
+                   for s in range(grid["n_seeds"])]
+    streams = np.random.SeedSequence(grid["seed"]).spawn(len(sweep_cells))
     assert [(x.output, x.activation, x.seed) for x in random] == sweep_cells
     assert [x.stream.spawn_key for x in random] == [s.spawn_key for s in streams]
 

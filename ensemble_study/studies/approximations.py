@@ -2,10 +2,10 @@
 
 Three parts, one tidy table (``part`` column):
 
-* ``random``: the sweep's random networks (``dataset="gaussian"``: inputs
-  X ~ N(0, 1)) (same grid, same streams: with
-  the sweep's defaults these are the very networks of ``results/sweep.csv``),
-  both hidden layers dropped, at each keep_prob;
+* ``random``: random networks drawn as the sweep draws them
+  (``dataset="gaussian"``: inputs X ~ N(0, 1)), in the sweep's cell order,
+  so that with the sweep's outputs, activations, widths and ``n_seeds`` they
+  are its very networks; both hidden layers dropped, at each keep_prob;
 * ``trained``: small networks trained with dropout on the digits tasks
   (:func:`ensemble_study.train.train`, as in the ``trained`` study), scored
   on held-out examples;
@@ -69,6 +69,7 @@ from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble, sample_ensemble
 from ..metrics import total_variation
 from ..network import MLP
+from ..stats import wilcoxon_paired
 from ..train import train
 from . import _common as c
 from .trained import DEFAULT_TRAIN
@@ -449,7 +450,8 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
     its keep_probs are not independent pairs) unless ``keep_prob`` is in
     ``by``; a trained network is trained at one keep_prob. Within each group
     of ``by`` the pairs are compared with the Wilcoxon signed-rank test
-    (scipy, two-sided; NaN below 6 pairs, where p cannot reach 0.05).
+    (:func:`ensemble_study.stats.wilcoxon_paired`, two-sided; NaN below 6
+    pairs, where p cannot reach 0.05).
 
     Returns
     -------
@@ -457,8 +459,6 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
         ``by`` columns, ``n_pairs``, ``median_a``, ``median_b``,
         ``median_difference`` (a - b), ``share_a_better`` and ``p_value``.
     """
-    from scipy.stats import wilcoxon
-
     per = _per_network(df[df["part"] != "baldi"], metric)
     per["network"] = np.where(per["part"] == "trained",
                               per["dataset"] + "/" + per["seed"].astype(str) + "/"
@@ -473,8 +473,7 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
     rows = []
     for key, g in both.groupby(list(by), sort=False):
         diff = (g["a"] - g["b"]).to_numpy()
-        p_value = (wilcoxon(g["a"], g["b"]).pvalue if len(g) >= 6 and np.any(diff != 0)
-                   else np.nan)
+        p_value = (wilcoxon_paired(g["a"], g["b"])["pvalue"] if len(g) >= 6 else np.nan)
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
                      "n_pairs": len(g), "median_a": g["a"].median(),
                      "median_b": g["b"].median(), "median_difference": float(np.median(diff)),
