@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from .results import load_result
-from .stats import summarise
+from .stats import bootstrap_ci, summarise
 
 # csv stem -> {png stem -> plot function}
 FIGURES: dict[str, dict[str, Callable[[pd.DataFrame], Figure]]] = {}
@@ -643,23 +643,11 @@ _APPROX_STYLE = {
 _APPROX_BAND = "median over networks, band: bootstrap 95% CI of the median"
 
 
-def _median_ci(values, *, n_boot: int = 1000, seed: int = 0):
-    """Median and bootstrap 95% CI of the median (a fixed seed: the figure is reproducible)."""
+def _median_ci(values) -> tuple[float, float, float]:
+    """Median of the finite values and its bootstrap 95% CI (``stats.bootstrap_ci``)."""
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return np.nan, np.nan, np.nan
-    boot = np.median(np.random.default_rng(seed).choice(v, size=(n_boot, v.size)), axis=1)
-    return float(np.median(v)), *np.quantile(boot, [0.025, 0.975]).tolist()
-
-
-def _ci_line(ax, x, groups, *, label, color=None, **kw):
-    """Median line with a bootstrap CI band; ``groups`` maps x to an array of values."""
-    stats = np.array([_median_ci(groups[v]) for v in x]).reshape(-1, 3)
-    (line,) = ax.plot(x, stats[:, 0], label=label, color=color, **kw)
-    ax.fill_between(x, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.2,
-                    linewidth=0)
-    return line
+    v = np.sort(v[np.isfinite(v)])
+    return bootstrap_ci(v) if v.size else (np.nan, np.nan, np.nan)
 
 
 def _approx_networks(df) -> pd.DataFrame:
@@ -693,8 +681,9 @@ def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
                 if g.empty:
                     continue
                 x = sorted(g["keep_prob"].unique())
-                groups = {q: g.loc[g["keep_prob"] == q, "mean_abs_error"] for q in x}
-                handles[style["label"]] = _ci_line(ax, x, groups, markersize=4, **style)
+                handles[style["label"]] = median_band(
+                    ax, x, g.groupby("keep_prob")["mean_abs_error"], spread=None,
+                    markersize=4, **style)
             ax.set_yscale("log")
             ax.set_xlabel("keep_prob")
             ax.set_ylabel("mean |predicted - exact mean|")
@@ -732,16 +721,17 @@ def plot_approximations_pareto(df: pd.DataFrame) -> Figure:
             for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
                                        ("rb_mc", "tab:orange", "RB MC (K marked)")):
                 g = sub[sub["predictor"] == name]
-                ks = sorted(g["n_samples"].unique())
-                cost = [g.loc[g["n_samples"] == k, "cost_passes"].median() for k in ks]
-                groups = {c: g.loc[g["n_samples"] == k, "mean_abs_error"]
-                          for c, k in zip(cost, ks)}
-                handles[label] = _ci_line(ax, cost, groups, label=label, color=color,
-                                          marker=".")
-                for c, k in zip(cost, ks):
+                # Every network's cost at one K is the same (one architecture per part).
+                g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
+                by_cost = g.groupby("cost")
+                cost = sorted(by_cost.groups)
+                handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
+                                             label=label, color=color, marker=".")
+                medians = by_cost["mean_abs_error"].median()
+                for c, k in by_cost["n_samples"].first().items():
                     if k in (1, 10, 100, 1000):
-                        ax.annotate(f"{k}", (c, groups[c].median()), fontsize=7,
-                                    color=color, xytext=(2, 3), textcoords="offset points")
+                        ax.annotate(f"{k}", (c, medians[c]), fontsize=7, color=color,
+                                    xytext=(2, 3), textcoords="offset points")
             for (name, k), style in _APPROX_STYLE.items():
                 g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
                 if k or g.empty:
