@@ -617,8 +617,12 @@ def _load_npy(path: Path, param_hint: str):
                    "estimate it from --n-samples sampled ones (with standard errors).")
 @click.option("--n-samples", type=click.IntRange(2), default=10_000, show_default=True,
               help="Sampled subnetworks K past the enumeration limit.")
-@click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="mc", show_default=True,
-              help="How to estimate the ensemble past the limit (mc: plain Monte Carlo).")
+@click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
+              show_default=True,
+              help="How to estimate the ensemble past the limit: rao_blackwell (sample the "
+                   "outer dropped layers, average the last one exactly), mc (plain Monte "
+                   "Carlo), auto (rao_blackwell where the last dropped layer feeds the "
+                   "output, else mc).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="The seed given to `train` (the test split of --dataset); also seeds "
                    "the sampled masks.")
