@@ -35,7 +35,6 @@ from .network import MLP, check_input
 from .train import error_rate, negative_log_likelihood
 
 
-
 def _auto(net, cfg, X, n_samples, rng):
     """Rao-Blackwellised MC where it applies (far less variance per sample), else plain."""
     if shortcut_plan(net, cfg) is not None:
