@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive_int, check_rng
+from ._checks import check_choice, check_positive_int, check_real, check_rng
 
 DIGIT_PAIRS = {"digits_2v3": (2, 3), "digits_0v8": (0, 8), "digits_1v7": (1, 7)}
 GENERATED = ("moons", "xor", "spirals", "diamond")
@@ -136,15 +136,14 @@ def load_dataset(
     -------
     Dataset
     """
-    if name not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
-    if not (0 < test_fraction < 1):
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0; got {noise!r}")
+    check_choice(name, DATASETS, "name")
+    test_fraction = check_real(test_fraction, "test_fraction", low=0, high=1, low_open=True,
+                               high_open=True)
+    noise = check_real(noise, "noise", low=0)
+    n_samples = check_positive_int(n_samples, "n_samples")
     gen = check_rng(rng)
     if name in GENERATED:
-        X, y = _generated(name, check_positive_int(n_samples, "n_samples"), noise, gen)
+        X, y = _generated(name, n_samples, noise, gen)
     else:
         X, y = _bundled(name)
     X = np.asarray(X, dtype=np.float64)

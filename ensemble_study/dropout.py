@@ -13,13 +13,13 @@ by unit; a batch of joint masks has shape ``(n_masks, n_dropped_units)``.
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_keep_prob, check_rng
-from .network import MLP, check_input, forward
+from ._checks import as_float_array, check_keep_prob, check_rng
+from .network import MLP, check_input, check_net, forward
 
 SCHEMES = ("vanilla", "inverted")
 MODES = ("train", "test")
@@ -69,6 +69,12 @@ class DropoutConfig:
                 )
             kp = types.MappingProxyType(dict(sorted(per_layer.items())))
         else:
+            if isinstance(kp, Iterable) and not isinstance(kp, str):
+                raise ValueError(
+                    f"keep_prob must be one number in (0, 1] for every dropped layer, or a "
+                    f"mapping {{layer: keep_prob}} for one value per layer, e.g. "
+                    f"{{0: 0.8, 1: 0.5}}; got {type(kp).__name__} {kp!r}"
+                )
             kp = check_keep_prob(kp)
             if self.layers is None:
                 raise ValueError(
@@ -104,6 +110,11 @@ def _check_layer_index(k) -> int:
 def _check_layers(layers) -> tuple:
     if isinstance(layers, (int, np.integer)):
         layers = (layers,)
+    if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Iterable):
+        raise ValueError(
+            f"layers must be an activation index or a sequence of them (0 = input, "
+            f"1..L-1 hidden), e.g. layers=[1, 2]; got {layers!r}"
+        )
     out = tuple(_check_layer_index(k) for k in layers)
     if len(out) == 0:
         raise ValueError("layers must name at least one layer to drop; got an empty sequence")
@@ -114,6 +125,7 @@ def _check_layers(layers) -> tuple:
 
 def check_config(net: MLP, cfg: DropoutConfig) -> None:
     """Raise ``ValueError`` unless every dropped layer of ``cfg`` fits ``net``."""
+    check_net(net)
     if not isinstance(cfg, DropoutConfig):
         raise ValueError(f"cfg must be a DropoutConfig; got {type(cfg).__name__}")
     L = net.n_layers
@@ -175,7 +187,9 @@ def check_masks(net: MLP, cfg: DropoutConfig, masks) -> np.ndarray:
     """Validate a batch of joint masks; shape ``(n_masks, n_dropped_units)``."""
     check_config(net, cfg)  # before reading the widths of the dropped layers
     n_units = sum(net.sizes[l] for l in cfg.layers)
-    masks = np.asarray(masks)
+    masks = np.asarray(masks) if isinstance(masks, np.ndarray) else masks
+    if not (isinstance(masks, np.ndarray) and masks.dtype == bool):
+        masks = as_float_array(masks, "masks")
     if masks.ndim == 1:
         masks = masks[None, :]
     if masks.ndim != 2 or masks.shape[1] != n_units:
@@ -241,7 +255,7 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
         raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    A = np.asarray(A, dtype=np.float64)
+    A = as_float_array(A, "A")
     if mode == "test":
         return (A * keep_prob if scheme == "vanilla" else A.copy()), None
     if rng is None:
