@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .datasets import DATASETS
 from .dropout import SCHEMES
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
 from .plots import render_all
-from .results import save_result
+from .results import output_folder_problem, output_path_problem, save_result
 from .studies import DEFAULT_STUDIES
 from .studies import depth as depth_study
 from .studies import mc as mc_study
@@ -30,7 +31,56 @@ from .train import OPTIMIZERS, TrainConfig
 RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
 
-KEEP_PROB = click.FloatRange(0, 1, min_open=True)
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (click lets them through).
+
+    A NaN compares False with every bound, so ``FloatRange(0)`` accepts it;
+    use ``FiniteFloat(0)`` for every float option.
+    """
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+KEEP_PROB = FiniteFloat(0, 1, min_open=True)
+
+
+def _path_callback(sidecar: bool | None):
+    def callback(ctx, param, value):
+        if value is None:
+            return value
+        problem = (output_folder_problem(value) if sidecar is None
+                   else output_path_problem(value, sidecar=sidecar))
+        if problem:
+            raise click.BadParameter(problem, ctx, param)
+        return value
+
+    return callback
+
+
+# Callbacks for output options: a bad path (a folder, a device, a symlink out of
+# its folder, below a file, in an unwritable folder) is a usage error (exit 2)
+# before any work. `check_out` also checks the JSON sidecar of a result CSV.
+check_out = _path_callback(sidecar=True)
+check_out_file = _path_callback(sidecar=False)
+check_out_folder = _path_callback(sidecar=None)
+# Enumerating more subnetworks than exact_ensemble's default max_subnetworks (2**24)
+# is refused; commands that train first check it before training.
+MAX_EXACT_DROPPED = 24
+
+
+def _check_exact_size(hidden, option: str = "--hidden") -> None:
+    if sum(hidden) > MAX_EXACT_DROPPED:
+        raise click.BadParameter(
+            f"{' + '.join(map(str, hidden))} = {sum(hidden)} dropped hidden units would need "
+            f"2**{sum(hidden)} subnetworks for the exact ensemble; at most "
+            f"{MAX_EXACT_DROPPED} dropped units are allowed", param_hint=option)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +121,7 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
                           "SeedSequence(seed).spawn."),
         click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                      default=RESULTS_DIR / f"{study.NAME}.csv", show_default=True,
+                     callback=check_out,
                      help="Result CSV; its parameters go to a JSON sidecar next to it."),
     ]
     if seeds:
@@ -163,12 +214,16 @@ def depth(out, **params):
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
 @click.option("--out", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
+              default=FIGURES_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write the PNGs into.")
 def figures(results_dir, figures_dir):
     """Redraw every figure under --out from the CSVs under --results."""
     if not results_dir.is_dir():
         raise click.BadParameter(f"no such folder: {results_dir}", param_hint="--results")
-    written = render_all(results_dir, figures_dir)
+    try:
+        written = render_all(results_dir, figures_dir)
+    except ValueError as exc:  # a malformed CSV, named in the message; nothing written
+        raise click.BadParameter(str(exc), param_hint="--results") from None
     for path in written:
         click.echo(f"wrote {path}")
     if not written:
@@ -178,9 +233,11 @@ def figures(results_dir, figures_dir):
 @main.command()
 @click.option("--quick", is_flag=True, help="Small grids: a smoke run in well under a minute.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=RESULTS_DIR, show_default=True, help="Folder to write result CSVs into.")
+              default=RESULTS_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write result CSVs into.")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
+              default=FIGURES_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write the PNGs into.")
 def reproduce(quick, results_dir, figures_dir):
     """Run every default study, then redraw every figure."""
     for name in DEFAULT_STUDIES:
@@ -209,22 +266,22 @@ def reproduce(quick, results_dir, figures_dir):
               "Every hidden layer is dropped: 2**(sum of widths) subnetworks.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
               help="Adam, or mini-batch SGD with momentum 0.9.")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=0.01,
+@click.option("--learning-rate", type=FiniteFloat(0, min_open=True), default=0.01,
               show_default=True, help="Step size.")
 @click.option("--epochs", type=click.IntRange(1), default=40, show_default=True,
               help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="Examples per step (each with its own fresh mask).")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--weight-decay", type=FiniteFloat(0), default=0.0, show_default=True,
               help="L2 penalty 0.5 * wd * ||W||^2 on the weights.")
-@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-norm", type=FiniteFloat(0, min_open=True), default=None,
               help="Bound on each hidden unit's incoming weight norm. [default: none]")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Also score the exact ensemble (every subnetwork) on the test split.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seeds the split, the initial network and the training masks.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "train.csv", show_default=True,
+              default=RESULTS_DIR / "train.csv", show_default=True, callback=check_out,
               help="CSV of the training history (one row per epoch).")
 def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, batch_size,
           weight_decay, max_norm, exact, seed, out):
@@ -236,6 +293,8 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
     from .train import error_rate
     from .train import train as train_network
 
+    if exact:
+        _check_exact_size(hidden)
     data_ss, init_ss, train_ss = np.random.SeedSequence(seed).spawn(3)
     ds = load_dataset(dataset, rng=data_ss)
     net = MLP.random((ds.n_features, *hidden, ds.n_outputs), "relu", ds.output, rng=init_ss)
@@ -265,7 +324,7 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
                    "[default: 0.2 0.35 0.5 0.7 0.9]")
 @click.option("--scheme", "schemes", type=click.Choice(SCHEMES), multiple=True,
               help="Dropout scheme; repeat for both. [default: both]")
-@click.option("--seed", "seeds", type=int, multiple=True,
+@click.option("--seed", "seeds", type=click.IntRange(0), multiple=True,
               help="Training seed (initial network, masks, sampled ensembles); repeat for "
                    "several. [default: 0 1 2]")
 @click.option("--hidden", type=click.IntRange(1), multiple=True,
@@ -278,7 +337,8 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
 @click.option("--sample-size", "sample_sizes", type=click.IntRange(1), multiple=True,
               help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "trained.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
 def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test, sample_sizes,
             out):
     """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
@@ -290,6 +350,7 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
     params.update({k: v for k, v in given.items() if v})
     if epochs is not None:
         params["train_cfg"] = dataclasses.replace(params["train_cfg"], epochs=epochs)
+    _check_exact_size(params["hidden"])
     df = run_trained(**params, progress=True)
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
@@ -298,13 +359,14 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Small networks and 64 inputs: a smoke run of a few seconds.")
-@click.option("--naive-budget", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--naive-budget", type=FiniteFloat(0, min_open=True), default=None,
               help="Seconds of the naive per-mask loop to time per network before "
                    "extrapolating per subnetwork. [default: 3, or 0.3 with --quick]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "bench.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "bench.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=FIGURES_DIR / "bench.png", show_default=True,
+              default=FIGURES_DIR / "bench.png", show_default=True, callback=check_out_file,
               help="PNG of time against the number of dropped units.")
 def bench(quick, naive_budget, out, figure_path):
     """Time exact enumeration: the package's paths against the naive per-mask loop."""
