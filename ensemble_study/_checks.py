@@ -136,7 +136,7 @@ def as_float_array(value, name: str) -> np.ndarray:
 
 
 def _describe(value) -> str:
-    text = repr(value)
+    text = " ".join(repr(value).split())
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 

@@ -24,7 +24,8 @@ def _check_unit_keep_probs(keep_probs) -> np.ndarray:
     q = as_float_array(keep_probs, "keep_probs")
     if q.ndim != 1 or not np.all((q > 0) & (q <= 1)):
         raise ValueError(
-            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got {q!r}"
+            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got "
+            f"{' '.join(repr(q).split()) if q.size <= 8 else f'shape {q.shape}'}"
         )
     return q
 
