@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -98,6 +99,15 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
     return v
 
 
+def is_sequence(value) -> bool:
+    """Whether ``value`` is a sequence of items (not a string, a mapping or a 0-d array)."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Iterable)
+
+
 def check_choice(value, allowed, name: str):
     """Return ``value`` if it is one of ``allowed`` (compared as strings), else ``ValueError``."""
     if not isinstance(value, str) or value not in allowed:
@@ -140,7 +150,7 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def check_X(X, n_features: int) -> np.ndarray:
+def check_X(X, n_features: int, name: str = "X") -> np.ndarray:
     """Return ``X`` as a float64 array of shape ``(n_examples, n_features)``.
 
     Parameters
@@ -148,20 +158,22 @@ def check_X(X, n_features: int) -> np.ndarray:
     X : array_like, shape (n_examples, n_features)
     n_features : int
         The width of the network's input layer.
+    name : str
+        The parameter named in errors.
     """
-    arr = as_float_array(X, "X")
+    arr = as_float_array(X, name)
     if arr.ndim != 2:
         raise ValueError(
-            f"X must be 2-D with shape (n_examples, {n_features}); got an array "
+            f"{name} must be 2-D with shape (n_examples, {n_features}); got an array "
             f"with {arr.ndim} dimension(s), shape {arr.shape}"
         )
     if arr.shape[1] != n_features:
         raise ValueError(
-            f"X must have {n_features} features (columns) to match the network's "
+            f"{name} must have {n_features} features (columns) to match the network's "
             f"input layer; got shape {arr.shape}"
         )
     if arr.shape[0] == 0:
-        raise ValueError("X must hold at least one example; got shape " f"{arr.shape}")
+        raise ValueError(f"{name} must hold at least one example; got shape " f"{arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("X must contain only finite values; got NaN or inf")
+        raise ValueError(f"{name} must contain only finite values; got NaN or inf")
     return arr

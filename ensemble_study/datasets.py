@@ -150,8 +150,9 @@ def load_dataset(
     order = gen.permutation(len(y))
     n_test = round(test_fraction * len(y))
     if not 0 < n_test < len(y):
-        raise ValueError(f"test_fraction={test_fraction} leaves an empty split of "
-                         f"{len(y)} examples")
+        raise ValueError(f"test_fraction={test_fraction} of {len(y)} examples"
+                         f"{' (n_samples)' if name in GENERATED else ''} leaves an empty "
+                         f"train or test split")
     test, tr = order[:n_test], order[n_test:]
     mean = X[tr].mean(axis=0)
     # Constant features (blank pixels at the border of the digits) keep scale 1.

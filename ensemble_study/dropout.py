@@ -13,12 +13,12 @@ by unit; a batch of joint masks has shape ``(n_masks, n_dropped_units)``.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, check_keep_prob, check_rng
+from ._checks import as_float_array, check_choice, check_keep_prob, check_rng, is_sequence
 from .network import MLP, check_input, check_net, forward
 
 SCHEMES = ("vanilla", "inverted")
@@ -53,12 +53,11 @@ class DropoutConfig:
     scheme: str = "inverted"
 
     def __post_init__(self):
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}; got {self.scheme!r}")
+        check_choice(self.scheme, SCHEMES, "scheme")
         kp = self.keep_prob
         if isinstance(kp, Mapping):
-            per_layer = {_check_layer_index(k): check_keep_prob(v, f"keep_prob[{k}]")
-                         for k, v in kp.items()}
+            per_layer = {_check_layer_index(k, "keep_prob's keys (layers)"):
+                         check_keep_prob(v, f"keep_prob[{k}]") for k, v in kp.items()}
             if not per_layer:
                 raise ValueError("keep_prob must map at least one layer; got an empty mapping")
             layers = tuple(sorted(per_layer))
@@ -69,7 +68,7 @@ class DropoutConfig:
                 )
             kp = types.MappingProxyType(dict(sorted(per_layer.items())))
         else:
-            if isinstance(kp, Iterable) and not isinstance(kp, str):
+            if is_sequence(kp):
                 raise ValueError(
                     f"keep_prob must be one number in (0, 1] for every dropped layer, or a "
                     f"mapping {{layer: keep_prob}} for one value per layer, e.g. "
@@ -98,10 +97,10 @@ class DropoutConfig:
         return self.keep_prob
 
 
-def _check_layer_index(k) -> int:
+def _check_layer_index(k, name: str = "layers") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(
-            f"layers must be non-negative activation indices (0 = input, 1..L-1 "
+            f"{name} must be non-negative activation indices (0 = input, 1..L-1 "
             f"hidden); got {k!r}"
         )
     return int(k)
@@ -110,7 +109,7 @@ def _check_layer_index(k) -> int:
 def _check_layers(layers) -> tuple:
     if isinstance(layers, (int, np.integer)):
         layers = (layers,)
-    if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Iterable):
+    if not is_sequence(layers):
         raise ValueError(
             f"layers must be an activation index or a sequence of them (0 = input, "
             f"1..L-1 hidden), e.g. layers=[1, 2]; got {layers!r}"
@@ -251,10 +250,8 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
     mask : ndarray of bool, same shape as ``A``, or None in test mode
     """
     keep_prob = check_keep_prob(keep_prob)
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    check_choice(scheme, SCHEMES, "scheme")
+    check_choice(mode, MODES, "mode")
     A = as_float_array(A, "A")
     if mode == "test":
         return (A * keep_prob if scheme == "vanilla" else A.copy()), None
@@ -281,8 +278,7 @@ def convert_scheme(net: MLP, cfg: DropoutConfig, scheme: str):
     net : MLP
     cfg : DropoutConfig
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
+    check_choice(scheme, SCHEMES, "scheme")
     check_config(net, cfg)
     if scheme == cfg.scheme:
         return net, cfg

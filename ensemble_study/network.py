@@ -15,12 +15,12 @@ scheme into multipliers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, check_int, check_real, check_rng, check_X
+from ._checks import as_float_array, check_int, check_real, check_rng, check_X, is_sequence
 
 HIDDEN_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 OUTPUTS = ("identity", "sigmoid", "softmax")
@@ -68,7 +68,7 @@ def _readonly(a, name: str) -> np.ndarray:
 
 def _layers(value, name: str) -> tuple:
     """A sequence of per-layer arrays as a tuple (a lone array or a string is refused)."""
-    if isinstance(value, (str, bytes, Mapping, np.ndarray)) or not isinstance(value, Iterable):
+    if isinstance(value, np.ndarray) or not is_sequence(value):
         raise ValueError(f"{name} must be a sequence of arrays, one per layer; "
                          f"got {type(value).__name__}")
     return tuple(value)
@@ -195,8 +195,7 @@ class MLP:
             Standard deviation of the biases.
         """
         gen = check_rng(rng)
-        bad = (isinstance(sizes, (str, bytes, Mapping)) or not isinstance(sizes, Iterable)
-               or len(sizes := tuple(sizes)) < 2)
+        bad = not is_sequence(sizes) or len(sizes := tuple(sizes)) < 2
         try:
             # Integers only: int(2.7) would quietly build a narrower layer.
             sizes = tuple(check_int(s, "sizes", low=1) for s in sizes) if not bad else sizes
@@ -215,7 +214,11 @@ class MLP:
             feeds_relu = l < len(names) and names[l] == "relu"
             var = 2.0 / fan_in if feeds_relu else 2.0 / (fan_in + fan_out)
             weights.append(gen.normal(0.0, np.sqrt(var), size=(fan_in, fan_out)))
-            biases.append(gen.normal(0.0, bias_scale, size=fan_out))
+            with np.errstate(over="ignore"):
+                biases.append(gen.standard_normal(fan_out) * bias_scale)
+            if not np.all(np.isfinite(biases[-1])):
+                raise ValueError(f"bias_scale={bias_scale!r} is too large: the biases drawn "
+                                 f"overflow float64")
         return cls(tuple(weights), tuple(biases), names, output)
 
     @property
@@ -240,7 +243,7 @@ class MLP:
 def _hidden_names(hidden, n_hidden: int) -> tuple:
     if isinstance(hidden, str):
         names = (hidden,) * n_hidden
-    elif not isinstance(hidden, Iterable) or isinstance(hidden, (bytes, Mapping)):
+    elif not is_sequence(hidden):
         raise ValueError(
             f"hidden must be one activation name from {HIDDEN_ACTIVATIONS} or a sequence "
             f"of names, one per hidden layer ({n_hidden}); got {hidden!r}"

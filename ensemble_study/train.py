@@ -114,10 +114,9 @@ class TrainConfig:
     max_norm: float | None = None
 
     def __post_init__(self):
-        if self.loss != "auto" and self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or (self.loss != "auto" and self.loss not in LOSSES):
             raise ValueError(f"loss must be 'auto' or one of {LOSSES}; got {self.loss!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         _number(self.learning_rate, "learning_rate", low=0, low_open=True)
         for name in ("momentum", "beta1", "beta2"):
             if _number(getattr(self, name), name, low=0, high=1) == 1:
@@ -130,6 +129,9 @@ class TrainConfig:
 
 def resolve_loss(output: str, loss: str) -> str:
     """The loss to use for ``output``; raises if the pair does not fit."""
+    check_choice(output, tuple(NATURAL_LOSS), "output")
+    if not isinstance(loss, str) or (loss != "auto" and loss not in LOSSES):
+        raise ValueError(f"loss must be 'auto' or one of {LOSSES}; got {loss!r}")
     loss = NATURAL_LOSS[output] if loss == "auto" else loss
     needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
     if needs is not None and output != needs:
@@ -412,7 +414,7 @@ def _check_eval_set(net: MLP, eval_set) -> tuple:
                          f"{type(eval_set).__name__}"
                          + (f" of length {len(eval_set)}" if isinstance(eval_set, (tuple, list))
                             else ""))
-    X_eval = check_X(eval_set[0], net.sizes[0])
+    X_eval = check_X(eval_set[0], net.sizes[0], "eval_set[0]")
     y_eval = eval_set[1]
     T = targets(net, y_eval, "eval_set[1]")
     if T.shape[0] != X_eval.shape[0]:

@@ -339,7 +339,7 @@ CASES = [
      "eval_set"),
     ("train eval_set=X", _train(eval_set=X2), "eval_set"),
     ("train eval_set triple", _train(eval_set=(X2, Y01, Y01)), "eval_set"),
-    ("train eval X wrong width", _train(eval_set=(np.zeros((4, 3)), Y01)), "X"),
+    ("train eval X wrong width", _train(eval_set=(np.zeros((4, 3)), Y01)), "eval_set[0]"),
     ("train eval sizes differ", _train(eval_set=(X2, Y01[:2])), "eval_set"),
     ("train eval string labels", _train(eval_set=(X2, np.array(list("abab")))), "eval_set"),
     ("train train_cfg None", _train(train_cfg=None), "train_cfg"),
