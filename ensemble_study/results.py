@@ -215,10 +215,9 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
             # mkstemp creates the file private (0600); a result file gets the
             # usual permissions of a new file under the user's umask.
             os.chmod(tmp, 0o666 & ~_umask())
+            # No fsync: a file emptied by a power cut is caught by the sidecar's hash.
             with open(tmp, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             staged.append((target, tmp))
         for target, tmp in staged:
             backup = None

@@ -65,8 +65,6 @@ STEPS = [
     (os, "chmod", 2),
     (results, "open", 1),              # writing the temporary CSV
     (results, "open", 2),              # writing the temporary sidecar
-    (os, "fsync", 1),
-    (os, "fsync", 2),
     (os, "link", 1),                   # backup of the old CSV (falls back to a copy)
     (os, "link", 2),
     (os, "replace", 1),                # CSV renamed into place
@@ -182,11 +180,14 @@ def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):
     assert left == sorted(["x.csv", "x.json", "x.png", live.name, legacy_new.name])
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_interrupted_figure_keeps_the_old_png_and_no_temporary(n, tmp_path, monkeypatch):
+@pytest.mark.parametrize("step", [(os, "replace"), (results, "open"), (tempfile, "mkstemp")],
+                         ids=["replace", "open", "mkstemp"])
+def test_interrupted_figure_keeps_the_old_png_and_no_temporary(step, tmp_path, monkeypatch):
     out = tmp_path / "fig.png"
     out.write_bytes(b"old png")
-    _fail_at(monkeypatch, os, "replace" if n == 1 else "fsync", 1, KeyboardInterrupt())
+    if step[0] is results:
+        monkeypatch.setattr(results, "open", open, raising=False)
+    _fail_at(monkeypatch, *step, 1, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         plots.save_figure(Figure(), out, dpi=10)
     monkeypatch.undo()
