@@ -248,7 +248,11 @@ def reproduce(quick, results_dir, figures_dir):
         path = save_result(df, results_dir / f"{study.NAME}.csv", params)
         click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
                    f"{time.perf_counter() - start:.1f} s)", err=True)
-    for path in render_all(results_dir, figures_dir):
+    try:
+        written = render_all(results_dir, figures_dir)
+    except ValueError as exc:  # a malformed CSV left in --results by something else
+        raise click.ClickException(str(exc)) from None
+    for path in written:
         click.echo(f"wrote {path}")
 
 

@@ -241,6 +241,13 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
                 pass
 
 
+def _atomic_write(path: Path, write) -> None:
+    """Publish one text file that ``write(fh)`` fills (see :func:`write_files`)."""
+    buffer = io.StringIO(newline="")
+    write(buffer)
+    write_files([(Path(path), buffer.getvalue().encode())])
+
+
 def _link_over(target: Path, backup: Path) -> None:
     """Make ``backup`` a second name of ``target``'s current file (a copy if links fail)."""
     os.unlink(backup)
