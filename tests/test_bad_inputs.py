@@ -8,6 +8,7 @@ no file in the working folder changed. Count the cases with
 """
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,21 @@ def _fifo(d):
     if not (d / "pipe.csv").exists():
         os.mkfifo(d / "pipe.csv")
     return d / "pipe.csv"
+
+
+def _device(d):
+    """A character device (a null device) made inside the temporary folder.
+
+    Never a real one such as /dev/null: code without the check would replace
+    the machine's device node with a CSV (it did, as root).
+    """
+    node = d / "null.csv"
+    if not node.exists():
+        try:
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+    return node
 
 
 def _link_out(d):
@@ -398,9 +414,9 @@ CASES = [
      lambda d: save_result(pd.DataFrame({"a": [1]}), _results(d) / "z.csv",
                            {} if (_results(d) / "z.json").mkdir(exist_ok=True) else {}), "z.json"),
     ("save_result path None", lambda d: save_result(pd.DataFrame({"a": [1]}), None, {}), "path"),
-    ("save_result device", lambda d: save_result(pd.DataFrame({"a": [1]}), "/dev/null", {}),
-     "/dev/null"),
-    ("check_output_path /dev/full", lambda d: check_output_path("/dev/full", "--out"), "--out"),
+    ("save_result a device", lambda d: save_result(pd.DataFrame({"a": [1]}), _device(d), {}),
+     "null.csv"),
+    ("check_output_path a device", lambda d: check_output_path(_device(d), "--out"), "--out"),
     ("check_output_path 42", lambda d: check_output_path(42, "--out"), "--out"),
     ("check_output_folder a file", lambda d: check_output_folder(_file(d), "--figures"),
      "--figures"),

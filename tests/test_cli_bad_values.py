@@ -10,6 +10,7 @@ still finish quickly (and fail the test). Count the cases with
 """
 
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -42,9 +43,11 @@ KEEP_PROB = ["nan", "inf", "-inf", "0", "-0.5", "1.5", "abc", ""]
 POSITIVE = ["nan", "inf", "-inf", "0", "-1", "abc", ""]
 NON_NEGATIVE = ["nan", "inf", "-inf", "-1", "abc", ""]
 CHOICE = ["bogus", ""]
-OUT = ["below-a-file", "a-folder", "/dev/full", "symlink-outside", "sidecar-a-folder", "",
-       "unwritable-folder"]
-FILE = ["below-a-file", "a-folder", "/dev/full", "symlink-outside", "unwritable-folder"]
+# A device or a pipe is made inside the temporary folder, never a real /dev node:
+# code without the check replaced the machine's device with a CSV (it did, as root).
+OUT = ["below-a-file", "a-folder", "a-device", "a-fifo", "symlink-outside", "sidecar-a-folder",
+       "", "unwritable-folder"]
+FILE = ["below-a-file", "a-folder", "a-device", "a-fifo", "symlink-outside", "unwritable-folder"]
 FOLDER = ["a-file", "below-a-file", "unwritable-folder"]
 
 STUDY = {"--n-inputs": INT1, "--seed": INT0, "--activation": CHOICE, "--output": CHOICE,
@@ -102,6 +105,15 @@ def _setup(kind: str, option: str) -> str:
     if kind == "a-folder":
         Path("afolder").mkdir()
         return "afolder"
+    if kind == "a-device":
+        try:
+            os.mknod("null.csv", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+        return "null.csv"
+    if kind == "a-fifo":
+        os.mkfifo("pipe.csv")
+        return "pipe.csv"
     if kind == "symlink-outside":
         Path("outside.csv").write_text("precious\n")
         Path("results/link.csv").symlink_to(Path("outside.csv").resolve())
