@@ -154,9 +154,13 @@ def load_dataset(
                          f"{' (n_samples)' if name in GENERATED else ''} leaves an empty "
                          f"train or test split")
     test, tr = order[:n_test], order[n_test:]
-    mean = X[tr].mean(axis=0)
-    # Constant features (blank pixels at the border of the digits) keep scale 1.
-    std = X[tr].std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X[tr].mean(axis=0)
+        # Constant features (blank pixels at the border of the digits) keep scale 1.
+        std = X[tr].std(axis=0)
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(std))):
+        raise ValueError(f"noise={noise!r} is too large: the inputs or their standard "
+                         f"deviation overflow float64")
     scale = np.where(std > 0, std, 1.0)
     return Dataset(name, (X[tr] - mean) / scale, y[tr], (X[test] - mean) / scale, y[test],
                    int(y.max()) + 1, mean, scale)
