@@ -143,7 +143,8 @@ def load_dataset(
     n_samples = check_positive_int(n_samples, "n_samples")
     gen = check_rng(rng)
     if name in GENERATED:
-        X, y = _generated(name, n_samples, noise, gen)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            X, y = _generated(name, n_samples, noise, gen)
     else:
         X, y = _bundled(name)
     X = np.asarray(X, dtype=np.float64)

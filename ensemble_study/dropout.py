@@ -253,6 +253,8 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
     check_choice(scheme, SCHEMES, "scheme")
     check_choice(mode, MODES, "mode")
     A = as_float_array(A, "A")
+    if not np.all(np.isfinite(A)):  # a dropped inf would become 0 * inf = NaN
+        raise ValueError("A must contain only finite values; got NaN or inf")
     if mode == "test":
         return (A * keep_prob if scheme == "vanilla" else A.copy()), None
     if rng is None:
