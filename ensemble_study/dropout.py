@@ -264,7 +264,13 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
         )
     mask = check_rng(rng).random(A.shape) < keep_prob
     out = A * mask
-    return (out / keep_prob if scheme == "inverted" else out), mask
+    if scheme == "inverted":
+        with np.errstate(over="ignore"):
+            out = out / keep_prob
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"A / keep_prob overflows float64: A reaches {np.abs(A).max():g} "
+                             f"and keep_prob is {keep_prob:g}")
+    return out, mask
 
 
 def convert_scheme(net: MLP, cfg: DropoutConfig, scheme: str):

@@ -296,6 +296,8 @@ CASES = [
      lambda d: dropout_step([[1.0], [1.0, 2.0]], 0.5, "inverted", mode="test"), "A"),
     ("dropout_step A inf",
      lambda d: dropout_step(np.full(3, np.inf), 0.5, "inverted", mode="train", rng=0), "A"),
+    ("dropout_step A / keep_prob overflows",
+     lambda d: dropout_step(np.full(64, 1e308), 0.5, "inverted", mode="train", rng=0), "A"),
     ("load_dataset noise 1e308", lambda d: load_dataset("xor", rng=0, n_samples=40, noise=1e308),
      "noise"),
     ("load_dataset n_samples 1 (empty split)", lambda d: load_dataset("xor", rng=0, n_samples=1),
