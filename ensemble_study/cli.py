@@ -51,12 +51,14 @@ class FiniteFloat(click.FloatRange):
 KEEP_PROB = FiniteFloat(0, 1, min_open=True)
 
 
-def _path_callback(sidecar: bool | None):
+def _path_callback(kind: str):
+    """A click callback checking an output path of ``kind`` "result", "file" or "folder"."""
+
     def callback(ctx, param, value):
         if value is None:
             return value
-        problem = (output_folder_problem(value) if sidecar is None
-                   else output_path_problem(value, sidecar=sidecar))
+        problem = (output_folder_problem(value) if kind == "folder"
+                   else output_path_problem(value, sidecar=kind == "result"))
         if problem:
             raise click.BadParameter(problem, ctx, param)
         return value
@@ -64,12 +66,12 @@ def _path_callback(sidecar: bool | None):
     return callback
 
 
-# Callbacks for output options: a bad path (a folder, a device, a symlink out of
-# its folder, below a file, in an unwritable folder) is a usage error (exit 2)
-# before any work. `check_out` also checks the JSON sidecar of a result CSV.
-check_out = _path_callback(sidecar=True)
-check_out_file = _path_callback(sidecar=False)
-check_out_folder = _path_callback(sidecar=None)
+# Callbacks for output options, for every command: a bad path (a folder, a device,
+# a symlink out of its folder, below a file, in an unwritable folder) is a usage
+# error (exit 2) before any work. `check_out` also checks a result's JSON sidecar.
+check_out = _path_callback("result")
+check_out_file = _path_callback("file")
+check_out_folder = _path_callback("folder")
 # Enumerating more subnetworks than exact_ensemble's default max_subnetworks (2**24)
 # is refused; commands that train first check it before training.
 MAX_EXACT_DROPPED = 24
