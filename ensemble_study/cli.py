@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
+import math
 import time
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .dropout import SCHEMES
 from .evaluate import ESTIMATORS
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
 from .plots import render_all
-from .results import save_result
+from .results import output_folder_problem, output_path_problem, save_result
 from .studies import DEFAULT_STUDIES
 from .studies import approximations as approximations_study
 from .studies import depth as depth_study
@@ -33,24 +33,68 @@ from .train import OPTIMIZERS, TrainConfig
 RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
 
-KEEP_PROB = click.FloatRange(0, 1, min_open=True)
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (click lets them through).
+
+    A NaN compares False with every bound, so ``FloatRange(0)`` accepts it;
+    use ``FiniteFloat(0)`` for every float option.
+    """
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+KEEP_PROB = FiniteFloat(0, 1, min_open=True)
+
+
+def _path_callback(kind: str):
+    """A click callback checking an output path of ``kind`` "result", "file" or "folder"."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return value
+        problem = (output_folder_problem(value) if kind == "folder"
+                   else output_path_problem(value, sidecar=kind == "result"))
+        if problem:
+            raise click.BadParameter(problem, ctx, param)
+        return value
+
+    return callback
+
+
+# Callbacks for output options, for every command: a bad path (a folder, a device,
+# a symlink out of its folder, below a file, in an unwritable folder) is a usage
+# error (exit 2) before any work. `check_out` also checks a result's JSON sidecar.
+check_out = _path_callback("result")
+check_out_file = _path_callback("file")
+check_out_folder = _path_callback("folder")
+# Enumerating more subnetworks than exact_ensemble's default max_subnetworks (2**24)
+# is refused; commands that train first check it before training.
+MAX_EXACT_DROPPED = 24
+
+
+def _check_exact_size(hidden, option: str = "--hidden") -> None:
+    if sum(hidden) > MAX_EXACT_DROPPED:
+        raise click.BadParameter(
+            f"{' + '.join(map(str, hidden))} = {sum(hidden)} dropped hidden units would need "
+            f"2**{sum(hidden)} subnetworks for the exact ensemble; at most "
+            f"{MAX_EXACT_DROPPED} dropped units are allowed", param_hint=option)
+
 # exact_ensemble's default limit; the commands that enumerate check it before training.
 MAX_EXACT_UNITS = 24
 
 
 def _check_output_path(path: Path, param_hint: str) -> Path:
-    """Refuse a file path that cannot be written, before any work is done.
-
-    (A minimal check; issue 12 adds a shared ``results.check_output_path``.)
-    """
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder; give a file path", param_hint=param_hint)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise click.BadParameter(f"cannot write {path}: {parent} is not a writable folder",
-                                 param_hint=param_hint)
+    """Refuse a file path that cannot be written, before any work is done."""
+    problem = output_path_problem(path, sidecar=False)
+    if problem:
+        raise click.BadParameter(problem, param_hint=param_hint)
     return path
 
 
@@ -124,6 +168,7 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
                           "SeedSequence(seed).spawn."),
         click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                      default=RESULTS_DIR / f"{study.NAME}.csv", show_default=True,
+                     callback=check_out,
                      help="Result CSV; its parameters go to a JSON sidecar next to it."),
     ]
     if seeds:
@@ -216,12 +261,16 @@ def depth(out, **params):
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
 @click.option("--out", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
+              default=FIGURES_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write the PNGs into.")
 def figures(results_dir, figures_dir):
     """Redraw every figure under --out from the CSVs under --results."""
     if not results_dir.is_dir():
         raise click.BadParameter(f"no such folder: {results_dir}", param_hint="--results")
-    written = render_all(results_dir, figures_dir)
+    try:
+        written = render_all(results_dir, figures_dir)
+    except ValueError as exc:  # a malformed CSV, named in the message; nothing written
+        raise click.BadParameter(str(exc), param_hint="--results") from None
     for path in written:
         click.echo(f"wrote {path}")
     if not written:
@@ -231,9 +280,11 @@ def figures(results_dir, figures_dir):
 @main.command()
 @click.option("--quick", is_flag=True, help="Small grids: a smoke run in well under a minute.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=RESULTS_DIR, show_default=True, help="Folder to write result CSVs into.")
+              default=RESULTS_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write result CSVs into.")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
+              default=FIGURES_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write the PNGs into.")
 def reproduce(quick, results_dir, figures_dir):
     """Run every default study, then redraw every figure."""
     for name in DEFAULT_STUDIES:
@@ -248,7 +299,11 @@ def reproduce(quick, results_dir, figures_dir):
             path = save_result(study.timing(params), results_dir / f"{study.NAME}_timing.csv",
                                params)
             click.echo(f"[{name}] wrote {path}", err=True)
-    for path in render_all(results_dir, figures_dir):
+    try:
+        written = render_all(results_dir, figures_dir)
+    except ValueError as exc:  # a malformed CSV left in --results by something else
+        raise click.ClickException(str(exc)) from None
+    for path in written:
         click.echo(f"wrote {path}")
 
 
@@ -376,22 +431,22 @@ def report(readme, results_dir, check):
               show_default=True, help="Activation of every hidden layer.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
               help="Adam, or mini-batch SGD with momentum 0.9.")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=0.01,
+@click.option("--learning-rate", type=FiniteFloat(0, min_open=True), default=0.01,
               show_default=True, help="Step size.")
 @click.option("--epochs", type=click.IntRange(1), default=40, show_default=True,
               help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="Examples per step (each with its own fresh mask).")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--weight-decay", type=FiniteFloat(0), default=0.0, show_default=True,
               help="L2 penalty 0.5 * wd * ||W||^2 on the weights.")
-@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-norm", type=FiniteFloat(0, min_open=True), default=None,
               help="Bound on each hidden unit's incoming weight norm. [default: none]")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Also score the exact ensemble (every subnetwork) on the test split.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seeds the split, the initial network and the training masks.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "train.csv", show_default=True,
+              default=RESULTS_DIR / "train.csv", show_default=True, callback=check_out,
               help="CSV of the training history (one row per epoch).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the trained network to this .npz (MLP.save; "
@@ -449,7 +504,7 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
                    "[default: 0.2 0.35 0.5 0.7 0.9]")
 @click.option("--scheme", "schemes", type=click.Choice(SCHEMES), multiple=True,
               help="Dropout scheme; repeat for both. [default: both]")
-@click.option("--seed", "seeds", type=int, multiple=True,
+@click.option("--seed", "seeds", type=click.IntRange(0), multiple=True,
               help="Training seed (initial network, masks, sampled ensembles); repeat for "
                    "several. [default: 0 1 2]")
 @click.option("--hidden", type=click.IntRange(1), multiple=True,
@@ -477,7 +532,8 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
 @click.option("--sample-size", "sample_sizes", type=click.IntRange(1), multiple=True,
               help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "trained.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
 def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, input_keep_prob,
             epochs, optimizer, learning_rate, batch_size, weight_decay, max_norm, n_test,
             sample_sizes, out):
@@ -553,13 +609,14 @@ def boundary(quick, hidden, keep_probs, schemes, epochs, out, **given):
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Small networks and 64 inputs: a smoke run of a few seconds.")
-@click.option("--naive-budget", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--naive-budget", type=FiniteFloat(0, min_open=True), default=None,
               help="Seconds of the naive per-mask loop to time per network before "
                    "extrapolating per subnetwork. [default: 3, or 0.3 with --quick]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "bench.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "bench.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=FIGURES_DIR / "bench.png", show_default=True,
+              default=FIGURES_DIR / "bench.png", show_default=True, callback=check_out_file,
               help="PNG of time against the number of dropped units.")
 def bench(quick, naive_budget, out, figure_path):
     """Time exact enumeration: the package's paths against the naive per-mask loop."""

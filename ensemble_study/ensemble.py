@@ -164,6 +164,7 @@ def exact_ensemble(
     """
     X = check_input(net, X)
     check_config(net, cfg)
+    max_subnetworks = check_positive_int(max_subnetworks, "max_subnetworks")
     q = unit_keep_probs(net, cfg)
     n_free = n_free_units(q)
     total = 2**n_free
