@@ -8,6 +8,7 @@ atomically) and, like every command here, holds no logic of its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 from pathlib import Path
@@ -17,8 +18,9 @@ import click
 from . import __version__
 from .datasets import DATASETS
 from .dropout import SCHEMES
+from .executor import Execution, available_cores, connect, require_dask
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
-from .plots import render_all
+from .plots import FIGURES, render_all
 from .results import save_result
 from .studies import DEFAULT_STUDIES
 from .studies import depth as depth_study
@@ -29,6 +31,11 @@ from .train import OPTIMIZERS, TrainConfig
 
 RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
+# Where `reproduce --quick` writes (QUICK_DIR/results, QUICK_DIR/figures): smoke
+# runs never overwrite the committed results/ and figures/.
+QUICK_DIR = Path("quick")
+# Finished cells of every study, under the folder of its CSV (see executor.CellStore).
+CELLS = ".cells"
 
 KEEP_PROB = click.FloatRange(0, 1, min_open=True)
 
@@ -46,13 +53,54 @@ def main():
 
 # --- the scaled pass against the exact ensemble: sweep, mc, spread, depth (issue 3) --
 
-def _run_study(study, out: Path, params: dict) -> None:
+def _check_scheduler(ctx, param, value):
+    if value is not None:
+        try:
+            require_dask()
+        except ImportError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def execution_options(fn):
+    """``--jobs``, ``--scheduler`` and ``--fresh``, passed on as one ``execution``."""
+
+    @functools.wraps(fn)
+    def command(*args, jobs, scheduler, fresh, **kwargs):
+        return fn(*args, execution=Execution(jobs=jobs, scheduler=scheduler, fresh=fresh),
+                  **kwargs)
+
+    options = [
+        click.option("--jobs", type=click.IntRange(1), default=None,
+                     show_default=f"every core this process may use: {available_cores()}",
+                     help="Local worker processes over the cells."),
+        click.option("--scheduler", metavar="ADDRESS", default=None, callback=_check_scheduler,
+                     show_default="none: --jobs local processes",
+                     help="Run the cells on a running dask.distributed scheduler "
+                          "(e.g. tcp://host:8786), or 'local' for a LocalCluster of --jobs "
+                          "workers started for the run. Needs the extra: "
+                          "pip install -e '.[dask]'."),
+        click.option("--fresh", is_flag=True,
+                     help=f"Recompute every cell instead of resuming from the finished ones "
+                          f"stored under {CELLS}/ next to the CSV."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _stored(execution: Execution, results_dir: Path) -> Execution:
+    """The execution, storing finished cells under ``results_dir/.cells``."""
+    return dataclasses.replace(execution, store=results_dir / CELLS)
+
+
+def _run_study(study, out: Path, params: dict, execution: Execution) -> None:
     """Validate the grid (a bad one is a usage error: exit 2, nothing written), run, save."""
     try:
         params = study.check_params(**params)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    df = study.run(progress=True, **params)
+    df = study.run(progress=True, execution=_stored(execution, out.parent), **params)
     path = save_result(df, out, params)
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -108,13 +156,15 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
 @click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
               default=sweep_study.DEFAULTS["keep_probs"], show_default=True,
               help="Probability of keeping a hidden unit; repeat for several.")
-def sweep(out, **params):
+@execution_options
+def sweep(out, execution, **params):
     """Gap between the exact ensemble and the scaled pass across keep_prob.
 
     Vanilla and inverted dropout on the same weights, and vanilla dropout on
     the equivalent weights; the arithmetic mean and the NWGM.
     """
-    _run_study(sweep_study, out, {**params, "n_features": sweep_study.DEFAULTS["n_features"]})
+    _run_study(sweep_study, out, {**params, "n_features": sweep_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -126,9 +176,11 @@ def sweep(out, **params):
               help="Number K of sampled subnetworks; repeat for several.")
 @click.option("--n-repeats", type=click.IntRange(1), default=mc_study.DEFAULTS["n_repeats"],
               show_default=True, help="Independent K-member ensembles per K and network.")
-def mc(out, **params):
+@execution_options
+def mc(out, execution, **params):
     """Error of K sampled subnetworks against the exact ensemble, vs the scaled pass's."""
-    _run_study(mc_study, out, {**params, "n_features": mc_study.DEFAULTS["n_features"]})
+    _run_study(mc_study, out, {**params, "n_features": mc_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -136,9 +188,11 @@ def mc(out, **params):
 @click.option("--output", type=click.Choice(spread_study.OUTPUTS),
               default=spread_study.DEFAULTS["output"], show_default=True,
               help="Output function (one unit).")
-def spread(out, **params):
+@execution_options
+def spread(out, execution, **params):
     """Every subnetwork's output for a few inputs, with the mean, NWGM and scaled pass."""
-    _run_study(spread_study, out, {**params, "n_features": spread_study.DEFAULTS["n_features"]})
+    _run_study(spread_study, out, {**params, "n_features": spread_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -154,9 +208,23 @@ def spread(out, **params):
 @click.option("--max-dropped", type=click.IntRange(1, depth_study.MAX_DROPPED),
               default=depth_study.DEFAULTS["max_dropped"], show_default=True,
               help="Skip networks with more dropped units (depth * width) than this.")
-def depth(out, **params):
+@execution_options
+def depth(out, execution, **params):
     """Gap against the number of hidden layers and their width."""
-    _run_study(depth_study, out, {**params, "n_features": depth_study.DEFAULTS["n_features"]})
+    _run_study(depth_study, out, {**params, "n_features": depth_study.DEFAULTS["n_features"]},
+               execution)
+
+
+def _draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
+    """Every figure whose CSV is there; say which are skipped because theirs is missing."""
+    for stem, pngs in FIGURES.items():
+        if not (results_dir / f"{stem}.csv").exists():
+            names = ", ".join(f"{png}.png" for png in pngs)
+            click.echo(f"skipped {names}: no {results_dir / stem}.csv", err=True)
+    written = render_all(results_dir, figures_dir)
+    for path in written:
+        click.echo(f"wrote {path}")
+    return written
 
 
 @main.command()
@@ -165,34 +233,49 @@ def depth(out, **params):
 @click.option("--out", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
               default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
 def figures(results_dir, figures_dir):
-    """Redraw every figure under --out from the CSVs under --results."""
+    """Redraw every figure under --out from the CSVs under --results.
+
+    Says which figures are skipped because their CSV is missing; exits with
+    status 1 when none could be drawn.
+    """
     if not results_dir.is_dir():
         raise click.BadParameter(f"no such folder: {results_dir}", param_hint="--results")
-    written = render_all(results_dir, figures_dir)
-    for path in written:
-        click.echo(f"wrote {path}")
-    if not written:
-        click.echo(f"no result CSV with a figure under {results_dir}", err=True)
+    if not _draw_figures(results_dir, figures_dir):
+        click.echo(f"no figure drawn: no result CSV with a figure under {results_dir}",
+                   err=True)
+        raise SystemExit(1)
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Small grids: a smoke run in well under a minute.")
+@click.option("--quick", is_flag=True,
+              help=f"Small grids: a smoke run of seconds, written under {QUICK_DIR}/.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=RESULTS_DIR, show_default=True, help="Folder to write result CSVs into.")
+              default=None, show_default=f"{RESULTS_DIR}; with --quick, {QUICK_DIR / RESULTS_DIR}",
+              help="Folder to write result CSVs into.")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
-def reproduce(quick, results_dir, figures_dir):
-    """Run every default study, then redraw every figure."""
-    for name in DEFAULT_STUDIES:
-        study = importlib.import_module(f"ensemble_study.studies.{name}")
-        click.echo(f"[{name}] running{' (quick)' if quick else ''} ...", err=True)
-        start = time.perf_counter()
-        df, params = study.run_default(quick=quick, progress=True)
-        path = save_result(df, results_dir / f"{study.NAME}.csv", params)
-        click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
-                   f"{time.perf_counter() - start:.1f} s)", err=True)
-    for path in render_all(results_dir, figures_dir):
-        click.echo(f"wrote {path}")
+              default=None, show_default=f"{FIGURES_DIR}; with --quick, {QUICK_DIR / FIGURES_DIR}",
+              help="Folder to write the PNGs into.")
+@execution_options
+def reproduce(quick, results_dir, figures_dir, execution):
+    """Run every default study, then redraw every figure.
+
+    Finished cells are stored under RESULTS/.cells/, so an interrupted run
+    started again resumes study by study and cell by cell (--fresh: from
+    scratch).
+    """
+    root = QUICK_DIR if quick else Path()
+    results_dir = root / RESULTS_DIR if results_dir is None else results_dir
+    figures_dir = root / FIGURES_DIR if figures_dir is None else figures_dir
+    with connect(_stored(execution, results_dir)) as execution:
+        for name in DEFAULT_STUDIES:
+            study = importlib.import_module(f"ensemble_study.studies.{name}")
+            click.echo(f"[{name}] running{' (quick)' if quick else ''} ...", err=True)
+            start = time.perf_counter()
+            df, params = study.run_default(quick=quick, progress=True, execution=execution)
+            path = save_result(df, results_dir / f"{study.NAME}.csv", params)
+            click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
+                       f"{time.perf_counter() - start:.1f} s)", err=True)
+    _draw_figures(results_dir, figures_dir)
 
 
 # --- training with dropout (issue 5) ------------------------------------------
@@ -279,8 +362,9 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
               help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
+@execution_options
 def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test, sample_sizes,
-            out):
+            out, execution):
     """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
     from .studies.trained import default_params, run_trained
 
@@ -290,7 +374,7 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
     params.update({k: v for k, v in given.items() if v})
     if epochs is not None:
         params["train_cfg"] = dataclasses.replace(params["train_cfg"], epochs=epochs)
-    df = run_trained(**params, progress=True)
+    df = run_trained(**params, progress=True, execution=_stored(execution, out.parent))
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -299,8 +383,9 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
 @click.option("--quick", is_flag=True,
               help="Small networks and 64 inputs: a smoke run of a few seconds.")
 @click.option("--naive-budget", type=click.FloatRange(0, min_open=True), default=None,
+              show_default="3, or 0.3 with --quick",
               help="Seconds of the naive per-mask loop to time per network before "
-                   "extrapolating per subnetwork. [default: 3, or 0.3 with --quick]")
+                   "extrapolating per subnetwork.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "bench.csv", show_default=True, help="Result CSV.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -23,6 +23,7 @@ BLAS to one thread: the workers already share the cores.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -72,35 +73,40 @@ class Execution:
     jobs : int or None
         Local worker processes (None: every core this process may use). With
         1, cells run one after another in this process.
-    scheduler : None, str or distributed.Client
+    scheduler : str or None
         ``"local"`` starts a ``LocalCluster`` of ``jobs`` workers for the
         run; any other string is the address of a running
-        ``dask.distributed`` scheduler; a ``Client`` is used as it is. None
-        runs locally (``jobs``).
+        ``dask.distributed`` scheduler. None runs locally (``jobs``).
     store : Path or None
         Root of the cell store (one folder per study and parameters); None
         stores nothing.
     fresh : bool
         Recompute every cell, ignoring (and overwriting) stored ones.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        A live executor to use as it is, instead of ``jobs`` and
+        ``scheduler`` (:func:`connect` sets it, so that several studies share
+        one pool or cluster).
     """
 
     jobs: int | None = 1
-    scheduler: object = None
+    scheduler: str | None = None
     store: Path | None = None
     fresh: bool = False
+    executor: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.jobs is not None and (isinstance(self.jobs, bool)
                                       or not isinstance(self.jobs, int) or self.jobs < 1):
             raise ValueError(f"jobs must be a positive integer or None (every core); "
                              f"got {self.jobs!r}")
-        if isinstance(self.scheduler, str) and not self.scheduler.strip():
-            raise ValueError("scheduler must be 'local' or a scheduler address such as "
-                             "'tcp://host:8786'; got an empty string")
-        if self.scheduler is not None and not isinstance(self.scheduler, str) and not (
-                hasattr(self.scheduler, "submit") and hasattr(self.scheduler, "scatter")):
-            raise TypeError(f"scheduler must be None, 'local', an address or a "
-                            f"dask.distributed.Client; got {type(self.scheduler).__name__}")
+        if self.scheduler is not None and (not isinstance(self.scheduler, str)
+                                           or not self.scheduler.strip()):
+            raise ValueError(f"scheduler must be None, 'local' or a scheduler address such "
+                             f"as 'tcp://host:8786'; got {self.scheduler!r}")
+        if self.executor is not None and not (_is_dask(self.executor) or isinstance(
+                self.executor, concurrent.futures.Executor)):
+            raise TypeError(f"executor must be a concurrent.futures.Executor or a "
+                            f"dask.distributed.Client; got {type(self.executor).__name__}")
         if self.store is not None:
             object.__setattr__(self, "store", Path(self.store))
         if not isinstance(self.fresh, bool):
@@ -109,6 +115,10 @@ class Execution:
     @property
     def n_workers(self) -> int:
         return available_cores() if self.jobs is None else self.jobs
+
+
+def _is_dask(executor) -> bool:
+    return hasattr(executor, "scatter") and hasattr(executor, "submit")
 
 
 # --- the cell store --------------------------------------------------------------
@@ -126,6 +136,10 @@ def _canonical(value):
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+# pandas >= 3 parses floats exactly by default (and deprecates asking for it).
+_ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def _float_repr(x) -> str:
@@ -154,8 +168,7 @@ class CellStore:
             return None
         if path.stat().st_size == 0:
             return []
-        df = pd.read_csv(path, float_precision="round_trip", keep_default_na=False,
-                         na_values=[""])
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""], **_ROUND_TRIP)
         return df.to_dict("records")
 
     def save(self, index: int, rows: list[dict]) -> None:
@@ -280,25 +293,30 @@ def _serial(run_cell, todo, cells, params) -> Iterator:
         yield i, run_cell(cells[i], params)
 
 
-def _pool(run_cell, todo, cells, params, n_workers: int) -> Iterator:
+def process_pool(n_workers: int) -> ProcessPoolExecutor:
+    """A pool of ``n_workers`` processes, each on one thread (module docstring)."""
     import multiprocessing
 
     # forkserver: workers start from a clean process (no inherited threads or
-    # numba/BLAS state), with the package imported once by the server.
+    # numba/BLAS state), forked from a server that imported the package once.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
-    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+    return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+
+
+def _futures(run_cell, todo, cells, params, pool) -> Iterator:
+    futures = {pool.submit(run_cell, cells[i], params): i for i in todo}
     try:
-        futures = {pool.submit(run_cell, cells[i], params): i for i in todo}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(finished, key=futures.get):
                 yield futures[future], future.result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            future.cancel()
 
 
 def _threads_plugin():
@@ -323,25 +341,31 @@ def _threads_plugin():
 
 @contextlib.contextmanager
 def connect(execution: Execution) -> Iterator[Execution]:
-    """The execution with a live ``Client`` when it names a scheduler.
+    """The execution with a live executor, shared by every study run inside.
 
-    ``"local"`` starts a ``LocalCluster`` of ``jobs`` single-threaded worker
-    processes (closed on exit); an address connects to a running scheduler.
-    Without a scheduler, the execution is returned as it is.
+    ``scheduler="local"`` starts a ``LocalCluster`` of ``jobs``
+    single-threaded worker processes, an address connects to a running
+    scheduler, and ``jobs > 1`` starts a process pool; each is closed on
+    exit. With ``jobs == 1`` (or a live executor already), the execution is
+    returned as it is.
     """
-    if execution.scheduler is None or not isinstance(execution.scheduler, str):
+    if execution.executor is not None or (execution.scheduler is None
+                                           and execution.n_workers == 1):
         yield execution
         return
-    distributed = require_dask()
     with contextlib.ExitStack() as stack:
-        if execution.scheduler == "local":
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=execution.n_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None))
-            client = stack.enter_context(distributed.Client(cluster))
+        if execution.scheduler is None:
+            live = stack.enter_context(process_pool(execution.n_workers))
         else:
-            client = stack.enter_context(distributed.Client(execution.scheduler))
-        yield dataclasses.replace(execution, scheduler=client)
+            distributed = require_dask()
+            if execution.scheduler == "local":
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=execution.n_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None))
+                live = stack.enter_context(distributed.Client(cluster))
+            else:
+                live = stack.enter_context(distributed.Client(execution.scheduler))
+        yield dataclasses.replace(execution, executor=live)
 
 
 def _dask(run_cell, todo, cells, params, client) -> Iterator:
@@ -396,15 +420,20 @@ def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells:
     if store is not None and not execution.fresh:
         results = [store.load(i) for i in range(len(cells))]
     todo = [i for i, rows in enumerate(results) if rows is None]
+    n_workers = 1 if execution.executor is not None else execution.n_workers
+    if not todo or (execution.scheduler is None and min(n_workers, len(todo)) == 1):
+        execution = dataclasses.replace(execution, jobs=1, scheduler=None)
+    elif execution.executor is None and execution.scheduler is None:
+        execution = dataclasses.replace(execution, jobs=min(n_workers, len(todo)))
     with connect(execution) as execution, \
             Progress(study, len(cells), len(cells) - len(todo), progress) as bar:
-        n_workers = min(execution.n_workers, len(todo))
-        if execution.scheduler is not None and todo:
-            finished = _dask(run_cell, todo, cells, params, execution.scheduler)
-        elif n_workers > 1:
-            finished = _pool(run_cell, todo, cells, params, n_workers)
-        else:
+        live = execution.executor
+        if live is None:
             finished = _serial(run_cell, todo, cells, params)
+        elif _is_dask(live):
+            finished = _dask(run_cell, todo, cells, params, live)
+        else:
+            finished = _futures(run_cell, todo, cells, params, live)
         with contextlib.closing(finished):
             for i, rows in finished:
                 if store is not None:
