@@ -215,10 +215,11 @@ def depth(out, execution, **params):
                execution)
 
 
-def _draw_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
-    """Every figure whose CSV is there; say which are skipped because theirs is missing."""
+def _draw_figures(results_dir: Path, figures_dir: Path, stems=None) -> list[Path]:
+    """Every figure whose CSV is there; say which of ``stems``' figures (default:
+    all) are skipped because their CSV is missing."""
     for stem, pngs in FIGURES.items():
-        if not (results_dir / f"{stem}.csv").exists():
+        if (stems is None or stem in stems) and not (results_dir / f"{stem}.csv").exists():
             names = ", ".join(f"{png}.png" for png in pngs)
             click.echo(f"skipped {names}: no {results_dir / stem}.csv", err=True)
     written = render_all(results_dir, figures_dir)
@@ -275,7 +276,7 @@ def reproduce(quick, results_dir, figures_dir, execution):
             path = save_result(df, results_dir / f"{study.NAME}.csv", params)
             click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
                        f"{time.perf_counter() - start:.1f} s)", err=True)
-    _draw_figures(results_dir, figures_dir)
+    _draw_figures(results_dir, figures_dir, DEFAULT_STUDIES)
 
 
 # --- training with dropout (issue 5) ------------------------------------------
