@@ -48,6 +48,10 @@ def main():
     Each study command writes a CSV (plus a JSON sidecar with its parameters)
     under results/; `figures` redraws every PNG under figures/ from those
     CSVs; `reproduce` runs every default study and then `figures`.
+
+    Studies run their cells on every core (--jobs) or on Dask (--scheduler),
+    and store each finished cell under .cells/ next to their CSV, so that an
+    interrupted run resumes where it stopped (--fresh: start over).
     """
 
 
@@ -158,7 +162,7 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
               help="Probability of keeping a hidden unit; repeat for several.")
 @execution_options
 def sweep(out, execution, **params):
-    """Gap between the exact ensemble and the scaled pass across keep_prob.
+    """Exact ensemble against the scaled pass across keep_prob.
 
     Vanilla and inverted dropout on the same weights, and vanilla dropout on
     the equivalent weights; the arithmetic mean and the NWGM.
@@ -178,7 +182,11 @@ def sweep(out, execution, **params):
               show_default=True, help="Independent K-member ensembles per K and network.")
 @execution_options
 def mc(out, execution, **params):
-    """Error of K sampled subnetworks against the exact ensemble, vs the scaled pass's."""
+    """Monte Carlo ensembles of K subnetworks against the exact one.
+
+    The error of K sampled subnetworks against the exact ensemble, for a log
+    grid of K, beside the scaled pass's error.
+    """
     _run_study(mc_study, out, {**params, "n_features": mc_study.DEFAULTS["n_features"]},
                execution)
 
@@ -190,7 +198,10 @@ def mc(out, execution, **params):
               help="Output function (one unit).")
 @execution_options
 def spread(out, execution, **params):
-    """Every subnetwork's output for a few inputs, with the mean, NWGM and scaled pass."""
+    """Every subnetwork's output for a few inputs.
+
+    With the ensemble's arithmetic mean, its NWGM and the scaled pass.
+    """
     _run_study(spread_study, out, {**params, "n_features": spread_study.DEFAULTS["n_features"]},
                execution)
 
@@ -393,7 +404,7 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test,
               default=FIGURES_DIR / "bench.png", show_default=True,
               help="PNG of time against the number of dropped units.")
 def bench(quick, naive_budget, out, figure_path):
-    """Time exact enumeration: the package's paths against the naive per-mask loop."""
+    """Time exact enumeration against the naive per-mask loop."""
     from .bench import FOOTNOTE, run_bench, save_figure
 
     df, params = run_bench(quick, naive_budget=naive_budget, echo=click.echo)

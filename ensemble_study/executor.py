@@ -371,6 +371,9 @@ def connect(execution: Execution) -> Iterator[Execution]:
 def _dask(run_cell, todo, cells, params, client) -> Iterator:
     distributed = require_dask()
     plugin = _threads_plugin()
+    # In-process workers (LocalCluster(processes=False)) share this process's
+    # environment, and their teardowns may run in any order: restore it here.
+    ours = os.environ.get(THREADS_ENV)
     client.register_plugin(plugin)
     futures = {}
     try:
@@ -383,6 +386,10 @@ def _dask(run_cell, todo, cells, params, client) -> Iterator:
         client.cancel(list(futures))
         with contextlib.suppress(Exception):
             client.unregister_worker_plugin(plugin.name)
+        if ours is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = ours
 
 
 def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells: Sequence,
@@ -420,11 +427,11 @@ def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells:
     if store is not None and not execution.fresh:
         results = [store.load(i) for i in range(len(cells))]
     todo = [i for i, rows in enumerate(results) if rows is None]
-    n_workers = 1 if execution.executor is not None else execution.n_workers
-    if not todo or (execution.scheduler is None and min(n_workers, len(todo)) == 1):
-        execution = dataclasses.replace(execution, jobs=1, scheduler=None)
+    if not todo:  # everything stored: start nothing
+        execution = dataclasses.replace(execution, jobs=1, scheduler=None, executor=None)
     elif execution.executor is None and execution.scheduler is None:
-        execution = dataclasses.replace(execution, jobs=min(n_workers, len(todo)))
+        # At most one process per cell left; a single one runs here.
+        execution = dataclasses.replace(execution, jobs=min(execution.n_workers, len(todo)))
     with connect(execution) as execution, \
             Progress(study, len(cells), len(cells) - len(todo), progress) as bar:
         live = execution.executor

@@ -12,15 +12,17 @@ from click.testing import CliRunner
 
 from ensemble_study import cli
 
-# Tiny grids: each command runs in well under a second.
+# Tiny grids: each command runs in well under a second (in this process: a pool's
+# start-up would cost more than the grid; tests/test_executor.py runs pools).
 COMMANDS = {
-    "sweep": ["--width", "2", "--n-seeds", "2", "--n-inputs", "3", "--keep-prob", "0.5",
-              "--keep-prob", "1", "--activation", "relu", "--activation", "identity"],
-    "mc": ["--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1", "--k", "20",
-           "--n-repeats", "2", "--activation", "tanh"],
-    "spread": ["--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
-    "depth": ["--width", "2", "--width", "3", "--depth", "1", "--depth", "2", "--n-seeds", "1",
-              "--n-inputs", "3", "--max-dropped", "6"],
+    "sweep": ["--jobs", "1", "--width", "2", "--n-seeds", "2", "--n-inputs", "3",
+              "--keep-prob", "0.5", "--keep-prob", "1", "--activation", "relu",
+              "--activation", "identity"],
+    "mc": ["--jobs", "1", "--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1",
+           "--k", "20", "--n-repeats", "2", "--activation", "tanh"],
+    "spread": ["--jobs", "1", "--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
+    "depth": ["--jobs", "1", "--width", "2", "--width", "3", "--depth", "1", "--depth", "2",
+              "--n-seeds", "1", "--n-inputs", "3", "--max-dropped", "6"],
 }
 COLUMNS = {
     "sweep": ["study", "architecture", "activation", "output", "scheme", "weights", "keep_prob",

@@ -8,12 +8,14 @@ an interrupted study resumed to the same bytes; progress lines in logs.
 import dataclasses
 import io
 import math
+import os
 import pickle
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,8 +80,11 @@ def test_sweep_bytes_on_a_local_pool_threads_and_a_local_cluster(serial_sweep, c
 def test_mc_bytes_on_a_local_pool_and_a_local_cluster(pool, client):
     """Sampled ensembles too: each draws from its cell's stream."""
     serial = csv_bytes(mc.run(**TINY_MC))
+    before = os.environ.get("ENSEMBLE_STUDY_THREADS")
     for execution in (Execution(executor=pool), Execution(executor=client)):
         assert csv_bytes(mc.run(**TINY_MC, execution=execution)) == serial
+    # The in-process Dask workers' one-thread setting does not outlive the run.
+    assert os.environ.get("ENSEMBLE_STUDY_THREADS") == before
 
 
 @pytest.mark.slow  # worker start-up and training: ~10 s on a busy machine
@@ -259,6 +264,17 @@ def test_progress_prints_a_line_every_interval_while_a_cell_runs():
 def test_every_study_command_has_the_execution_options(command):
     names = {p.name for p in cli.main.commands[command].params}
     assert {"jobs", "scheduler", "fresh"} <= names
+
+
+@pytest.mark.parametrize("command", sorted(cli.main.commands))
+def test_every_option_has_help_and_shows_its_default(command):
+    """One help format across commands: help text, then click's [default: ...]."""
+    for param in cli.main.commands[command].params:
+        if not isinstance(param, click.Option) or param.is_flag or param.name == "help":
+            continue
+        assert param.help, f"{command} --{param.name} has no help"
+        assert param.show_default or "[default:" in param.help, \
+            f"{command} --{param.name} does not show its default"
 
 
 def test_scheduler_without_dask_is_a_usage_error_naming_the_extra(tmp_path, monkeypatch):
