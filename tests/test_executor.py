@@ -229,6 +229,25 @@ def test_cli_resumes_and_says_so(tmp_path):
         assert open("s.csv", "rb").read() == before
 
 
+def test_reproduce_resumes_study_by_study(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["spread", "mc"])
+    monkeypatch.setattr(cli, "render_all", lambda *args: [])  # figures: tested elsewhere
+    args = ["reproduce", "--quick", "--jobs", "1"]
+    with fresh_folder(tmp_path):
+        first = CliRunner().invoke(cli.main, args)
+        assert first.exit_code == 0, first.output
+        csvs = {name: open(f"quick/results/{name}.csv", "rb").read() for name in ("spread", "mc")}
+        again = CliRunner().invoke(cli.main, args)
+        assert again.exit_code == 0, again.output
+        assert "[spread] 3 cells, 3 from the store" in again.stderr
+        assert "[mc] 6 cells, 6 from the store" in again.stderr
+        for name, before in csvs.items():
+            assert open(f"quick/results/{name}.csv", "rb").read() == before
+        stores = sorted(p.name.split("-")[0] for p in Path("quick/results/.cells").iterdir())
+        assert stores == ["mc", "spread"]
+        assert not Path("results").exists() and not Path("figures").exists()
+
+
 # --- progress in logs -----------------------------------------------------------------
 
 def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
