@@ -264,22 +264,26 @@ def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
     """Chunks as tasks, a bounded number in flight, merged in chunk order."""
     acc = Moments()
     if isinstance(executor, concurrent.futures.Executor):
-        submit, in_flight = (lambda i: executor.submit(_run_exact_chunk, job, i)), 4 * (
-            getattr(executor, "_max_workers", None) or os.cpu_count() or 1)
+        workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+
+        def submit(i):
+            return executor.submit(_run_exact_chunk, job, i)
     elif hasattr(executor, "scatter") and hasattr(executor, "submit"):  # a Dask Client
         [shared] = executor.scatter([job], broadcast=True, hash=False)
-        in_flight = 4 * max(1, sum(executor.nthreads().values()))
+        workers = max(1, sum(executor.nthreads().values()))
 
         def submit(i):
             return executor.submit(_run_exact_chunk, shared, i, pure=False)
     else:
         raise TypeError(f"executor must be a concurrent.futures.Executor or a "
                         f"dask.distributed.Client; got {type(executor).__name__}")
+    # A few chunks per worker in flight: the workers stay busy while the merge
+    # waits for the oldest, and memory stays bounded whatever the number of chunks.
     pending = deque()
     try:
         for index in range(job.n_chunks):
             pending.append(submit(index))
-            if len(pending) >= in_flight:
+            if len(pending) >= 4 * workers:
                 acc.merge(pending.popleft().result())
                 if progress is not None:
                     progress(1)
