@@ -9,6 +9,7 @@ conventions: ``keep_prob`` is the probability of keeping a unit; arrays are
 from .dropout import DropoutConfig, convert_scheme, scaled_forward
 from .ensemble import EnsembleResult, exact_ensemble, sample_ensemble, subnetwork_outputs
 from .network import MLP
+from .torch_io import from_torch, to_torch  # torch itself is imported when they are called
 
 __version__ = "0.1.0"
 
@@ -21,5 +22,7 @@ __all__ = [
     "scaled_forward",
     "subnetwork_outputs",
     "convert_scheme",
+    "from_torch",
+    "to_torch",
     "__version__",
 ]

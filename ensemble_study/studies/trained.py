@@ -77,6 +77,8 @@ def run(
     n_draws: int = 3,
     train_cfg: TrainConfig = DEFAULT_TRAIN,
     split_seed: int = 0,
+    activation: str = "relu",
+    input_keep_prob: float = 1.0,
     progress=False,
     execution=None,
 ) -> pd.DataFrame:
@@ -103,6 +105,11 @@ def run(
     train_cfg : TrainConfig
     split_seed : int
         The train/test split, the same for every cell.
+    activation : str
+        The hidden activation, one of ``HIDDEN_ACTIVATIONS``.
+    input_keep_prob : float in (0, 1]
+        Keep probability of the input units in every cell (1: the input is
+        not dropped; below 1 its units join the exact ensemble's masks).
     progress : bool or callable
         Progress over cells on stderr (see :func:`ensemble_study.executor.map_cells`).
     execution : Execution, optional
@@ -117,7 +124,8 @@ def run(
     params = dict(datasets=tuple(datasets), hidden=tuple(hidden), keep_probs=tuple(keep_probs),
                   schemes=tuple(schemes), seeds=tuple(seeds), n_test=n_test,
                   sample_sizes=tuple(sample_sizes), n_draws=n_draws, train_cfg=train_cfg,
-                  split_seed=split_seed)
+                  split_seed=split_seed, activation=activation,
+                  input_keep_prob=input_keep_prob)
     rows = map_cells(NAME, run_cell, cells(params), params, execution=execution,
                      progress=progress)
     return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
@@ -146,8 +154,12 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
     X, y = ds.X_test[:p["n_test"]], ds.y_test[:p["n_test"]]
     sizes = (ds.n_features, *p["hidden"], ds.n_outputs)
     # One initial network per dataset and seed, shared by that seed's cells.
-    net0 = MLP.random(sizes, "relu", ds.output, rng=_stream(seed, 0))
-    cfg = DropoutConfig(q, layers=list(range(1, len(sizes) - 1)), scheme=scheme)
+    net0 = MLP.random(sizes, p["activation"], ds.output, rng=_stream(seed, 0))
+    hidden_layers = range(1, len(sizes) - 1)
+    cfg = (DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
+           if p["input_keep_prob"] == 1 else
+           DropoutConfig({0: p["input_keep_prob"], **dict.fromkeys(hidden_layers, q)},
+                         scheme=scheme))
     # Keyed by the cell, not by its position in the grid, so that a
     # cell gives the same numbers whatever grid it is run in.
     cell_ss = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
