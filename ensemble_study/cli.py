@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -92,7 +93,35 @@ def _train_streams(seed: int):
     return np.random.SeedSequence(seed).spawn(3)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# One format for every option's default, whether click or the help text states it:
+# "help.  [default: X; range]" (click puts a show_default string in parentheses, and a
+# "[default: X]" written into the help text would sit apart from the range).
+_STATED = re.compile(r"\s*\[default: ([^\]]*)\](?:  \[([^\]]*)\])?$")
+_SHOWN = re.compile(r"\[default: \((.*?)\)(;|\])")
+
+
+def _help_text(text: str) -> str:
+    text = _SHOWN.sub(r"[default: \1\2", text)
+    found = _STATED.search(text)
+    if found is None:
+        return text
+    extra = "; ".join(part for part in found.groups() if part)
+    return f"{text[:found.start()]}  [default: {extra}]"
+
+
+class _Command(click.Command):
+    def format_options(self, ctx, formatter):
+        records = [r for p in self.get_params(ctx) if (r := p.get_help_record(ctx))]
+        if records:
+            with formatter.section("Options"):
+                formatter.write_dl([(opts, _help_text(text)) for opts, text in records])
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ensemble-study")
 def main():
     """Exact dropout ensembles on small networks, against the scaled pass.

@@ -298,6 +298,16 @@ def test_every_option_has_help_and_shows_its_default(command):
             f"{command} --{param.name} does not show its default {param.default!r}"
 
 
+@pytest.mark.parametrize("command", sorted(cli.main.commands))
+def test_help_states_defaults_in_one_format(command):
+    """``help.  [default: X; range]``: no parenthesised default, no bracket left apart."""
+    result = CliRunner().invoke(cli.main, [command, "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "[default: (" not in text and "] [" not in text and " . [default:" not in text
+    assert "[default: 0.01; x>0]" in text or command not in ("train", "trained")
+
+
 def test_scheduler_without_dask_is_a_usage_error_naming_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
     with fresh_folder(tmp_path):
