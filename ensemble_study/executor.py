@@ -11,7 +11,7 @@ order in which cells finish.
 
 With a store (``Execution.store``, the CLI's ``results/.cells/``), each
 finished cell is written at once to its own small CSV, keyed by the study,
-its parameters and the package version; a rerun with the same parameters
+its parameters, the package version and a digest of its source; a rerun with the same parameters
 reads the finished cells back instead of recomputing them. Floats are stored
 as their shortest round-trip repr, so a resumed study's rows are the
 uninterrupted one's, bit for bit.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -147,13 +148,33 @@ def _float_repr(x) -> str:
     return repr(float(x))
 
 
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of the package's source files.
+
+    Part of the store key beside the version, so that cells computed by other
+    code (a development checkout between two releases) are never reused.
+    """
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class CellStore:
-    """One folder of per-cell CSVs for one study, parameter set and package version."""
+    """One folder of per-cell CSVs for one study, parameter set and package version.
+
+    The folder is named by the study and a digest of the parameters, the
+    package version and :func:`source_digest`; its ``params.json`` spells
+    them out.
+    """
 
     def __init__(self, root, study: str, params: dict):
         from . import __version__
 
-        self.meta = {"study": study, "version": __version__, "params": _canonical(params)}
+        self.meta = {"study": study, "version": __version__, "source": source_digest(),
+                     "params": _canonical(params)}
         text = json.dumps(self.meta, sort_keys=True, allow_nan=True)
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
         self.folder = Path(root) / f"{study}-{key}"

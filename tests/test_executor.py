@@ -185,12 +185,16 @@ def test_interrupted_study_resumes_to_the_same_bytes(jobs, serial_sweep, tmp_pat
     assert len(computed) == N_CELLS and csv_bytes(fresh) == serial_sweep
 
 
-def test_store_is_keyed_by_study_parameters_and_version(tmp_path, monkeypatch):
+def test_store_is_keyed_by_study_parameters_version_and_source(tmp_path, monkeypatch):
     a = CellStore(tmp_path, "sweep", {"seed": 0})
     assert CellStore(tmp_path, "sweep", {"seed": 0}).folder == a.folder
     assert CellStore(tmp_path, "sweep", {"seed": 1}).folder != a.folder
     assert CellStore(tmp_path, "mc", {"seed": 0}).folder != a.folder
     monkeypatch.setattr("ensemble_study.__version__", "99.0")
+    assert CellStore(tmp_path, "sweep", {"seed": 0}).folder != a.folder
+    monkeypatch.undo()
+    # Other code (an edited checkout, same version): other cells.
+    monkeypatch.setattr("ensemble_study.executor.source_digest", lambda: "edited")
     assert CellStore(tmp_path, "sweep", {"seed": 0}).folder != a.folder
 
 
