@@ -6,6 +6,7 @@ conventions: ``keep_prob`` is the probability of keeping a unit; arrays are
 (output); schemes are ``"vanilla"`` and ``"inverted"``.
 """
 
+from .approximations import MomentPrediction, moment_propagation
 from .dropout import DropoutConfig, convert_scheme, scaled_forward
 from .ensemble import EnsembleResult, exact_ensemble, sample_ensemble, subnetwork_outputs
 from .network import MLP
@@ -19,6 +20,8 @@ __all__ = [
     "EnsembleResult",
     "exact_ensemble",
     "sample_ensemble",
+    "moment_propagation",
+    "MomentPrediction",
     "scaled_forward",
     "subnetwork_outputs",
     "convert_scheme",

@@ -28,14 +28,30 @@ import pandas as pd
 from ._checks import check_positive_int
 from .dropout import DropoutConfig, check_config, scaled_forward, unit_keep_probs
 from .ensemble import exact_ensemble, sample_ensemble
+from .kernels import shortcut_plan
 from .masks import n_free_units
 from .metrics import gap_metrics
 from .network import MLP, check_input
 from .train import error_rate, negative_log_likelihood
 
+
+def _auto(net, cfg, X, n_samples, rng):
+    """Rao-Blackwellised MC where it applies (far less variance per sample), else plain."""
+    if shortcut_plan(net, cfg) is not None:
+        return sample_ensemble(net, cfg, X, n_samples, rng, estimator="rao_blackwell"), \
+            "rao_blackwell"
+    return sample_ensemble(net, cfg, X, n_samples, rng, estimator="plain"), "mc"
+
+
 # Estimators of the ensemble past the enumeration limit, by name; each is
-# called as f(net, cfg, X, n_samples, rng) and returns a sampled EnsembleResult.
-ESTIMATORS = {"mc": sample_ensemble}
+# called as f(net, cfg, X, n_samples, rng) and returns a sampled EnsembleResult
+# and the name of the estimator that ran.
+ESTIMATORS = {
+    "auto": _auto,
+    "rao_blackwell": lambda *a: (sample_ensemble(*a, estimator="rao_blackwell"),
+                                 "rao_blackwell"),
+    "mc": lambda *a: (sample_ensemble(*a, estimator="plain"), "mc"),
+}
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
               "n_subnetworks", "predictor", "reference"]
 METRIC_COLUMNS = ["error", "nll", "mean_stderr", "max_abs_gap", "mean_abs_gap",
@@ -160,7 +176,7 @@ def evaluate_network(
     *,
     max_subnetworks: int = 2**20,
     n_samples: int = 10_000,
-    estimator: str = "mc",
+    estimator: str = "auto",
     rng=None,
 ) -> pd.DataFrame:
     """The ensemble, the NWGM and the scaled pass of ``net`` on ``X``, with their gaps.
@@ -177,8 +193,9 @@ def evaluate_network(
         it, estimate it with ``estimator`` from ``n_samples`` masks.
     n_samples : int >= 2
         K of the estimator (two at least, for a standard error).
-    estimator : str
-        A key of :data:`ESTIMATORS`.
+    estimator : {"auto", "rao_blackwell", "mc"}
+        ``"auto"``: the Rao-Blackwellised estimator when the last dropped
+        layer feeds the output layer, plain Monte Carlo otherwise.
     rng : int, SeedSequence or Generator
         Required only when the ensemble is estimated.
 
@@ -205,7 +222,7 @@ def evaluate_network(
     if 2**n_free <= max_subnetworks:
         ens, method = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks), "exact"
     else:
-        ens, method = ESTIMATORS[estimator](net, cfg, X, n_samples, rng), estimator
+        ens, method = ESTIMATORS[estimator](net, cfg, X, n_samples, rng)
     scaled = scaled_forward(net, cfg, X)
     std = np.sqrt(ens.variance)
     ids = {"architecture": net.architecture, "output": net.output, **_describe_cfg(cfg),

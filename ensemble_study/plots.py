@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from .results import load_result
-from .stats import summarise
+from .stats import bootstrap_ci, summarise
 
 # csv stem -> {png stem -> plot function}
 FIGURES: dict[str, dict[str, Callable[[pd.DataFrame], Figure]]] = {}
@@ -622,4 +622,222 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
                  f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
                  fontsize=9)
+    return fig
+
+
+# --- Every approximation against the exact ensemble ----------------------------
+# (table from ensemble_study/studies/approximations.py)
+
+_APPROX_STYLE = {
+    ("scaled", 0): {"label": "scaled pass", "color": "tab:red", "marker": "o"},
+    ("nwgm", 0): {"label": "NWGM", "color": "tab:purple", "marker": "s"},
+    ("nwgm_corrected", 0): {"label": "NWGM + 2nd-order correction", "color": "tab:pink",
+                            "marker": "D"},
+    ("moment_propagation", 0): {"label": "moment propagation", "color": "tab:green",
+                                "marker": "^"},
+    ("mc", 10): {"label": "MC, K = 10", "color": "tab:blue", "ls": "--", "marker": "."},
+    ("mc", 100): {"label": "MC, K = 100", "color": "tab:blue", "marker": "."},
+    ("rb_mc", 10): {"label": "RB MC, K = 10", "color": "tab:orange", "ls": "--", "marker": "."},
+    ("rb_mc", 100): {"label": "RB MC, K = 100", "color": "tab:orange", "marker": "."},
+}
+_APPROX_BAND = "median over networks, band: bootstrap 95% CI of the median"
+
+
+def _median_ci(values) -> tuple[float, float, float]:
+    """Median of the finite values and its bootstrap 95% CI (``stats.bootstrap_ci``)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    return bootstrap_ci(v) if v.size else (np.nan, np.nan, np.nan)
+
+
+def _approx_networks(df) -> pd.DataFrame:
+    """One value per network, keep_prob, predictor and K: the mean over draws."""
+    keys = ["part", "dataset", "architecture", "activation", "output", "keep_prob", "seed",
+            "predictor", "n_samples"]
+    cols = ["mean_abs_error", "cost_passes", "variance_exact", "variance_predicted"]
+    return (df[df["part"] != "baldi"].groupby(keys, as_index=False, sort=False, dropna=False)
+            [cols].mean())
+
+
+@figure("approximations", "approximations_keep_prob")
+def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
+    """Error of each predictor's mean against keep_prob, random networks.
+
+    Rows: output; columns: hidden activation; one line per predictor (MC and
+    RB MC at K = 10 and 100), the median over networks with its bootstrap CI.
+    """
+    per = _approx_networks(df[df["part"] == "random"])
+    outputs = list(dict.fromkeys(per["output"]))
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(outputs), len(activations), width=3.6, height=3.0,
+                           sharey="row")
+    handles = {}
+    for i, out in enumerate(outputs):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["output"] == out) & (per["activation"] == act)]
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if g.empty:
+                    continue
+                x = sorted(g["keep_prob"].unique())
+                handles[style["label"]] = median_band(
+                    ax, x, g.groupby("keep_prob")["mean_abs_error"], spread=None,
+                    markersize=4, **style)
+            ax.set_yscale("log")
+            ax.set_xlabel("keep_prob")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{out} output, {act} hidden", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error of each approximation of the ensemble mean, against the exact "
+                 f"ensemble\n{_networks(per)}; both hidden layers dropped\n{_APPROX_BAND}",
+                 fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_pareto")
+def plot_approximations_pareto(df: pd.DataFrame) -> Figure:
+    """Error against cost (forward-pass equivalents): MC and RB MC over K, each
+    deterministic method a point, the exact ensemble's cost a vertical line.
+
+    Rows: part (random at keep_prob 0.5; trained at 0.5); columns: activation.
+    """
+    per = _approx_networks(df)
+    q = 0.5 if (per["keep_prob"] == 0.5).any() else per["keep_prob"].min()
+    per = per[per["keep_prob"] == q]
+    parts = [p for p in ("random", "trained") if (per["part"] == p).any()]
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(parts), len(activations), width=3.6, height=3.1)
+    handles = {}
+    for i, part in enumerate(parts):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["part"] == part) & (per["activation"] == act)]
+            if sub.empty:
+                ax.set_visible(False)
+                continue
+            for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
+                                       ("rb_mc", "tab:orange", "RB MC (K marked)")):
+                g = sub[sub["predictor"] == name]
+                # Every network's cost at one K is the same (one architecture per part).
+                g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
+                by_cost = g.groupby("cost")
+                cost = sorted(by_cost.groups)
+                handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
+                                             label=label, color=color, marker=".")
+                medians = by_cost["mean_abs_error"].median()
+                for c, k in by_cost["n_samples"].first().items():
+                    if k in (1, 10, 100, 1000):
+                        ax.annotate(f"{k}", (c, medians[c]), fontsize=7, color=color,
+                                    xytext=(2, 3), textcoords="offset points")
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if k or g.empty:
+                    continue
+                med, lo, hi = _median_ci(g["mean_abs_error"])
+                handles[style["label"]] = ax.errorbar(
+                    g["cost_passes"].median(), med, yerr=[[med - lo], [hi - med]],
+                    color=style["color"], marker=style["marker"], ls="none",
+                    label=style["label"])
+            exact_cost = sub.loc[sub["predictor"] == "exact", "cost_passes"].median()
+            handles["exact ensemble's cost"] = ax.axvline(
+                exact_cost, color="k", ls=":", lw=1, label="exact ensemble's cost")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("cost (forward-pass equivalents)")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{part}: {act} hidden, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error against cost: from which K does Monte Carlo\n(plain or "
+                 "Rao-Blackwellised) beat each one-pass method?\n"
+                 f"sigmoid and softmax outputs pooled; {_APPROX_BAND}", fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_variance")
+def plot_approximations_variance(df: pd.DataFrame) -> Figure:
+    """Predicted against exact ensemble variance (mean over inputs), one point per
+    network and keep_prob; columns: moment propagation, MC K = 10, RB MC K = 10."""
+    per = _approx_networks(df)
+    panels = [("moment_propagation", 0, "moment propagation"), ("mc", 10, "plain MC, K = 10"),
+              ("rb_mc", 10, "RB MC, K = 10"), ("mc", 100, "plain MC, K = 100")]
+    panels = [p for p in panels if ((per["predictor"] == p[0]) & (per["n_samples"] == p[1])).any()]
+    fig, axes = new_figure(1, len(panels), width=3.6, height=3.6)
+    markers = {"random": "o", "trained": "x"}
+    for j, (name, k, title) in enumerate(panels):
+        ax = axes[0, j]
+        sub = per[(per["predictor"] == name) & (per["n_samples"] == k)
+                  & (per["variance_exact"] > 0) & (per["variance_predicted"] > 0)]
+        for part, marker in markers.items():
+            for act in dict.fromkeys(sub["activation"]):
+                g = sub[(sub["part"] == part) & (sub["activation"] == act)]
+                if g.empty:
+                    continue
+                ax.scatter(g["variance_exact"], g["variance_predicted"], s=10, marker=marker,
+                           color=ACTIVATION_COLORS[act], alpha=0.6, linewidths=0.8,
+                           label=f"{act} ({part})")
+        lims = [sub[["variance_exact", "variance_predicted"]].min().min(),
+                sub[["variance_exact", "variance_predicted"]].max().max()]
+        ax.plot(lims, lims, color="k", lw=1, ls="--", label="predicted = exact")
+        ratio = np.log(sub["variance_predicted"] / sub["variance_exact"])
+        ax.text(0.03, 0.97, f"median |log ratio| {np.median(np.abs(ratio)):.2f}",
+                transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("exact ensemble variance")
+        ax.set_ylabel("predicted variance")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle("How well each method predicts the ensemble's variance (one point per "
+                 "network and keep_prob, variances averaged over inputs and outputs)",
+                 fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_baldi")
+def plot_approximations_baldi(df: pd.DataFrame) -> Figure:
+    """Baldi & Sadowski's estimate of |E - NWGM| against the measured one, one point
+    per (network, input), one panel per weight scale; points above the diagonal
+    break the "bound"."""
+    from .studies.approximations import baldi_summary
+
+    d = df[df["part"] == "baldi"]
+    share = baldi_summary(df).set_index(["activation", "weight_scale"])
+    scales = sorted(d["weight_scale"].unique())
+    fig, axes = new_figure(1, len(scales), width=3.8, height=3.8)
+    values = d[["baldi_bound", "nwgm_abs_gap"]].to_numpy()
+    # The few cases below the floor (a bound of 0 when E = 1/2) are drawn on it.
+    floor = (np.quantile(values[values > 0], 0.002) if (values > 0).any() else 1e-10)
+    for j, scale in enumerate(scales):
+        ax = axes[0, j]
+        sub = d[d["weight_scale"] == scale]
+        for act in dict.fromkeys(sub["activation"]):
+            g = sub[sub["activation"] == act]
+            s = share.loc[(act, scale)]
+            ax.scatter(np.maximum(g["baldi_bound"], floor), np.maximum(g["nwgm_abs_gap"], floor),
+                       s=6, alpha=0.5, color=ACTIVATION_COLORS[act],
+                       label=f"{act}: {s['share_breaking']:.0%} break "
+                             f"[{s['ci_low']:.0%}, {s['ci_high']:.0%}]")
+        ax.plot([floor, 1], [floor, 1], color="k", lw=1, ls="--", label="measured = bound")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(floor / 1.5, 1)
+        ax.set_ylim(floor / 1.5, 1)
+        ax.set_xlabel("Baldi's bound  E(1-E)|1-2E| / (1-2E(1-E))")
+        ax.set_ylabel("measured |E - NWGM|")
+        ax.set_title(f"weights x {scale:g}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    first = d.iloc[0]
+    qs = ", ".join(f"{q:g}" for q in sorted(d["keep_prob"].unique()))
+    fig.suptitle(f"Baldi & Sadowski's |E - NWGM| bound is an estimate: above the diagonal "
+                 f"it fails\n{first['architecture']} sigmoid-output networks, both hidden "
+                 f"layers dropped, keep_prob {qs}\nshare of (network, input) cases breaking "
+                 "it, with a 95% bootstrap CI over networks", fontsize=10)
     return fig

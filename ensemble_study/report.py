@@ -450,3 +450,173 @@ def torch_evaluate(results_dir: Path) -> str:
             f"{num(tv['scaled', 'nwgm'])} (total variation) from the NWGM and "
             f"{num(tv['scaled', 'mean'])} from the arithmetic mean; the NWGM is "
             f"{num(tv['nwgm', 'mean'])} from the mean.")
+
+
+# --- approximations ---------------------------------------------------------------------------
+
+_APPROX_LABELS = {"exact": "exact ensemble", "scaled": "scaled pass", "nwgm": "NWGM",
+                  "nwgm_corrected": "NWGM + correction",
+                  "moment_propagation": "moment propagation", "mc": "MC", "rb_mc": "RB MC"}
+_APPROX_ACTS = ("identity", "relu", "tanh", "sigmoid")
+
+
+def _approx_name(predictor: str, k: int = 0) -> str:
+    return _APPROX_LABELS[predictor] + (f", K = {k}" if k else "")
+
+
+def _approx(results_dir: Path):
+    from .studies import approximations
+
+    return approximations, _load(results_dir, "approximations")
+
+
+@block("approximations-tables")
+def approximations_tables(results_dir: Path) -> str:
+    """Median error of the mean and median cost per predictor, keep_prob and activation."""
+    study, df = _approx(results_dir)
+    s = study.summary(df)
+    parts = []
+    for part in ("random", "trained"):
+        t = s[s.part == part]
+        if t.empty:
+            continue
+        qs = sorted(t.keep_prob.unique())
+        acts = [a for a in _APPROX_ACTS if a in t.columns and t[a].notna().any()]
+        rows = []
+        for (pred, k), g in t.groupby(["predictor", "n_samples"], sort=False):
+            g = g.set_index("keep_prob")
+            rows.append([_approx_name(pred, k), num(g["cost_passes"].iloc[0])]
+                        + [num(g.loc[q, a]) if q in g.index else "" for q in qs for a in acts])
+        header = ["predictor", "cost"] + [f"q={q:g} {a}" if i == 0 else a
+                                          for q in qs for i, a in enumerate(acts)]
+        n = df[df.part == part].groupby(["dataset", "output", "seed"]).ngroups
+        what = ("random networks" if part == "random"
+                else "trained networks (one per dataset, seed and keep_prob)")
+        parts.append(f"{what.capitalize()}, {n} per hidden activation and keep_prob:\n\n"
+                     + table(header, rows))
+    return ("Median over networks of the mean |predicted - exact mean| (over inputs and "
+            "outputs; sigmoid and softmax outputs pooled; sampled predictors averaged over "
+            f"{df['draw'].max() + 1} draws), and the median cost in forward-pass "
+            "equivalents.\n\n" + "\n\n".join(parts))
+
+
+def _paired_sentence(study, df, a, b, k_a=0, k_b=0, metric="mean_abs_error",
+                     parts=("random", "trained")) -> str:
+    """'a is closer than b for ...; b for ...; no significant difference for ...'."""
+    res = study.paired(df, a, b, metric=metric, k_a=k_a, k_b=k_b)
+    res = res[res.part.isin(parts)]
+    groups = {"a": [], "b": [], "none": []}
+    for r in res.itertuples():
+        better = round(r.share_a_better * r.n_pairs)
+        cell = f"{r.part} {r.activation} ({better}/{r.n_pairs}, {pvalue(r.p_value)})"
+        side = ("none" if not r.p_value < 0.05
+                else "a" if r.median_difference < 0 else "b")
+        groups[side].append(cell)
+    na, nb = _approx_name(a, k_a), _approx_name(b, k_b)
+    out = []
+    if groups["a"]:
+        out.append(f"{na} is closer than {nb} for " + ", ".join(groups["a"]))
+    if groups["b"]:
+        out.append(f"{nb} is closer than {na} for " + ", ".join(groups["b"]))
+    if groups["none"]:
+        out.append(f"{na} against {nb}: no significant difference for "
+                   + ", ".join(groups["none"]))
+    return "; ".join(out) + "."
+
+
+@block("approximations-paired")
+def approximations_paired(results_dir: Path) -> str:
+    """Paired comparisons of the mean's error across networks (Wilcoxon signed-rank)."""
+    study, df = _approx(results_dir)
+    ks = set(df.loc[df.predictor == "mc", "n_samples"])
+    pairs = [("moment_propagation", 0, "scaled", 0), ("moment_propagation", 0,
+                                                     "nwgm_corrected", 0),
+             ("nwgm", 0, "scaled", 0), ("nwgm_corrected", 0, "nwgm", 0),
+             ("rb_mc", 10, "mc", 10)]
+    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb)}" for a, ka, b, kb in pairs
+             if {ka, kb} - {0} <= ks]
+    for k_rb, k_mc in ((10, 50), (20, 100)):
+        if {k_rb, k_mc} <= ks:
+            lines.append("* At about equal cost on the random networks: "
+                         + _paired_sentence(study, df, "rb_mc", "mc", k_rb, k_mc,
+                                            parts=("random",)))
+    return ("Each network's error (a random network's averaged over its keep_probs, which "
+            "share it), paired across networks; in brackets the networks on which the "
+            "first is closer, and the Wilcoxon signed-rank p (p < 0.05 counts):\n\n"
+            + "\n".join(lines))
+
+
+@block("approximations-crossover")
+def approximations_crossover(results_dir: Path) -> str:
+    """The smallest K from which plain and RB MC beat each one-pass method."""
+    study, df = _approx(results_dir)
+    cross = study.crossovers(df)
+    dets = [d for d in study.DETERMINISTIC if d in set(cross.against)]
+    rows = []
+    for (part, act, sampler), g in cross.groupby(["part", "activation", "sampler"],
+                                                 sort=False):
+        k = g.set_index("against")["k"]
+        rows.append([part, act, _APPROX_LABELS[sampler]]
+                    + ["never" if not k[d] == k[d] else f"{k[d]:g}" for d in dets])
+    ks = sorted(df.loc[df.predictor == "mc", "n_samples"].unique())
+    rb = df[(df.predictor == "rb_mc") & (df.part == "random")]
+    per_sample = (rb.cost_passes / rb.n_samples).median()
+    exact = df[df.predictor == "exact"].groupby("part")["cost_passes"].median()
+    return ("Smallest K of the grid (" + ", ".join(f"{k:g}" for k in ks) + ") from which "
+            "every larger K has a negative median paired difference to the method with "
+            "Wilcoxon p < 0.05 (networks as above); *never*: no K of the grid does.\n\n"
+            + table(["part", "hidden units", "sampler"] + [_APPROX_LABELS[d] for d in dets],
+                    rows)
+            + f"\n\nAn RB MC sample costs {num(per_sample)} forward-pass equivalents on the "
+            "random networks; the exact ensemble costs " + " and ".join(
+                f"{num(v)} ({p})" for p, v in exact.items()) + ".")
+
+
+@block("approximations-variance")
+def approximations_variance(results_dir: Path) -> str:
+    """Median relative error and log-ratio of the predicted variance, and paired tests."""
+    study, df = _approx(results_dir)
+    v = study.variance_summary(df, ks=(10, 100))
+    cols = [(p, k) for p, k in (("moment_propagation", 0), ("mc", 10), ("mc", 100),
+                                 ("rb_mc", 10), ("rb_mc", 100))
+            if ((v.predictor == p) & (v.n_samples == k)).any()]
+    rows = []
+    for (part, act), g in v.groupby(["part", "activation"], sort=False):
+        g = g.set_index(["predictor", "n_samples"])
+        rows.append([part, act] + [
+            f"{num(g.loc[c, 'variance_rel_error'])} ({num(g.loc[c, 'variance_log_ratio'], 2)})"
+            if c in g.index else "" for c in cols])
+    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb, metric='variance_rel_error')}"
+             for a, ka, b, kb in (("moment_propagation", 0, "mc", 10), ("rb_mc", 10, "mc", 10),
+                                  ("rb_mc", 10, "mc", 100))
+             if ((df.predictor == a) & (df.n_samples == ka)).any()
+             and ((df.predictor == b) & (df.n_samples == kb)).any()]
+    return ("Median over networks of the relative error |V - V_exact| / V_exact of the "
+            "predicted variance (in brackets the median log-ratio log(V / V_exact): "
+            "negative under-predicts). Plain MC's variance is its K members' (ddof = 0).\n\n"
+            + table(["part", "hidden units"] + [_approx_name(*c) for c in cols], rows)
+            + "\n\nPaired across networks, the relative error of the predicted variance:\n\n"
+            + "\n".join(lines))
+
+
+@block("approximations-baldi")
+def approximations_baldi(results_dir: Path) -> str:
+    """Share of cases breaking Baldi & Sadowski's bound, by activation and weight scale."""
+    study, df = _approx(results_dir)
+    b = study.baldi_summary(df)
+    scales = sorted(b.weight_scale.unique())
+    rows = []
+    for act, g in b.groupby("activation", sort=False):
+        g = g.set_index("weight_scale")
+        rows.append([act] + [f"{g.loc[s, 'share_breaking']:.1%} "
+                             f"[{g.loc[s, 'ci_low']:.1%}, {g.loc[s, 'ci_high']:.1%}]"
+                             for s in scales])
+    d = df[df.part == "baldi"]
+    first = d.iloc[0]
+    return (f"Share of (network, input) cases with |E - NWGM| above the bound, "
+            f"{first['architecture']} sigmoid-output networks with both hidden layers "
+            f"dropped at keep_prob {', '.join(f'{q:g}' for q in sorted(d.keep_prob.unique()))}, "
+            f"{d.groupby(['activation', 'weight_scale', 'seed']).ngroups // len(scales)} "
+            f"networks per weight scale and {d.input.nunique()} inputs each "
+            "[95% bootstrap CI over networks]:\n\n"
+            + table(["hidden units"] + [f"weights x {s:g}" for s in scales], rows))

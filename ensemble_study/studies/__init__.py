@@ -19,4 +19,5 @@ Every study module defines
 ``DEFAULT_STUDIES`` lists what ``ensemble-study reproduce`` runs, in order.
 """
 
-DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary"]
+DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary",
+                                "approximations"]
