@@ -163,7 +163,7 @@ def source_digest() -> str:
 
 
 class CellStore:
-    """One folder of per-cell CSVs for one study, parameter set and package version.
+    """One folder of per-cell CSVs for one study, parameter set, version and source.
 
     The folder is named by the study and a digest of the parameters, the
     package version and :func:`source_digest`; its ``params.json`` spells
@@ -194,17 +194,13 @@ class CellStore:
 
     def save(self, index: int, rows: list[dict]) -> None:
         """Write cell ``index`` atomically (and, once, the folder's ``params.json``)."""
-        from .results import _atomic_write
+        from .results import atomic_write_text
 
         meta = self.folder / "params.json"
         if not meta.exists():
-            _atomic_write(meta, lambda fh: json.dump(self.meta, fh, indent=2, sort_keys=True))
-        if not rows:
-            _atomic_write(self.path(index), lambda fh: None)
-            return
-        df = pd.DataFrame(rows)
-        _atomic_write(self.path(index),
-                      lambda fh: df.to_csv(fh, index=False, float_format=_float_repr))
+            atomic_write_text(meta, json.dumps(self.meta, indent=2, sort_keys=True))
+        text = pd.DataFrame(rows).to_csv(index=False, float_format=_float_repr) if rows else ""
+        atomic_write_text(self.path(index), text)
 
 
 # --- progress ------------------------------------------------------------------------
