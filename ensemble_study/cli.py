@@ -141,6 +141,9 @@ def main():
 
 def _check_scheduler(ctx, param, value):
     if value is not None:
+        if not value.strip():
+            raise click.BadParameter("give 'local' or a scheduler address such as "
+                                     "tcp://host:8786; got an empty string", ctx=ctx, param=param)
         try:
             require_dask()
         except ImportError as exc:
@@ -153,8 +156,11 @@ def execution_options(fn):
 
     @functools.wraps(fn)
     def command(*args, jobs, scheduler, fresh, **kwargs):
-        return fn(*args, execution=Execution(jobs=jobs, scheduler=scheduler, fresh=fresh),
-                  **kwargs)
+        try:
+            return fn(*args, execution=Execution(jobs=jobs, scheduler=scheduler, fresh=fresh),
+                      **kwargs)
+        except ConnectionError as exc:  # raised before any cell runs or file is written
+            raise click.BadParameter(str(exc), param_hint="--scheduler") from None
 
     options = [
         click.option("--jobs", type=click.IntRange(1), default=None,

@@ -44,6 +44,8 @@ THREADS_ENV = "ENSEMBLE_STUDY_THREADS"
 DASK_EXTRA = "pip install -e '.[dask]'"
 # A log line at least this often when stderr is not a terminal (and every 10%).
 LOG_INTERVAL = 30.0
+# Seconds to reach a running scheduler before giving up.
+CONNECT_TIMEOUT = 10
 
 
 def available_cores() -> int:
@@ -381,7 +383,12 @@ def connect(execution: Execution) -> Iterator[Execution]:
                     dashboard_address=None))
                 live = stack.enter_context(distributed.Client(cluster))
             else:
-                live = stack.enter_context(distributed.Client(execution.scheduler))
+                try:
+                    client = distributed.Client(execution.scheduler, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise ConnectionError(f"no dask scheduler reachable at "
+                                          f"{execution.scheduler!r}: {exc}") from exc
+                live = stack.enter_context(client)
         yield dataclasses.replace(execution, executor=live)
 
 

@@ -323,6 +323,20 @@ def test_scheduler_without_dask_is_a_usage_error_naming_the_extra(tmp_path, monk
     assert "pip install -e '.[dask]'" in result.output and files == []
 
 
+def test_bad_scheduler_is_a_usage_error_and_writes_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("distributed", reason="needs the [dask] extra")
+    monkeypatch.setattr("ensemble_study.executor.CONNECT_TIMEOUT", 1)
+    args = ["spread", "--width", "2", "--n-inputs", "2", "--activation", "relu"]
+    with fresh_folder(tmp_path):
+        empty = CliRunner().invoke(cli.main, [*args, "--scheduler", " "])
+        nowhere = CliRunner().invoke(cli.main, [*args, "--scheduler", "tcp://127.0.0.1:1"])
+        files = [str(p) for p in Path().rglob("*")]
+    assert empty.exit_code == 2 and "got an empty string" in empty.output
+    assert nowhere.exit_code == 2
+    assert "no dask scheduler reachable at 'tcp://127.0.0.1:1'" in nowhere.output
+    assert files == []
+
+
 def test_cli_study_on_a_local_cluster(tmp_path):
     pytest.importorskip("distributed", reason="needs the [dask] extra")
     args = ["depth", "--width", "2", "--width", "3", "--depth", "1", "--n-seeds", "1",
