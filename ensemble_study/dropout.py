@@ -90,6 +90,13 @@ class DropoutConfig:
         return hash((tuple(kp.items()) if isinstance(kp, Mapping) else kp,
                      self.layers, self.scheme))
 
+    def __reduce__(self):
+        # The mapping proxy does not pickle either: rebuild (and revalidate) from a
+        # dict, so that configs reach process pools and Dask workers.
+        kp = self.keep_prob
+        return (type(self), (dict(kp) if isinstance(kp, Mapping) else kp, self.layers,
+                             self.scheme))
+
     def layer_keep_prob(self, layer: int) -> float:
         """The keep probability of one dropped layer."""
         if isinstance(self.keep_prob, Mapping):

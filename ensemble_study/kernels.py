@@ -84,7 +84,17 @@ _MAX_CANCELLATION = 1e4
 
 
 def default_threads() -> int:
-    """Threads used over chunks: the CPUs this process may run on, at most 2."""
+    """Threads used over chunks: the CPUs this process may run on, at most 2.
+
+    The environment variable ``ENSEMBLE_STUDY_THREADS`` (a positive integer)
+    overrides it; the study executor sets it to 1 in its worker processes,
+    which already share the cores between them. Results never depend on it.
+    """
+    env = os.environ.get("ENSEMBLE_STUDY_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"ENSEMBLE_STUDY_THREADS must be a positive integer; got {env!r}")
+        return int(env)
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

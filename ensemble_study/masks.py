@@ -83,19 +83,47 @@ def enumerate_masks(keep_probs, chunk_size: int) -> Iterator[tuple[np.ndarray, n
     """
     q = _check_unit_keep_probs(keep_probs)
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    for index in range(n_chunks(q, chunk_size)):
+        yield _chunk(q, chunk_size, index)
+
+
+def n_chunks(keep_probs, chunk_size: int) -> int:
+    """How many chunks :func:`enumerate_masks` yields."""
+    return -(-n_masks(keep_probs) // check_positive_int(chunk_size, "chunk_size"))
+
+
+def mask_chunk(keep_probs, chunk_size: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index`` of :func:`enumerate_masks`, built directly from its index.
+
+    A worker given only the index rebuilds the same masks and log-probabilities,
+    bit for bit, without enumerating the chunks before it.
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n_chunk, n_units)
+    log_probs : ndarray, shape (n_chunk,)
+    """
+    q = _check_unit_keep_probs(keep_probs)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if not 0 <= index < n_chunks(q, chunk_size):
+        raise ValueError(f"index must be in [0, {n_chunks(q, chunk_size)}) for "
+                         f"chunk_size={chunk_size}; got {index!r}")
+    return _chunk(q, chunk_size, index)
+
+
+def _chunk(q: np.ndarray, chunk_size: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     free = np.flatnonzero(q < 1)
     n_free = free.size
     # Bit j of the mask index (most significant first) is free unit j.
     shifts = np.arange(n_free - 1, -1, -1, dtype=np.int64)
     log_keep, log_drop = np.log(q[free]), np.log1p(-q[free])
-    total = 2**n_free
-    for start in range(0, total, chunk_size):
-        idx = np.arange(start, min(start + chunk_size, total), dtype=np.int64)
-        bits = ((idx[:, None] >> shifts) & 1).astype(bool)
-        masks = np.ones((idx.size, q.size), dtype=bool)
-        masks[:, free] = bits
-        log_probs = np.where(bits, log_keep, log_drop).sum(axis=1)
-        yield masks, log_probs
+    start = index * chunk_size
+    idx = np.arange(start, min(start + chunk_size, 2**n_free), dtype=np.int64)
+    bits = ((idx[:, None] >> shifts) & 1).astype(bool)
+    masks = np.ones((idx.size, q.size), dtype=bool)
+    masks[:, free] = bits
+    log_probs = np.where(bits, log_keep, log_drop).sum(axis=1)
+    return masks, log_probs
 
 
 def sample_masks(keep_probs, n_samples: int, rng) -> np.ndarray:
