@@ -30,6 +30,7 @@ from ._checks import check_positive_int, check_rng
 from .dropout import DropoutConfig, check_config, mask_multipliers, unit_keep_probs
 from .kernels import (
     default_threads,
+    generic_chunk,
     generic_task,
     n_outer_chunks,
     run_chunks,
@@ -171,7 +172,7 @@ def exact_ensemble(
         with _progress_bar(progress, n_outer_chunks(net, plan, size), label) as update:
             acc = shortcut_moments(net, cfg, X, plan, chunk_size=size, progress=update)
     else:
-        size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+        size = generic_chunk(net, X.shape[0], chunk_size)
         n_chunks = math.ceil(total / size)
         chunks = ((m, np.exp(lp)) for m, lp in enumerate_masks(q, size))
         task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))

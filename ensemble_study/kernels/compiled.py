@@ -1,0 +1,705 @@
+"""Numba kernels of the exact paths (the algorithms of ``reference``).
+
+Every kernel is serial, releases the GIL (``nogil``) and is compiled once
+per process, cached on disk (``cache=True``). Threads run over chunks
+(:func:`reference.run_chunks`), each chunk's numbers computed by the same
+code in the same order whatever thread runs it, so results do not depend on
+the number of threads. Activations and outputs are passed as integer codes
+and the network as flat arrays with offsets, so each kernel has one
+specialisation whatever the network.
+
+Kernels:
+
+* ``_softmax_pairs``: the softmax mean, variance (and hence, with the mean
+  logits, the NWGM) over the last dropped layer's mask, per (outer mask,
+  example) pair, from two half-tables of products. The reference's guards
+  are kept: a pair whose tables could underflow (``_MIN_LOG_FACTOR``) is
+  recomputed with one max-shifted softmax per subnetwork; a variance that
+  cancels (``_MAX_CANCELLATION``) is recomputed centred from the tables.
+* ``_sigmoid_pairs``: ``1 / (1 + a[s] c[t])`` per subnetwork, centred
+  variance, ``sigmoid(z)`` itself where a half's logit passes +-350.
+* ``_advance``: one example's forward pass from the first dropped layer
+  whose mask changed since the previous mask (earlier layers are cached).
+  The first changed layer is updated by rank-one steps (one per changed
+  unit, recomputed in full every ``_REFRESH`` masks, which bounds the
+  rounding drift); the last dropped layer of the generic path is read from
+  two half-tables of sums (the next layer's pre-activation is affine in its
+  mask: an addition per unit instead of a matrix-vector product).
+* ``_generic_moments``: the generic path, the rest of the network fused,
+  each example's moments accumulated over the chunk's masks with West's
+  weighted update (stable; merged across chunks with Chan's).
+* ``_outer_moments``: identity output and NWGM: over the outer masks only
+  the mean and the centred co-moment matrix of the last hidden layer are
+  needed (the output is affine in it), accumulated the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..network import MLP
+from .reference import (
+    _MAX_CANCELLATION,
+    _MIN_LOG_FACTOR,
+    Moments,
+    _mask_probs,
+    _Plan,
+)
+
+# Multiply-add contraction and reciprocal approximations of divisions are
+# allowed; reassociation is not (it changes summation orders), nor are the
+# finite-math assumptions the guards rely on.
+_FASTMATH = {"contract", "arcp", "nsz"}
+_JIT = {"cache": True, "nogil": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+
+_HIDDEN_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+_OUTPUT_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
+# Rank-one updates between full recomputations of the first changed layer.
+_REFRESH = 64
+# Largest last dropped layer read from half-tables on the generic path.
+_MAX_TABLE_UNITS = 24
+
+
+def _pack(net: MLP):
+    """The network as flat float arrays with offsets (one kernel signature)."""
+    w = [np.ascontiguousarray(W).ravel() for W in net.weights]
+    woff = np.concatenate([[0], np.cumsum([x.size for x in w])]).astype(np.int64)
+    boff = np.concatenate([[0], np.cumsum([b.size for b in net.biases])]).astype(np.int64)
+    hidden = np.array([_HIDDEN_CODES[h] for h in net.hidden] + [0], dtype=np.int64)
+    return (np.concatenate(w), woff, np.concatenate(net.biases), boff,
+            np.array(net.sizes, dtype=np.int64), hidden)
+
+
+@njit(**_JIT)
+def _sigmoid1(z):
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(**_JIT)
+def _activate(code, z, out, n):
+    for o in range(n):
+        x = z[o]
+        if code == 1:
+            x = x if x > 0 else 0.0
+        elif code == 2:
+            x = math.tanh(x)
+        elif code == 3:
+            x = _sigmoid1(x)
+        out[o] = x
+
+
+@njit(**_JIT)
+def _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, top, tab, tabc,
+             S, T, refresh, acts, zs, Z1, Z2, built):
+    """Bring one example's activations up to date for mask ``i``.
+
+    ``acts[l]`` (activation ``l``, ``l < top``) and ``zs[l]`` (pre-activation)
+    hold the previous mask's values; layers from ``first[i]`` are recomputed
+    up to ``zs[top]`` (and ``acts[top]`` when ``top`` is a hidden layer).
+    """
+    L = sizes.size - 1
+    l0 = first[i]
+    if l0 >= top:
+        return
+    if l0 == 0:
+        for j in range(sizes[0]):
+            acts[0, j] = X[e, j]
+    for l in range(l0, top):
+        nin, nout = sizes[l], sizes[l + 1]
+        w0, b0, off = woff[l], boff[l], moff[l]
+        z = zs[l + 1]
+        if l == tab:
+            n1 = nin // 2
+            if l0 < l or built[0] == 0:
+                built[0] = 1
+                for o in range(nout):
+                    Z1[0, o] = 0.0
+                    Z2[0, o] = 0.0
+                for j in range(nin):
+                    a = tabc[j] * acts[l, j]
+                    if j < n1:
+                        h, Zt = 1 << j, Z1
+                    else:
+                        h, Zt = 1 << (j - n1), Z2
+                    for s in range(h):
+                        for o in range(nout):
+                            Zt[s + h, o] = Zt[s, o] + a * Wf[w0 + j * nout + o]
+            s, t = S[i], T[i]
+            for o in range(nout):
+                z[o] = bf[b0 + o] + Z1[s, o] + Z2[t, o]
+        else:
+            rank_one = False
+            if l == l0 and off >= 0 and i > 0 and i % refresh != 0:
+                changed = 0
+                for j in range(nin):
+                    if M[i, off + j] != M[i - 1, off + j]:
+                        changed += 1
+                rank_one = 4 * changed <= nin
+            if rank_one:
+                for j in range(nin):
+                    d = M[i, off + j] - M[i - 1, off + j]
+                    if d != 0:
+                        a = d * acts[l, j]
+                        for o in range(nout):
+                            z[o] += a * Wf[w0 + j * nout + o]
+            else:
+                for o in range(nout):
+                    z[o] = bf[b0 + o]
+                for j in range(nin):
+                    a = acts[l, j]
+                    if off >= 0:
+                        a *= M[i, off + j]
+                    if a != 0:
+                        for o in range(nout):
+                            z[o] += a * Wf[w0 + j * nout + o]
+        if l + 1 < L:
+            _activate(hidden[l], z, acts[l + 1], nout)
+
+
+@njit(**_JIT)
+def _state(sizes, tab):
+    L = sizes.size - 1
+    width = 0
+    for l in range(L + 1):
+        width = max(width, sizes[l])
+    acts = np.zeros((L + 1, width))
+    zs = np.zeros((L + 1, width))
+    if tab >= 0:
+        n1 = sizes[tab] // 2
+        Z1 = np.zeros((1 << n1, sizes[tab + 1]))
+        Z2 = np.zeros((1 << (sizes[tab] - n1), sizes[tab + 1]))
+    else:
+        Z1 = np.zeros((1, 1))
+        Z2 = np.zeros((1, 1))
+    return acts, zs, Z1, Z2, np.zeros(1, dtype=np.int64)
+
+
+@njit(**_JIT)
+def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, first, tab, tabc,
+                     S, T, r, w):
+    """Per example and output: weighted mean, co-moment and mean logit over the masks.
+
+    West's update with ``r[i] = w[i] / (w[0] + ... + w[i])``; ``w > 0``.
+    """
+    L = sizes.size - 1
+    n, K, c = X.shape[0], sizes[L], M.shape[0]
+    mean, m2, mean_z = np.zeros((n, K)), np.zeros((n, K)), np.zeros((n, K))
+    y = np.empty(K)
+    for e in range(n):
+        acts, zs, Z1, Z2, built = _state(sizes, tab)
+        for i in range(c):
+            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L, tab, tabc,
+                     S, T, _REFRESH, acts, zs, Z1, Z2, built)
+            z = zs[L]
+            if output == 0:
+                for k in range(K):
+                    y[k] = z[k]
+            elif output == 1:
+                for k in range(K):
+                    y[k] = _sigmoid1(z[k])
+            else:
+                top = z[0]
+                for k in range(1, K):
+                    top = max(top, z[k])
+                total = 0.0
+                for k in range(K):
+                    y[k] = math.exp(z[k] - top)
+                    total += y[k]
+                for k in range(K):
+                    y[k] /= total
+            ri, wi = r[i], w[i]
+            for k in range(K):
+                d = y[k] - mean[e, k]
+                mean[e, k] += ri * d
+                m2[e, k] += wi * d * (y[k] - mean[e, k])
+                mean_z[e, k] += ri * (z[k] - mean_z[e, k])
+    return mean, m2, mean_z
+
+
+@njit(**_JIT)
+def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
+    """Activation ``L-1`` of each example under each mask, ``(c, n, sizes[L-1])``."""
+    L = sizes.size - 1
+    n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
+    A = np.empty((c, n, h))
+    dummy_i = np.zeros(1, dtype=np.int64)
+    dummy_f = np.zeros(1)
+    for e in range(n):
+        acts, zs, Z1, Z2, built = _state(sizes, -1)
+        for i in range(c):
+            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L - 1, -1,
+                     dummy_f, dummy_i, dummy_i, _REFRESH, acts, zs, Z1, Z2, built)
+            for j in range(h):
+                A[i, e, j] = acts[L - 1, j]
+    return A
+
+
+@njit(**_JIT)
+def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, variance):
+    """Weighted mean ``(n, h)`` and centred co-moment ``(n, h, h)`` of activation L-1."""
+    L = sizes.size - 1
+    n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
+    mu = np.zeros((n, h))
+    C = np.zeros((n, h, h))
+    d = np.empty(h)
+    dummy_i = np.zeros(1, dtype=np.int64)
+    dummy_f = np.zeros(1)
+    for e in range(n):
+        acts, zs, Z1, Z2, built = _state(sizes, -1)
+        Ce = C[e]
+        for i in range(c):
+            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L - 1, -1,
+                     dummy_f, dummy_i, dummy_i, _REFRESH, acts, zs, Z1, Z2, built)
+            a = acts[L - 1]
+            ri, wi = r[i], w[i]
+            for j in range(h):
+                d[j] = a[j] - mu[e, j]
+                mu[e, j] += ri * d[j]
+            if variance:
+                for j in range(h):
+                    dj = wi * d[j]
+                    for k in range(j, h):
+                        Ce[j, k] += dj * (a[k] - mu[e, k])
+        for j in range(h):
+            for k in range(j):
+                Ce[j, k] = Ce[k, j]
+    return mu, C
+
+
+# ---------------------------------------------------------------------------
+# Inner blocks: moments over the last dropped layer's mask, per pair.
+
+
+@njit(**_JIT)
+def _softmax_direct(V, bias, P1, P2, n1, variance, mean, var):
+    """One max-shifted softmax per subnetwork (pairs whose tables could underflow)."""
+    n, K = V.shape
+    S1, S2 = 1 << n1, 1 << (n - n1)
+    Z1, Z2 = np.empty((S1, K)), np.empty((S2, K))
+    for k in range(K):
+        Z1[0, k] = bias[k]
+        Z2[0, k] = 0.0
+    for j in range(n):
+        h, Zt = (1 << j, Z1) if j < n1 else (1 << (j - n1), Z2)
+        for s in range(h):
+            for k in range(K):
+                Zt[s + h, k] = Zt[s, k] + V[j, k]
+    y = np.empty(K)
+    inner = np.empty(K)
+    for k in range(K):
+        mean[k] = 0.0
+        var[k] = 0.0
+    for rnd in range(2 if variance else 1):
+        for s in range(S1):
+            for k in range(K):
+                inner[k] = 0.0
+            for t in range(S2):
+                top = Z1[s, 0] + Z2[t, 0]
+                for k in range(1, K):
+                    top = max(top, Z1[s, k] + Z2[t, k])
+                total = 0.0
+                for k in range(K):
+                    y[k] = math.exp(Z1[s, k] + Z2[t, k] - top)
+                    total += y[k]
+                for k in range(K):
+                    yk = y[k] / total
+                    if rnd == 0:
+                        inner[k] += P2[t] * yk
+                    else:
+                        inner[k] += P2[t] * (yk - mean[k]) ** 2
+            for k in range(K):
+                if rnd == 0:
+                    mean[k] += P1[s] * inner[k]
+                else:
+                    var[k] += P1[s] * inner[k]
+
+
+@njit(**_JIT)
+def _softmax_pairs(A, sW, bias, q, variance, mean, var):
+    """Softmax mean (and variance) over the inner masks of each pair.
+
+    ``A`` ``(B, n)``: activation L-1 of each pair; ``sW`` ``(n, K)`` the
+    scaled last weights; ``mean``, ``var`` ``(B, K)`` are filled.
+    """
+    B, n = A.shape
+    K = sW.shape[1]
+    n1 = n // 2
+    S1, S2 = 1 << n1, 1 << (n - n1)
+    P1, P2 = _probs(n1, q), _probs(n - n1, q)
+    V, sh = np.empty((n, K)), np.empty((n, K))
+    T1, T2T = np.empty((S1, K)), np.empty((K, S2))
+    T2w, T2w2 = np.empty((K, S2)), np.empty((K, S2))
+    G, G2 = np.empty((K, S2)), np.empty((K, S2))
+    D, R = np.empty(S2), np.empty(S2)
+    lb, second = np.empty(K), np.empty(K)
+    btop = bias[0]
+    for k in range(1, K):
+        btop = max(btop, bias[k])
+    for k in range(K):
+        lb[k] = bias[k] - btop
+    for b in range(B):
+        low = np.inf
+        for k in range(K):
+            second[k] = lb[k]
+        for j in range(n):
+            top = -np.inf
+            for k in range(K):
+                V[j, k] = A[b, j] * sW[j, k]
+                top = max(top, V[j, k])
+            for k in range(K):
+                sh[j, k] = V[j, k] - top
+                second[k] += sh[j, k]
+        for k in range(K):
+            low = min(low, second[k])
+        if not low >= _MIN_LOG_FACTOR:  # the smallest table product; NaN goes direct too
+            _softmax_direct(V, bias, P1, P2, n1, variance, mean[b], var[b])
+            continue
+        for k in range(K):
+            T1[0, k] = math.exp(lb[k])
+            T2T[k, 0] = 1.0
+        for j in range(n):
+            if j < n1:
+                h = 1 << j
+                for k in range(K):
+                    f = math.exp(sh[j, k])
+                    for s in range(h):
+                        T1[s + h, k] = T1[s, k] * f
+            else:
+                h = 1 << (j - n1)
+                for k in range(K):
+                    f = math.exp(sh[j, k])
+                    for t in range(h):
+                        T2T[k, t + h] = T2T[k, t] * f
+        for k in range(K):
+            for t in range(S2):
+                T2w[k, t] = P2[t] * T2T[k, t]
+                T2w2[k, t] = T2w[k, t] * T2T[k, t]
+                G[k, t] = 0.0
+                G2[k, t] = 0.0
+        for s in range(S1):
+            for t in range(S2):
+                D[t] = T1[s, 0] * T2T[0, t]
+            for k in range(1, K):
+                f = T1[s, k]
+                for t in range(S2):
+                    D[t] += f * T2T[k, t]
+            for t in range(S2):
+                R[t] = 1.0 / D[t]
+            for k in range(K):
+                f = P1[s] * T1[s, k]
+                for t in range(S2):
+                    G[k, t] += f * R[t]
+            if variance:
+                for t in range(S2):
+                    R[t] *= R[t]
+                for k in range(K):
+                    f = P1[s] * T1[s, k] * T1[s, k]
+                    for t in range(S2):
+                        G2[k, t] += f * R[t]
+        cancel = False
+        for k in range(K):
+            m = 0.0
+            for t in range(S2):
+                m += T2w[k, t] * G[k, t]
+            mean[b, k] = m
+            if variance:
+                m2 = 0.0
+                for t in range(S2):
+                    m2 += T2w2[k, t] * G2[k, t]
+                v = m2 - m * m
+                var[b, k] = v
+                cancel = cancel or not v * _MAX_CANCELLATION >= m2
+        if cancel:
+            _centred_from_tables(T1, T2T, P1, P2, mean[b], var[b], D)
+
+
+@njit(**_JIT)
+def _centred_from_tables(T1, T2T, P1, P2, mean, var, D):
+    """Two-pass ``E[(y - E y)^2]`` with ``y = T1[s] T2[t] / D[s, t]`` formed."""
+    S1, K = T1.shape
+    S2 = T2T.shape[1]
+    inner = np.empty(K)
+    for k in range(K):
+        var[k] = 0.0
+    for s in range(S1):
+        for t in range(S2):
+            D[t] = 0.0
+        for k in range(K):
+            for t in range(S2):
+                D[t] += T1[s, k] * T2T[k, t]
+        for k in range(K):
+            acc = 0.0
+            for t in range(S2):
+                d = T1[s, k] * T2T[k, t] / D[t] - mean[k]
+                acc += P2[t] * d * d
+            inner[k] = acc
+        for k in range(K):
+            var[k] += P1[s] * inner[k]
+
+
+@njit(**_JIT)
+def _probs(n, q):
+    """Probability of each mask of n units by its popcount, ``(2**n,)``."""
+    by_count = np.empty(n + 1)
+    for kept in range(n + 1):
+        by_count[kept] = math.exp(kept * math.log(q) + (n - kept) * math.log1p(-q))
+    P = np.empty(1 << n)
+    for s in range(1 << n):
+        count, x = 0, s
+        while x:
+            count += x & 1
+            x >>= 1
+        P[s] = by_count[count]
+    return P
+
+
+@njit(**_JIT)
+def _sigmoid_pairs(A, sW, bias, q, variance, mean, var):
+    """Mean (and centred variance) of independent sigmoid units over the inner masks."""
+    B, n = A.shape
+    K = sW.shape[1]
+    n1 = n // 2
+    S1, S2 = 1 << n1, 1 << (n - n1)
+    P1, P2 = _probs(n1, q), _probs(n - n1, q)
+    Z1, Z2 = np.empty(S1), np.empty(S2)
+    a, c = np.empty(S1), np.empty(S2)
+    Y = np.empty((S1, S2))
+    G = np.empty(S2)
+    for b in range(B):
+        for k in range(K):
+            Z1[0] = bias[k]
+            Z2[0] = 0.0
+            for j in range(n):
+                v = A[b, j] * sW[j, k]
+                if j < n1:
+                    h = 1 << j
+                    for s in range(h):
+                        Z1[s + h] = Z1[s] + v
+                else:
+                    h = 1 << (j - n1)
+                    for t in range(h):
+                        Z2[t + h] = Z2[t] + v
+            unsafe = False
+            for s in range(S1):
+                unsafe = unsafe or abs(Z1[s]) > 350
+                a[s] = math.exp(-Z1[s])
+            for t in range(S2):
+                unsafe = unsafe or abs(Z2[t]) > 350
+                c[t] = math.exp(-Z2[t])
+            if unsafe:
+                for s in range(S1):
+                    for t in range(S2):
+                        Y[s, t] = _sigmoid1(Z1[s] + Z2[t])
+            else:
+                for s in range(S1):
+                    f = a[s]
+                    for t in range(S2):
+                        Y[s, t] = 1.0 / (1.0 + f * c[t])
+            for t in range(S2):
+                G[t] = 0.0
+            for s in range(S1):
+                f = P1[s]
+                for t in range(S2):
+                    G[t] += f * Y[s, t]
+            m = 0.0
+            for t in range(S2):
+                m += P2[t] * G[t]
+            mean[b, k] = m
+            if variance:
+                for t in range(S2):
+                    G[t] = 0.0
+                for s in range(S1):
+                    f = P1[s]
+                    for t in range(S2):
+                        d = Y[s, t] - m
+                        G[t] += f * d * d
+                v = 0.0
+                for t in range(S2):
+                    v += P2[t] * G[t]
+                var[b, k] = v
+
+
+# ---------------------------------------------------------------------------
+# Python side: masks to multipliers, the entry points of ``kernels``.
+
+
+def _first_changed(mults: dict, n_masks: int, L: int) -> np.ndarray:
+    """Per mask, the first layer whose multipliers differ from the previous mask's (L: none)."""
+    first = np.full(n_masks, L, dtype=np.int64)
+    for l in sorted(mults, reverse=True):
+        m = mults[l]
+        differs = np.any(m[1:] != m[:-1], axis=1)
+        first[1:][differs] = l
+    if n_masks:
+        first[0] = 0
+    return first
+
+
+def _flat_multipliers(mults: dict, n_masks: int, L: int):
+    layers = sorted(mults)
+    moff = np.full(L, -1, dtype=np.int64)
+    start = 0
+    for l in layers:
+        moff[l] = start
+        start += mults[l].shape[1]
+    M = (np.concatenate([np.asarray(mults[l], dtype=np.float64) for l in layers], axis=1)
+         if layers else np.zeros((n_masks, 0)))
+    return np.ascontiguousarray(M), moff
+
+
+def _west_ratios(w: np.ndarray) -> np.ndarray:
+    return w / np.cumsum(w)
+
+
+def _half_indices(m: np.ndarray):
+    """Each row's two halves as integers (unit j of a half is bit j)."""
+    kept = m != 0
+    n1 = m.shape[1] // 2
+    S = kept[:, :n1].astype(np.int64) @ (1 << np.arange(n1, dtype=np.int64))
+    T = kept[:, n1:].astype(np.int64) @ (1 << np.arange(m.shape[1] - n1, dtype=np.int64))
+    return S, T
+
+
+def generic_task(net: MLP, X: np.ndarray, multipliers_of):
+    """The compiled chunk task of the generic path (see ``reference.generic_task``)."""
+    packed = _pack(net)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    L = net.n_layers
+    output = _OUTPUT_CODES[net.output]
+
+    def task(chunk) -> Moments:
+        masks, weights = chunk
+        w = np.asarray(weights, dtype=np.float64)
+        keep = w > 0
+        acc = Moments()
+        if not keep.any():
+            return acc
+        if not keep.all():
+            masks, w = masks[keep], w[keep]
+        c = w.size
+        mults = {l: np.asarray(m, dtype=np.float64) for l, m in multipliers_of(masks).items()}
+        M, moff = _flat_multipliers(mults, c, L)
+        first = _first_changed(mults, c, L)
+        tab, tabc, S, T = -1, np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)
+        if mults:
+            k = max(mults)
+            m = mults[k]
+            kept_value = m.max(axis=0)
+            n_k = m.shape[1]
+            runs = 1 + int(np.count_nonzero(first[1:] < k))
+            table_cost = runs * (2 ** (n_k // 2) + 2 ** (n_k - n_k // 2))
+            if (2 <= n_k <= _MAX_TABLE_UNITS and table_cost < c * n_k
+                    and np.all((m == 0) | (m == kept_value))):
+                tab, tabc = k, np.ascontiguousarray(kept_value)
+                S, T = _half_indices(m)
+        mean, m2, mean_z = _generic_moments(*packed, output, X, M, moff, first, tab, tabc, S, T,
+                                            _west_ratios(w), w)
+        acc.weight, acc.mean, acc.m2, acc.mean_logits = float(w.sum()), mean, m2, mean_z
+        return acc
+
+    return task
+
+
+def _outer_multipliers(net: MLP, plan: _Plan, masks: np.ndarray) -> dict:
+    mults, start = {}, 0
+    for l in plan.outer.layers if plan.outer is not None else ():
+        width = net.sizes[l]
+        m = masks[:, start:start + width].astype(np.float64)
+        start += width
+        mults[l] = m / plan.outer.layer_keep_prob(l) if plan.outer.scheme == "inverted" else m
+    return mults
+
+
+def _prefix_inputs(net: MLP, plan: _Plan, masks: np.ndarray):
+    L = net.n_layers
+    mults = _outer_multipliers(net, plan, masks)
+    M, moff = _flat_multipliers(mults, masks.shape[0], L)
+    return M, moff, _first_changed(mults, masks.shape[0], L)
+
+
+def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    if plan.prefix is None:
+        return np.broadcast_to(X, (masks.shape[0],) + X.shape)
+    M, moff, first = _prefix_inputs(net, plan, masks)
+    return _prefix_acts(*_pack(net), np.ascontiguousarray(X, dtype=np.float64), M, moff, first)
+
+
+def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray, *,
+                        arithmetic: bool = True, variance: bool = True):
+    """Compiled ``reference.conditional_moments`` (same parameters and results)."""
+    W, b = net.weights[-1], net.biases[-1]
+    scaled_W = plan.inner_scale * W
+    q = plan.inner_q
+    A = _last_hidden(net, plan, X, masks)
+    c, n, h = A.shape
+    mean_logits = q * (A @ scaled_W) + b
+    if net.output == "identity" or not arithmetic:
+        within = None
+        if variance and net.output == "identity":
+            within = (q * (1 - q)) * ((A * A) @ (scaled_W * scaled_W))
+        return mean_logits, within, mean_logits
+    K = W.shape[1]
+    flat = np.ascontiguousarray(A.reshape(c * n, h))
+    mean = np.empty((c * n, K))
+    var = np.empty((c * n, K))
+    kernel = _sigmoid_pairs if net.output == "sigmoid" else _softmax_pairs
+    kernel(flat, np.ascontiguousarray(scaled_W), np.ascontiguousarray(b, dtype=np.float64), q,
+           variance, mean, var)
+    shape = (c, n, K)
+    return mean.reshape(shape), (var.reshape(shape) if variance else None), mean_logits
+
+
+def shortcut_task(net: MLP, plan: _Plan, X: np.ndarray, arithmetic: bool, variance: bool):
+    """The compiled chunk task of the shortcut path: ``(masks, log_probs) -> Moments``."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    analytic = net.output == "identity" or not arithmetic
+
+    def task(chunk) -> Moments:
+        masks, log_probs = chunk
+        w = np.exp(log_probs)
+        acc = Moments()
+        if not analytic:
+            mean, within, mean_logits = conditional_moments(
+                net, plan, X, masks, arithmetic=arithmetic, variance=variance)
+            acc.add(w, mean, mean_logits, within)
+            return acc
+        keep = w > 0
+        if not keep.any():
+            return acc
+        masks, w = masks[keep], w[keep]
+        acc.weight = float(w.sum())
+        acc.mean, acc.mean_logits, acc.m2 = _affine_moments(net, plan, X, masks, w, variance)
+        return acc
+
+    return task
+
+
+def _affine_moments(net, plan, X, masks, w, variance):
+    """Mean, mean logits and co-moment of an output affine in activation L-1.
+
+    ``E[z | o] = q a(o) @ sW + b`` and ``Var[z | o] = q (1 - q) a(o)^2 @ sW^2``,
+    so over the outer masks ``o`` only the mean ``mu`` and the centred
+    co-moment ``C`` of ``a`` are needed: the spread of ``E[z | o]`` is
+    ``q^2 sW' C sW`` and the within part ``q (1 - q) (diag C + W mu^2) @ sW^2``.
+    """
+    sW = plan.inner_scale * net.weights[-1]
+    q, b = plan.inner_q, net.biases[-1]
+    if plan.prefix is None:
+        mu, C = X, np.zeros((X.shape[0], X.shape[1], X.shape[1]))
+    else:
+        M, moff, first = _prefix_inputs(net, plan, masks)
+        mu, C = _outer_moments(*_pack(net), X, M, moff, first, _west_ratios(w), w, variance)
+    mean = q * (mu @ sW) + b
+    if not variance:
+        return mean, mean, np.zeros_like(mean)
+    m2 = q * q * np.einsum("nij,ik,jk->nk", C, sW, sW)
+    if net.output == "identity":
+        second = np.einsum("nii->ni", C) + w.sum() * mu * mu
+        m2 += (q * (1 - q)) * (second @ (sW * sW))
+    return mean, mean, m2
