@@ -41,11 +41,11 @@ import numpy as np
 from numba import njit
 
 from ..network import MLP
+from ._simd import LANES, vadd, vdiv, vexp, vfma, vload, vmul, vsplat, vstore, vsum
 from .reference import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
     Moments,
-    _mask_probs,
     _Plan,
 )
 
@@ -333,11 +333,14 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
     S1, S2 = 1 << n1, 1 << (n - n1)
     P1, P2 = _probs(n1, q), _probs(n - n1, q)
     V, sh = np.empty((n, K)), np.empty((n, K))
+    E = np.empty(n * K + LANES)
     T1, T2T = np.empty((S1, K)), np.empty((K, S2))
     T2w, T2w2 = np.empty((K, S2)), np.empty((K, S2))
     G, G2 = np.empty((K, S2)), np.empty((K, S2))
     D, R = np.empty(S2), np.empty(S2)
     lb, second = np.empty(K), np.empty(K)
+    R1, R2 = np.empty(S1 * S2), np.empty(S1 * S2)
+    C1, C2 = np.empty((S1, K)), np.empty((S1, K))
     btop = bias[0]
     for k in range(1, K):
         btop = max(btop, bias[k])
@@ -363,60 +366,157 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
         for k in range(K):
             T1[0, k] = math.exp(lb[k])
             T2T[k, 0] = 1.0
+        _exp_into(sh, E)
         for j in range(n):
             if j < n1:
                 h = 1 << j
                 for k in range(K):
-                    f = math.exp(sh[j, k])
+                    f = E[j * K + k]
                     for s in range(h):
                         T1[s + h, k] = T1[s, k] * f
             else:
                 h = 1 << (j - n1)
                 for k in range(K):
-                    f = math.exp(sh[j, k])
+                    f = E[j * K + k]
                     for t in range(h):
                         T2T[k, t + h] = T2T[k, t] * f
         for k in range(K):
             for t in range(S2):
                 T2w[k, t] = P2[t] * T2T[k, t]
                 T2w2[k, t] = T2w[k, t] * T2T[k, t]
-                G[k, t] = 0.0
-                G2[k, t] = 0.0
-        for s in range(S1):
-            for t in range(S2):
-                D[t] = T1[s, 0] * T2T[0, t]
-            for k in range(1, K):
-                f = T1[s, k]
-                for t in range(S2):
-                    D[t] += f * T2T[k, t]
-            for t in range(S2):
-                R[t] = 1.0 / D[t]
-            for k in range(K):
-                f = P1[s] * T1[s, k]
-                for t in range(S2):
-                    G[k, t] += f * R[t]
-            if variance:
-                for t in range(S2):
-                    R[t] *= R[t]
-                for k in range(K):
-                    f = P1[s] * T1[s, k] * T1[s, k]
-                    for t in range(S2):
-                        G2[k, t] += f * R[t]
+        if S2 % LANES == 0:
+            _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean[b], second)
+        else:
+            _softmax_contract_scalar(T1, T2T, T2w, T2w2, P1, variance, G, G2, D, R, mean[b],
+                                     second)
         cancel = False
-        for k in range(K):
-            m = 0.0
-            for t in range(S2):
-                m += T2w[k, t] * G[k, t]
-            mean[b, k] = m
-            if variance:
-                m2 = 0.0
-                for t in range(S2):
-                    m2 += T2w2[k, t] * G2[k, t]
-                v = m2 - m * m
+        if variance:
+            for k in range(K):
+                v = second[k] - mean[b, k] * mean[b, k]
                 var[b, k] = v
-                cancel = cancel or not v * _MAX_CANCELLATION >= m2
+                cancel = cancel or not v * _MAX_CANCELLATION >= second[k]
         if cancel:
             _centred_from_tables(T1, T2T, P1, P2, mean[b], var[b], D)
+
+
+@njit(**_JIT)
+def _exp_into(x, out):
+    """``out.flat[:x.size] = exp(x.flat)``, ``LANES`` at a time (``out`` padded)."""
+    m = x.size
+    flat = x.reshape(m)
+    i = 0
+    while i + LANES <= m:
+        vstore(out, i, vexp(vload(flat, i)))
+        i += LANES
+    for r in range(i, m):
+        out[r] = math.exp(flat[r])
+
+
+@njit(**_JIT)
+def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, second):
+    """``mean[k] = sum_s,t P1 P2 T1 T2 / D`` (and ``second`` with squares), vectorised over t.
+
+    Reciprocals ``1 / D[s, t]`` first (``K`` fused multiply-adds and one
+    division per ``LANES`` subnetworks), then register blocks of two
+    classes by ``4 LANES`` low-half masks, the high half innermost.
+    """
+    S1, K = T1.shape
+    S2 = T2T.shape[1]
+    one = vsplat(1.0)
+    for s in range(S1):
+        p = P1[s]
+        for k in range(K):
+            C1[s, k] = p * T1[s, k]
+            C2[s, k] = C1[s, k] * T1[s, k]
+        for t in range(0, S2, LANES):
+            d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
+            for k in range(1, K):
+                d = vfma(vsplat(T1[s, k]), vload(T2T, k * S2 + t), d)
+            r = vdiv(one, d)
+            vstore(R1, s * S2 + t, r)
+            if variance:
+                vstore(R2, s * S2 + t, vmul(r, r))
+    _contract(C1, R1, T2w, S1, S2, K, mean)
+    if variance:
+        _contract(C2, R2, T2w2, S1, S2, K, second)
+
+
+@njit(**_JIT)
+def _contract(C, R, Tw, S1, S2, K, out):
+    """``out[k] = sum_t Tw[k, t] sum_s C[s, k] R[s, t]``."""
+    step = 4 * LANES
+    if S2 % step != 0:
+        for k in range(K):
+            total = 0.0
+            for t in range(0, S2, LANES):
+                a = vsplat(0.0)
+                for s in range(S1):
+                    a = vfma(vsplat(C[s, k]), vload(R, s * S2 + t), a)
+                total += vsum(vmul(a, vload(Tw, k * S2 + t)))
+            out[k] = total
+        return
+    for k in range(0, K, 2):
+        k2 = min(k + 1, K - 1)  # an odd last class is computed twice, kept once
+        total, total2 = 0.0, 0.0
+        for t in range(0, S2, step):
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vsplat(0.0)
+            for s in range(S1):
+                base = s * S2 + t
+                r0, r1 = vload(R, base), vload(R, base + LANES)
+                r2, r3 = vload(R, base + 2 * LANES), vload(R, base + 3 * LANES)
+                c = vsplat(C[s, k])
+                a0, a1, a2, a3 = vfma(c, r0, a0), vfma(c, r1, a1), vfma(c, r2, a2), vfma(c, r3, a3)
+                c = vsplat(C[s, k2])
+                b0, b1, b2, b3 = vfma(c, r0, b0), vfma(c, r1, b1), vfma(c, r2, b2), vfma(c, r3, b3)
+            w = k * S2 + t
+            total += vsum(vadd(vadd(vmul(a0, vload(Tw, w)), vmul(a1, vload(Tw, w + LANES))),
+                               vadd(vmul(a2, vload(Tw, w + 2 * LANES)),
+                                    vmul(a3, vload(Tw, w + 3 * LANES)))))
+            w = k2 * S2 + t
+            total2 += vsum(vadd(vadd(vmul(b0, vload(Tw, w)), vmul(b1, vload(Tw, w + LANES))),
+                                vadd(vmul(b2, vload(Tw, w + 2 * LANES)),
+                                     vmul(b3, vload(Tw, w + 3 * LANES)))))
+        out[k] = total
+        out[k2] = total2
+
+
+@njit(**_JIT)
+def _softmax_contract_scalar(T1, T2T, T2w, T2w2, P1, variance, G, G2, D, R, mean, second):
+    """:func:`_softmax_contract` for fewer than ``LANES`` low-half masks."""
+    S1, K = T1.shape
+    S2 = T2T.shape[1]
+    for k in range(K):
+        for t in range(S2):
+            G[k, t] = 0.0
+            G2[k, t] = 0.0
+    for s in range(S1):
+        for t in range(S2):
+            D[t] = T1[s, 0] * T2T[0, t]
+        for k in range(1, K):
+            f = T1[s, k]
+            for t in range(S2):
+                D[t] += f * T2T[k, t]
+        for t in range(S2):
+            R[t] = 1.0 / D[t]
+        for k in range(K):
+            f = P1[s] * T1[s, k]
+            for t in range(S2):
+                G[k, t] += f * R[t]
+        if variance:
+            for t in range(S2):
+                R[t] *= R[t]
+            for k in range(K):
+                f = P1[s] * T1[s, k] * T1[s, k]
+                for t in range(S2):
+                    G2[k, t] += f * R[t]
+    for k in range(K):
+        m = 0.0
+        m2 = 0.0
+        for t in range(S2):
+            m += T2w[k, t] * G[k, t]
+            m2 += T2w2[k, t] * G2[k, t]
+        mean[k] = m
+        second[k] = m2
 
 
 @njit(**_JIT)
