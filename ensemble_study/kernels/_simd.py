@@ -159,7 +159,7 @@ _LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
 def _pow2(builder, h):
     """``2**h`` for integer-valued ``h`` in [-1022, 1023]."""
     bits = builder.bitcast(builder.fadd(h, _const(_MAGIC)), _VI)
-    bits = builder.sub(bits, ir.Constant(_VI, [int(0x4338000000000000)] * LANES))
+    bits = builder.sub(bits, ir.Constant(_VI, [0x4338000000000000] * LANES))
     bits = builder.add(bits, ir.Constant(_VI, [1023] * LANES))
     return builder.bitcast(builder.shl(bits, ir.Constant(_VI, [52] * LANES)), _VT)
 

@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit
 
 from ..network import MLP
-from ._simd import LANES, vadd, vdiv, vexp, vfma, vload, vmul, vsplat, vstore, vsum
+from ._simd import LANES, vadd, vdiv, vexp, vfma, vload, vmax, vmul, vsplat, vstore, vsub, vsum
 from .reference import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
@@ -82,60 +82,103 @@ def _sigmoid1(z):
 
 
 @njit(**_JIT)
-def _activate(code, z, out, n):
-    for o in range(n):
-        x = z[o]
-        if code == 1:
-            x = x if x > 0 else 0.0
-        elif code == 2:
-            x = math.tanh(x)
-        elif code == 3:
-            x = _sigmoid1(x)
-        out[o] = x
+def _activate(code, z, out, start, stop):
+    """``out[start:stop] = f(z[start:stop])`` for hidden activation ``code`` (flat rows)."""
+    if code == 1:
+        for o in range(start, stop):
+            x = z[o]
+            out[o] = x if x > 0 else 0.0
+    elif code == 2:
+        for o in range(start, stop):
+            out[o] = math.tanh(z[o])
+    elif code == 3:
+        for o in range(start, stop):
+            out[o] = _sigmoid1(z[o])
+    else:
+        for o in range(start, stop):
+            out[o] = z[o]
 
 
 @njit(**_JIT)
-def _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, top, tab, tabc,
-             S, T, refresh, acts, zs, Z1, Z2, built):
-    """Bring one example's activations up to date for mask ``i``.
+def _matvec(src, dst, Wf, w0, bf, b0, nin, nout):
+    """``dst[o] = b[o] + sum_j src[j] W[j, o]``, each a vector of ``LANES`` examples.
 
-    ``acts[l]`` (activation ``l``, ``l < top``) and ``zs[l]`` (pre-activation)
+    Outputs in blocks of four (four independent accumulation chains); a unit
+    whose input is zero in every lane is skipped (dropped units, ReLU zeros).
+    """
+    o = 0
+    while o + 4 <= nout:
+        c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
+        c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
+        for j in range(nin):
+            if src[j * LANES:(j + 1) * LANES].any():
+                a = vload(src, j * LANES)
+                w = w0 + j * nout + o
+                c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
+                c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
+        vstore(dst, o * LANES, c0)
+        vstore(dst, (o + 1) * LANES, c1)
+        vstore(dst, (o + 2) * LANES, c2)
+        vstore(dst, (o + 3) * LANES, c3)
+        o += 4
+    while o < nout:
+        c0 = vsplat(bf[b0 + o])
+        for j in range(nin):
+            c0 = vfma(vload(src, j * LANES), vsplat(Wf[w0 + j * nout + o]), c0)
+        vstore(dst, o * LANES, c0)
+        o += 1
+
+
+@njit(**_JIT)
+def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab, tabc, S, T,
+             acts, zs, src, Z1, Z2, built):
+    """Bring a block of ``LANES`` examples up to date for mask ``i``.
+
+    Rows are flat, unit-major: ``acts[l, j * LANES + e]`` is activation ``l``
+    of unit ``j``, example ``e``; ``zs`` likewise the pre-activations. They
     hold the previous mask's values; layers from ``first[i]`` are recomputed
     up to ``zs[top]`` (and ``acts[top]`` when ``top`` is a hidden layer).
+    The first changed layer is updated by rank-one steps when few of its
+    units changed (recomputed in full every ``_REFRESH`` masks); layer
+    ``tab`` (if >= 0) is read from the half-tables ``Z1``, ``Z2``.
     """
     L = sizes.size - 1
     l0 = first[i]
     if l0 >= top:
         return
     if l0 == 0:
-        for j in range(sizes[0]):
-            acts[0, j] = X[e, j]
+        acts[0, :Xb.size] = Xb
     for l in range(l0, top):
         nin, nout = sizes[l], sizes[l + 1]
         w0, b0, off = woff[l], boff[l], moff[l]
         z = zs[l + 1]
+        a_l = acts[l]
         if l == tab:
             n1 = nin // 2
             if l0 < l or built[0] == 0:
                 built[0] = 1
-                for o in range(nout):
-                    Z1[0, o] = 0.0
-                    Z2[0, o] = 0.0
+                Z1[0, :] = 0.0
+                Z2[0, :] = 0.0
                 for j in range(nin):
-                    a = tabc[j] * acts[l, j]
+                    a = vmul(vload(a_l, j * LANES), vsplat(tabc[j]))
                     if j < n1:
                         h, Zt = 1 << j, Z1
                     else:
                         h, Zt = 1 << (j - n1), Z2
+                    row = Zt.shape[1]
                     for s in range(h):
                         for o in range(nout):
-                            Zt[s + h, o] = Zt[s, o] + a * Wf[w0 + j * nout + o]
+                            vstore(Zt, (s + h) * row + o * LANES,
+                                   vfma(a, vsplat(Wf[w0 + j * nout + o]),
+                                        vload(Zt, s * row + o * LANES)))
             s, t = S[i], T[i]
+            row = Z1.shape[1]
             for o in range(nout):
-                z[o] = bf[b0 + o] + Z1[s, o] + Z2[t, o]
+                vstore(z, o * LANES, vadd(vadd(vsplat(bf[b0 + o]), vload(Z1, s * row + o * LANES)),
+                                          vload(Z2, t * row + o * LANES)))
         else:
             rank_one = False
-            if l == l0 and off >= 0 and i > 0 and i % refresh != 0:
+            if l == l0 and off >= 0 and i > 0 and i % _REFRESH != 0:
                 changed = 0
                 for j in range(nin):
                     if M[i, off + j] != M[i - 1, off + j]:
@@ -145,21 +188,18 @@ def _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, top, ta
                 for j in range(nin):
                     d = M[i, off + j] - M[i - 1, off + j]
                     if d != 0:
-                        a = d * acts[l, j]
+                        a = vmul(vload(a_l, j * LANES), vsplat(d))
                         for o in range(nout):
-                            z[o] += a * Wf[w0 + j * nout + o]
-            else:
-                for o in range(nout):
-                    z[o] = bf[b0 + o]
+                            vstore(z, o * LANES, vfma(a, vsplat(Wf[w0 + j * nout + o]),
+                                                      vload(z, o * LANES)))
+            elif off >= 0:
                 for j in range(nin):
-                    a = acts[l, j]
-                    if off >= 0:
-                        a *= M[i, off + j]
-                    if a != 0:
-                        for o in range(nout):
-                            z[o] += a * Wf[w0 + j * nout + o]
+                    vstore(src, j * LANES, vmul(vload(a_l, j * LANES), vsplat(M[i, off + j])))
+                _matvec(src, z, Wf, w0, bf, b0, nin, nout)
+            else:
+                _matvec(a_l, z, Wf, w0, bf, b0, nin, nout)
         if l + 1 < L:
-            _activate(hidden[l], z, acts[l + 1], nout)
+            _activate(hidden[l], z, acts[l + 1], 0, nout * LANES)
 
 
 @njit(**_JIT)
@@ -168,16 +208,28 @@ def _state(sizes, tab):
     width = 0
     for l in range(L + 1):
         width = max(width, sizes[l])
-    acts = np.zeros((L + 1, width))
-    zs = np.zeros((L + 1, width))
+    acts = np.zeros((L + 1, width * LANES))
+    zs = np.zeros((L + 1, width * LANES))
+    src = np.zeros(width * LANES)
     if tab >= 0:
         n1 = sizes[tab] // 2
-        Z1 = np.zeros((1 << n1, sizes[tab + 1]))
-        Z2 = np.zeros((1 << (sizes[tab] - n1), sizes[tab + 1]))
+        Z1 = np.zeros((1 << n1, sizes[tab + 1] * LANES))
+        Z2 = np.zeros((1 << (sizes[tab] - n1), sizes[tab + 1] * LANES))
     else:
-        Z1 = np.zeros((1, 1))
-        Z2 = np.zeros((1, 1))
-    return acts, zs, Z1, Z2, np.zeros(1, dtype=np.int64)
+        Z1 = np.zeros((1, LANES))
+        Z2 = np.zeros((1, LANES))
+    return acts, zs, src, Z1, Z2, np.zeros(1, dtype=np.int64)
+
+
+@njit(**_JIT)
+def _block_of(X, e0):
+    """Examples ``e0 .. e0 + LANES - 1`` unit-major (zeros past the end)."""
+    n, d = X.shape
+    Xb = np.zeros(d * LANES)
+    for e in range(e0, min(e0 + LANES, n)):
+        for j in range(d):
+            Xb[j * LANES + e - e0] = X[e, j]
+    return Xb
 
 
 @njit(**_JIT)
@@ -186,39 +238,53 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
     """Per example and output: weighted mean, co-moment and mean logit over the masks.
 
     West's update with ``r[i] = w[i] / (w[0] + ... + w[i])``; ``w > 0``.
+    Examples run ``LANES`` at a time, one per vector lane.
     """
     L = sizes.size - 1
     n, K, c = X.shape[0], sizes[L], M.shape[0]
     mean, m2, mean_z = np.zeros((n, K)), np.zeros((n, K)), np.zeros((n, K))
-    y = np.empty(K)
-    for e in range(n):
-        acts, zs, Z1, Z2, built = _state(sizes, tab)
+    y = np.empty(K * LANES)
+    mu, sq, mz = np.empty(K * LANES), np.empty(K * LANES), np.empty(K * LANES)
+    for e0 in range(0, n, LANES):
+        acts, zs, src, Z1, Z2, built = _state(sizes, tab)
+        Xb = _block_of(X, e0)
+        mu[:] = 0.0
+        sq[:] = 0.0
+        mz[:] = 0.0
         for i in range(c):
-            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L, tab, tabc,
-                     S, T, _REFRESH, acts, zs, Z1, Z2, built)
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L, tab, tabc,
+                     S, T, acts, zs, src, Z1, Z2, built)
             z = zs[L]
-            if output == 0:
+            if output == 2:
+                top = vload(z, 0)
+                for k in range(1, K):
+                    top = vmax(top, vload(z, k * LANES))
+                total = vsplat(0.0)
                 for k in range(K):
-                    y[k] = z[k]
+                    ek = vexp(vsub(vload(z, k * LANES), top))
+                    vstore(y, k * LANES, ek)
+                    total = vadd(total, ek)
+                for k in range(K):
+                    vstore(y, k * LANES, vdiv(vload(y, k * LANES), total))
             elif output == 1:
-                for k in range(K):
+                for k in range(K * LANES):
                     y[k] = _sigmoid1(z[k])
             else:
-                top = z[0]
-                for k in range(1, K):
-                    top = max(top, z[k])
-                total = 0.0
-                for k in range(K):
-                    y[k] = math.exp(z[k] - top)
-                    total += y[k]
-                for k in range(K):
-                    y[k] /= total
-            ri, wi = r[i], w[i]
+                y[:] = z[:K * LANES]
+            ri, wi = vsplat(r[i]), vsplat(w[i])
+            for k in range(0, K * LANES, LANES):
+                yk = vload(y, k)
+                d = vsub(yk, vload(mu, k))
+                m = vfma(ri, d, vload(mu, k))
+                vstore(mu, k, m)
+                vstore(sq, k, vfma(vmul(wi, d), vsub(yk, m), vload(sq, k)))
+                zk = vload(z, k)
+                vstore(mz, k, vfma(ri, vsub(zk, vload(mz, k)), vload(mz, k)))
+        for e in range(e0, min(e0 + LANES, n)):
             for k in range(K):
-                d = y[k] - mean[e, k]
-                mean[e, k] += ri * d
-                m2[e, k] += wi * d * (y[k] - mean[e, k])
-                mean_z[e, k] += ri * (z[k] - mean_z[e, k])
+                mean[e, k] = mu[k * LANES + e - e0]
+                m2[e, k] = sq[k * LANES + e - e0]
+                mean_z[e, k] = mz[k * LANES + e - e0]
     return mean, m2, mean_z
 
 
@@ -228,15 +294,18 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
     L = sizes.size - 1
     n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
     A = np.empty((c, n, h))
-    dummy_i = np.zeros(1, dtype=np.int64)
-    dummy_f = np.zeros(1)
-    for e in range(n):
-        acts, zs, Z1, Z2, built = _state(sizes, -1)
+    none_i = np.zeros(1, dtype=np.int64)
+    none_f = np.zeros(1)
+    for e0 in range(0, n, LANES):
+        acts, zs, src, Z1, Z2, built = _state(sizes, -1)
+        Xb = _block_of(X, e0)
         for i in range(c):
-            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L - 1, -1,
-                     dummy_f, dummy_i, dummy_i, _REFRESH, acts, zs, Z1, Z2, built)
-            for j in range(h):
-                A[i, e, j] = acts[L - 1, j]
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
+                     none_f, none_i, none_i, acts, zs, src, Z1, Z2, built)
+            a = acts[L - 1]
+            for e in range(e0, min(e0 + LANES, n)):
+                for j in range(h):
+                    A[i, e, j] = a[j * LANES + e - e0]
     return A
 
 
@@ -247,28 +316,39 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, v
     n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
     mu = np.zeros((n, h))
     C = np.zeros((n, h, h))
-    d = np.empty(h)
-    dummy_i = np.zeros(1, dtype=np.int64)
-    dummy_f = np.zeros(1)
-    for e in range(n):
-        acts, zs, Z1, Z2, built = _state(sizes, -1)
-        Ce = C[e]
+    none_i = np.zeros(1, dtype=np.int64)
+    none_f = np.zeros(1)
+    d = np.empty(h * LANES)
+    m = np.empty(h * LANES)
+    Cb = np.empty(h * h * LANES)
+    for e0 in range(0, n, LANES):
+        acts, zs, src, Z1, Z2, built = _state(sizes, -1)
+        Xb = _block_of(X, e0)
+        m[:] = 0.0
+        Cb[:] = 0.0
         for i in range(c):
-            _advance(i, e, Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, L - 1, -1,
-                     dummy_f, dummy_i, dummy_i, _REFRESH, acts, zs, Z1, Z2, built)
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
+                     none_f, none_i, none_i, acts, zs, src, Z1, Z2, built)
             a = acts[L - 1]
-            ri, wi = r[i], w[i]
-            for j in range(h):
-                d[j] = a[j] - mu[e, j]
-                mu[e, j] += ri * d[j]
+            ri, wi = vsplat(r[i]), vsplat(w[i])
+            for j in range(0, h * LANES, LANES):
+                aj = vload(a, j)
+                dj = vsub(aj, vload(m, j))
+                mj = vfma(ri, dj, vload(m, j))
+                vstore(m, j, mj)
+                vstore(d, j, vmul(wi, dj))
+                vstore(src, j, vsub(aj, mj))
             if variance:
                 for j in range(h):
-                    dj = wi * d[j]
+                    dj = vload(d, j * LANES)
                     for k in range(j, h):
-                        Ce[j, k] += dj * (a[k] - mu[e, k])
-        for j in range(h):
-            for k in range(j):
-                Ce[j, k] = Ce[k, j]
+                        at = (j * h + k) * LANES
+                        vstore(Cb, at, vfma(dj, vload(src, k * LANES), vload(Cb, at)))
+        for e in range(e0, min(e0 + LANES, n)):
+            for j in range(h):
+                mu[e, j] = m[j * LANES + e - e0]
+                for k in range(j, h):
+                    C[e, j, k] = C[e, k, j] = Cb[(j * h + k) * LANES + e - e0]
     return mu, C
 
 
