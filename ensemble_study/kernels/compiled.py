@@ -54,6 +54,9 @@ from .reference import (
 # finite-math assumptions the guards rely on.
 _FASTMATH = {"contract", "arcp", "nsz"}
 _JIT = {"cache": True, "nogil": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+# Helpers called per subnetwork are inlined in numba IR: a call would pass every
+# array by value and touch its reference count (measured 10x slower).
+_INLINE = {**_JIT, "inline": "always"}
 
 _HIDDEN_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _OUTPUT_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
@@ -81,57 +84,63 @@ def _sigmoid1(z):
     return e / (1.0 + e)
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _activate(code, z, out, start, stop):
-    """``out[start:stop] = f(z[start:stop])`` for hidden activation ``code`` (flat rows)."""
+    """``out.flat[start:stop] = f(z.flat[start:stop])`` for hidden activation ``code``."""
+    zf, of = z.reshape(z.size), out.reshape(out.size)
     if code == 1:
         for o in range(start, stop):
-            x = z[o]
-            out[o] = x if x > 0 else 0.0
+            x = zf[o]
+            of[o] = x if x > 0 else 0.0
     elif code == 2:
         for o in range(start, stop):
-            out[o] = math.tanh(z[o])
+            of[o] = math.tanh(zf[o])
     elif code == 3:
         for o in range(start, stop):
-            out[o] = _sigmoid1(z[o])
+            of[o] = _sigmoid1(zf[o])
     else:
         for o in range(start, stop):
-            out[o] = z[o]
+            of[o] = zf[o]
 
 
-@njit(**_JIT)
-def _matvec(src, dst, Wf, w0, bf, b0, nin, nout):
-    """``dst[o] = b[o] + sum_j src[j] W[j, o]``, each a vector of ``LANES`` examples.
+@njit(**_INLINE)
+def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
+    """``dst[o] = b[o] + sum_j m_j src[j] W[j, o]``, each a vector of ``LANES`` examples.
 
-    Outputs in blocks of four (four independent accumulation chains); a unit
-    whose input is zero in every lane is skipped (dropped units, ReLU zeros).
+    ``src`` and ``dst`` rows start at flat offsets ``s0``, ``d0``; ``m_j`` is
+    ``M[i, off + j]`` (1 when ``off < 0``) and a dropped unit is skipped.
+    Outputs in blocks of four: four independent accumulation chains.
     """
     o = 0
     while o + 4 <= nout:
         c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
         c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
         for j in range(nin):
-            if src[j * LANES:(j + 1) * LANES].any():
-                a = vload(src, j * LANES)
+            m = M[i, off + j] if off >= 0 else 1.0
+            if m != 0:
+                a = vmul(vload(src, s0 + j * LANES), vsplat(m))
                 w = w0 + j * nout + o
                 c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
                 c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
-        vstore(dst, o * LANES, c0)
-        vstore(dst, (o + 1) * LANES, c1)
-        vstore(dst, (o + 2) * LANES, c2)
-        vstore(dst, (o + 3) * LANES, c3)
+        vstore(dst, d0 + o * LANES, c0)
+        vstore(dst, d0 + (o + 1) * LANES, c1)
+        vstore(dst, d0 + (o + 2) * LANES, c2)
+        vstore(dst, d0 + (o + 3) * LANES, c3)
         o += 4
     while o < nout:
         c0 = vsplat(bf[b0 + o])
         for j in range(nin):
-            c0 = vfma(vload(src, j * LANES), vsplat(Wf[w0 + j * nout + o]), c0)
-        vstore(dst, o * LANES, c0)
+            m = M[i, off + j] if off >= 0 else 1.0
+            if m != 0:
+                c0 = vfma(vmul(vload(src, s0 + j * LANES), vsplat(m)),
+                          vsplat(Wf[w0 + j * nout + o]), c0)
+        vstore(dst, d0 + o * LANES, c0)
         o += 1
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab, tabc, S, T,
-             acts, zs, src, Z1, Z2, built):
+             acts, zs, Z1, Z2, built):
     """Bring a block of ``LANES`` examples up to date for mask ``i``.
 
     Rows are flat, unit-major: ``acts[l, j * LANES + e]`` is activation ``l``
@@ -146,36 +155,38 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab,
     l0 = first[i]
     if l0 >= top:
         return
+    row = acts.shape[1]
     if l0 == 0:
-        acts[0, :Xb.size] = Xb
+        for j in range(Xb.size):
+            acts[0, j] = Xb[j]
     for l in range(l0, top):
         nin, nout = sizes[l], sizes[l + 1]
         w0, b0, off = woff[l], boff[l], moff[l]
-        z = zs[l + 1]
-        a_l = acts[l]
+        a0, z0 = l * row, (l + 1) * row
         if l == tab:
             n1 = nin // 2
+            trow = Z1.shape[1]
             if l0 < l or built[0] == 0:
                 built[0] = 1
-                Z1[0, :] = 0.0
-                Z2[0, :] = 0.0
+                for o in range(trow):
+                    Z1[0, o] = 0.0
+                    Z2[0, o] = 0.0
                 for j in range(nin):
-                    a = vmul(vload(a_l, j * LANES), vsplat(tabc[j]))
+                    a = vmul(vload(acts, a0 + j * LANES), vsplat(tabc[j]))
                     if j < n1:
                         h, Zt = 1 << j, Z1
                     else:
                         h, Zt = 1 << (j - n1), Z2
-                    row = Zt.shape[1]
                     for s in range(h):
                         for o in range(nout):
-                            vstore(Zt, (s + h) * row + o * LANES,
+                            vstore(Zt, (s + h) * trow + o * LANES,
                                    vfma(a, vsplat(Wf[w0 + j * nout + o]),
-                                        vload(Zt, s * row + o * LANES)))
-            s, t = S[i], T[i]
-            row = Z1.shape[1]
+                                        vload(Zt, s * trow + o * LANES)))
+            s1, t1 = S[i] * trow, T[i] * trow
             for o in range(nout):
-                vstore(z, o * LANES, vadd(vadd(vsplat(bf[b0 + o]), vload(Z1, s * row + o * LANES)),
-                                          vload(Z2, t * row + o * LANES)))
+                vstore(zs, z0 + o * LANES,
+                       vadd(vadd(vsplat(bf[b0 + o]), vload(Z1, s1 + o * LANES)),
+                            vload(Z2, t1 + o * LANES)))
         else:
             rank_one = False
             if l == l0 and off >= 0 and i > 0 and i % _REFRESH != 0:
@@ -188,18 +199,15 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab,
                 for j in range(nin):
                     d = M[i, off + j] - M[i - 1, off + j]
                     if d != 0:
-                        a = vmul(vload(a_l, j * LANES), vsplat(d))
+                        a = vmul(vload(acts, a0 + j * LANES), vsplat(d))
                         for o in range(nout):
-                            vstore(z, o * LANES, vfma(a, vsplat(Wf[w0 + j * nout + o]),
-                                                      vload(z, o * LANES)))
-            elif off >= 0:
-                for j in range(nin):
-                    vstore(src, j * LANES, vmul(vload(a_l, j * LANES), vsplat(M[i, off + j])))
-                _matvec(src, z, Wf, w0, bf, b0, nin, nout)
+                            at = z0 + o * LANES
+                            vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]),
+                                                vload(zs, at)))
             else:
-                _matvec(a_l, z, Wf, w0, bf, b0, nin, nout)
+                _matvec(acts, a0, M, i, off, zs, z0, Wf, w0, bf, b0, nin, nout)
         if l + 1 < L:
-            _activate(hidden[l], z, acts[l + 1], 0, nout * LANES)
+            _activate(hidden[l], zs, acts, z0, z0 + nout * LANES)
 
 
 @njit(**_JIT)
@@ -210,7 +218,6 @@ def _state(sizes, tab):
         width = max(width, sizes[l])
     acts = np.zeros((L + 1, width * LANES))
     zs = np.zeros((L + 1, width * LANES))
-    src = np.zeros(width * LANES)
     if tab >= 0:
         n1 = sizes[tab] // 2
         Z1 = np.zeros((1 << n1, sizes[tab + 1] * LANES))
@@ -218,7 +225,7 @@ def _state(sizes, tab):
     else:
         Z1 = np.zeros((1, LANES))
         Z2 = np.zeros((1, LANES))
-    return acts, zs, src, Z1, Z2, np.zeros(1, dtype=np.int64)
+    return acts, zs, Z1, Z2, np.zeros(1, dtype=np.int64)
 
 
 @njit(**_JIT)
@@ -246,31 +253,33 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
     y = np.empty(K * LANES)
     mu, sq, mz = np.empty(K * LANES), np.empty(K * LANES), np.empty(K * LANES)
     for e0 in range(0, n, LANES):
-        acts, zs, src, Z1, Z2, built = _state(sizes, tab)
+        acts, zs, Z1, Z2, built = _state(sizes, tab)
         Xb = _block_of(X, e0)
         mu[:] = 0.0
         sq[:] = 0.0
         mz[:] = 0.0
         for i in range(c):
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L, tab, tabc,
-                     S, T, acts, zs, src, Z1, Z2, built)
-            z = zs[L]
+                     S, T, acts, zs, Z1, Z2, built)
+            z0 = L * zs.shape[1]
             if output == 2:
-                top = vload(z, 0)
+                top = vload(zs, z0)
                 for k in range(1, K):
-                    top = vmax(top, vload(z, k * LANES))
+                    top = vmax(top, vload(zs, z0 + k * LANES))
                 total = vsplat(0.0)
                 for k in range(K):
-                    ek = vexp(vsub(vload(z, k * LANES), top))
+                    ek = vexp(vsub(vload(zs, z0 + k * LANES), top))
                     vstore(y, k * LANES, ek)
                     total = vadd(total, ek)
+                inv = vdiv(vsplat(1.0), total)  # one division per example, not per class
                 for k in range(K):
-                    vstore(y, k * LANES, vdiv(vload(y, k * LANES), total))
+                    vstore(y, k * LANES, vmul(vload(y, k * LANES), inv))
             elif output == 1:
                 for k in range(K * LANES):
-                    y[k] = _sigmoid1(z[k])
+                    y[k] = _sigmoid1(zs[L, k])
             else:
-                y[:] = z[:K * LANES]
+                for k in range(K * LANES):
+                    y[k] = zs[L, k]
             ri, wi = vsplat(r[i]), vsplat(w[i])
             for k in range(0, K * LANES, LANES):
                 yk = vload(y, k)
@@ -278,7 +287,7 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                 m = vfma(ri, d, vload(mu, k))
                 vstore(mu, k, m)
                 vstore(sq, k, vfma(vmul(wi, d), vsub(yk, m), vload(sq, k)))
-                zk = vload(z, k)
+                zk = vload(zs, z0 + k)
                 vstore(mz, k, vfma(ri, vsub(zk, vload(mz, k)), vload(mz, k)))
         for e in range(e0, min(e0 + LANES, n)):
             for k in range(K):
@@ -297,15 +306,14 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
     none_i = np.zeros(1, dtype=np.int64)
     none_f = np.zeros(1)
     for e0 in range(0, n, LANES):
-        acts, zs, src, Z1, Z2, built = _state(sizes, -1)
+        acts, zs, Z1, Z2, built = _state(sizes, -1)
         Xb = _block_of(X, e0)
         for i in range(c):
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
-                     none_f, none_i, none_i, acts, zs, src, Z1, Z2, built)
-            a = acts[L - 1]
+                     none_f, none_i, none_i, acts, zs, Z1, Z2, built)
             for e in range(e0, min(e0 + LANES, n)):
                 for j in range(h):
-                    A[i, e, j] = a[j * LANES + e - e0]
+                    A[i, e, j] = acts[L - 1, j * LANES + e - e0]
     return A
 
 
@@ -318,32 +326,32 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, v
     C = np.zeros((n, h, h))
     none_i = np.zeros(1, dtype=np.int64)
     none_f = np.zeros(1)
-    d = np.empty(h * LANES)
+    d, dev = np.empty(h * LANES), np.empty(h * LANES)
     m = np.empty(h * LANES)
     Cb = np.empty(h * h * LANES)
     for e0 in range(0, n, LANES):
-        acts, zs, src, Z1, Z2, built = _state(sizes, -1)
+        acts, zs, Z1, Z2, built = _state(sizes, -1)
         Xb = _block_of(X, e0)
         m[:] = 0.0
         Cb[:] = 0.0
         for i in range(c):
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
-                     none_f, none_i, none_i, acts, zs, src, Z1, Z2, built)
-            a = acts[L - 1]
+                     none_f, none_i, none_i, acts, zs, Z1, Z2, built)
+            a0 = (L - 1) * acts.shape[1]
             ri, wi = vsplat(r[i]), vsplat(w[i])
             for j in range(0, h * LANES, LANES):
-                aj = vload(a, j)
+                aj = vload(acts, a0 + j)
                 dj = vsub(aj, vload(m, j))
                 mj = vfma(ri, dj, vload(m, j))
                 vstore(m, j, mj)
                 vstore(d, j, vmul(wi, dj))
-                vstore(src, j, vsub(aj, mj))
+                vstore(dev, j, vsub(aj, mj))
             if variance:
                 for j in range(h):
                     dj = vload(d, j * LANES)
                     for k in range(j, h):
                         at = (j * h + k) * LANES
-                        vstore(Cb, at, vfma(dj, vload(src, k * LANES), vload(Cb, at)))
+                        vstore(Cb, at, vfma(dj, vload(dev, k * LANES), vload(Cb, at)))
         for e in range(e0, min(e0 + LANES, n)):
             for j in range(h):
                 mu[e, j] = m[j * LANES + e - e0]
