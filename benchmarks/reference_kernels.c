@@ -125,3 +125,6 @@ void gray_expected_hidden(const double *restrict X, const double *restrict W,
         free(z); free(acc); free(row);
     }
 }
+
+#include <omp.h>
+void set_threads(int n) { omp_set_num_threads(n); }
