@@ -7,6 +7,7 @@ so that the reference stays fast.
 """
 
 import itertools
+import shutil
 
 import numpy as np
 import pytest
@@ -320,7 +321,10 @@ def test_bench_command_quick(tmp_path):
     df = load_result(out)
     assert list(df.columns[:8]) == ["case", "architecture", "output", "statistics", "n_dropped",
                                     "n_subnetworks", "n_examples", "method"]
-    assert set(df["case"]) == {"a", "b", "c", "sweep"}
+    assert set(df["case"]) == {"a", "b", "c", "g", "sweep"}
     methods = df.groupby(["case", "architecture", "statistics"])["method"].agg(set)
     assert all({"naive", "package"} <= m for m in methods)
+    assert {"threads", "kernel_gflops", "limit", "vs_c"} <= set(df.columns)
+    if shutil.which("gcc"):  # C rows beside the softmax and identity cases
+        assert {"b", "c"} <= set(df.loc[df["method"] == "c_reference", "case"])
     assert png.stat().st_size > 0

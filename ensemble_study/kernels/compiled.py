@@ -62,6 +62,8 @@ _HIDDEN_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 _OUTPUT_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
 # Rank-one updates between full recomputations of the first changed layer.
 _REFRESH = 64
+# Outer masks whose rank-one co-moment terms are summed as one product.
+_BATCH = 16
 # Largest last dropped layer read from half-tables on the generic path.
 _MAX_TABLE_UNITS = 24
 
@@ -85,22 +87,21 @@ def _sigmoid1(z):
 
 
 @njit(**_INLINE)
-def _activate(code, z, out, start, stop):
-    """``out.flat[start:stop] = f(z.flat[start:stop])`` for hidden activation ``code``."""
-    zf, of = z.reshape(z.size), out.reshape(out.size)
+def _activate(code, zs, acts, l, stop):
+    """``acts[l, :stop] = f(zs[l, :stop])`` for hidden activation ``code``."""
     if code == 1:
-        for o in range(start, stop):
-            x = zf[o]
-            of[o] = x if x > 0 else 0.0
+        for o in range(stop):
+            x = zs[l, o]
+            acts[l, o] = x if x > 0 else 0.0
     elif code == 2:
-        for o in range(start, stop):
-            of[o] = math.tanh(zf[o])
+        for o in range(stop):
+            acts[l, o] = math.tanh(zs[l, o])
     elif code == 3:
-        for o in range(start, stop):
-            of[o] = _sigmoid1(zf[o])
+        for o in range(stop):
+            acts[l, o] = _sigmoid1(zs[l, o])
     else:
-        for o in range(start, stop):
-            of[o] = zf[o]
+        for o in range(stop):
+            acts[l, o] = zs[l, o]
 
 
 @njit(**_INLINE)
@@ -207,7 +208,7 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab,
             else:
                 _matvec(acts, a0, M, i, off, zs, z0, Wf, w0, bf, b0, nin, nout)
         if l + 1 < L:
-            _activate(hidden[l], zs, acts, z0, z0 + nout * LANES)
+            _activate(hidden[l], zs, acts, l + 1, nout * LANES)
 
 
 @njit(**_JIT)
@@ -319,45 +320,89 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
 
 @njit(**_JIT)
 def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, variance):
-    """Weighted mean ``(n, h)`` and centred co-moment ``(n, h, h)`` of activation L-1."""
+    """Weighted mean ``(n, h)`` and centred co-moment ``(n, h, h)`` of activation L-1.
+
+    West's update ``C += w_i (a_i - mu_{i-1}) (a_i - mu_i)'``; the rank-one
+    terms of ``_BATCH`` masks are summed as one rank-``_BATCH`` product,
+    register-blocked (2 x 4 entries of ``C`` per pass over the batch).
+    """
     L = sizes.size - 1
     n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
+    hp = (h + 3) // 4 * 4  # padded: blocks of 4 columns
     mu = np.zeros((n, h))
     C = np.zeros((n, h, h))
     none_i = np.zeros(1, dtype=np.int64)
     none_f = np.zeros(1)
-    d, dev = np.empty(h * LANES), np.empty(h * LANES)
     m = np.empty(h * LANES)
-    Cb = np.empty(h * h * LANES)
+    U = np.zeros(_BATCH * hp * LANES)  # w_i (a_i - mu_{i-1}), mask-major
+    Vd = np.zeros(_BATCH * hp * LANES)  # a_i - mu_i
+    Cb = np.empty(hp * hp * LANES)
     for e0 in range(0, n, LANES):
         acts, zs, Z1, Z2, built = _state(sizes, -1)
         Xb = _block_of(X, e0)
         m[:] = 0.0
         Cb[:] = 0.0
+        filled = 0
+        a0 = (L - 1) * acts.shape[1]
         for i in range(c):
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
                      none_f, none_i, none_i, acts, zs, Z1, Z2, built)
-            a0 = (L - 1) * acts.shape[1]
             ri, wi = vsplat(r[i]), vsplat(w[i])
+            base = filled * hp * LANES
             for j in range(0, h * LANES, LANES):
                 aj = vload(acts, a0 + j)
                 dj = vsub(aj, vload(m, j))
                 mj = vfma(ri, dj, vload(m, j))
                 vstore(m, j, mj)
-                vstore(d, j, vmul(wi, dj))
-                vstore(dev, j, vsub(aj, mj))
-            if variance:
-                for j in range(h):
-                    dj = vload(d, j * LANES)
-                    for k in range(j, h):
-                        at = (j * h + k) * LANES
-                        vstore(Cb, at, vfma(dj, vload(dev, k * LANES), vload(Cb, at)))
+                vstore(U, base + j, vmul(wi, dj))
+                vstore(Vd, base + j, vsub(aj, mj))
+            filled += 1
+            if variance and (filled == _BATCH or i == c - 1):
+                _rank_update(U, Vd, Cb, filled, hp)
+                filled = 0
+            elif not variance:
+                filled = 0
         for e in range(e0, min(e0 + LANES, n)):
             for j in range(h):
                 mu[e, j] = m[j * LANES + e - e0]
-                for k in range(j, h):
-                    C[e, j, k] = C[e, k, j] = Cb[(j * h + k) * LANES + e - e0]
+                for k in range(h):
+                    C[e, j, k] = Cb[(j * hp + k) * LANES + e - e0]
     return mu, C
+
+
+@njit(**_INLINE)
+def _rank_update(U, Vd, Cb, count, hp):
+    """``Cb[j, k] += sum_b U[b, j] Vd[b, k]`` over ``count`` masks (vectors of examples)."""
+    stride = hp * LANES
+    for j in range(0, hp, 2):
+        for k in range(0, hp, 4):
+            c00 = vload(Cb, (j * hp + k) * LANES)
+            c01 = vload(Cb, (j * hp + k + 1) * LANES)
+            c02 = vload(Cb, (j * hp + k + 2) * LANES)
+            c03 = vload(Cb, (j * hp + k + 3) * LANES)
+            c10 = vload(Cb, ((j + 1) * hp + k) * LANES)
+            c11 = vload(Cb, ((j + 1) * hp + k + 1) * LANES)
+            c12 = vload(Cb, ((j + 1) * hp + k + 2) * LANES)
+            c13 = vload(Cb, ((j + 1) * hp + k + 3) * LANES)
+            for b in range(count):
+                u0 = vload(U, b * stride + j * LANES)
+                u1 = vload(U, b * stride + (j + 1) * LANES)
+                v = vload(Vd, b * stride + k * LANES)
+                c00, c10 = vfma(u0, v, c00), vfma(u1, v, c10)
+                v = vload(Vd, b * stride + (k + 1) * LANES)
+                c01, c11 = vfma(u0, v, c01), vfma(u1, v, c11)
+                v = vload(Vd, b * stride + (k + 2) * LANES)
+                c02, c12 = vfma(u0, v, c02), vfma(u1, v, c12)
+                v = vload(Vd, b * stride + (k + 3) * LANES)
+                c03, c13 = vfma(u0, v, c03), vfma(u1, v, c13)
+            vstore(Cb, (j * hp + k) * LANES, c00)
+            vstore(Cb, (j * hp + k + 1) * LANES, c01)
+            vstore(Cb, (j * hp + k + 2) * LANES, c02)
+            vstore(Cb, (j * hp + k + 3) * LANES, c03)
+            vstore(Cb, ((j + 1) * hp + k) * LANES, c10)
+            vstore(Cb, ((j + 1) * hp + k + 1) * LANES, c11)
+            vstore(Cb, ((j + 1) * hp + k + 2) * LANES, c12)
+            vstore(Cb, ((j + 1) * hp + k + 3) * LANES, c13)
 
 
 # ---------------------------------------------------------------------------
