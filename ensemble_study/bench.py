@@ -389,3 +389,21 @@ def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):
     FIGURES["bench"]["bench"](df).savefig(tmp, dpi=dpi)
     tmp.replace(path)
     return path
+
+
+def warm_up() -> float:
+    """Seconds to run every compiled path once on tiny networks.
+
+    In a process whose numba cache (``NUMBA_CACHE_DIR``) is empty this is
+    the first-call compile cost; with the cache filled, its load cost.
+    """
+    start = time.perf_counter()
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    for output, layers in (("softmax", [1, 2]), ("sigmoid", [1, 2]), ("identity", [1, 2]),
+                           ("softmax", [0, 1])):
+        net = MLP.random((2, 3, 3, 2), "relu", output, rng=0)
+        cfg = DropoutConfig(0.5, layers=layers)
+        exact_ensemble(net, cfg, X)
+        if output == "softmax" and layers == [1, 2]:
+            shortcut_moments(net, cfg, X, shortcut_plan(net, cfg), arithmetic=False)
+    return time.perf_counter() - start

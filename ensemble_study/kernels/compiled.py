@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from ..network import MLP
+from . import reference
 from ._simd import LANES, vadd, vdiv, vexp, vfma, vload, vmax, vmul, vsplat, vstore, vsub, vsum
 from .reference import (
     _MAX_CANCELLATION,
@@ -805,6 +806,9 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
     X = np.ascontiguousarray(X, dtype=np.float64)
     L = net.n_layers
     output = _OUTPUT_CODES[net.output]
+    # One subnetwork (e.g. keep_prob = 1 everywhere) gains nothing from the
+    # kernel; numpy's forward pass makes it bit-identical to the scaled pass.
+    single = reference.generic_task(net, X, multipliers_of)
 
     def task(chunk) -> Moments:
         masks, weights = chunk
@@ -816,6 +820,8 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
         if not keep.all():
             masks, w = masks[keep], w[keep]
         c = w.size
+        if c == 1:
+            return single((masks, w))
         mults = {l: np.asarray(m, dtype=np.float64) for l, m in multipliers_of(masks).items()}
         M, moff = _flat_multipliers(mults, c, L)
         first = _first_changed(mults, c, L)

@@ -660,9 +660,12 @@ def _compiled() -> bool:
 
 def _outer_per_chunk(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool) -> int:
     if arithmetic and net.output != "identity":  # each outer mask is a block of 2^n_inner
-        return max(1, chunk_size // 2**plan.n_inner)
-    # Analytic over the inner layer: activations, logits and moments per outer mask.
-    return max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+        per = max(1, chunk_size // 2**plan.n_inner)
+    else:  # analytic over the inner layer: activations, logits and moments per outer mask
+        per = max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+    # Compiled: a power of two, so that 2^n outer masks split into equal chunks
+    # (two threads then finish together).
+    return 2 ** int(math.log2(per)) if _compiled() else per
 
 
 def n_outer_chunks(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:
