@@ -195,3 +195,25 @@ def test_lanes_follow_the_host():
     features = llvm.get_host_cpu_features()
     assert LANES == host_lanes() == (8 if features.get("avx512f") else
                                      4 if features.get("avx") else 2)
+
+
+def test_changed_units_are_listed_per_mask():
+    rng = np.random.default_rng(0)
+    mults = {0: rng.integers(0, 2, size=(30, 3)) * 2.0, 2: rng.integers(0, 2, size=(30, 4)) * 1.0}
+    first, chg = compiled._first_changed(mults, 30, 3)
+    assert first[0] == 0
+    for i in range(1, 30):
+        changed = {l: np.flatnonzero(m[i] != m[i - 1]) for l, m in mults.items()}
+        layers = [l for l in sorted(changed) if changed[l].size]
+        assert first[i] == (layers[0] if layers else 3)
+        if layers:
+            units = changed[layers[0]]
+            assert chg[i, 0] == units.size
+            np.testing.assert_array_equal(chg[i, 1:1 + units.size], units)
+
+
+def test_gray_order_changes_one_unit_per_step():
+    order = compiled._gray_order(64)
+    assert sorted(order) == list(range(64))
+    assert all(bin(int(a) ^ int(b)).count("1") == 1 for a, b in zip(order[1:], order[:-1]))
+    np.testing.assert_array_equal(compiled._gray_order(6), np.arange(6))

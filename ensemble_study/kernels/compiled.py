@@ -141,8 +141,8 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
 
 
 @njit(**_INLINE)
-def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab, tabc, S, T,
-             acts, zs, Z1, Z2, built):
+def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, top, tab, tabc,
+             S, T, acts, zs, Z1, Z2, built):
     """Bring a block of ``LANES`` examples up to date for mask ``i``.
 
     Rows are flat, unit-major: ``acts[l, j * LANES + e]`` is activation ``l``
@@ -190,22 +190,15 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, top, tab,
                        vadd(vadd(vsplat(bf[b0 + o]), vload(Z1, s1 + o * LANES)),
                             vload(Z2, t1 + o * LANES)))
         else:
-            rank_one = False
-            if l == l0 and off >= 0 and i > 0 and i % _REFRESH != 0:
-                changed = 0
-                for j in range(nin):
-                    if M[i, off + j] != M[i - 1, off + j]:
-                        changed += 1
-                rank_one = 4 * changed <= nin
-            if rank_one:
-                for j in range(nin):
+            if (l == l0 and off >= 0 and i > 0 and i % _REFRESH != 0
+                    and 4 * chg[i, 0] <= nin):
+                for q in range(1, chg[i, 0] + 1):
+                    j = chg[i, q]
                     d = M[i, off + j] - M[i - 1, off + j]
-                    if d != 0:
-                        a = vmul(vload(acts, a0 + j * LANES), vsplat(d))
-                        for o in range(nout):
-                            at = z0 + o * LANES
-                            vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]),
-                                                vload(zs, at)))
+                    a = vmul(vload(acts, a0 + j * LANES), vsplat(d))
+                    for o in range(nout):
+                        at = z0 + o * LANES
+                        vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]), vload(zs, at)))
             else:
                 _matvec(acts, a0, M, i, off, zs, z0, Wf, w0, bf, b0, nin, nout)
         if l + 1 < L:
@@ -242,7 +235,8 @@ def _block_of(X, e0):
 
 
 @njit(**_JIT)
-def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, first, tab, tabc,
+def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, first, chg, tab,
+                     tabc,
                      S, T, r, w):
     """Per example and output: weighted mean, co-moment and mean logit over the masks.
 
@@ -261,7 +255,7 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
         sq[:] = 0.0
         mz[:] = 0.0
         for i in range(c):
-            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L, tab, tabc,
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab, tabc,
                      S, T, acts, zs, Z1, Z2, built)
             z0 = L * zs.shape[1]
             if output == 2:
@@ -300,7 +294,7 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
 
 
 @njit(**_JIT)
-def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
+def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, chg):
     """Activation ``L-1`` of each example under each mask, ``(c, n, sizes[L-1])``."""
     L = sizes.size - 1
     n, c, h = X.shape[0], M.shape[0], sizes[L - 1]
@@ -311,7 +305,7 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
         acts, zs, Z1, Z2, built = _state(sizes, -1)
         Xb = _block_of(X, e0)
         for i in range(c):
-            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L - 1, -1,
                      none_f, none_i, none_i, acts, zs, Z1, Z2, built)
             for e in range(e0, min(e0 + LANES, n)):
                 for j in range(h):
@@ -320,7 +314,8 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first):
 
 
 @njit(**_JIT)
-def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, variance):
+def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, chg, r, w,
+                   variance):
     """Weighted mean ``(n, h)`` and centred co-moment ``(n, h, h)`` of activation L-1.
 
     West's update ``C += w_i (a_i - mu_{i-1}) (a_i - mu_i)'``; the rank-one
@@ -346,7 +341,7 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, v
         filled = 0
         a0 = (L - 1) * acts.shape[1]
         for i in range(c):
-            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, L - 1, -1,
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L - 1, -1,
                      none_f, none_i, none_i, acts, zs, Z1, Z2, built)
             ri, wi = vsplat(r[i]), vsplat(w[i])
             base = filled * hp * LANES
@@ -366,17 +361,19 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, r, w, v
         for e in range(e0, min(e0 + LANES, n)):
             for j in range(h):
                 mu[e, j] = m[j * LANES + e - e0]
-                for k in range(h):
-                    C[e, j, k] = Cb[(j * hp + k) * LANES + e - e0]
+                for k in range(j, h):
+                    C[e, j, k] = C[e, k, j] = Cb[(j * hp + k) * LANES + e - e0]
     return mu, C
 
 
 @njit(**_INLINE)
 def _rank_update(U, Vd, Cb, count, hp):
-    """``Cb[j, k] += sum_b U[b, j] Vd[b, k]`` over ``count`` masks (vectors of examples)."""
+    """``Cb[j, k] += sum_b U[b, j] Vd[b, k]`` over ``count`` masks (vectors of examples),
+    for ``k >= j`` (blocks below the diagonal are skipped: the caller reads the
+    upper triangle)."""
     stride = hp * LANES
     for j in range(0, hp, 2):
-        for k in range(0, hp, 4):
+        for k in range(j // 4 * 4, hp, 4):  # blocks that reach the upper triangle
             c00 = vload(Cb, (j * hp + k) * LANES)
             c01 = vload(Cb, (j * hp + k + 1) * LANES)
             c02 = vload(Cb, (j * hp + k + 2) * LANES)
@@ -763,16 +760,25 @@ def _sigmoid_pairs(A, sW, bias, q, variance, mean, var):
 # Python side: masks to multipliers, the entry points of ``kernels``.
 
 
-def _first_changed(mults: dict, n_masks: int, L: int) -> np.ndarray:
-    """Per mask, the first layer whose multipliers differ from the previous mask's (L: none)."""
+def _first_changed(mults: dict, n_masks: int, L: int):
+    """Per mask, the first layer whose multipliers differ from the previous mask's
+    (``L``: none), and the units of that layer that changed: ``chg[i, 0]`` of
+    them, ``chg[i, 1:]`` their indices."""
     first = np.full(n_masks, L, dtype=np.int64)
+    width = max((m.shape[1] for m in mults.values()), default=0)
+    chg = np.zeros((n_masks, width + 1), dtype=np.int64)
     for l in sorted(mults, reverse=True):
         m = mults[l]
-        differs = np.any(m[1:] != m[:-1], axis=1)
-        first[1:][differs] = l
+        differs = m[1:] != m[:-1]
+        rows = np.flatnonzero(differs.any(axis=1)) + 1
+        first[rows] = l
+        chg[rows, 0] = differs[rows - 1].sum(axis=1)
+        r, j = np.nonzero(differs[rows - 1])
+        pos = np.arange(r.size) - np.repeat(np.cumsum(chg[rows, 0]) - chg[rows, 0], chg[rows, 0])
+        chg[rows[r], 1 + pos] = j
     if n_masks:
         first[0] = 0
-    return first
+    return first, chg
 
 
 def _flat_multipliers(mults: dict, n_masks: int, L: int):
@@ -824,7 +830,7 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
             return single((masks, w))
         mults = {l: np.asarray(m, dtype=np.float64) for l, m in multipliers_of(masks).items()}
         M, moff = _flat_multipliers(mults, c, L)
-        first = _first_changed(mults, c, L)
+        first, chg = _first_changed(mults, c, L)
         tab, tabc, S, T = -1, np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64)
         if mults:
             k = max(mults)
@@ -837,8 +843,8 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
                     and np.all((m == 0) | (m == kept_value))):
                 tab, tabc = k, np.ascontiguousarray(kept_value)
                 S, T = _half_indices(m)
-        mean, m2, mean_z = _generic_moments(*packed, output, X, M, moff, first, tab, tabc, S, T,
-                                            _west_ratios(w), w)
+        mean, m2, mean_z = _generic_moments(*packed, output, X, M, moff, first, chg, tab, tabc,
+                                            S, T, _west_ratios(w), w)
         acc.weight, acc.mean, acc.m2, acc.mean_logits = float(w.sum()), mean, m2, mean_z
         return acc
 
@@ -859,14 +865,15 @@ def _prefix_inputs(net: MLP, plan: _Plan, masks: np.ndarray):
     L = net.n_layers
     mults = _outer_multipliers(net, plan, masks)
     M, moff = _flat_multipliers(mults, masks.shape[0], L)
-    return M, moff, _first_changed(mults, masks.shape[0], L)
+    return (M, moff, *_first_changed(mults, masks.shape[0], L))
 
 
 def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
     if plan.prefix is None:
         return np.broadcast_to(X, (masks.shape[0],) + X.shape)
-    M, moff, first = _prefix_inputs(net, plan, masks)
-    return _prefix_acts(*_pack(net), np.ascontiguousarray(X, dtype=np.float64), M, moff, first)
+    M, moff, first, chg = _prefix_inputs(net, plan, masks)
+    return _prefix_acts(*_pack(net), np.ascontiguousarray(X, dtype=np.float64), M, moff, first,
+                        chg)
 
 
 def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray, *,
@@ -919,6 +926,17 @@ def shortcut_task(net: MLP, plan: _Plan, X: np.ndarray, arithmetic: bool, varian
     return task
 
 
+def _gray_order(c: int) -> np.ndarray:
+    """Gray-code order of ``c`` consecutive masks when ``c`` is a power of two.
+
+    A chunk of ``2^b`` aligned masks in counting order differs only in its
+    last ``b`` free units, so visiting ``i ^ (i >> 1)`` changes one unit per
+    step. Otherwise (a short last chunk), counting order.
+    """
+    i = np.arange(c)
+    return i ^ (i >> 1) if c & (c - 1) == 0 else i
+
+
 def _affine_moments(net, plan, X, masks, w, variance):
     """Mean, mean logits and co-moment of an output affine in activation L-1.
 
@@ -932,8 +950,12 @@ def _affine_moments(net, plan, X, masks, w, variance):
     if plan.prefix is None:
         mu, C = X, np.zeros((X.shape[0], X.shape[1], X.shape[1]))
     else:
-        M, moff, first = _prefix_inputs(net, plan, masks)
-        mu, C = _outer_moments(*_pack(net), X, M, moff, first, _west_ratios(w), w, variance)
+        # Gray-code order: consecutive masks then differ in one unit (one rank-one step).
+        order = _gray_order(masks.shape[0])
+        masks, w = masks[order], w[order]
+        M, moff, first, chg = _prefix_inputs(net, plan, masks)
+        mu, C = _outer_moments(*_pack(net), X, M, moff, first, chg, _west_ratios(w), w,
+                               variance)
     mean = q * (mu @ sW) + b
     if not variance:
         return mean, mean, np.zeros_like(mean)
