@@ -63,7 +63,10 @@ def conditional_moments(net, plan, X, masks, *, arithmetic: bool = True, varianc
     """Exact moments over the inner layer's mask, one set per given outer mask.
 
     See :func:`ensemble_study.kernels.reference.conditional_moments` for the
-    parameters and the returned ``(mean, within, mean_logits)``.
+    parameters and the returned ``(mean, within, mean_logits)``, each
+    ``(c, n_examples, n_outputs)``. ``pairs_per_block`` bounds the numpy
+    path's memory; the compiled kernels hold one pair's tables at a time and
+    ignore it.
     """
     if backend() == "numba":
         from . import compiled

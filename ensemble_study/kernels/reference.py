@@ -1,4 +1,8 @@
-"""Fast exact kernels behind :func:`ensemble_study.ensemble.exact_ensemble`.
+"""The numpy reference of the exact kernels behind :func:`~ensemble_study.exact_ensemble`.
+
+``compiled`` implements the same algorithms in numba and is the default;
+``ENSEMBLE_STUDY_KERNELS=numpy`` runs this module instead (see
+``ensemble_study.kernels``). What follows describes both.
 
 Let ``k`` be the last dropped layer with ``keep_prob < 1`` (the *inner*
 layer) and suppose it feeds the output layer directly (``k == L - 1``; this
