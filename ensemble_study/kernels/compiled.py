@@ -652,26 +652,45 @@ def _softmax_contract_scalar(T1, T2T, T2w, T2w2, P1, variance, G, G2, D, R, mean
 
 @njit(**_JIT)
 def _centred_from_tables(T1, T2T, P1, P2, mean, var, D):
-    """Two-pass ``E[(y - E y)^2]`` with ``y = T1[s] T2[t] / D[s, t]`` formed."""
+    """Two-pass ``E[(y - E y)^2]`` with ``y = T1[s] T2[t] / D[s, t]`` formed.
+
+    Vectorised over ``t`` when ``LANES`` divides the low-half masks: one
+    reciprocal per subnetwork, then a fused multiply-add per class.
+    """
     S1, K = T1.shape
     S2 = T2T.shape[1]
-    inner = np.empty(K)
     for k in range(K):
         var[k] = 0.0
+    if S2 % LANES != 0:
+        inner = np.empty(K)
+        for s in range(S1):
+            for t in range(S2):
+                D[t] = 0.0
+            for k in range(K):
+                for t in range(S2):
+                    D[t] += T1[s, k] * T2T[k, t]
+            for k in range(K):
+                acc = 0.0
+                for t in range(S2):
+                    d = T1[s, k] * T2T[k, t] / D[t] - mean[k]
+                    acc += P2[t] * d * d
+                inner[k] = acc
+            for k in range(K):
+                var[k] += P1[s] * inner[k]
+        return
+    G = np.zeros(K * LANES)
     for s in range(S1):
-        for t in range(S2):
-            D[t] = 0.0
-        for k in range(K):
-            for t in range(S2):
-                D[t] += T1[s, k] * T2T[k, t]
-        for k in range(K):
-            acc = 0.0
-            for t in range(S2):
-                d = T1[s, k] * T2T[k, t] / D[t] - mean[k]
-                acc += P2[t] * d * d
-            inner[k] = acc
-        for k in range(K):
-            var[k] += P1[s] * inner[k]
+        for t in range(0, S2, LANES):
+            d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
+            for k in range(1, K):
+                d = vfma(vsplat(T1[s, k]), vload(T2T, k * S2 + t), d)
+            r = vdiv(vsplat(1.0), d)
+            p2 = vmul(vsplat(P1[s]), vload(P2, t))
+            for k in range(K):
+                y = vfma(vmul(vsplat(T1[s, k]), vload(T2T, k * S2 + t)), r, vsplat(-mean[k]))
+                vstore(G, k * LANES, vfma(vmul(p2, y), y, vload(G, k * LANES)))
+    for k in range(K):
+        var[k] = vsum(vload(G, k * LANES))
 
 
 @njit(**_JIT)
