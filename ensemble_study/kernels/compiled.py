@@ -120,7 +120,9 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
         for j in range(nin):
             m = M[i, off + j] if off >= 0 else 1.0
             if m != 0:
-                a = vmul(vload(src, s0 + j * LANES), vsplat(m))
+                a = vload(src, s0 + j * LANES)
+                if off >= 0:
+                    a = vmul(a, vsplat(m))
                 w = w0 + j * nout + o
                 c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
                 c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
