@@ -55,8 +55,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info
 
-from . import _bench_c as reference_c  # noqa: E402  (isort: local helpers after)
-from . import _roofline as roofline  # noqa: E402
+from . import _bench_c as reference_c
+from . import _roofline as roofline
+from ._checks import check_real
 from .dropout import DropoutConfig, dropped_units, unit_keep_probs
 from .ensemble import exact_ensemble
 from .kernels import default_threads, shortcut_moments, shortcut_plan
@@ -274,7 +275,8 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
     from . import kernels
 
     n_examples = 64 if quick else 256
-    naive_budget = (0.3 if quick else 3.0) if naive_budget is None else naive_budget
+    naive_budget = ((0.3 if quick else 3.0) if naive_budget is None
+                    else check_real(naive_budget, "naive_budget", low=0, low_open=True))
     blas, blas_threads = blas_info()
     peak = matmul_gflops(512 if quick else 1024)
     peaks = roofline.machine_peaks(peak, quick=quick)
@@ -379,16 +381,10 @@ FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per sub
 
 def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):
     """Draw the registered ``bench`` figure from ``df`` to ``path`` (written atomically)."""
-    from pathlib import Path
-
     from .plots import FIGURES
+    from .plots import save_figure as write_png
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    FIGURES["bench"]["bench"](df).savefig(tmp, dpi=dpi)
-    tmp.replace(path)
-    return path
+    return write_png(FIGURES["bench"]["bench"](df), path, dpi=dpi)
 
 
 def warm_up() -> float:

@@ -17,14 +17,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._checks import check_positive_int, check_rng
+from ._checks import as_float_array, check_positive_int, check_rng
 
 
 def _check_unit_keep_probs(keep_probs) -> np.ndarray:
-    q = np.asarray(keep_probs, dtype=np.float64)
+    q = as_float_array(keep_probs, "keep_probs")
     if q.ndim != 1 or not np.all((q > 0) & (q <= 1)):
         raise ValueError(
-            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got {q!r}"
+            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got "
+            f"{' '.join(repr(q).split()) if q.size <= 8 else f'shape {q.shape}'}"
         )
     return q
 
@@ -53,7 +54,11 @@ def mask_log_probs(masks, keep_probs) -> np.ndarray:
         ``-inf`` for a mask that drops a unit whose keep_prob is 1.
     """
     q = _check_unit_keep_probs(keep_probs)
-    m = np.asarray(masks, dtype=bool)
+    m = as_float_array(masks, "masks")
+    if m.ndim != 2 or m.shape[1] != q.size or not np.all((m == 0) | (m == 1)):
+        raise ValueError(f"masks must be 0/1 of shape (n_masks, {q.size}), one column per "
+                         f"unit of keep_probs; got shape {m.shape}")
+    m = m.astype(bool)
     with np.errstate(divide="ignore"):
         log_keep, log_drop = np.log(q), np.log1p(-q)
     return np.where(m, log_keep, log_drop).sum(axis=1)

@@ -1,0 +1,197 @@
+"""Intervals and paired tests for the studies' comparisons.
+
+Every comparison the README makes ("closer", "grows", "beats") is backed by
+one of these, computed from a committed CSV:
+
+* :func:`bootstrap_ci`: a percentile bootstrap 95% confidence interval of a
+  median (or mean) over networks or seeds (scipy.stats.bootstrap);
+* :func:`summarise`: that interval per group of a tidy table, each group
+  resampled from its own stream, so a group's interval does not depend on
+  which other groups the table holds;
+* :func:`wilcoxon_paired`: the Wilcoxon signed-rank test of paired values on
+  the same networks (scipy.stats.wilcoxon);
+* :func:`mcnemar`: McNemar's exact test of two predictors scored on the same
+  test examples (a binomial test on the discordant pairs);
+* :func:`paired_bootstrap_ci`: a bootstrap interval of the mean (or median)
+  of paired differences.
+
+Resampling is seeded; the same input gives the same interval to the byte.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _stats
+
+STATISTICS = {"median": np.median, "mean": np.mean}
+N_RESAMPLES = 2000
+LEVEL = 0.95
+
+
+def _statistic(name: str):
+    if name not in STATISTICS:
+        raise ValueError(f"statistic must be one of {tuple(STATISTICS)}; got {name!r}")
+    return STATISTICS[name]
+
+
+def _finite_1d(values, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers; got {values!r:.80}") from None
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array; got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite; got {int(np.sum(~np.isfinite(a)))} NaN/inf")
+    return a
+
+
+def bootstrap_ci(values, statistic: str = "median", *, level: float = LEVEL,
+                 n_resamples: int = N_RESAMPLES, rng=0) -> tuple[float, float, float]:
+    """The statistic of ``values`` and its percentile bootstrap interval.
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+        One value per independent unit (network, seed).
+    statistic : {"median", "mean"}
+    level : float in (0, 1)
+        Confidence level of the interval.
+    n_resamples : int
+    rng : int or numpy.random.Generator
+
+    Returns
+    -------
+    estimate, low, high : float
+        With one value, or all values equal, the interval is that value.
+    """
+    a = _finite_1d(values, "values")
+    fn = _statistic(statistic)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    estimate = float(fn(a))
+    if a.size == 1 or np.all(a == a[0]):
+        return estimate, estimate, estimate
+    res = _stats.bootstrap((a,), fn, n_resamples=n_resamples, confidence_level=level,
+                           method="percentile", vectorized=True, axis=-1,
+                           rng=np.random.default_rng(rng))
+    return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _group_seed(key) -> int:
+    # A stable seed per group (not Python's salted hash): a group's interval
+    # is the same whatever else the table holds and in whatever order.
+    return zlib.crc32(repr(key).encode())
+
+
+def summarise(df: pd.DataFrame, keys: Sequence[str], value: str, statistic: str = "median",
+              *, level: float = LEVEL, n_resamples: int = N_RESAMPLES,
+              spread: tuple[float, float] | None = (0.1, 0.9)) -> pd.DataFrame:
+    """Per group: the statistic of ``value``, its bootstrap CI, and its spread.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per independent unit within each group (e.g. one per network).
+    keys : sequence of str
+        The grouping columns.
+    value : str
+    statistic : {"median", "mean"}
+    spread : (low, high) quantiles, or None
+        Dispersion across units (not an uncertainty), reported separately.
+
+    Returns
+    -------
+    DataFrame
+        ``keys``, ``statistic`` (its name), ``estimate``, ``ci_low``,
+        ``ci_high``, ``n`` and, with ``spread``, ``spread_low``/``spread_high``.
+    """
+    keys = list(keys)
+    rows = []
+    for key, group in df.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        # Sorted, so the interval does not depend on the order of the rows either.
+        v = np.sort(group[value].to_numpy(dtype=np.float64))
+        est, low, high = bootstrap_ci(v, statistic, level=level, n_resamples=n_resamples,
+                                      rng=_group_seed(key))
+        row = dict(zip(keys, key, strict=True), statistic=statistic, estimate=est,
+                   ci_low=low, ci_high=high, n=int(v.size))
+        if spread is not None:
+            row["spread_low"], row["spread_high"] = (float(x) for x in np.quantile(v, spread))
+        rows.append(row)
+    columns = keys + ["statistic", "estimate", "ci_low", "ci_high", "n"]
+    if spread is not None:
+        columns += ["spread_low", "spread_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def wilcoxon_paired(a, b) -> dict:
+    """Wilcoxon signed-rank test of ``a - b`` (paired, two-sided).
+
+    Parameters
+    ----------
+    a, b : array_like, shape (n,)
+        Paired values (the same networks under two predictors).
+
+    Returns
+    -------
+    dict
+        ``n`` (pairs), ``n_nonzero``, ``median_difference`` (of ``a - b``),
+        ``share_a_less`` (share of pairs with ``a < b``), ``statistic`` and
+        ``pvalue`` (1.0 when every difference is zero).
+    """
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must be paired (same length); got {a.size} and {b.size}")
+    d = a - b
+    out = dict(n=int(d.size), n_nonzero=int(np.count_nonzero(d)),
+               median_difference=float(np.median(d)), share_a_less=float(np.mean(d < 0)))
+    if out["n_nonzero"] == 0:
+        return {**out, "statistic": 0.0, "pvalue": 1.0}
+    res = _stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    return {**out, "statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+
+
+def mcnemar(correct_a, correct_b) -> dict:
+    """McNemar's exact test: do two predictors err on the same examples equally often?
+
+    Parameters
+    ----------
+    correct_a, correct_b : array_like of bool, shape (n,)
+        Whether each predictor got each (shared) test example right.
+
+    Returns
+    -------
+    dict
+        ``n``, ``only_a`` (a right, b wrong), ``only_b``, and the two-sided
+        exact ``pvalue`` (a binomial test of ``only_a`` among the discordant
+        pairs at 1/2; 1.0 when there are none).
+    """
+    ca = np.asarray(correct_a)
+    cb = np.asarray(correct_b)
+    if ca.dtype != bool or cb.dtype != bool:
+        raise TypeError(f"correct_a and correct_b must be boolean arrays; got {ca.dtype}, "
+                        f"{cb.dtype}")
+    if ca.shape != cb.shape or ca.ndim != 1:
+        raise ValueError(f"correct_a and correct_b must be 1-D and paired; got shapes "
+                         f"{ca.shape} and {cb.shape}")
+    only_a, only_b = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))
+    n_disc = only_a + only_b
+    p = 1.0 if n_disc == 0 else float(_stats.binomtest(only_a, n_disc, 0.5).pvalue)
+    return dict(n=int(ca.size), only_a=only_a, only_b=only_b, pvalue=p)
+
+
+def paired_bootstrap_ci(a, b, statistic: str = "mean", *, level: float = LEVEL,
+                        n_resamples: int = N_RESAMPLES, rng=0) -> tuple[float, float, float]:
+    """The statistic of the paired differences ``a - b`` and its bootstrap CI.
+
+    Pairs are resampled together, so what the units share cancels.
+    """
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must be paired (same length); got {a.size} and {b.size}")
+    return bootstrap_ci(a - b, statistic, level=level, n_resamples=n_resamples, rng=rng)
