@@ -89,11 +89,12 @@ def _sigmoid1(z):
 
 @njit(**_INLINE)
 def _activate(code, zs, acts, l, stop):
-    """``acts[l, :stop] = f(zs[l, :stop])`` for hidden activation ``code``."""
+    """``acts[l, :stop] = f(zs[l, :stop])`` for hidden activation ``code``
+    (``stop`` a multiple of ``LANES``)."""
     if code == 1:
-        for o in range(stop):
-            x = zs[l, o]
-            acts[l, o] = x if x > 0 else 0.0
+        zero, base = vsplat(0.0), l * zs.shape[1]
+        for o in range(0, stop, LANES):
+            vstore(acts, base + o, vmax(vload(zs, base + o), zero))
     elif code == 2:
         for o in range(stop):
             acts[l, o] = math.tanh(zs[l, o])
