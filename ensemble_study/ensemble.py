@@ -44,6 +44,7 @@ from .kernels import (
     _shortcut_task,
     conditional_moments,
     default_threads,
+    generic_chunk,
     generic_task,
     n_outer_chunks,
     run_chunks,
@@ -206,7 +207,7 @@ def exact_ensemble(
         with _progress_bar(progress, n_outer_chunks(net, plan, size), label) as update:
             acc = shortcut_moments(net, cfg, X, plan, chunk_size=size, progress=update)
     else:
-        size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+        size = generic_chunk(net, X.shape[0], chunk_size)
         n_chunks = math.ceil(total / size)
         chunks = ((m, np.exp(lp)) for m, lp in enumerate_masks(q, size))
         task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))

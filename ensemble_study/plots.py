@@ -642,6 +642,15 @@ def plot_bench(df: pd.DataFrame) -> Figure:
         rows = package[package["statistics"] == stat]
         ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker=marker, color=color,
                 label=label)
+    rows = package[package["case"] == "g"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="D", color="C4",
+            label="package: generic path, input and first hidden layer dropped")
+    rows = package[package["case"] == "a"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="P", color="C5",
+            label="package: sigmoid 2-10-10-1, mean, NWGM, variance")
+    c_rows = df[(df["method"] == "c_reference") & (df["case"] != "sweep")]
+    ax.plot(c_rows["n_dropped"], c_rows["seconds"], ls="none", marker="x", color="k",
+            label="hand-written C (softmax: mean and NWGM; identity: Gray-code E[hidden])")
     ax.set_yscale("log")
     ax.set_xlabel("dropped units n (2^n subnetworks)")
     ax.set_ylabel("seconds")
