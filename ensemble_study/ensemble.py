@@ -40,8 +40,7 @@ from .dropout import (
 )
 from .kernels import (
     Moments,
-    _outer_per_chunk,
-    _shortcut_task,
+    backend,
     conditional_moments,
     default_threads,
     generic_chunk,
@@ -56,8 +55,8 @@ from .masks import enumerate_masks, mask_chunk, n_free_units
 from .masks import n_chunks as n_mask_chunks
 from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
 
-# Elements of the largest intermediate array a chunk may allocate (2 MiB):
-# 16 MiB arrays were measured 1.7x slower per subnetwork (cache misses, page faults).
+# Elements of the largest intermediate array a Rao-Blackwellised chunk may
+# allocate (2 MiB): 16 MiB arrays were measured 1.7x slower per subnetwork.
 _CHUNK_ELEMENTS = 2**18
 
 
@@ -115,10 +114,6 @@ def subnetwork_outputs(net: MLP, cfg: DropoutConfig, X, masks, *, logits: bool =
 
 def _geometric_mean(output: str, mean_logits: np.ndarray):
     return None if output == "identity" else OUTPUT_FUNCTIONS[output](mean_logits)
-
-
-def _default_chunk(net: MLP, n_examples: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // (n_examples * max(net.sizes)))
 
 
 @contextmanager
@@ -247,11 +242,18 @@ class _ExactJob:
         net, cfg, X = self.net, self.cfg, self.X
         plan = shortcut_plan(net, cfg)
         if plan is not None:  # as kernels.shortcut_moments cuts it
+            from .kernels import reference
+
             size = shortcut_chunk(plan, X.shape[0], self.chunk_size)
-            pairs_per_block = max(1, size * X.shape[0] // 2**plan.n_inner)
-            task = _shortcut_task(net, plan, X, True, True, pairs_per_block)
-            return task, plan.outer_q, _outer_per_chunk(net, plan, size, True), False
-        size = _default_chunk(net, X.shape[0]) if self.chunk_size is None else self.chunk_size
+            if backend() == "numba":
+                from .kernels import compiled
+
+                task = compiled.shortcut_task(net, plan, X, True, True)
+            else:
+                pairs_per_block = max(1, size * X.shape[0] // 2**plan.n_inner)
+                task = reference._shortcut_task(net, plan, X, True, True, pairs_per_block)
+            return task, plan.outer_q, reference._outer_per_chunk(net, plan, size, True), False
+        size = generic_chunk(net, X.shape[0], self.chunk_size)
         task = generic_task(net, X, functools.partial(mask_multipliers, net, cfg))
         return task, unit_keep_probs(net, cfg), size, True
 
@@ -430,7 +432,7 @@ def sample_ensemble(
     if estimator == "rao_blackwell":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
-    chunk_size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+    chunk_size = generic_chunk(net, X.shape[0], chunk_size)
     # The generic path's chunk task: K sampled subnetworks cost what K
     # enumerated ones cost on that path, on the same threads.
     task = generic_task(vnet, X, lambda m: mask_multipliers(vnet, vcfg, m))
