@@ -55,8 +55,8 @@ from .masks import enumerate_masks, mask_chunk, n_free_units
 from .masks import n_chunks as n_mask_chunks
 from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
 
-# Elements of the largest intermediate array a Rao-Blackwellised chunk may
-# allocate (2 MiB): 16 MiB arrays were measured 1.7x slower per subnetwork.
+# Elements of the largest intermediate array a sampled chunk may allocate
+# (2 MiB): 16 MiB arrays were measured 1.7x slower per subnetwork on the numpy path.
 _CHUNK_ELEMENTS = 2**18
 
 
@@ -432,7 +432,11 @@ def sample_ensemble(
     if estimator == "rao_blackwell":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
-    chunk_size = generic_chunk(net, X.shape[0], chunk_size)
+    # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
+    # larger chunks: the chunks fix the merge order, hence the last bits of
+    # every committed sampled result.
+    chunk_size = (max(1, _CHUNK_ELEMENTS // (X.shape[0] * max(net.sizes))) if chunk_size is None
+                  else chunk_size)
     # The generic path's chunk task: K sampled subnetworks cost what K
     # enumerated ones cost on that path, on the same threads.
     task = generic_task(vnet, X, lambda m: mask_multipliers(vnet, vcfg, m))

@@ -620,3 +620,74 @@ def approximations_baldi(results_dir: Path) -> str:
             f"networks per weight scale and {d.input.nunique()} inputs each "
             "[95% bootstrap CI over networks]:\n\n"
             + table(["hidden units"] + [f"weights x {s:g}" for s in scales], rows))
+
+
+# --- speed --------------------------------------------------------------------------------
+
+_STATISTICS = {"all": "mean, NWGM, variance", "mean+nwgm": "mean and NWGM", "nwgm": "NWGM only",
+               "identity": "mean, variance"}
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3g} s"
+
+
+@block("bench-table")
+def bench_table(results_dir: Path) -> str:
+    """The benchmark's rows and the issue-8 targets, from results/bench.csv."""
+    df = _load(results_dir, "bench")
+    df = df[df.case != "sweep"]
+    keys = ["case", "architecture", "output", "statistics", "n_dropped"]
+    rows, ratio = [], {}
+    for key, g in df.groupby(keys, sort=False):
+        case, arch, out, stat, n = key
+        by = g.set_index("method")
+        pkg, naive = by.loc["package"], by.loc["naive"]
+        c = by.loc["c_reference"]["seconds"] if "c_reference" in by.index else np.nan
+        one = by.loc["package_1thread"]["seconds"] if "package_1thread" in by.index else np.nan
+        vs_c = pkg["vs_c"]
+        ratio[case, out, stat, n] = (vs_c, pkg["speedup_vs_naive"])
+        rows.append([
+            case, f"{arch} {out}", "input, hidden 1" if case == "g" else "hidden 1, 2",
+            _STATISTICS.get(stat, stat), f"2^{n}", str(int(pkg["threads"])),
+            _seconds(naive["seconds"]) + ("*" if bool(naive["extrapolated"]) else ""),
+            _seconds(pkg["seconds"]), "" if np.isnan(one) else _seconds(one),
+            "" if np.isnan(c) else _seconds(c), "" if np.isnan(vs_c) else f"{vs_c:.2f}",
+            f"{pkg['speedup_vs_naive']:,.0f}x", f"{pkg['kernel_gflops']:.3g}",
+            f"{pkg['limit']} {pkg['limit_share']:.0%}" if isinstance(pkg["limit"], str)
+            and pkg["limit"] else ""])
+    header = ["case", "network", "dropped", "statistics", "subnetworks", "threads",
+              "naive loop", "package", "package, 1 thread", "C", "package / C",
+              "speedup vs naive", "kernel GFLOP/s", "limit (share of its peak)"]
+
+    def met(value, ok):
+        return f"{value} ({'met' if ok else 'not met'})"
+
+    targets = []
+    for n in (20, 24):
+        r = ratio.get(("b", "softmax", "all", n))
+        if r is not None and np.isfinite(r[0]):
+            targets.append(met(f"softmax mean, NWGM and variance at 2^{n}: {r[0]:.2f}x the C "
+                               f"kernel's time for the mean and NWGM", r[0] <= 1.5))
+    g = next((v for k, v in ratio.items() if k[0] == "g"), None)
+    if g is not None:
+        targets.append(met(f"generic path: {g[1]:.1f}x faster than the naive loop", g[1] >= 10))
+    ident = ratio.get(("c", "identity", "identity", 24))
+    if ident is not None and np.isfinite(ident[0]):
+        targets.append(met(f"identity output's mean and variance at 2^24: {ident[0]:.1f}x the "
+                           f"C Gray-code kernel", ident[0] <= 4))
+    first = df.iloc[0]
+    return (
+        f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
+        f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
+        + "\n\n\\* extrapolated from the first masks. Issue 8's targets in this run: "
+        + "; ".join(targets) + ".")
+
+
+@block("compile-cost")
+def compile_cost(results_dir: Path) -> str:
+    df = _load(results_dir, "compile_cost").set_index("cache")
+    return (f"The first call of every compiled kernel in a fresh environment costs "
+            f"{df.loc['empty', 'warm_up_s']:.1f} s of compilation; in a new process with the "
+            f"cache filled, {df.loc['filled', 'warm_up_s']:.1f} s "
+            f"(`python scripts/compile_cost.py`, which writes `results/compile_cost.csv`).")
