@@ -339,7 +339,7 @@ def bench(quick, naive_budget, out, figure_path):
 def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only):
     """Srivastava et al. 2014 Fig. 11 on digits with the exact ensemble; Hinton et al.'s claim.
 
-    Trains 64-20-10 and 64-10-10-10 ReLU networks by one recipe (with
+    Trains 64-20-10 and 64-8-8-10 ReLU networks by one recipe (with
     dropout, and a no-dropout baseline per seed), then scores the scaled
     pass, the exact ensemble and K sampled subnetworks on the 449 test images.
     The default grid takes about 10 minutes on 2 quiet cores.
