@@ -597,6 +597,8 @@ def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
     band); dotted verticals mark the first K at which Monte Carlo's mean
     error is at most the reference's.
     """
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+
     from .stats import bootstrap_ci
     from .studies.srivastava import crossings
 
@@ -638,8 +640,13 @@ def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
                            label="no-dropout baseline")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            # Plain decimal ticks on every panel (log minor labels collide or vanish).
+            ax.yaxis.set_major_locator(FixedLocator([0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15,
+                                                     0.2, 0.3, 0.5]))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("K (sampled subnetworks)")
-            ax.set_ylabel("test error (449 images)")
+            ax.set_ylabel("test error (whole test split)")
             ax.tick_params(labelleft=True)
             ax.set_title(f"{scheme} dropout, keep_prob {q:g}", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)

@@ -147,3 +147,19 @@ def test_cli_quick_writes_its_own_file():
         assert "results/srivastava_quick.csv" in result.output
         summary = runner.invoke(main, ["srivastava", "--quick", "--summary"])
         assert summary.exit_code == 0 and "Hinton" in summary.output
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(architectures=((30,),)), "30 dropped units"),
+    (dict(architectures=((),)), "architectures must list"),
+    (dict(seeds=(-1,)), "seeds must list non-negative integers"),
+    (dict(keep_probs=(0.5, 1.5)), "keep_probs"),
+    (dict(schemes=("dropconnect",)), "schemes must be one or more of"),
+    (dict(sample_sizes=(0,)), "sample_sizes"),
+    (dict(recipe={"epochs": 3}), "recipe must be a TrainConfig"),
+])
+def test_bad_parameters_raise_before_any_work(bad, match):
+    with pytest.raises(ValueError, match=match):
+        srivastava.run(**{**srivastava.QUICK, **bad})
+    assert set(srivastava.QUICK) == set(srivastava.DEFAULTS)
+    srivastava.check_params(**srivastava.DEFAULTS)
