@@ -166,6 +166,8 @@ def validation_split(n_examples: int, fraction: float, rng) -> tuple[np.ndarray,
     0`` nothing is drawn and every example trains.
     """
     n_examples = check_positive_int(n_examples, "n_examples")
+    if _number(fraction, "validation_fraction", low=0, high=1) == 1:
+        raise ValueError("validation_fraction must be in [0, 1); got 1")
     if fraction == 0:
         return np.arange(n_examples), np.arange(0)
     n_val = max(1, round(fraction * n_examples))

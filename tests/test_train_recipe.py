@@ -102,6 +102,14 @@ def test_validation_split_is_never_trained_on(monkeypatch):
     assert {"val_loss", "val_error"} <= set(hist.columns)
 
 
+@pytest.mark.parametrize("fraction,match", [(-0.2, "validation_fraction must be a number"),
+                                            (1.0, "validation_fraction must be in"),
+                                            (0.99, "leaves no training example out of 5")])
+def test_validation_split_refuses_bad_fractions(fraction, match):
+    with pytest.raises(ValueError, match=match):
+        validation_split(5, fraction, 0)
+
+
 def test_validation_split_without_fraction_draws_nothing():
     gen = np.random.default_rng(0)
     fit, held = validation_split(5, 0.0, gen)
