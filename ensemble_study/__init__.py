@@ -6,9 +6,11 @@ conventions: ``keep_prob`` is the probability of keeping a unit; arrays are
 (output); schemes are ``"vanilla"`` and ``"inverted"``.
 """
 
+from .approximations import MomentPrediction, moment_propagation
 from .dropout import DropoutConfig, convert_scheme, scaled_forward
 from .ensemble import EnsembleResult, exact_ensemble, sample_ensemble, subnetwork_outputs
 from .network import MLP
+from .torch_io import from_torch, to_torch  # torch itself is imported when they are called
 
 __version__ = "0.1.0"
 
@@ -18,8 +20,12 @@ __all__ = [
     "EnsembleResult",
     "exact_ensemble",
     "sample_ensemble",
+    "moment_propagation",
+    "MomentPrediction",
     "scaled_forward",
     "subnetwork_outputs",
     "convert_scheme",
+    "from_torch",
+    "to_torch",
     "__version__",
 ]

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import time
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .datasets import DATASETS
+from .datasets import DATASETS, GENERATED
 from .dropout import SCHEMES
+from .evaluate import ESTIMATORS
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
 from .plots import render_all
 from .results import save_result
 from .studies import DEFAULT_STUDIES
+from .studies import approximations as approximations_study
 from .studies import depth as depth_study
 from .studies import mc as mc_study
 from .studies import spread as spread_study
@@ -31,6 +34,56 @@ RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
 
 KEEP_PROB = click.FloatRange(0, 1, min_open=True)
+# exact_ensemble's default limit; the commands that enumerate check it before training.
+MAX_EXACT_UNITS = 24
+
+
+def _check_output_path(path: Path, param_hint: str) -> Path:
+    """Refuse a file path that cannot be written, before any work is done.
+
+    (A minimal check; issue 12 adds a shared ``results.check_output_path``.)
+    """
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; give a file path", param_hint=param_hint)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"cannot write {path}: {parent} is not a writable folder",
+                                 param_hint=param_hint)
+    return path
+
+
+def _check_enumerable(n_units: int, what: str, param_hint: str) -> None:
+    if n_units > MAX_EXACT_UNITS:
+        raise click.BadParameter(
+            f"{what}: {n_units} dropped units would need 2**{n_units} subnetworks per exact "
+            f"ensemble; allowed at most {MAX_EXACT_UNITS}", param_hint=param_hint)
+
+
+def _train_dropout(n_hidden: int, keep_probs: tuple, input_keep_prob: float, scheme: str):
+    """The DropoutConfig of ``train``: every hidden layer, and the input when q_in < 1."""
+    from .dropout import DropoutConfig
+
+    if len(keep_probs) == 1:
+        keep_probs = keep_probs * n_hidden
+    if len(keep_probs) != n_hidden:
+        raise click.BadParameter(
+            f"give one keep probability for every hidden layer, or one per hidden layer "
+            f"({n_hidden}); got {len(keep_probs)}: {keep_probs}", param_hint="--keep-prob")
+    kp = {l + 1: q for l, q in enumerate(keep_probs)}
+    if input_keep_prob < 1:
+        kp[0] = input_keep_prob
+    if len(set(kp.values())) == 1:
+        return DropoutConfig(keep_probs[0], layers=sorted(kp), scheme=scheme)
+    return DropoutConfig(kp, scheme=scheme)
+
+
+def _train_streams(seed: int):
+    """The split, initial network and training masks of ``train --seed``."""
+    import numpy as np
+
+    return np.random.SeedSequence(seed).spawn(3)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,8 +244,117 @@ def reproduce(quick, results_dir, figures_dir):
         path = save_result(df, results_dir / f"{study.NAME}.csv", params)
         click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
                    f"{time.perf_counter() - start:.1f} s)", err=True)
+        if hasattr(study, "timing"):  # seconds, kept out of the byte-reproducible table
+            path = save_result(study.timing(params), results_dir / f"{study.NAME}_timing.csv",
+                               params)
+            click.echo(f"[{name}] wrote {path}", err=True)
     for path in render_all(results_dir, figures_dir):
         click.echo(f"wrote {path}")
+
+
+# --- every approximation against the exact ensemble (issue 9) -------------------
+
+@main.command()
+@click.option("--quick", is_flag=True, help="The small smoke-test grid (seconds).")
+@click.option("--activation", "activations", type=click.Choice(HIDDEN_ACTIVATIONS),
+              multiple=True, help="Hidden activation of the random and baldi networks; "
+              "repeat for several. [default: all four]")
+@click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
+              help="keep_prob of the random networks' hidden units; repeat for several. "
+                   "[default: 0.2 0.5 0.8 0.95]")
+@click.option("--scheme", type=click.Choice(SCHEMES), default=None,
+              help="Dropout scheme. [default: inverted]")
+@click.option("--n-seeds", type=click.IntRange(1), default=None,
+              help="Random networks per (output, activation). [default: 5]")
+@click.option("--k", "ks", type=click.IntRange(1, 10**6), multiple=True,
+              help="K of the plain and Rao-Blackwellised MC estimates; repeat for several. "
+                   "[default: 1 2 5 10 20 50 100 1000]")
+@click.option("--n-draws", type=click.IntRange(1), default=None,
+              help="Independent estimates per K. [default: 2]")
+@click.option("--trained-seeds", type=click.IntRange(0), default=None,
+              help="Trained networks per (dataset, activation, keep_prob); 0 skips the "
+                   "trained part. [default: 2]")
+@click.option("--baldi-networks", type=click.IntRange(0), default=None,
+              help="Networks per (activation, weight scale) for Baldi's bound; 0 skips it. "
+                   "[default: 25]")
+@click.option("--seed", type=click.IntRange(0), default=None,
+              help="Root seed of SeedSequence(seed).spawn, one stream per cell. [default: 0]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / f"{approximations_study.NAME}.csv", show_default=True,
+              help="Result CSV; seconds go to <stem>_timing.csv beside it.")
+def approximations(quick, out, **given):
+    """Every approximation of the ensemble (scaled pass, NWGM and its correction,
+    moment propagation, plain and Rao-Blackwellised MC) against the exact one."""
+    study = approximations_study
+    params = dict(study.QUICK if quick else study.DEFAULTS)
+    params.update({k: v for k, v in given.items() if v not in (None, ())})
+    try:
+        params = study.check_params(**params)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    timing_out = out.with_name(f"{out.stem}_timing.csv")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise click.BadParameter(f"{out.parent} is not a folder", param_hint="--out")
+    for path in (out, timing_out):
+        if path.exists() and not path.is_file():
+            raise click.BadParameter(f"{path} exists and is not a regular file",
+                                     param_hint="--out")
+    df = study.run(progress=True, **params)
+    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
+    click.echo(f"wrote {save_result(study.timing(params), timing_out, params)}")
+
+
+@main.command("approximations-summary")
+@click.option("--results", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / f"{approximations_study.NAME}.csv", show_default=True,
+              help="The approximations study's CSV.")
+def approximations_summary(path):
+    """Print the README's tables of the approximations study from its CSV."""
+    import pandas as pd
+
+    from .results import load_result
+
+    study = approximations_study
+    df = load_result(path)
+    timing_path = path.with_name(f"{path.stem}_timing.csv")
+    timings = load_result(timing_path) if timing_path.is_file() else None
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", "{:.3g}".format):
+        for title, table in study.report(df, timings):
+            click.echo(f"\n## {title}\n{table.to_string(index=False)}")
+
+
+# --- the README's generated numbers ------------------------------------------
+
+@main.command()
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=Path("README.md"), show_default=True,
+              help="Markdown file whose '<!-- report: NAME -->' blocks are regenerated.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, exists=True,
+                                                          path_type=Path),
+              default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
+@click.option("--check", is_flag=True,
+              help="Change nothing; exit 1 if a block differs from what the CSVs give.")
+def report(readme, results_dir, check):
+    """Regenerate the README's numbers (tables, intervals, tests) from the result CSVs."""
+    from .report import update
+    from .results import atomic_write_text
+
+    text = readme.read_text()
+    try:
+        new, changed = update(text, results_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if check:
+        if changed:
+            click.echo(f"{readme}: out of date: {', '.join(changed)}", err=True)
+            raise SystemExit(1)
+        click.echo(f"{readme}: every block matches {results_dir}")
+        return
+    if changed:
+        atomic_write_text(readme, new)
+    click.echo(f"{readme}: {len(changed)} block(s) rewritten"
+               + (f": {', '.join(changed)}" if changed else ""))
 
 
 # --- training with dropout (issue 5) ------------------------------------------
@@ -200,13 +362,18 @@ def reproduce(quick, results_dir, figures_dir):
 @main.command()
 @click.option("--dataset", type=click.Choice(DATASETS), default="digits", show_default=True,
               help="Offline dataset (two classes: one sigmoid output; more: softmax).")
-@click.option("--keep-prob", type=KEEP_PROB, default=0.5, show_default=True,
-              help="Probability of keeping a hidden unit during training.")
+@click.option("--keep-prob", type=KEEP_PROB, multiple=True, default=(0.5,), show_default=True,
+              help="Probability of keeping a hidden unit during training: once for every "
+                   "hidden layer, or repeated once per hidden layer.")
+@click.option("--input-keep-prob", type=KEEP_PROB, default=1.0, show_default=True,
+              help="Probability of keeping an input unit (1: no input dropout).")
 @click.option("--scheme", type=click.Choice(SCHEMES), default="inverted", show_default=True,
               help="Dropout scheme (vanilla scales at test time, inverted at train time).")
 @click.option("--hidden", type=click.IntRange(1), multiple=True, default=(10, 10),
-              show_default=True, help="Width of a hidden ReLU layer; repeat once per layer. "
+              show_default=True, help="Width of a hidden layer; repeat once per layer. "
               "Every hidden layer is dropped: 2**(sum of widths) subnetworks.")
+@click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default="relu",
+              show_default=True, help="Activation of every hidden layer.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
               help="Adam, or mini-batch SGD with momentum 0.9.")
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=0.01,
@@ -226,29 +393,46 @@ def reproduce(quick, results_dir, figures_dir):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "train.csv", show_default=True,
               help="CSV of the training history (one row per epoch).")
-def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, batch_size,
-          weight_decay, max_norm, exact, seed, out):
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the trained network to this .npz (MLP.save; "
+              "read it back with MLP.load or `evaluate --net`). [default: not saved]")
+def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optimizer,
+          learning_rate, epochs, batch_size, weight_decay, max_norm, exact, seed, out,
+          save_path):
     """Train one network with dropout; report the scaled pass (and exact ensemble) on test data."""
-    import numpy as np
-
-    from . import MLP, DropoutConfig, exact_ensemble
+    from . import MLP, exact_ensemble
     from .datasets import load_dataset
+    from .masks import n_free_units
     from .train import error_rate
     from .train import train as train_network
 
-    data_ss, init_ss, train_ss = np.random.SeedSequence(seed).spawn(3)
+    cfg = _train_dropout(len(hidden), keep_prob, input_keep_prob, scheme)
+    _check_output_path(out, "--out")
+    if save_path is not None:
+        if save_path.suffix != ".npz":
+            raise click.BadParameter(f"must end in .npz; got {save_path}", param_hint="--save")
+        _check_output_path(save_path, "--save")
+    data_ss, init_ss, train_ss = _train_streams(seed)
     ds = load_dataset(dataset, rng=data_ss)
-    net = MLP.random((ds.n_features, *hidden, ds.n_outputs), "relu", ds.output, rng=init_ss)
-    cfg = DropoutConfig(keep_prob, layers=list(range(1, len(hidden) + 1)), scheme=scheme)
+    net = MLP.random((ds.n_features, *hidden, ds.n_outputs), activation, ds.output,
+                     rng=init_ss)
+    if exact:
+        from .dropout import unit_keep_probs
+
+        _check_enumerable(n_free_units(unit_keep_probs(net, cfg)), "--exact (or --no-exact)",
+                          "--exact")
     tc = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, epochs=epochs,
                      batch_size=batch_size, weight_decay=weight_decay, max_norm=max_norm)
     net, history = train_network(net, cfg, ds.X_train, ds.y_train, train_cfg=tc, rng=train_ss,
                                  eval_set=(ds.X_test, ds.y_test), progress=True)
     save_result(history, out, {"dataset": dataset, "architecture": net.architecture,
-                               "keep_prob": keep_prob, "scheme": scheme, "seed": seed,
-                               "train_cfg": dataclasses.asdict(tc)})
+                               "activation": activation, "keep_prob": list(keep_prob),
+                               "input_keep_prob": input_keep_prob, "scheme": scheme,
+                               "seed": seed, "train_cfg": dataclasses.asdict(tc)})
     click.echo(f"wrote {out}; {net.architecture}, test error of the scaled pass: "
                f"{history['eval_error'].iloc[-1]:.4f}")
+    if save_path is not None:
+        click.echo(f"wrote {net.save(save_path)}")
     if exact:
         ens = exact_ensemble(net, cfg, ds.X_test, progress=True)
         click.echo(f"exact ensemble of {ens.n_subnetworks:,} subnetworks, test error: mean "
@@ -269,9 +453,24 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
               help="Training seed (initial network, masks, sampled ensembles); repeat for "
                    "several. [default: 0 1 2]")
 @click.option("--hidden", type=click.IntRange(1), multiple=True,
-              help="Width of a hidden ReLU layer; repeat once per layer. [default: 10 10]")
+              help="Width of a hidden layer; repeat once per layer. [default: 10 10]")
+@click.option("--activation", type=click.Choice(HIDDEN_ACTIVATIONS), default="relu",
+              show_default=True, help="Activation of every hidden layer.")
+@click.option("--input-keep-prob", type=KEEP_PROB, default=1.0, show_default=True,
+              help="Keep probability of the input units in every cell (1: no input dropout; "
+                   "the inputs then join the exact ensemble, so only 2-D datasets fit).")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the training split. [default: 40]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="Adam, or mini-batch SGD with momentum 0.9. [default: adam]")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Step size. [default: 0.01]")
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Examples per step (each with its own fresh mask). [default: 32]")
+@click.option("--weight-decay", type=click.FloatRange(0), default=None,
+              help="L2 penalty 0.5 * wd * ||W||^2 on the weights. [default: 0]")
+@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+              help="Bound on each hidden unit's incoming weight norm. [default: none]")
 @click.option("--n-test", type=click.IntRange(1), default=None,
               help="Score the first N test examples (the exact ensemble's cost grows with N). "
                    "[default: 200]")
@@ -279,18 +478,74 @@ def train(dataset, keep_prob, scheme, hidden, optimizer, learning_rate, epochs, 
               help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
-def trained(quick, datasets, keep_probs, schemes, seeds, hidden, epochs, n_test, sample_sizes,
-            out):
+def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, input_keep_prob,
+            epochs, optimizer, learning_rate, batch_size, weight_decay, max_norm, n_test,
+            sample_sizes, out):
     """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
+    from .datasets import load_dataset
     from .studies.trained import default_params, run_trained
 
     params = default_params(quick)
     given = {"datasets": datasets, "keep_probs": keep_probs, "schemes": schemes,
              "seeds": seeds, "hidden": hidden, "n_test": n_test, "sample_sizes": sample_sizes}
     params.update({k: v for k, v in given.items() if v})
+    params.update(activation=activation, input_keep_prob=input_keep_prob)
+    tc = {"epochs": epochs, "optimizer": optimizer, "learning_rate": learning_rate,
+          "batch_size": batch_size, "weight_decay": weight_decay, "max_norm": max_norm}
+    params["train_cfg"] = dataclasses.replace(
+        params["train_cfg"], **{k: v for k, v in tc.items() if v is not None})
+    n_hidden_units = sum(params["hidden"])
+    for name in params["datasets"]:
+        n_inputs = load_dataset(name, rng=0).n_features if input_keep_prob < 1 else 0
+        _check_enumerable(n_hidden_units + n_inputs, f"dataset {name!r}",
+                          "--input-keep-prob" if n_inputs else "--hidden")
+    _check_output_path(out, "--out")
+    df = run_trained(**params, progress=True)
+    path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
+    click.echo(f"wrote {path} ({len(df)} rows)")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Start from the small smoke-test grid.")
+@click.option("--dataset", type=click.Choice(GENERATED), default=None,
+              help="Two-dimensional two-class task. [default: diamond]")
+@click.option("--hidden", type=click.IntRange(1), multiple=True,
+              help="Width of a hidden ReLU layer (all dropped); repeat once per layer. "
+                   "[default: 8 8, or 6 6 with --quick]")
+@click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
+              help="Keep probability of the hidden units; repeat for several. "
+                   "[default: 0.3 0.6, or 0.5 with --quick]")
+@click.option("--scheme", "schemes", type=click.Choice(SCHEMES), multiple=True,
+              help="Dropout scheme; repeat for both. [default: both]")
+@click.option("--seed", type=click.IntRange(0), default=None,
+              help="Seeds the data, the initial network and the training masks. [default: 0]")
+@click.option("--n-samples", type=click.IntRange(2), default=None,
+              help="Generated examples (a quarter held out for the test error). "
+                   "[default: 1000]")
+@click.option("--noise", type=click.FloatRange(0), default=None,
+              help="Standard deviation of the input noise. [default: 0.1]")
+@click.option("--grid-size", type=click.IntRange(2), default=None,
+              help="Points per axis of the grid over the plane. [default: 61, or 25 with "
+                   "--quick]")
+@click.option("--extent", type=click.FloatRange(0, min_open=True), default=None,
+              help="The grid covers [-extent, extent]^2 (raw coordinates). [default: 1.5]")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Passes over the training split. [default: 60, or 15 with --quick]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / "boundary.csv", show_default=True, help="Result CSV.")
+def boundary(quick, hidden, keep_probs, schemes, epochs, out, **given):
+    """Decision boundaries of the exact ensemble and the scaled pass on a 2-D task."""
+    from .studies.boundary import default_params, run_boundary
+
+    params = default_params(quick)
+    params.update({k: v for k, v in {"hidden": hidden, "keep_probs": keep_probs,
+                                     "schemes": schemes}.items() if v})
+    params.update({k: v for k, v in given.items() if v is not None})
     if epochs is not None:
         params["train_cfg"] = dataclasses.replace(params["train_cfg"], epochs=epochs)
-    df = run_trained(**params, progress=True)
+    _check_enumerable(sum(params["hidden"]), "--hidden", "--hidden")
+    _check_output_path(out, "--out")
+    df = run_boundary(**params, progress=True)
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -367,3 +622,144 @@ def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only):
     df = study.run(progress=True, **params)
     path = save_result(df, out, {**params, "recipe": dataclasses.asdict(params["recipe"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
+
+
+# --- a given network: evaluate (issue 11) -------------------------------------
+
+def _load_npy(path: Path, param_hint: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from None
+
+
+@main.command()
+@click.option("--net", "net_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True,
+              help="The network: an .npz written by MLP.save or `train --save`, or a .pt "
+                   "holding a whole pickled torch nn.Sequential (torch.save(model, path)), "
+                   "read with torch.load(weights_only=False), which runs the pickle's code: "
+                   "trusted files only.")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
+              help="Score the test split of this dataset (with its labels), the split "
+                   "`train --seed` held out.")
+@click.option("--inputs", "inputs_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Or: inputs X of shape (n_examples, n_features) in a .npy file (read "
+                   "without pickles).")
+@click.option("--labels", "labels_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --inputs: integer class labels, shape (n_examples,), in a .npy file "
+                   "(adds test error and NLL). [default: none]")
+@click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
+              help="Probability of keeping a unit: once for every dropped layer, or once per "
+                   "--layers value. [default: a .pt's nn.Dropout modules; required for .npz]")
+@click.option("--layers", type=click.IntRange(0), multiple=True,
+              help="Activation layer to drop (0 = input, 1..L-1 hidden); repeat for several. "
+                   "[default: a .pt's dropped layers, else every hidden layer]")
+@click.option("--scheme", type=click.Choice(SCHEMES), default=None,
+              help="Dropout scheme the weights were trained under. [default: inverted, "
+                   "PyTorch's]")
+@click.option("--output", type=click.Choice(OUTPUTS), default=None,
+              help="For a .pt ending in nn.Linear (logits): the output function, e.g. softmax "
+                   "for a model trained with CrossEntropyLoss. [default: identity]")
+@click.option("--max-subnetworks", type=click.IntRange(1), default=2**20, show_default=True,
+              help="Enumerate the ensemble exactly up to this many subnetworks; beyond, "
+                   "estimate it from --n-samples sampled ones (with standard errors).")
+@click.option("--n-samples", type=click.IntRange(2), default=10_000, show_default=True,
+              help="Sampled subnetworks K past the enumeration limit.")
+@click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
+              show_default=True,
+              help="How to estimate the ensemble past the limit: rao_blackwell (sample the "
+                   "outer dropped layers, average the last one exactly), mc (plain Monte "
+                   "Carlo), auto (rao_blackwell where the last dropped layer feeds the "
+                   "output, else mc).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="The seed given to `train` (the test split of --dataset); also seeds "
+                   "the sampled masks.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=RESULTS_DIR / "evaluate.csv", show_default=True,
+              help="Result CSV; its parameters go to a JSON sidecar next to it.")
+def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
+             max_subnetworks, n_samples, estimator, seed, out):
+    """A given network's dropout ensemble against its NWGM and scaled pass.
+
+    Prints, and writes as a tidy CSV, the ensemble's arithmetic mean, its
+    NWGM and the scheme's scaled pass, their gaps, and on a labelled dataset
+    the test error and NLL of each.
+    """
+    import numpy as np
+
+    from .evaluate import check_labels, dropout_config, evaluate_network, load_network
+    from .network import check_input
+
+    if (dataset is None) == (inputs_path is None):
+        raise click.UsageError("give exactly one of --dataset and --inputs")
+    if labels_path is not None and inputs_path is None:
+        raise click.BadParameter("goes with --inputs (a --dataset has its own labels)",
+                                 param_hint="--labels")
+    if output is not None and net_path.suffix != ".pt":
+        raise click.BadParameter(f"applies to a .pt network only (an .npz stores its output "
+                                 f"function); got --net {net_path}", param_hint="--output")
+    _check_output_path(out, "--out")
+    if net_path.suffix == ".pt":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise click.UsageError("reading a .pt network needs PyTorch: "
+                                   "pip install -e '.[torch]'") from None
+    try:
+        net, default = load_network(net_path, output=output)
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(str(exc).replace("\n", " "), param_hint="--net") from None
+    except Exception as exc:  # what unpickling a foreign .pt raises varies
+        raise click.BadParameter(f"cannot read {net_path}: {type(exc).__name__}: "
+                                 f"{exc}".replace("\n", " "), param_hint="--net") from None
+    try:
+        cfg = dropout_config(net, keep_probs, layers, scheme, default)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keep-prob/--layers") from None
+    data_ss, _, _ = _train_streams(seed)
+    if dataset is not None:
+        from .datasets import load_dataset
+
+        ds = load_dataset(dataset, rng=data_ss)
+        X, y, hint = ds.X_test, ds.y_test, "--dataset"
+        if net.output == "identity":
+            raise click.BadParameter(f"{dataset} has class labels, but the network's output "
+                                     f"is identity; pass --output for a .pt of logits, or "
+                                     f"--inputs", param_hint="--dataset")
+        if ds.n_outputs != net.sizes[-1]:
+            raise click.BadParameter(f"{dataset} needs {ds.n_outputs} output unit(s); the "
+                                     f"network {net.architecture} has {net.sizes[-1]}",
+                                     param_hint="--dataset")
+    else:
+        X, hint = _load_npy(inputs_path, "--inputs"), "--inputs"
+        y = None if labels_path is None else _load_npy(labels_path, "--labels")
+    try:
+        X = check_input(net, X)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} ({net.architecture})", param_hint=hint) from None
+    if y is not None:
+        try:
+            y = check_labels(net, y, X.shape[0])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--labels") from None
+    df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
+                          n_samples=n_samples, estimator=estimator,
+                          rng=np.random.SeedSequence(seed, spawn_key=(3,)))
+    shown = df.dropna(axis=1, how="all").drop(columns=["architecture", "output", "scheme",
+                                                       "layers", "keep_prob"])
+    shown["reference"] = shown["reference"].fillna("-")
+    first = df.iloc[0]
+    click.echo(f"{net.architecture} ({net.output} output), {cfg.scheme} dropout on layers "
+               f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:")
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    params = {"net": str(net_path), "dataset": dataset, "inputs": inputs_path,
+              "keep_prob": (dict(cfg.keep_prob) if not isinstance(cfg.keep_prob, float)
+                            else cfg.keep_prob), "layers": list(cfg.layers),
+              "scheme": cfg.scheme, "output": net.output, "max_subnetworks": max_subnetworks,
+              "n_samples": n_samples, "estimator": estimator, "seed": seed}
+    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")

@@ -27,8 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_positive_int, check_rng
-from .dropout import DropoutConfig, check_config, mask_multipliers, unit_keep_probs
+from .dropout import (
+    DropoutConfig,
+    check_config,
+    convert_scheme,
+    mask_multipliers,
+    unit_keep_probs,
+)
 from .kernels import (
+    Moments,
+    conditional_moments,
     default_threads,
     generic_task,
     n_outer_chunks,
@@ -37,7 +45,7 @@ from .kernels import (
     shortcut_moments,
     shortcut_plan,
 )
-from .masks import enumerate_masks, n_free_units, sample_masks
+from .masks import enumerate_masks, n_free_units
 from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
 
 # Elements of the largest intermediate array a chunk may allocate (2 MiB):
@@ -57,13 +65,16 @@ class EnsembleResult:
         NWGM for sigmoid (per unit) and softmax outputs; None for identity.
     variance : ndarray, shape (n_examples, n_outputs)
         Probability-weighted variance of the outputs (for a sampled
-        ensemble, the variance of its K members, ddof=0).
+        ensemble, the variance of its K members, ddof=0; Rao-Blackwellised:
+        the mean within-variance plus the conditional means' variance, see
+        :func:`sample_ensemble`).
     n_subnetworks : int
         Masks of non-zero probability (exact) or K (sampled).
     method : {"exact", "sampled"}
     stderr : ndarray, shape (n_examples, n_outputs), or None
         Sampled only: standard error of ``mean`` as an estimate of the exact
-        mean, ``std(ddof=1) / sqrt(K)``; NaN when K = 1.
+        mean, ``std(ddof=1) / sqrt(K)`` of the K members (Rao-Blackwellised:
+        of the K conditional means); NaN when K = 1.
     """
 
     mean: np.ndarray
@@ -187,6 +198,42 @@ def exact_ensemble(
     )
 
 
+ESTIMATORS = ("plain", "rao_blackwell")
+# Refuse K above this: 10**9 forward passes of even the smallest network take
+# hours, so a larger K is a typo (memory is bounded by the chunk whatever K).
+MAX_SAMPLES = 10**9
+
+
+def _vanilla_equivalent(net: MLP, cfg: DropoutConfig):
+    """The same subnetwork family under vanilla dropout (DESIGN fact 5).
+
+    Its multipliers are 0/1, so a train-time activation is never scaled by
+    ``1 / keep_prob`` on its own, which overflows at X = 1e308 where the
+    exact paths (that fold the scale into the weights) stay finite. Kept as
+    it is when folding would overflow the weights instead.
+    """
+    if cfg.scheme == "vanilla":
+        return net, cfg
+    with np.errstate(over="ignore"):
+        if not all(np.all(np.isfinite(net.weights[l] / cfg.layer_keep_prob(l)))
+                   for l in cfg.layers):
+            return net, cfg
+    return convert_scheme(net, cfg, "vanilla")
+
+
+def _drawn_chunks(gen: np.random.Generator, q: np.ndarray, n_samples: int, chunk_size: int):
+    """``(masks, weights)`` chunks of K masks drawn in order, each weighted 1/K.
+
+    The draws are consumed sequentially from one stream, so the masks are the
+    same whatever the chunk size (``Generator.random`` fills arrays from the
+    stream in order). Weights 1/K rather than 1 keep every weighted sum
+    below the largest term, so huge logits average without overflow.
+    """
+    for start in range(0, n_samples, chunk_size):
+        c = min(chunk_size, n_samples - start)
+        yield gen.random((c, q.size)) < q, np.full(c, 1.0 / n_samples)
+
+
 def sample_ensemble(
     net: MLP,
     cfg: DropoutConfig,
@@ -194,52 +241,147 @@ def sample_ensemble(
     n_samples: int,
     rng,
     *,
+    estimator: str = "plain",
     chunk_size: int | None = None,
 ) -> EnsembleResult:
-    """A K-member ensemble of sampled subnetworks (Monte Carlo dropout).
+    """A Monte Carlo estimate of the ensemble from K sampled masks.
 
-    The K masks are drawn once and shared by every example, so the result is
-    the prediction of one K-member ensemble, and ``mean`` is an unbiased
-    estimate of the exact ensemble mean.
+    ``estimator="plain"`` (Monte Carlo dropout) draws K joint masks, shared
+    by every example, so the result is the prediction of one K-member
+    ensemble: ``mean`` is an unbiased estimate of the exact ensemble mean and
+    ``variance`` is the K members' variance (ddof=0).
+
+    ``estimator="rao_blackwell"`` draws K masks of the *outer* dropped layers
+    only and, for each, averages the last dropped layer (which must feed the
+    output layer) exactly with the shortcut kernel
+    (:func:`ensemble_study.kernels.conditional_moments`). Then
+
+    * ``mean`` is the average of the K conditional means ``E[y | outer]``;
+      unbiased, and by the law of total variance its variance never exceeds
+      plain Monte Carlo's at equal K (DESIGN fact 12);
+    * ``variance`` is the average within-variance ``Var[y | outer]`` plus the
+      variance (ddof=0) of the conditional means: the Rao-Blackwellised
+      estimate of the exact ensemble's variance (the within term is exact
+      given each outer mask);
+    * ``geometric_mean`` is the NWGM of the average conditional mean logits;
+    * ``stderr`` is ``std(conditional means, ddof=1) / sqrt(K)``;
+    * with only the last dropped layer free (keep_prob < 1 nowhere else),
+      every conditional moment is the exact one (``stderr`` is 0, NaN at K = 1).
+
+    Each of its samples costs one shortcut block (``2**width`` inner
+    subnetworks for sigmoid/softmax outputs, one pass for identity) rather
+    than one forward pass.
+
+    Masks are drawn chunk by chunk from one stream: memory is bounded by the
+    chunk size whatever K, the masks do not depend on the chunk size, and the
+    statistics depend on it only through the rounding of their merges
+    (about 1e-16 relative). Chunks are merged in order, so the number of
+    threads does not matter.
 
     Parameters
     ----------
     net : MLP
     cfg : DropoutConfig
     X : array_like, shape (n_examples, n_features)
-    n_samples : int >= 1
-        K, the number of subnetworks drawn.
+    n_samples : int, 1 <= K <= MAX_SAMPLES (10**9)
+        K, the number of (outer) masks drawn.
     rng : int, SeedSequence or numpy.random.Generator
+    estimator : {"plain", "rao_blackwell"}
     chunk_size : int, optional
-        Masks evaluated per batch (see :func:`exact_ensemble`).
+        Masks evaluated per batch (see :func:`exact_ensemble`; for
+        ``rao_blackwell``, outer masks per batch, each of which carries its
+        inner block).
 
     Returns
     -------
     EnsembleResult
         ``method == "sampled"``, ``n_subnetworks == K``, with ``stderr``.
+
+    Raises
+    ------
+    ValueError
+        On a bad parameter; for ``rao_blackwell``, when the last dropped
+        layer with keep_prob < 1 does not feed the output layer.
     """
     X = check_input(net, X)
     check_config(net, cfg)
     n_samples = check_positive_int(n_samples, "n_samples")
+    if n_samples > MAX_SAMPLES:
+        raise ValueError(
+            f"n_samples must be at most MAX_SAMPLES = {MAX_SAMPLES:,} (K forward passes; "
+            f"a larger K would run for days); got {n_samples:,}"
+        )
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
     gen = check_rng(rng)
-    masks = sample_masks(unit_keep_probs(net, cfg), n_samples, gen)
-    chunk_size = (_default_chunk(net, X.shape[0]) if chunk_size is None
-                  else check_positive_int(chunk_size, "chunk_size"))
+    if estimator == "rao_blackwell":
+        return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
+    vnet, vcfg = _vanilla_equivalent(net, cfg)
+    chunk_size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
     # The generic path's chunk task: K sampled subnetworks cost what K
     # enumerated ones cost on that path, on the same threads.
-    task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))
-    chunks = ((masks[s:s + chunk_size], np.ones(min(chunk_size, n_samples - s)))
-              for s in range(0, n_samples, chunk_size))
+    task = generic_task(vnet, X, lambda m: mask_multipliers(vnet, vcfg, m))
+    chunks = _drawn_chunks(gen, unit_keep_probs(net, cfg), n_samples, chunk_size)
     n_chunks = math.ceil(n_samples / chunk_size)
     acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        stderr = (np.sqrt(acc.m2 / (n_samples - 1) / n_samples) if n_samples > 1
-                  else np.full_like(acc.mean, np.nan))
+    variance = acc.m2 / acc.weight
     return EnsembleResult(
         mean=acc.mean,
         geometric_mean=_geometric_mean(net.output, acc.mean_logits),
-        variance=acc.m2 / n_samples,
+        variance=variance,
         n_subnetworks=n_samples,
         method="sampled",
-        stderr=stderr,
+        stderr=_stderr(variance, n_samples),
+    )
+
+
+def _stderr(variance: np.ndarray, n_samples: int) -> np.ndarray:
+    """``std(ddof=1) / sqrt(K)`` from the ddof=0 variance; NaN when K = 1."""
+    if n_samples == 1:
+        return np.full_like(variance, np.nan)
+    return np.sqrt(variance / (n_samples - 1))
+
+
+def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size) -> EnsembleResult:
+    vnet, vcfg = _vanilla_equivalent(net, cfg)
+    plan = shortcut_plan(vnet, vcfg)
+    if plan is None:
+        free = [l for l in cfg.layers if cfg.layer_keep_prob(l) < 1]
+        why = (f"the last dropped layer with keep_prob < 1 is {free[-1]}, not "
+               f"{net.n_layers - 1}, the layer that feeds the output" if free
+               else "no dropped layer has keep_prob < 1")
+        raise ValueError(
+            f"estimator='rao_blackwell' averages the last dropped layer exactly, which "
+            f"needs that layer to feed the output layer; here {why}. "
+            f'Use estimator="plain"'
+        )
+    n, k = X.shape[0], net.sizes[-1]
+    if chunk_size is None:
+        inner = 2**plan.n_inner if net.output != "identity" else 1
+        chunk_size = max(1, _CHUNK_ELEMENTS // (n * max(inner, *net.sizes)))
+
+    def task(chunk):
+        masks, weights = chunk
+        mean, within, mean_logits = conditional_moments(vnet, plan, X, masks)
+        # Within-variances ride along as extra output columns, so that the
+        # chunk merge averages them while m2 of the first k columns is the
+        # spread of the conditional means alone (the stderr needs it apart).
+        acc = Moments()
+        acc.add(weights, np.concatenate([mean, within], axis=-1),
+                np.concatenate([mean_logits, np.zeros_like(mean_logits)], axis=-1))
+        return acc
+
+    chunks = _drawn_chunks(gen, plan.outer_q, n_samples, chunk_size)
+    n_chunks = math.ceil(n_samples / chunk_size)
+    acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1)
+    between = acc.m2[..., :k] / acc.weight
+    return EnsembleResult(
+        mean=acc.mean[..., :k],
+        geometric_mean=_geometric_mean(net.output, acc.mean_logits[..., :k]),
+        variance=acc.mean[..., k:] + between,
+        n_subnetworks=n_samples,
+        method="sampled",
+        stderr=_stderr(between, n_samples),
     )

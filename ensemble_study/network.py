@@ -15,8 +15,10 @@ scheme into multipliers.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from ._checks import check_rng, check_X
 
 HIDDEN_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 OUTPUTS = ("identity", "sigmoid", "softmax")
+# Version of the .npz layout written by MLP.save (not the package version).
+FILE_FORMAT = 1
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -209,6 +213,102 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP({self.architecture}, hidden={self.hidden!r}, output={self.output!r})"
+
+    def save(self, path) -> Path:
+        """Write the network to one ``.npz`` file (written atomically).
+
+        The file holds ``W0..W{L-1}`` and ``b0..b{L-1}`` (float64, this
+        package's ``(fan_in, fan_out)`` layout), ``hidden`` and ``output``
+        (strings), ``format`` (the layout's version) and ``version`` (the
+        package that wrote it). Nothing is pickled: :meth:`load` reads it
+        with ``allow_pickle=False``.
+
+        Parameters
+        ----------
+        path : str or Path
+            Must end in ``.npz``.
+
+        Returns
+        -------
+        Path
+        """
+        from . import __version__
+        from .results import _atomic_write
+
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"path must end in .npz; got {str(path)!r}")
+        arrays = {f"W{l}": w for l, w in enumerate(self.weights)}
+        arrays.update({f"b{l}": b for l, b in enumerate(self.biases)})
+        arrays.update(hidden=np.array(self.hidden, dtype=str), output=np.array(self.output),
+                      format=np.array(FILE_FORMAT), version=np.array(__version__))
+        _atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
+        return path
+
+    @classmethod
+    def load(cls, path) -> MLP:
+        """Read a network written by :meth:`save`, validating every array.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and what is wrong: not an ``.npz`` archive, a
+            missing or unexpected array, an unknown format or activation,
+            shapes that do not chain, non-numeric or non-finite values.
+        """
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as fh:
+                npy = fh.read(6) == b"\x93NUMPY"
+            raise ValueError(f"{path}: {'a single .npy array' if npy else 'not a zip archive'}, "
+                             f"not an .npz file written by MLP.save")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        except ValueError as exc:  # object arrays: refused rather than unpickled
+            raise ValueError(f"{path}: holds pickled (object) arrays, which are never "
+                             f"loaded ({exc})") from None
+        try:
+            return cls._from_saved(arrays)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def _from_saved(cls, arrays: dict) -> MLP:
+        required = {"hidden", "output", "format", "version", "W0", "b0"}
+        missing = sorted(required - set(arrays))
+        if missing:
+            raise ValueError(f"missing array(s) {missing}; an MLP.save file has "
+                             f"W0.., b0.., hidden, output, format, version")
+        fmt = arrays["format"]
+        if fmt.shape != () or not np.issubdtype(fmt.dtype, np.integer) or fmt != FILE_FORMAT:
+            raise ValueError(f"format must be {FILE_FORMAT}; got {fmt!r}")
+        n_layers = 0
+        while f"W{n_layers}" in arrays:
+            n_layers += 1
+        expected = {*required, *(f"W{l}" for l in range(n_layers)),
+                    *(f"b{l}" for l in range(n_layers))}
+        missing = sorted(expected - set(arrays))
+        if missing:
+            raise ValueError(f"missing array(s) {missing} for a network of {n_layers} layers")
+        unexpected = sorted(set(arrays) - expected)
+        if unexpected:
+            raise ValueError(f"unexpected array(s) {unexpected} (weights must be numbered "
+                             f"W0..W{n_layers - 1} without gaps)")
+        params = []
+        for name in [f"W{l}" for l in range(n_layers)] + [f"b{l}" for l in range(n_layers)]:
+            a = arrays[name]
+            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                raise ValueError(f"{name} must be numeric; got dtype {a.dtype}")
+            params.append(a)
+        for name in ("hidden", "output"):
+            if arrays[name].dtype.kind != "U":
+                raise ValueError(f"{name} must hold strings; got dtype {arrays[name].dtype}")
+        hidden, output = arrays["hidden"], arrays["output"]
+        if hidden.ndim != 1 or output.ndim != 0:
+            raise ValueError(f"hidden must be a 1-D array of names and output one name; got "
+                             f"shapes {hidden.shape} and {output.shape}")
+        return cls(tuple(params[:n_layers]), tuple(params[n_layers:]),
+                   tuple(str(h) for h in hidden), str(output))
 
 
 def _hidden_names(hidden, n_hidden: int) -> tuple:

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from .results import load_result
+from .stats import bootstrap_ci, summarise
 
 # csv stem -> {png stem -> plot function}
 FIGURES: dict[str, dict[str, Callable[[pd.DataFrame], Figure]]] = {}
@@ -32,8 +34,13 @@ def figure(csv: str, png: str):
     return register
 
 
-def median_band(ax, x, values_by_x, *, label, color=None, quantiles=(0.1, 0.9), **line_kw):
-    """Draw the median line and a quantile band of ``values_by_x`` (a groupby over x).
+def median_band(ax, x, values_by_x, *, label, color=None, statistic="median",
+                spread=(0.1, 0.9), **line_kw):
+    """Draw a centre line, its bootstrap 95% CI, and the spread across units.
+
+    The CI (the darker band) is the uncertainty of the centre line; the
+    spread (the lighter band, ``spread`` quantiles, None for none) is how much
+    the units (networks, seeds) differ, which no number of units shrinks.
 
     Parameters
     ----------
@@ -41,13 +48,20 @@ def median_band(ax, x, values_by_x, *, label, color=None, quantiles=(0.1, 0.9), 
     x : array_like, shape (n,)
         Sorted x positions.
     values_by_x : pandas SeriesGroupBy
-        Values grouped by x (e.g. over seeds).
+        Values grouped by x, one per unit (e.g. per network).
+    statistic : {"median", "mean"}
+        The centre line and the statistic whose CI is drawn.
+    spread : (low, high) quantiles, or None
     """
-    med = values_by_x.median().reindex(x).to_numpy()
-    lo = values_by_x.quantile(quantiles[0]).reindex(x).to_numpy()
-    hi = values_by_x.quantile(quantiles[1]).reindex(x).to_numpy()
-    (line,) = ax.plot(x, med, label=label, color=color, **line_kw)
-    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    frame = pd.concat([pd.DataFrame({"x": key, "value": vals.to_numpy()})
+                       for key, vals in values_by_x])
+    table = summarise(frame, ["x"], "value", statistic, spread=spread).set_index("x").reindex(x)
+    (line,) = ax.plot(x, table["estimate"].to_numpy(), label=label, color=color, **line_kw)
+    ax.fill_between(x, table["ci_low"].to_numpy(), table["ci_high"].to_numpy(),
+                    color=line.get_color(), alpha=0.3, linewidth=0)
+    if spread is not None:
+        ax.fill_between(x, table["spread_low"].to_numpy(), table["spread_high"].to_numpy(),
+                        color=line.get_color(), alpha=0.08, linewidth=0)
     return line
 
 
@@ -93,7 +107,10 @@ def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
 ACTIVATION_COLORS = {"identity": "tab:gray", "relu": "tab:blue", "tanh": "tab:orange",
                      "sigmoid": "tab:green"}
 STATISTIC_LABELS = {"arithmetic_mean": "arithmetic mean", "nwgm": "NWGM"}
-BAND = "median over networks, band 10-90%"
+BAND = ("line: median over networks; dark band: its bootstrap 95% CI; "
+        "light band: 10-90% of networks")
+SEED_BAND = ("median over training seeds; dark band: its bootstrap 95% CI; "
+             "light band: 10-90% of seeds")
 EXACT = 1e-9  # a relative gap below this is rounding error: the two sides are equal
 
 
@@ -113,55 +130,58 @@ def _activation_handles(activations):
 def plot_sweep(df: pd.DataFrame) -> Figure:
     """Relative gap |ensemble - scaled pass| / std against keep_prob.
 
-    Rows: output function; columns: ensemble statistic. One median line and
-    band per activation under inverted dropout (solid); vanilla dropout on the
-    same weights dashed; vanilla dropout on the equivalent weights as hollow
-    markers, which must sit on the inverted line.
+    Rows: output function and ensemble statistic; columns: inverted dropout,
+    then vanilla dropout on the same weights. One median line per activation
+    with its bootstrap 95% CI and the 10-90% spread across networks; on the
+    inverted panels, vanilla dropout on the equivalent weights as hollow
+    markers, which must sit on the inverted line (DESIGN fact 5).
     """
     from matplotlib.lines import Line2D
 
     outputs = list(dict.fromkeys(df["output"]))
     stats = [s for s in STATISTIC_LABELS if s in set(df["statistic"])]
     activations = list(dict.fromkeys(df["activation"]))
-    fig, axes = new_figure(len(outputs), len(stats), width=5.0, height=3.6)
-    for i, out in enumerate(outputs):
-        for j, stat in enumerate(stats):
+    panels = [(out, stat) for out in outputs for stat in stats]
+    schemes = ("inverted", "vanilla")
+    fig, axes = new_figure(len(panels), len(schemes), width=5.0, height=3.1)
+    skipped = set()
+    for i, (out, stat) in enumerate(panels):
+        # Every gap is 0 at keep_prob = 1 (no dropout): nothing to draw on a log axis.
+        sub = df[(df["output"] == out) & (df["statistic"] == stat) & (df["keep_prob"] < 1)]
+        for j, scheme in enumerate(schemes):
             ax = axes[i, j]
-            # Every gap is 0 at keep_prob = 1 (no dropout): nothing to draw on a log axis.
-            sub = df[(df["output"] == out) & (df["statistic"] == stat) & (df["keep_prob"] < 1)]
             for act in activations:
                 cell = sub[sub["activation"] == act]
-                color = ACTIVATION_COLORS[act]
-                inv = cell[(cell["scheme"] == "inverted") & (cell["weights"] == "original")]
-                if inv.empty or inv["relative_gap"].max() < EXACT:
-                    continue  # zero up to rounding (identity activations, NWGM)
-                x = sorted(inv["keep_prob"].unique())
-                median_band(ax, x, inv.groupby("keep_prob")["relative_gap"], label=act,
-                            color=color)
-                van = cell[(cell["scheme"] == "vanilla") & (cell["weights"] == "original")]
-                med = van.groupby("keep_prob")["relative_gap"].median()
-                ax.plot(med.index, med.to_numpy(), color=color, linestyle="--", linewidth=1)
+                same = cell[(cell["scheme"] == scheme) & (cell["weights"] == "original")]
+                if same.empty or same["relative_gap"].max() < EXACT:
+                    skipped.add(act)  # zero up to rounding (identity activations, NWGM)
+                    continue
+                x = sorted(same["keep_prob"].unique())
+                median_band(ax, x, same.groupby("keep_prob")["relative_gap"], label=act,
+                            color=ACTIVATION_COLORS[act])
                 eq = cell[cell["weights"] == "equivalent"]
-                med = eq.groupby("keep_prob")["relative_gap"].median()
-                ax.plot(med.index, med.to_numpy(), color=color, linestyle="none", marker="o",
-                        markerfacecolor="none", markersize=5)
+                if scheme == "inverted" and not eq.empty:
+                    med = eq.groupby("keep_prob")["relative_gap"].median()
+                    ax.plot(med.index, med.to_numpy(), color=ACTIVATION_COLORS[act],
+                            linestyle="none", marker="o", markerfacecolor="none", markersize=5)
             ax.set_yscale("log")
             ax.set_xlim(0, 1.02)
             ax.set_xlabel("keep_prob (probability of keeping a unit)")
-            ax.set_ylabel("relative gap  |ensemble - scaled| / std")
-            ax.set_title(f"{out} output: {STATISTIC_LABELS[stat]} vs scaled pass", fontsize=10)
+            ax.set_ylabel("|ensemble - scaled| / std")
+            weights = "same weights" if scheme == "vanilla" else "circles: vanilla, equivalent"
+            ax.set_title(f"{out} output, {STATISTIC_LABELS[stat]}: {scheme} ({weights})",
+                         fontsize=9)
             ax.grid(True, which="major", alpha=0.3)
     handles = _activation_handles(activations) + [
-        Line2D([], [], color="k", label="inverted"),
-        Line2D([], [], color="k", linestyle="--", linewidth=1, label="vanilla, same weights"),
         Line2D([], [], color="k", linestyle="none", marker="o", markerfacecolor="none",
-               label="vanilla, equivalent weights"),
+               label="vanilla dropout on the equivalent weights"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=9, frameon=False)
+    note = (f"\nNot drawn (zero up to rounding): keep_prob 1, and the NWGM of "
+            f"{', '.join(sorted(skipped))}-activation networks" if skipped else "")
     fig.suptitle(
-        "Exact dropout ensemble vs the scaled pass, dropout on every hidden unit; "
-        f"{_networks(df)}\n{BAND}. Not drawn (zero up to rounding): "
-        "keep_prob 1, and the NWGM of identity-activation networks",
+        "Exact dropout ensemble vs the scaled pass, dropout on every hidden unit\n"
+        f"{_networks(df)}\n{BAND}{note}",
         fontsize=10,
     )
     return fig
@@ -180,6 +200,14 @@ def plot_sweep_slope(df: pd.DataFrame) -> Figure:
     inv = df[(df["scheme"] == "inverted") & (df["weights"] == "original") & (df["keep_prob"] < 1)]
     inv = inv.assign(noise=(1 - inv["keep_prob"]) / inv["keep_prob"])
     slopes = small_noise_slopes(inv, q_min=q_min).set_index(["output", "activation", "statistic"])
+    if slopes.empty:
+        fig, axes = new_figure(width=6.0, height=2.0)
+        axes[0, 0].set_axis_off()
+        axes[0, 0].text(0.5, 0.5, "No slope to draw: the sweep has no inverted-dropout run with "
+                        f"{q_min} <= keep_prob < 1\n(at least two such keep_probs are needed; "
+                        "ran: " + ", ".join(f"{q:g}" for q in sorted(df["keep_prob"].unique()))
+                        + ")", ha="center", va="center", fontsize=9, wrap=True)
+        return fig
     outputs = list(dict.fromkeys(inv["output"]))
     stats = [s for s in STATISTIC_LABELS if s in set(inv["statistic"])]
     fig, axes = new_figure(len(outputs), len(stats), width=5.0, height=3.6)
@@ -204,14 +232,18 @@ def plot_sweep_slope(df: pd.DataFrame) -> Figure:
             ax.axvline((1 - q_min) / q_min, color="0.5", linewidth=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            # Decades only, labelled plainly: minor labels collided on this axis.
+            ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_major_formatter("{x:g}")
             ax.set_xlabel("(1 - keep_prob) / keep_prob")
             ax.set_ylabel("mean |ensemble - scaled|")
             ax.set_title(f"{out} output: {STATISTIC_LABELS[stat]}, inverted", fontsize=10)
             ax.grid(True, which="major", alpha=0.3)
-            ax.legend(fontsize=8, loc="upper left")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(
         "Does the gap vanish like (1-q)/q as keep_prob q -> 1?  "
-        f"Slopes fitted left of the grey line (q >= {q_min})\n{_networks(df)}; {BAND}",
+        f"Slopes fitted left of the grey line (q >= {q_min})\n{_networks(df)}\n{BAND}",
         fontsize=10,
     )
     return fig
@@ -239,6 +271,10 @@ def plot_mc(df: pd.DataFrame) -> Figure:
             ks = sorted(sampled["n_subnetworks"].unique())
             median_band(ax, ks, sampled.groupby("n_subnetworks")["mean_abs_gap"],
                         label="K sampled subnetworks", color="tab:blue", marker=".")
+            # Reference K^(-1/2) through the median error at the smallest K.
+            y0 = sampled.loc[sampled["n_subnetworks"] == ks[0], "mean_abs_gap"].median()
+            ax.plot(ks, [y0 * (k / ks[0]) ** -0.5 for k in ks], color="k", linestyle=":",
+                    linewidth=1, label="K^(-1/2) reference")
             scaled = sub.loc[sub["method"] == "scaled", "mean_abs_gap"]
             ax.axhline(scaled.median(), color="tab:red", linewidth=1.5, label="scaled pass")
             ax.axhspan(scaled.quantile(0.1), scaled.quantile(0.9), color="tab:red", alpha=0.1,
@@ -256,12 +292,13 @@ def plot_mc(df: pd.DataFrame) -> Figure:
             ax.set_ylabel("mean |error| vs exact ensemble")
             ax.set_title(f"{act} hidden units: {STATISTIC_LABELS[stat]}", fontsize=10)
             ax.grid(True, which="major", alpha=0.3)
-            ax.legend(fontsize=8, loc="lower left")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize=8, frameon=False)
     first = df.iloc[0]
     fig.suptitle(
         f"Monte Carlo dropout vs the scaled pass, both against the exact ensemble\n"
         f"{_networks(df)}, {first['output']} output, {first['scheme']} dropout, "
-        f"keep_prob {first['keep_prob']:g}; {df['repeat'].nunique()} draws per K; {BAND}",
+        f"keep_prob {first['keep_prob']:g}; {df['repeat'].nunique()} draws per K\n{BAND}",
         fontsize=10,
     )
     return fig
@@ -292,6 +329,8 @@ def plot_spread(df: pd.DataFrame) -> Figure:
                 if not value.empty:
                     ax.axvline(value.iloc[0], color=color, linestyle=style, linewidth=1.8,
                                label=label)
+            # Sigmoid outputs: one x-range, [0, 1], so that panels compare at a glance.
+            ax.set_xlim(0, 1)
             ax.set_xlabel("subnetwork output")
             ax.set_ylabel("probability")
             ax.set_title(f"{act} hidden units, input {inp}", fontsize=10)
@@ -338,9 +377,11 @@ def plot_depth(df: pd.DataFrame) -> Figure:
                 text = label.format(value).replace("1 hidden layers", "1 hidden layer")
                 median_band(ax, xs, mean.groupby(x)["relative_gap"], label=text,
                             color=color, marker="o", markersize=4)
-                med = cell[cell["statistic"] == "nwgm"].groupby(x)["relative_gap"].median()
-                ax.plot(med.index, med.to_numpy(), color=color, linestyle="--", marker="x",
-                        markersize=4, linewidth=1)
+                nwgm = cell[cell["statistic"] == "nwgm"]
+                if not nwgm.empty:
+                    median_band(ax, sorted(nwgm[x].unique()), nwgm.groupby(x)["relative_gap"],
+                                label=None, color=color, spread=None, linestyle="--",
+                                marker="x", markersize=4, linewidth=1)
             if x == "width":
                 ax.set_xscale("log", base=2)
                 ax.xaxis.set_major_formatter("{x:g}")
@@ -351,18 +392,18 @@ def plot_depth(df: pd.DataFrame) -> Figure:
             ax.set_ylabel("relative gap  |ensemble - scaled| / std")
             ax.set_title(f"{act} hidden units", fontsize=10)
             ax.grid(True, alpha=0.3)
-            if j == 0:  # the same legend holds for every column
+            if j == len(activations) - 1:  # the same legend holds for every column
                 handles, _ = ax.get_legend_handles_labels()
                 ax.legend(handles=handles + [
                     Line2D([], [], color="k", label="arithmetic mean"),
                     Line2D([], [], color="k", linestyle="--", marker="x", linewidth=1,
                            label="NWGM"),
-                ], fontsize=8, loc="best")
+                ], fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     first = df.iloc[0]
     fig.suptitle(
         f"Depth and width: {first['output']} output, {first['scheme']} dropout on every hidden "
         f"unit, keep_prob {first['keep_prob']:g}; {df['seed'].nunique()} random networks per "
-        f"point; {BAND}",
+        f"point\n{BAND}",
         fontsize=10,
     )
     return fig
@@ -412,7 +453,7 @@ def plot_trained_error(df: pd.DataFrame) -> Figure:
     df = df[df["state"] == "trained"]
     schemes = sorted(set(df["scheme"]))
     rows, note = _metric_rows(df)
-    fig, axes = new_figure(len(rows), len(schemes), height=3.0, sharex=True)
+    fig, axes = new_figure(len(rows), len(schemes), height=3.0)
     x = sorted(df["keep_prob"].unique())
     for i, (ds, metric) in enumerate(rows):
         for j, scheme in enumerate(schemes):
@@ -421,10 +462,12 @@ def plot_trained_error(df: pd.DataFrame) -> Figure:
             for k, s in sampled.groupby("n_samples"):
                 s = _per_seed(s, ["keep_prob"], metric)
                 median_band(ax, x, s.groupby("keep_prob")[metric], lw=1.2, marker=".",
-                            label=f"sampled, K={k}", color=_SAMPLED_COLORS.get(k))
+                            label=f"sampled, K={k}", color=_SAMPLED_COLORS.get(k),
+                            statistic="mean", spread=None)
             for pred, style in _PREDICTOR_STYLE.items():
                 s = cell[cell["predictor"] == pred]
-                median_band(ax, x, s.groupby("keep_prob")[metric], **style)
+                median_band(ax, x, s.groupby("keep_prob")[metric], statistic="mean",
+                            spread=None, **style)
             ax.set_title(f"{_title(ds, cell['architecture'].iloc[0])}, {scheme} dropout",
                          fontsize=9)
             ax.set_ylabel("test error" if metric == "error" else "test NLL (nats)")
@@ -432,9 +475,10 @@ def plot_trained_error(df: pd.DataFrame) -> Figure:
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("keep_prob (both hidden layers)")
-    axes[0, -1].legend(fontsize=8)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               fontsize=8, frameon=False)
     fig.suptitle("Trained with dropout: test error and negative log-likelihood of each "
-                 "predictor\n(median over training seeds, band 10-90%)"
+                 "predictor\n(mean over training seeds, band: its bootstrap 95% CI)"
                  + (f"\n{note}" if note else ""), fontsize=10)
     return fig
 
@@ -448,7 +492,7 @@ def plot_trained_gap(df: pd.DataFrame) -> Figure:
     # (p = 1.0 in float), which makes KL(exact || scaled) infinite.
     metrics = [("total_variation", "total variation distance,\nexact mean vs scaled pass"),
                ("disagreement", "fraction of test examples\nwhere the predicted class differs")]
-    fig, axes = new_figure(len(datasets), len(metrics), sharex=True)
+    fig, axes = new_figure(len(datasets), len(metrics))
     x = sorted(df["keep_prob"].unique())
     colors = {"vanilla": "tab:blue", "inverted": "tab:red"}
     for i, ds in enumerate(datasets):
@@ -468,7 +512,7 @@ def plot_trained_gap(df: pd.DataFrame) -> Figure:
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
                fontsize=8)
     fig.suptitle("Scaled pass against the exact ensemble: trained (solid) and at "
-                 "initialisation (dotted)\n(median over training seeds, band 10-90%)",
+                 "initialisation (dotted)\n" + SEED_BAND,
                  fontsize=10)
     return fig
 
@@ -479,7 +523,7 @@ def plot_trained_samples(df: pd.DataFrame) -> Figure:
     df = df[(df["state"] == "trained") & (df["scheme"] == "inverted")]
     qs = sorted(df["keep_prob"].unique())
     rows, note = _metric_rows(df)
-    fig, axes = new_figure(len(rows), len(qs), width=3.0, height=2.5, sharex=True)
+    fig, axes = new_figure(len(rows), len(qs), width=3.0, height=2.5)
     for i, (ds, metric) in enumerate(rows):
         for j, q in enumerate(qs):
             ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["keep_prob"] == q)]
@@ -500,7 +544,7 @@ def plot_trained_samples(df: pd.DataFrame) -> Figure:
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
                fontsize=8)
     fig.suptitle("Inverted dropout, trained: Monte Carlo averaging against the exact "
-                 "ensemble and the scaled pass\n(median over training seeds, band 10-90%)"
+                 "ensemble and the scaled pass\n" + SEED_BAND
                  + (f"\n{note}" if note else ""), fontsize=10)
     return fig
 
@@ -656,4 +700,222 @@ def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
         f"{sampled['seed'].nunique()} training seeds (means over them)\n"
         "dotted verticals: first K where Monte Carlo's mean error <= the scaled pass "
         "(red) / exact ensemble (black)", fontsize=10)
+    return fig
+
+
+# --- Every approximation against the exact ensemble ----------------------------
+# (table from ensemble_study/studies/approximations.py)
+
+_APPROX_STYLE = {
+    ("scaled", 0): {"label": "scaled pass", "color": "tab:red", "marker": "o"},
+    ("nwgm", 0): {"label": "NWGM", "color": "tab:purple", "marker": "s"},
+    ("nwgm_corrected", 0): {"label": "NWGM + 2nd-order correction", "color": "tab:pink",
+                            "marker": "D"},
+    ("moment_propagation", 0): {"label": "moment propagation", "color": "tab:green",
+                                "marker": "^"},
+    ("mc", 10): {"label": "MC, K = 10", "color": "tab:blue", "ls": "--", "marker": "."},
+    ("mc", 100): {"label": "MC, K = 100", "color": "tab:blue", "marker": "."},
+    ("rb_mc", 10): {"label": "RB MC, K = 10", "color": "tab:orange", "ls": "--", "marker": "."},
+    ("rb_mc", 100): {"label": "RB MC, K = 100", "color": "tab:orange", "marker": "."},
+}
+_APPROX_BAND = "median over networks, band: bootstrap 95% CI of the median"
+
+
+def _median_ci(values) -> tuple[float, float, float]:
+    """Median of the finite values and its bootstrap 95% CI (``stats.bootstrap_ci``)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    return bootstrap_ci(v) if v.size else (np.nan, np.nan, np.nan)
+
+
+def _approx_networks(df) -> pd.DataFrame:
+    """One value per network, keep_prob, predictor and K: the mean over draws."""
+    keys = ["part", "dataset", "architecture", "activation", "output", "keep_prob", "seed",
+            "predictor", "n_samples"]
+    cols = ["mean_abs_error", "cost_passes", "variance_exact", "variance_predicted"]
+    return (df[df["part"] != "baldi"].groupby(keys, as_index=False, sort=False, dropna=False)
+            [cols].mean())
+
+
+@figure("approximations", "approximations_keep_prob")
+def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
+    """Error of each predictor's mean against keep_prob, random networks.
+
+    Rows: output; columns: hidden activation; one line per predictor (MC and
+    RB MC at K = 10 and 100), the median over networks with its bootstrap CI.
+    """
+    per = _approx_networks(df[df["part"] == "random"])
+    outputs = list(dict.fromkeys(per["output"]))
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(outputs), len(activations), width=3.6, height=3.0,
+                           sharey="row")
+    handles = {}
+    for i, out in enumerate(outputs):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["output"] == out) & (per["activation"] == act)]
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if g.empty:
+                    continue
+                x = sorted(g["keep_prob"].unique())
+                handles[style["label"]] = median_band(
+                    ax, x, g.groupby("keep_prob")["mean_abs_error"], spread=None,
+                    markersize=4, **style)
+            ax.set_yscale("log")
+            ax.set_xlabel("keep_prob")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{out} output, {act} hidden", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error of each approximation of the ensemble mean, against the exact "
+                 f"ensemble\n{_networks(per)}; both hidden layers dropped\n{_APPROX_BAND}",
+                 fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_pareto")
+def plot_approximations_pareto(df: pd.DataFrame) -> Figure:
+    """Error against cost (forward-pass equivalents): MC and RB MC over K, each
+    deterministic method a point, the exact ensemble's cost a vertical line.
+
+    Rows: part (random at keep_prob 0.5; trained at 0.5); columns: activation.
+    """
+    per = _approx_networks(df)
+    q = 0.5 if (per["keep_prob"] == 0.5).any() else per["keep_prob"].min()
+    per = per[per["keep_prob"] == q]
+    parts = [p for p in ("random", "trained") if (per["part"] == p).any()]
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(parts), len(activations), width=3.6, height=3.1)
+    handles = {}
+    for i, part in enumerate(parts):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["part"] == part) & (per["activation"] == act)]
+            if sub.empty:
+                ax.set_visible(False)
+                continue
+            for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
+                                       ("rb_mc", "tab:orange", "RB MC (K marked)")):
+                g = sub[sub["predictor"] == name]
+                # Every network's cost at one K is the same (one architecture per part).
+                g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
+                by_cost = g.groupby("cost")
+                cost = sorted(by_cost.groups)
+                handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
+                                             label=label, color=color, marker=".")
+                medians = by_cost["mean_abs_error"].median()
+                for c, k in by_cost["n_samples"].first().items():
+                    if k in (1, 10, 100, 1000):
+                        ax.annotate(f"{k}", (c, medians[c]), fontsize=7, color=color,
+                                    xytext=(2, 3), textcoords="offset points")
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if k or g.empty:
+                    continue
+                med, lo, hi = _median_ci(g["mean_abs_error"])
+                handles[style["label"]] = ax.errorbar(
+                    g["cost_passes"].median(), med, yerr=[[med - lo], [hi - med]],
+                    color=style["color"], marker=style["marker"], ls="none",
+                    label=style["label"])
+            exact_cost = sub.loc[sub["predictor"] == "exact", "cost_passes"].median()
+            handles["exact ensemble's cost"] = ax.axvline(
+                exact_cost, color="k", ls=":", lw=1, label="exact ensemble's cost")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("cost (forward-pass equivalents)")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{part}: {act} hidden, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error against cost: from which K does Monte Carlo\n(plain or "
+                 "Rao-Blackwellised) beat each one-pass method?\n"
+                 f"sigmoid and softmax outputs pooled; {_APPROX_BAND}", fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_variance")
+def plot_approximations_variance(df: pd.DataFrame) -> Figure:
+    """Predicted against exact ensemble variance (mean over inputs), one point per
+    network and keep_prob; columns: moment propagation, MC K = 10, RB MC K = 10."""
+    per = _approx_networks(df)
+    panels = [("moment_propagation", 0, "moment propagation"), ("mc", 10, "plain MC, K = 10"),
+              ("rb_mc", 10, "RB MC, K = 10"), ("mc", 100, "plain MC, K = 100")]
+    panels = [p for p in panels if ((per["predictor"] == p[0]) & (per["n_samples"] == p[1])).any()]
+    fig, axes = new_figure(1, len(panels), width=3.6, height=3.6)
+    markers = {"random": "o", "trained": "x"}
+    for j, (name, k, title) in enumerate(panels):
+        ax = axes[0, j]
+        sub = per[(per["predictor"] == name) & (per["n_samples"] == k)
+                  & (per["variance_exact"] > 0) & (per["variance_predicted"] > 0)]
+        for part, marker in markers.items():
+            for act in dict.fromkeys(sub["activation"]):
+                g = sub[(sub["part"] == part) & (sub["activation"] == act)]
+                if g.empty:
+                    continue
+                ax.scatter(g["variance_exact"], g["variance_predicted"], s=10, marker=marker,
+                           color=ACTIVATION_COLORS[act], alpha=0.6, linewidths=0.8,
+                           label=f"{act} ({part})")
+        lims = [sub[["variance_exact", "variance_predicted"]].min().min(),
+                sub[["variance_exact", "variance_predicted"]].max().max()]
+        ax.plot(lims, lims, color="k", lw=1, ls="--", label="predicted = exact")
+        ratio = np.log(sub["variance_predicted"] / sub["variance_exact"])
+        ax.text(0.03, 0.97, f"median |log ratio| {np.median(np.abs(ratio)):.2f}",
+                transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("exact ensemble variance")
+        ax.set_ylabel("predicted variance")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle("How well each method predicts the ensemble's variance (one point per "
+                 "network and keep_prob, variances averaged over inputs and outputs)",
+                 fontsize=10)
+    return fig
+
+
+@figure("approximations", "approximations_baldi")
+def plot_approximations_baldi(df: pd.DataFrame) -> Figure:
+    """Baldi & Sadowski's estimate of |E - NWGM| against the measured one, one point
+    per (network, input), one panel per weight scale; points above the diagonal
+    break the "bound"."""
+    from .studies.approximations import baldi_summary
+
+    d = df[df["part"] == "baldi"]
+    share = baldi_summary(df).set_index(["activation", "weight_scale"])
+    scales = sorted(d["weight_scale"].unique())
+    fig, axes = new_figure(1, len(scales), width=3.8, height=3.8)
+    values = d[["baldi_bound", "nwgm_abs_gap"]].to_numpy()
+    # The few cases below the floor (a bound of 0 when E = 1/2) are drawn on it.
+    floor = (np.quantile(values[values > 0], 0.002) if (values > 0).any() else 1e-10)
+    for j, scale in enumerate(scales):
+        ax = axes[0, j]
+        sub = d[d["weight_scale"] == scale]
+        for act in dict.fromkeys(sub["activation"]):
+            g = sub[sub["activation"] == act]
+            s = share.loc[(act, scale)]
+            ax.scatter(np.maximum(g["baldi_bound"], floor), np.maximum(g["nwgm_abs_gap"], floor),
+                       s=6, alpha=0.5, color=ACTIVATION_COLORS[act],
+                       label=f"{act}: {s['share_breaking']:.0%} break "
+                             f"[{s['ci_low']:.0%}, {s['ci_high']:.0%}]")
+        ax.plot([floor, 1], [floor, 1], color="k", lw=1, ls="--", label="measured = bound")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(floor / 1.5, 1)
+        ax.set_ylim(floor / 1.5, 1)
+        ax.set_xlabel("Baldi's bound  E(1-E)|1-2E| / (1-2E(1-E))")
+        ax.set_ylabel("measured |E - NWGM|")
+        ax.set_title(f"weights x {scale:g}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    first = d.iloc[0]
+    qs = ", ".join(f"{q:g}" for q in sorted(d["keep_prob"].unique()))
+    fig.suptitle(f"Baldi & Sadowski's |E - NWGM| bound is an estimate: above the diagonal "
+                 f"it fails\n{first['architecture']} sigmoid-output networks, both hidden "
+                 f"layers dropped, keep_prob {qs}\nshare of (network, input) cases breaking "
+                 "it, with a 95% bootstrap CI over networks", fontsize=10)
     return fig

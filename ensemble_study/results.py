@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, mode: str = "w") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -28,12 +28,19 @@ def _atomic_write(path: Path, write) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", newline="") as fh:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as fh:
             write(fh)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Replace ``path`` by ``text`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    _atomic_write(path, lambda fh: fh.write(text))
+    return path
 
 
 def _jsonable(value):

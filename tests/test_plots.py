@@ -42,20 +42,60 @@ def legend_labels(ax):
     return {line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")}
 
 
-def test_sweep_figure_has_one_line_and_band_per_activation(results):
+def ticks_labelled(fig):
+    """Every panel shows its own tick labels (no panel relies on a neighbour's)."""
+    for ax in fig.axes:
+        if ax.axison:
+            assert ax.xaxis.get_tick_params()["labelbottom"] is not False
+            assert any(t.get_text() for t in ax.get_xticklabels(minor=False)) or \
+                ax.get_xscale() == "log"
+
+
+def test_sweep_figure_has_one_line_and_two_bands_per_activation(results):
     df = load_result(results / "sweep.csv")
     fig = plots.plot_sweep(df)
-    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 2  # outputs x statistics
+    # (output x statistic) rows, (inverted, vanilla) columns
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * 2 * 2
     labelled(fig)
+    ticks_labelled(fig)
     for ax in fig.axes:
         assert ax.get_yscale() == "log"
         # The NWGM of identity-activation networks equals the scaled pass: not drawn.
         expected = ({"relu", "tanh"} if "NWGM" in ax.get_title()
                     else {"identity", "relu", "tanh"})
         assert legend_labels(ax) == expected
-        assert len(ax.collections) == len(expected)  # one band each
-        # Each drawn activation also has its vanilla line and equivalent-weights markers.
-        assert len(ax.get_lines()) == 3 * len(expected)
+        assert len(ax.collections) == 2 * len(expected)  # CI and spread, each
+        # Inverted panels also carry the equivalent-weights markers.
+        per_activation = 2 if "inverted" in ax.get_title() else 1
+        assert len(ax.get_lines()) == per_activation * len(expected)
+
+
+def test_median_band_draws_the_bootstrap_ci_of_the_median():
+    import numpy as np
+    import pandas as pd
+
+    from ensemble_study.stats import bootstrap_ci
+
+    g = np.random.default_rng(0)
+    df = pd.DataFrame({"x": np.repeat([1.0, 2.0], 40), "v": g.normal(size=80)})
+    fig = Figure()
+    ax = fig.subplots()
+    line = plots.median_band(ax, [1.0, 2.0], df.groupby("x")["v"], label="v")
+    assert list(line.get_ydata()) == list(df.groupby("x")["v"].median())
+    ci, spread = ax.collections
+    for x in (1.0, 2.0):
+        v = np.sort(df.loc[df.x == x, "v"].to_numpy())
+        _, low, high = bootstrap_ci(v, rng=plots_seed(x))
+        ys = ci.get_paths()[0].vertices[:, 1]
+        assert np.isclose(ys, low).any() and np.isclose(ys, high).any()
+        ys = spread.get_paths()[0].vertices[:, 1]
+        assert np.isclose(ys, np.quantile(v, 0.9)).any()
+
+
+def plots_seed(x):
+    from ensemble_study.stats import _group_seed
+
+    return _group_seed((x,))
 
 
 def test_sweep_slope_figure_has_a_reference_slope(results):
@@ -68,7 +108,14 @@ def test_sweep_slope_figure_has_a_reference_slope(results):
         acts = {label.split(" (slope")[0] for label in labels if "(slope" in label}
         assert acts == ({"relu", "tanh"} if "NWGM" in ax.get_title()
                         else {"identity", "relu", "tanh"})
-        assert len(ax.collections) == len(acts)
+        assert len(ax.collections) == 2 * len(acts)
+
+
+def test_sweep_slope_figure_says_why_when_there_is_nothing_to_fit(results):
+    df = load_result(results / "sweep.csv")
+    fig = plots.plot_sweep_slope(df[df["keep_prob"] < 0.8])
+    (ax,) = fig.axes
+    assert not ax.axison and "No slope to draw" in ax.texts[0].get_text()
 
 
 def test_mc_figure_marks_the_scaled_pass(results):
@@ -81,6 +128,9 @@ def test_mc_figure_marks_the_scaled_pass(results):
         sampled = next(line for line in ax.get_lines()
                        if line.get_label() == "K sampled subnetworks")
         assert list(sampled.get_xdata()) == [1, 10, 100]
+        ref = next(line for line in ax.get_lines() if line.get_label() == "K^(-1/2) reference")
+        x, y = ref.get_xdata(), ref.get_ydata()
+        assert y[0] / y[-1] == pytest.approx((x[-1] / x[0]) ** 0.5)
 
 
 def test_spread_figure_marks_mean_nwgm_and_scaled(results):
@@ -92,6 +142,7 @@ def test_spread_figure_marks_mean_nwgm_and_scaled(results):
         assert len(ax.patches) == 40  # the histogram's bars
         heights = sum(p.get_height() for p in ax.patches)
         assert heights == pytest.approx(1.0)  # weighted by mask probabilities
+        assert ax.get_xlim() == (0, 1)  # comparable panels
 
 
 def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
@@ -103,7 +154,8 @@ def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
     # 6 dropped units is the only budget reached by all three depths (1x6, 2x3, 3x2).
     assert legend_labels(top) == {"6 dropped units"}
     assert legend_labels(bottom) == {"1 hidden layer", "2 hidden layers", "3 hidden layers"}
-    assert len(bottom.collections) == 3
+    # Per depth: the arithmetic mean's CI and spread, the NWGM's CI.
+    assert len(bottom.collections) == 3 * 3
 
 
 def test_render_all_writes_every_png(results, tmp_path):

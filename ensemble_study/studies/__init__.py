@@ -7,4 +7,5 @@ the parameters to record in the sidecar. ``DEFAULT_STUDIES`` lists what
 ``ensemble-study reproduce`` runs, in order.
 """
 
-DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary"]
+DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary",
+                                "approximations"]

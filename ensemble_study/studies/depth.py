@@ -21,7 +21,7 @@ MAX_DROPPED = 20
 DEFAULTS = dict(
     activations=("relu", "tanh", "sigmoid"), output="softmax", scheme="inverted",
     keep_prob=0.5, depths=(1, 2, 3), widths=(2, 3, 4, 6, 8, 12, 16), max_dropped=16,
-    n_features=4, n_inputs=32, n_seeds=30, seed=0,
+    n_features=4, n_inputs=32, n_seeds=50, seed=0,
 )
 QUICK = dict(DEFAULTS, widths=(2, 3, 4, 6), max_dropped=12, n_inputs=16, n_seeds=2)
 

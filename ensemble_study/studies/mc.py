@@ -24,7 +24,7 @@ NAME = "mc"
 MAX_DROPPED = 20
 DEFAULTS = dict(
     activations=("relu", "tanh", "sigmoid"), output="softmax", scheme="inverted",
-    keep_prob=0.5, width=8, depth=2, n_features=4, n_inputs=32, n_seeds=5,
+    keep_prob=0.5, width=8, depth=2, n_features=4, n_inputs=32, n_seeds=20,
     ks=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000), n_repeats=20, seed=0,
 )
 QUICK = dict(DEFAULTS, width=4, n_inputs=16, n_seeds=2, ks=(1, 10, 100, 1000), n_repeats=5)

@@ -76,6 +76,8 @@ def run_trained(
     n_draws: int = 3,
     train_cfg: TrainConfig = DEFAULT_TRAIN,
     split_seed: int = 0,
+    activation: str = "relu",
+    input_keep_prob: float = 1.0,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Train with dropout on each grid cell, then score every predictor on test data.
@@ -101,6 +103,11 @@ def run_trained(
     train_cfg : TrainConfig
     split_seed : int
         The train/test split, the same for every cell.
+    activation : str
+        The hidden activation, one of ``HIDDEN_ACTIVATIONS``.
+    input_keep_prob : float in (0, 1]
+        Keep probability of the input units in every cell (1: the input is
+        not dropped; below 1 its units join the exact ensemble's masks).
     progress : bool
         Progress bar over cells on stderr.
 
@@ -117,9 +124,14 @@ def run_trained(
         X, y = ds.X_test[:n_test], ds.y_test[:n_test]
         sizes = (ds.n_features, *hidden, ds.n_outputs)
         if (name, seed) not in inits:  # one initial network per dataset and seed
-            inits[name, seed] = MLP.random(sizes, "relu", ds.output, rng=_stream(seed, 0))
+            inits[name, seed] = MLP.random(sizes, activation, ds.output,
+                                           rng=_stream(seed, 0))
         net0 = inits[name, seed]
-        cfg = DropoutConfig(q, layers=list(range(1, len(sizes) - 1)), scheme=scheme)
+        hidden_layers = range(1, len(sizes) - 1)
+        cfg = (DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
+               if input_keep_prob == 1 else
+               DropoutConfig({0: input_keep_prob, **dict.fromkeys(hidden_layers, q)},
+                             scheme=scheme))
         # Keyed by the cell, not by its position in the grid, so that a
         # cell gives the same numbers whatever grid it is run in.
         cell = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))

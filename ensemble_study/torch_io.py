@@ -1,0 +1,238 @@
+"""PyTorch ``nn.Sequential`` networks in and out of this package.
+
+:func:`from_torch` reads a sequential network of ``nn.Linear`` layers,
+``nn.ReLU``/``nn.Tanh``/``nn.Sigmoid``/``nn.Identity`` activations and
+``nn.Dropout`` modules, optionally ending in ``nn.Softmax(dim=-1)`` or
+``nn.Sigmoid``, as an :class:`~ensemble_study.network.MLP` and a
+:class:`~ensemble_study.dropout.DropoutConfig`; :func:`to_torch` goes back.
+
+The translation, module by module:
+
+* ``nn.Linear`` stores ``weight`` as ``(out_features, in_features)``; this
+  package's ``W[l]`` is ``(fan_in, fan_out)``, so it is transposed (and
+  copied as float64). A Linear without bias gets a zero bias.
+* ``nn.Dropout(p)`` becomes ``keep_prob = 1 - p`` on the activation layer it
+  follows: before the first Linear it drops the input (layer 0); after
+  hidden layer ``l``'s activation it drops layer ``l``. PyTorch's dropout is
+  inverted (``m / (1 - p)`` in training, the identity in ``eval()``), so the
+  config's scheme is ``"inverted"``, and ``model.eval()`` computes the
+  config's scaled pass. A Dropout just *before* a ReLU or Identity is the
+  same as one just after it (both are positively homogeneous: ``relu(m z / q)
+  = m relu(z) / q`` for 0/1 ``m``), so it is read as dropping that layer;
+  before a Tanh or Sigmoid it is not, and is refused.
+* Two Linear layers with nothing between them are one hidden layer with the
+  identity activation.
+* Everything else is refused with a ``ValueError`` naming the module and
+  its position: other module types (including ``nn.Dropout``'s relatives,
+  ``nn.LogSoftmax`` and nested containers), a Dropout after the last Linear
+  (the output is never dropped), two Dropouts on one layer, ``p = 1``, and a
+  Softmax over any dimension but the last.
+
+``torch`` is imported only when one of these functions is called
+(``pip install -e '.[torch]'``); importing ``ensemble_study`` never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .dropout import DropoutConfig, check_config, convert_scheme
+from .network import MLP, OUTPUTS
+
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+# Activations f with f(m z / q) = m f(z) / q for a 0/1 mask m and q > 0.
+_HOMOGENEOUS = ("relu", "identity")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            "ensemble_study.torch_io needs PyTorch: pip install torch (the CPU build: "
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu), or "
+            "pip install -e '.[torch]'"
+        ) from None
+    return torch
+
+
+def _describe(position: int, module) -> str:
+    text = repr(module)
+    return f"module {position} ({text if chr(10) not in text else type(module).__name__})"
+
+
+def from_torch(module, *, output: str | None = None):
+    """Read an ``nn.Sequential`` as a network and its dropout config.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        See the module docstring for the layers accepted. Its train/eval
+        mode is irrelevant; its parameters are copied, never shared.
+    output : {"identity", "sigmoid", "softmax"}, optional
+        The output function, needed only when ``module`` ends in a Linear
+        (it then returns logits): ``"softmax"`` for a model trained with
+        ``nn.CrossEntropyLoss``, ``"sigmoid"`` with ``nn.BCEWithLogitsLoss``,
+        ``"identity"`` (the default there) for regression. When ``module``
+        ends in ``nn.Softmax``/``nn.Sigmoid``, ``output`` may be omitted or
+        must name that function.
+
+    Returns
+    -------
+    net : MLP
+        Float64 copies of the weights, ``W[l] = linear.weight.T``.
+    cfg : DropoutConfig or None
+        Inverted scheme, ``keep_prob = 1 - p`` per dropped layer (a mapping
+        when the layers' keep probabilities differ); None when ``module``
+        has no ``nn.Dropout``.
+
+    Raises
+    ------
+    ValueError
+        For any module or arrangement that has no exact counterpart here.
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(module, nn.Sequential):
+        raise ValueError(f"module must be a torch.nn.Sequential; got {type(module).__name__}")
+    if output is not None and output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS} or None; got {output!r}")
+    # nn.Identity computes nothing; two Linears with nothing between them are an
+    # identity hidden layer, so skipping it loses nothing.
+    mods = [(j, m) for j, m in enumerate(module) if type(m) is not nn.Identity]
+    linear_at = [i for i, (_, m) in enumerate(mods) if type(m) is nn.Linear]
+    if not linear_at:
+        raise ValueError("module must contain at least one nn.Linear; got none")
+    body, tail = mods[:linear_at[-1] + 1], mods[linear_at[-1] + 1:]
+    final = None
+    for k, (j, m) in enumerate(tail):
+        if type(m) is nn.Dropout:
+            raise ValueError(f"{_describe(j, m)}: a Dropout after the last Linear would drop "
+                             f"the output, which is never dropped; remove it")
+        if k == 0 and type(m) is nn.Softmax:
+            if m.dim not in (-1, 1):
+                raise ValueError(f"{_describe(j, m)}: Softmax must act on the last dimension "
+                                 f"(dim=-1, or 1 for inputs (n_examples, n_features)); got "
+                                 f"dim={m.dim}")
+            final = "softmax"
+        elif k == 0 and type(m) is nn.Sigmoid:
+            final = "sigmoid"
+        else:
+            raise ValueError(f"{_describe(j, m)}: after the last Linear only one nn.Softmax"
+                             f"(dim=-1) or nn.Sigmoid may follow; got {type(m).__name__}")
+        if output not in (None, final):
+            raise ValueError(f"output={output!r} contradicts {_describe(j, m)}, which makes "
+                             f"the output {final!r}; omit output or pass {final!r}")
+
+    weights, biases, hidden, keep = [], [], [], {}
+    act = None  # the activation read since the last Linear
+    dropout_before_act = None  # (position, module) of a Dropout between a Linear and it
+
+    for j, m in body:
+        kind = type(m)
+        layer = len(weights)  # the activation layer that the modules here act on
+        if kind is nn.Linear:
+            W = m.weight.detach().to("cpu", torch.float64).numpy().T.copy()
+            b = (np.zeros(W.shape[1]) if m.bias is None
+                 else m.bias.detach().to("cpu", torch.float64).numpy().copy())
+            if weights and W.shape[0] != weights[-1].shape[1]:
+                raise ValueError(f"{_describe(j, m)}: in_features={W.shape[0]} does not "
+                                 f"match the previous Linear's out_features="
+                                 f"{weights[-1].shape[1]}")
+            if weights:
+                hidden.append(act or "identity")
+            weights.append(W)
+            biases.append(b)
+            act, dropout_before_act = None, None
+        elif kind is nn.Dropout:
+            if layer in keep:
+                raise ValueError(f"{_describe(j, m)}: a second Dropout on activation layer "
+                                 f"{layer}; use one")
+            if not 0.0 <= m.p < 1.0:
+                raise ValueError(f"{_describe(j, m)}: p must be in [0, 1) (keep_prob = 1 - p "
+                                 f"must be > 0); got p={m.p}")
+            keep[layer] = 1.0 - float(m.p)
+            if layer > 0 and act is None:
+                dropout_before_act = (j, m)
+        elif kind in (nn.ReLU, nn.Tanh, nn.Sigmoid):
+            name = _ACTIVATIONS[kind.__name__]
+            if layer == 0:
+                raise ValueError(f"{_describe(j, m)}: an activation before the first Linear "
+                                 f"has no counterpart here (the input enters as it is)")
+            if act is not None:
+                raise ValueError(f"{_describe(j, m)}: a second activation on hidden layer "
+                                 f"{layer}; one per layer")
+            if dropout_before_act is not None and name not in _HOMOGENEOUS:
+                dj, dm = dropout_before_act
+                raise ValueError(f"{_describe(dj, dm)}: a Dropout before a {kind.__name__} "
+                                 f"is not dropout of the layer's units (only ReLU and "
+                                 f"Identity commute with it); move it after module {j}")
+            act = name
+        else:
+            raise ValueError(f"{_describe(j, m)}: {kind.__name__} is not supported; an "
+                             f"nn.Sequential may hold nn.Linear, nn.ReLU, nn.Tanh, "
+                             f"nn.Sigmoid, nn.Identity, nn.Dropout and a final nn.Softmax "
+                             f"or nn.Sigmoid")
+    out_fn = final or output or "identity"
+    net = MLP(tuple(weights), tuple(biases), tuple(hidden), out_fn)
+    if not keep:
+        return net, None
+    values = set(keep.values())
+    cfg = (DropoutConfig(values.pop(), layers=sorted(keep), scheme="inverted")
+           if len(values) == 1 else DropoutConfig(dict(keep), scheme="inverted"))
+    return net, cfg
+
+
+def to_torch(net: MLP, cfg: DropoutConfig | None = None):
+    """An ``nn.Sequential`` (float64) computing ``net`` with ``cfg``'s dropout.
+
+    Layer ``l``'s dropout becomes ``nn.Dropout(p=1 - keep_prob)`` just after
+    its activation (before the first Linear for the input); a layer with
+    keep_prob 1 gets ``nn.Dropout(p=0.0)``, so that :func:`from_torch` reads
+    the same config back. A vanilla config is first converted to the
+    equivalent inverted network (:func:`~ensemble_study.dropout.convert_scheme`,
+    DESIGN fact 5), since PyTorch's dropout is inverted: the subnetworks, the
+    ensemble and the scaled pass (``eval()``) are unchanged, the stored
+    weights are not.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig or None
+        None: no Dropout modules.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        In training mode, as ``nn.Module`` objects are created.
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(net, MLP):
+        raise ValueError(f"net must be an MLP; got {type(net).__name__}")
+    keep = {}
+    if cfg is not None:
+        check_config(net, cfg)
+        net, cfg = convert_scheme(net, cfg, "inverted")
+        kp = cfg.keep_prob
+        keep = dict(kp) if isinstance(kp, Mapping) else {l: kp for l in cfg.layers}
+    mods = []
+    torch_act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+                 "identity": nn.Identity}
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        if l > 0:
+            mods.append(torch_act[net.hidden[l - 1]]())
+        if l in keep:
+            mods.append(nn.Dropout(p=1.0 - keep[l]))
+        lin = nn.Linear(W.shape[0], W.shape[1], dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W.T))
+            lin.bias.copy_(torch.tensor(b))
+        mods.append(lin)
+    if net.output == "softmax":
+        mods.append(nn.Softmax(dim=-1))
+    elif net.output == "sigmoid":
+        mods.append(nn.Sigmoid())
+    return nn.Sequential(*mods)
