@@ -134,7 +134,7 @@ def test_summary_and_figure(tiny):
     (["--scheme", "dropconnect"], "--scheme"),
     (["--summary", "--out", "missing.csv"], "no such file"),
 ])
-def test_cli_refuses_bad_input(args, match, tmp_path):
+def test_cli_refuses_bad_input(args, match):
     result = CliRunner().invoke(main, ["srivastava", *args])
     assert result.exit_code == 2 and match in result.output
 
