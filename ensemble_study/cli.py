@@ -597,8 +597,8 @@ def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only):
     Trains 64-20-10 and 64-8-8-10 ReLU networks by one recipe (with
     dropout, and a no-dropout baseline per seed), then scores the scaled
     pass, the exact ensemble and K sampled subnetworks on the 449 test images.
-    The default grid took 32 minutes as two processes on the project's
-    shared 2-core VM (see the README); --quick takes seconds.
+    The default grid took 15 to 32 minutes as two processes on the
+    project's shared 2-core VM (see the README); --quick takes seconds.
     """
     from .results import load_result
     from .studies import srivastava as study

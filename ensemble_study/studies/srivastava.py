@@ -262,8 +262,8 @@ def _cell(hidden, seed, scheme, q, p, X, y, data) -> list[dict]:
     return rows
 
 
-# 20 (seed, keep_prob) pairs of 6 networks each: 32 minutes as two processes on
-# the shared 2-core VM, so not in DEFAULT_STUDIES (budget: about 3 minutes).
+# 20 (seed, keep_prob) pairs of 6 networks each: 15 to 32 minutes as two processes
+# on the shared 2-core VM, so not in DEFAULT_STUDIES (budget: about 3 minutes).
 DEFAULTS = dict(architectures=ARCHITECTURES, keep_probs=(0.5, 0.8), schemes=SCHEMES,
                 seeds=tuple(range(10)), sample_sizes=SAMPLE_SIZES, n_draws=20, recipe=RECIPE)
 QUICK = dict(architectures=((8,), (4, 4)), keep_probs=(0.5,), schemes=("inverted",),
