@@ -13,8 +13,25 @@ practical peak) and peak memory, for the cases of issue 4:
 * ``c``: 8-12-12-10: the NWGM alone (``nwgm``, softmax output) and the
   identity output's mean and variance (``identity``), both analytic over the
   last dropped layer, against enumerating its 2^24 subnetworks;
+* ``g``: the generic path: 8-10-10-10 softmax with the input and the first
+  hidden layer dropped (2^18), where the last dropped layer does not feed
+  the output;
 * ``sweep``: 8-h-h-10 softmax, ``all``, for the figure of time against the
   number of dropped units.
+
+Hand-written C kernels (``benchmarks/reference_kernels.c``, compiled here
+with ``gcc -O3 -march=native -fopenmp``; skipped with a message when no
+compiler is found) run in the same process, interleaved with the package:
+the softmax mean and NWGM over the last dropped layer (cases ``b``) and a
+Gray-code kernel of the expected last hidden layer (case ``c`` identity).
+Column ``vs_c`` is package time over C time.
+
+Besides the naive-equivalent GFLOP/s, ``kernel_gflops`` counts the
+operations the package's algorithm performs (additions and multiplications;
+a division or an exp counts 1), and ``limit`` names the resource closest to
+its measured peak (a roofline: fused multiply-add throughput from the
+matmul peak, division and exp throughput and memory bandwidth from
+micro-benchmarks run here), with its share.
 
 Always 256 inputs (64 with ``quick``), keep_prob 0.5, inverted dropout.
 Where the naive loop would take too long it runs on the first masks only
@@ -38,6 +55,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info
 
+from . import _bench_c as reference_c
+from . import _roofline as roofline
+from ._checks import check_real
 from .dropout import DropoutConfig, dropped_units, unit_keep_probs
 from .ensemble import exact_ensemble
 from .kernels import default_threads, shortcut_moments, shortcut_plan
@@ -56,10 +76,11 @@ class Case:
     output: str
     statistics: str
     compare_threads: bool = False  # also time one thread with BLAS threads
+    layers: tuple = (1, 2)  # dropped activation layers
 
     @property
     def n_dropped(self) -> int:
-        return sum(self.sizes[1:-1])
+        return sum(self.sizes[l] for l in self.layers)
 
 
 def default_cases(quick: bool = False) -> list[Case]:
@@ -73,6 +94,8 @@ def default_cases(quick: bool = False) -> list[Case]:
         Case("b", (8, *h24, 10), "softmax", "mean+nwgm"),
         Case("c", (8, *h24, 10), "softmax", "nwgm"),
         Case("c", (8, *h24, 10), "identity", "identity"),
+        Case("g", (8, *h20, 10) if not quick else (4, 5, 5, 10), "softmax", "all",
+             layers=(0, 1)),
     ]
     widths = (4, 5, 6) if quick else (8, 9, 10, 11, 12)
     cases += [Case("sweep", (8, h, h, 10), "softmax", "all") for h in widths]
@@ -201,16 +224,25 @@ def package_run(net: MLP, cfg: DropoutConfig, X: np.ndarray, statistics: str,
                             variance=statistics in ("all", "identity"))
 
 
-def measure_package(net, cfg, X, statistics) -> tuple[float, float]:
-    """Seconds of the best clean run, then the peak of traced allocations (MB) of a second."""
-    seconds = _best_seconds(lambda: package_run(net, cfg, X, statistics))
+def measure_package(net, cfg, X, statistics, c_run=None):
+    """Seconds of the best clean run, the peak of traced allocations (MB) of a
+    second, and the best time of ``c_run`` (None without it), interleaved with
+    the package's runs so that both see the same machine."""
+    seconds, c_seconds = math.inf, None
+    for _ in range(3):
+        seconds = min(seconds, _seconds(lambda: package_run(net, cfg, X, statistics)))
+        if c_run is not None:
+            c = _seconds(c_run)
+            c_seconds = c if c_seconds is None else min(c_seconds, c)
+        if seconds > 2.5:
+            break
     tracemalloc.start()
     try:
         package_run(net, cfg, X, statistics)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return seconds, peak / 2**20
+    return seconds, peak / 2**20, c_seconds
 
 
 def _max_rss_mb() -> float:
@@ -238,60 +270,84 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
         One row per (case, network, statistics, method); identifier columns
         first, then the measurements.
     dict
-        Parameters and the machine (BLAS, threads, matmul peak).
+        Parameters and the machine (BLAS, threads, peaks).
     """
+    from . import kernels
+
     n_examples = 64 if quick else 256
-    naive_budget = (0.3 if quick else 3.0) if naive_budget is None else naive_budget
+    naive_budget = ((0.3 if quick else 3.0) if naive_budget is None
+                    else check_real(naive_budget, "naive_budget", low=0, low_open=True))
     blas, blas_threads = blas_info()
     peak = matmul_gflops(512 if quick else 1024)
+    peaks = roofline.machine_peaks(peak, quick=quick)
     threads = default_threads()
+    lib, c_message = reference_c.build()
     if echo is not None:
         echo(f"BLAS: {blas}, {blas_threads} thread(s) by default; the package runs "
-             f"{threads} thread(s) over chunks with 1 BLAS thread each; "
-             f"float64 matmul peak {peak:.1f} GFLOP/s")
+             f"{threads} thread(s) over chunks with 1 BLAS thread each; kernels: "
+             f"{kernels.backend()}; float64 matmul peak {peak:.1f} GFLOP/s; "
+             + roofline.describe(peaks))
+        echo(c_message)
     rows, naive_cache, package_cache = [], {}, {}
     for case in default_cases(quick):
         # One network and input per shape, so that repeated shapes share them.
         gen = np.random.default_rng([rng, *case.sizes])
         net = MLP.random(case.sizes, "relu", case.output, rng=gen)
         X = gen.normal(size=(n_examples, case.sizes[0]))
-        cfg = DropoutConfig(0.5, layers=[1, 2], scheme="inverted")
+        cfg = DropoutConfig(0.5, layers=list(case.layers), scheme="inverted")
         n_sub = 2**case.n_dropped
         flops = 2 * sum(a * b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
         work = n_sub * n_examples
         ident = {"case": case.case, "architecture": net.architecture, "output": case.output,
                  "statistics": case.statistics, "n_dropped": case.n_dropped,
                  "n_subnetworks": n_sub, "n_examples": n_examples}
-        key = (case.sizes, case.output)
+        key = (case.sizes, case.output, case.layers)
         if key not in naive_cache:
             naive_cache[key] = naive_seconds_per_subnetwork(net, cfg, X, naive_budget)
         per, n_timed, extrapolated = naive_cache[key]
         naive_s = per * n_sub
-        key = (case.sizes, case.output, case.statistics)
+        key = (case.sizes, case.output, case.layers, case.statistics)
+        c_run = reference_c.runner(lib, case, net, cfg, X)
         if key not in package_cache:  # the sweep repeats two networks of case b
-            package_cache[key] = measure_package(net, cfg, X, case.statistics)
-        seconds, peak_mb = package_cache[key]
+            package_run(net, cfg, X[:8], case.statistics)  # warm-up: compile or load kernels
+            package_cache[key] = measure_package(net, cfg, X, case.statistics, c_run)
+        seconds, peak_mb, c_seconds = package_cache[key]
+        counts = roofline.kernel_counts(case, net, cfg, n_examples)
         runs = [("naive", naive_s, n_timed, extrapolated, np.nan),
                 ("package", seconds, n_sub, False, peak_mb)]
         if case.compare_threads:
             one = _best_seconds(partial(package_run, net, cfg, X, case.statistics, n_threads=1))
             runs.append(("package_1thread", one, n_sub, False, np.nan))
+        if c_seconds is not None:
+            runs.append(("c_reference", c_seconds, n_sub, False, np.nan))
         for method, s, timed, extra, mem in runs:
+            package = method.startswith("package")
+            use = roofline.utilisation(counts, s, peaks) if package else {}
+            limit = max(use, key=use.get) if use else ""
             rows.append({**ident, "method": method, "seconds": s, "masks_timed": timed,
                          "extrapolated": extra,
                          "subnet_examples_per_s": work / s,
                          "effective_gflops": flops * work / s / 1e9,
+                         "kernel_gflops": counts["flops"] / s / 1e9 if package else np.nan,
+                         "limit": limit,
+                         "limit_share": use.get(limit, np.nan),
                          "matmul_peak_gflops": peak,
                          "speedup_vs_naive": naive_s / s,
+                         "vs_c": (s / c_seconds if package and c_seconds is not None
+                                  else np.nan),
                          "peak_mb": mem, "max_rss_mb": _max_rss_mb(),
                          "blas": blas,
                          "blas_threads": 1 if method == "package" else blas_threads,
-                         "threads": threads if method == "package" else 1})
+                         "threads": (threads if method in ("package", "c_reference") else 1)})
             if echo is not None:
                 echo(format_row(rows[-1]))
+        if echo is not None and counts["flops"]:
+            echo("    limit: " + roofline.limit_line(counts, seconds, peaks))
     params = {"quick": quick, "n_examples": n_examples, "naive_budget": naive_budget,
               "rng": rng, "keep_prob": 0.5, "scheme": "inverted", "blas": blas,
-              "blas_threads": blas_threads, "threads": threads, "matmul_peak_gflops": peak}
+              "blas_threads": blas_threads, "threads": threads, "matmul_peak_gflops": peak,
+              "kernels": kernels.backend(), "c_reference": c_message,
+              **{f"peak_{k}": v for k, v in peaks.items()}}
     return pd.DataFrame(rows), params
 
 
@@ -300,12 +356,17 @@ def format_row(row: dict) -> str:
     naive = row["method"] != "package"
     time_s = f"{row['seconds']:9.3g} s" + ("*" if row["extrapolated"] else " ")
     mem = "" if naive else f"  peak {row['peak_mb']:6.1f} MB"
+    if not math.isnan(row["vs_c"]):
+        mem += f"  {row['vs_c']:.2f}x C"
+    if not math.isnan(row["kernel_gflops"]):
+        mem += f"  kernel {row['kernel_gflops']:.3g} GFLOP/s"
     return (f"({row['case']}) {row['architecture']:>10} {row['output']:>8} "
             f"{row['statistics']:>9} 2^{row['n_dropped']:<2} {row['method']:>15}: {time_s} "
             f"{row['subnet_examples_per_s']:9.3g} subnet*ex/s "
             f"{row['effective_gflops']:8.3g} naive-equivalent GFLOP/s "
             f"({row['effective_gflops'] / row['matmul_peak_gflops']:7.2%} of matmul peak)"
-            + ("" if row["method"] == "naive" else f"  x{row['speedup_vs_naive']:,.0f} vs naive")
+            + ("" if row["method"] in ("naive", "c_reference")
+               else f"  x{row['speedup_vs_naive']:,.0f} vs naive")
             + mem)
 
 
@@ -313,18 +374,32 @@ FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per sub
             "Naive-equivalent GFLOP/s: the naive loop's flops over the time taken (above "
             "the matmul peak, algebra replaced arithmetic). Package times: best of up to 3. "
             "Threads: naive and package_1thread = 1 Python thread, default BLAS threads; "
-            "package = threads over chunks, 1 BLAS thread each.")
+            "package = threads over chunks, 1 BLAS thread each; c_reference = OpenMP "
+            "threads. Kernel GFLOP/s: the package algorithm's own operation count. "
+            "Limit: the resource nearest its measured peak (roofline estimate).")
 
 
 def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):
     """Draw the registered ``bench`` figure from ``df`` to ``path`` (written atomically)."""
-    from pathlib import Path
-
     from .plots import FIGURES
+    from .plots import save_figure as write_png
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    FIGURES["bench"]["bench"](df).savefig(tmp, dpi=dpi)
-    tmp.replace(path)
-    return path
+    return write_png(FIGURES["bench"]["bench"](df), path, dpi=dpi)
+
+
+def warm_up() -> float:
+    """Seconds to run every compiled path once on tiny networks.
+
+    In a process whose numba cache (``NUMBA_CACHE_DIR``) is empty this is
+    the first-call compile cost; with the cache filled, its load cost.
+    """
+    start = time.perf_counter()
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    for output, layers in (("softmax", [1, 2]), ("sigmoid", [1, 2]), ("identity", [1, 2]),
+                           ("softmax", [0, 1])):
+        net = MLP.random((2, 3, 3, 2), "relu", output, rng=0)
+        cfg = DropoutConfig(0.5, layers=layers)
+        exact_ensemble(net, cfg, X)
+        if output == "softmax" and layers == [1, 2]:
+            shortcut_moments(net, cfg, X, shortcut_plan(net, cfg), arithmetic=False)
+    return time.perf_counter() - start

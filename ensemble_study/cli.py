@@ -8,8 +8,10 @@ atomically) and, like every command here, holds no logic of its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-import os
+import math
+import re
 import time
 from pathlib import Path
 
@@ -19,9 +21,10 @@ from . import __version__
 from .datasets import DATASETS, GENERATED
 from .dropout import SCHEMES
 from .evaluate import ESTIMATORS
+from .executor import Execution, available_cores, connect, require_dask
 from .network import HIDDEN_ACTIVATIONS, OUTPUTS
-from .plots import render_all
-from .results import save_result
+from .plots import FIGURES, render_all
+from .results import output_folder_problem, output_path_problem, save_result
 from .studies import DEFAULT_STUDIES
 from .studies import approximations as approximations_study
 from .studies import depth as depth_study
@@ -32,25 +35,74 @@ from .train import OPTIMIZERS, TrainConfig
 
 RESULTS_DIR = Path("results")
 FIGURES_DIR = Path("figures")
+# Where `reproduce --quick` writes (QUICK_DIR/results, QUICK_DIR/figures): smoke
+# runs never overwrite the committed results/ and figures/.
+QUICK_DIR = Path("quick")
+# Finished cells of every study, under the folder of its CSV (see executor.CellStore).
+CELLS = ".cells"
 
-KEEP_PROB = click.FloatRange(0, 1, min_open=True)
+
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf`` (click lets them through).
+
+    A NaN compares False with every bound, so ``FloatRange(0)`` accepts it;
+    use ``FiniteFloat(0)`` for every float option.
+    """
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+KEEP_PROB = FiniteFloat(0, 1, min_open=True)
+
+
+def _path_callback(kind: str):
+    """A click callback checking an output path of ``kind`` "result", "file" or "folder"."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return value
+        problem = (output_folder_problem(value) if kind == "folder"
+                   else output_path_problem(value, sidecar=kind == "result"))
+        if problem:
+            raise click.BadParameter(problem, ctx, param)
+        return value
+
+    return callback
+
+
+# Callbacks for output options, for every command: a bad path (a folder, a device,
+# a symlink out of its folder, below a file, in an unwritable folder) is a usage
+# error (exit 2) before any work. `check_out` also checks a result's JSON sidecar.
+check_out = _path_callback("result")
+check_out_file = _path_callback("file")
+check_out_folder = _path_callback("folder")
+# Enumerating more subnetworks than exact_ensemble's default max_subnetworks (2**24)
+# is refused; commands that train first check it before training.
+MAX_EXACT_DROPPED = 24
+
+
+def _check_exact_size(hidden, option: str = "--hidden") -> None:
+    if sum(hidden) > MAX_EXACT_DROPPED:
+        raise click.BadParameter(
+            f"{' + '.join(map(str, hidden))} = {sum(hidden)} dropped hidden units would need "
+            f"2**{sum(hidden)} subnetworks for the exact ensemble; at most "
+            f"{MAX_EXACT_DROPPED} dropped units are allowed", param_hint=option)
+
 # exact_ensemble's default limit; the commands that enumerate check it before training.
 MAX_EXACT_UNITS = 24
 
 
 def _check_output_path(path: Path, param_hint: str) -> Path:
-    """Refuse a file path that cannot be written, before any work is done.
-
-    (A minimal check; issue 12 adds a shared ``results.check_output_path``.)
-    """
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder; give a file path", param_hint=param_hint)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise click.BadParameter(f"cannot write {path}: {parent} is not a writable folder",
-                                 param_hint=param_hint)
+    """Refuse a file path that cannot be written, before any work is done."""
+    problem = output_path_problem(path, sidecar=False)
+    if problem:
+        raise click.BadParameter(problem, param_hint=param_hint)
     return path
 
 
@@ -86,7 +138,35 @@ def _train_streams(seed: int):
     return np.random.SeedSequence(seed).spawn(3)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# One format for every option's default, whether click or the help text states it:
+# "help.  [default: X; range]" (click puts a show_default string in parentheses, and a
+# "[default: X]" written into the help text would sit apart from the range).
+_STATED = re.compile(r"\s*\[default: ([^\]]*)\](?:  \[([^\]]*)\])?$")
+_SHOWN = re.compile(r"\[default: \((.*?)\)(;|\])")
+
+
+def _help_text(text: str) -> str:
+    text = _SHOWN.sub(r"[default: \1\2", text)
+    found = _STATED.search(text)
+    if found is None:
+        return text
+    extra = "; ".join(part for part in found.groups() if part)
+    return f"{text[:found.start()]}  [default: {extra}]"
+
+
+class _Command(click.Command):
+    def format_options(self, ctx, formatter):
+        records = [r for p in self.get_params(ctx) if (r := p.get_help_record(ctx))]
+        if records:
+            with formatter.section("Options"):
+                formatter.write_dl([(opts, _help_text(text)) for opts, text in records])
+
+
+class _Group(click.Group):
+    command_class = _Command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ensemble-study")
 def main():
     """Exact dropout ensembles on small networks, against the scaled pass.
@@ -94,18 +174,69 @@ def main():
     Each study command writes a CSV (plus a JSON sidecar with its parameters)
     under results/; `figures` redraws every PNG under figures/ from those
     CSVs; `reproduce` runs every default study and then `figures`.
+
+    Studies run their cells on every core (--jobs) or on Dask (--scheduler),
+    and store each finished cell under .cells/ next to their CSV, so that an
+    interrupted run resumes where it stopped (--fresh: start over).
     """
 
 
 # --- the scaled pass against the exact ensemble: sweep, mc, spread, depth (issue 3) --
 
-def _run_study(study, out: Path, params: dict) -> None:
+def _check_scheduler(ctx, param, value):
+    if value is not None:
+        if not value.strip():
+            raise click.BadParameter("give 'local' or a scheduler address such as "
+                                     "tcp://host:8786; got an empty string", ctx=ctx, param=param)
+        try:
+            require_dask()
+        except ImportError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def execution_options(fn):
+    """``--jobs``, ``--scheduler`` and ``--fresh``, passed on as one ``execution``."""
+
+    @functools.wraps(fn)
+    def command(*args, jobs, scheduler, fresh, **kwargs):
+        try:
+            return fn(*args, execution=Execution(jobs=jobs, scheduler=scheduler, fresh=fresh),
+                      **kwargs)
+        except ConnectionError as exc:  # raised before any cell runs or file is written
+            raise click.BadParameter(str(exc), param_hint="--scheduler") from None
+
+    options = [
+        click.option("--jobs", type=click.IntRange(1), default=None,
+                     show_default=f"every core this process may use: {available_cores()}",
+                     help="Local worker processes over the cells."),
+        click.option("--scheduler", metavar="ADDRESS", default=None, callback=_check_scheduler,
+                     show_default="none: --jobs local processes",
+                     help="Run the cells on a running dask.distributed scheduler "
+                          "(e.g. tcp://host:8786), or 'local' for a LocalCluster of --jobs "
+                          "workers started for the run. Needs the extra: "
+                          "pip install -e '.[dask]'."),
+        click.option("--fresh", is_flag=True,
+                     help=f"Recompute every cell instead of resuming from the finished ones "
+                          f"stored under {CELLS}/ next to the CSV."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _stored(execution: Execution, results_dir: Path) -> Execution:
+    """The execution, storing finished cells under ``results_dir/.cells``."""
+    return dataclasses.replace(execution, store=results_dir / CELLS)
+
+
+def _run_study(study, out: Path, params: dict, execution: Execution) -> None:
     """Validate the grid (a bad one is a usage error: exit 2, nothing written), run, save."""
     try:
         params = study.check_params(**params)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    df = study.run(progress=True, **params)
+    df = study.run(progress=True, execution=_stored(execution, out.parent), **params)
     path = save_result(df, out, params)
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -124,6 +255,7 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
                           "SeedSequence(seed).spawn."),
         click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                      default=RESULTS_DIR / f"{study.NAME}.csv", show_default=True,
+                     callback=check_out,
                      help="Result CSV; its parameters go to a JSON sidecar next to it."),
     ]
     if seeds:
@@ -161,13 +293,15 @@ def _study_options(study, *, seeds: bool = True, shape: bool = True):
 @click.option("--keep-prob", "keep_probs", type=KEEP_PROB, multiple=True,
               default=sweep_study.DEFAULTS["keep_probs"], show_default=True,
               help="Probability of keeping a hidden unit; repeat for several.")
-def sweep(out, **params):
-    """Gap between the exact ensemble and the scaled pass across keep_prob.
+@execution_options
+def sweep(out, execution, **params):
+    """Exact ensemble against the scaled pass across keep_prob.
 
     Vanilla and inverted dropout on the same weights, and vanilla dropout on
     the equivalent weights; the arithmetic mean and the NWGM.
     """
-    _run_study(sweep_study, out, {**params, "n_features": sweep_study.DEFAULTS["n_features"]})
+    _run_study(sweep_study, out, {**params, "n_features": sweep_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -179,9 +313,15 @@ def sweep(out, **params):
               help="Number K of sampled subnetworks; repeat for several.")
 @click.option("--n-repeats", type=click.IntRange(1), default=mc_study.DEFAULTS["n_repeats"],
               show_default=True, help="Independent K-member ensembles per K and network.")
-def mc(out, **params):
-    """Error of K sampled subnetworks against the exact ensemble, vs the scaled pass's."""
-    _run_study(mc_study, out, {**params, "n_features": mc_study.DEFAULTS["n_features"]})
+@execution_options
+def mc(out, execution, **params):
+    """Monte Carlo ensembles of K subnetworks against the exact one.
+
+    The error of K sampled subnetworks against the exact ensemble, for a log
+    grid of K, beside the scaled pass's error.
+    """
+    _run_study(mc_study, out, {**params, "n_features": mc_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -189,9 +329,14 @@ def mc(out, **params):
 @click.option("--output", type=click.Choice(spread_study.OUTPUTS),
               default=spread_study.DEFAULTS["output"], show_default=True,
               help="Output function (one unit).")
-def spread(out, **params):
-    """Every subnetwork's output for a few inputs, with the mean, NWGM and scaled pass."""
-    _run_study(spread_study, out, {**params, "n_features": spread_study.DEFAULTS["n_features"]})
+@execution_options
+def spread(out, execution, **params):
+    """Every subnetwork's output for a few inputs.
+
+    With the ensemble's arithmetic mean, its NWGM and the scaled pass.
+    """
+    _run_study(spread_study, out, {**params, "n_features": spread_study.DEFAULTS["n_features"]},
+               execution)
 
 
 @main.command()
@@ -207,49 +352,87 @@ def spread(out, **params):
 @click.option("--max-dropped", type=click.IntRange(1, depth_study.MAX_DROPPED),
               default=depth_study.DEFAULTS["max_dropped"], show_default=True,
               help="Skip networks with more dropped units (depth * width) than this.")
-def depth(out, **params):
+@execution_options
+def depth(out, execution, **params):
     """Gap against the number of hidden layers and their width."""
-    _run_study(depth_study, out, {**params, "n_features": depth_study.DEFAULTS["n_features"]})
+    _run_study(depth_study, out, {**params, "n_features": depth_study.DEFAULTS["n_features"]},
+               execution)
+
+
+def _draw_figures(results_dir: Path, figures_dir: Path, stems=None) -> list[Path]:
+    """Every figure whose CSV is there; say which of ``stems``' figures (default:
+    all) are skipped because their CSV is missing."""
+    for stem, pngs in FIGURES.items():
+        if (stems is None or stem in stems) and not (results_dir / f"{stem}.csv").exists():
+            names = ", ".join(f"{png}.png" for png in pngs)
+            click.echo(f"skipped {names}: no {results_dir / stem}.csv", err=True)
+    written = render_all(results_dir, figures_dir)
+    for path in written:
+        click.echo(f"wrote {path}")
+    return written
 
 
 @main.command()
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
 @click.option("--out", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
+              default=FIGURES_DIR, show_default=True, callback=check_out_folder,
+              help="Folder to write the PNGs into.")
 def figures(results_dir, figures_dir):
-    """Redraw every figure under --out from the CSVs under --results."""
+    """Redraw every figure under --out from the CSVs under --results.
+
+    Says which figures are skipped because their CSV is missing; exits with
+    status 1 when none could be drawn.
+    """
     if not results_dir.is_dir():
         raise click.BadParameter(f"no such folder: {results_dir}", param_hint="--results")
-    written = render_all(results_dir, figures_dir)
-    for path in written:
-        click.echo(f"wrote {path}")
+    try:
+        written = _draw_figures(results_dir, figures_dir)
+    except ValueError as exc:  # a malformed CSV, named in the message; nothing written
+        raise click.BadParameter(str(exc), param_hint="--results") from None
     if not written:
-        click.echo(f"no result CSV with a figure under {results_dir}", err=True)
+        click.echo(f"no figure drawn: no result CSV with a figure under {results_dir}",
+                   err=True)
+        raise SystemExit(1)
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Small grids: a smoke run in well under a minute.")
+@click.option("--quick", is_flag=True,
+              help=f"Small grids: a smoke run of seconds, written under {QUICK_DIR}/.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=RESULTS_DIR, show_default=True, help="Folder to write result CSVs into.")
+              default=None, show_default=f"{RESULTS_DIR}; with --quick, {QUICK_DIR / RESULTS_DIR}",
+              callback=check_out_folder, help="Folder to write result CSVs into.")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=FIGURES_DIR, show_default=True, help="Folder to write the PNGs into.")
-def reproduce(quick, results_dir, figures_dir):
-    """Run every default study, then redraw every figure."""
-    for name in DEFAULT_STUDIES:
-        study = importlib.import_module(f"ensemble_study.studies.{name}")
-        click.echo(f"[{name}] running{' (quick)' if quick else ''} ...", err=True)
-        start = time.perf_counter()
-        df, params = study.run_default(quick=quick, progress=True)
-        path = save_result(df, results_dir / f"{study.NAME}.csv", params)
-        click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
-                   f"{time.perf_counter() - start:.1f} s)", err=True)
-        if hasattr(study, "timing"):  # seconds, kept out of the byte-reproducible table
-            path = save_result(study.timing(params), results_dir / f"{study.NAME}_timing.csv",
-                               params)
-            click.echo(f"[{name}] wrote {path}", err=True)
-    for path in render_all(results_dir, figures_dir):
-        click.echo(f"wrote {path}")
+              default=None, show_default=f"{FIGURES_DIR}; with --quick, {QUICK_DIR / FIGURES_DIR}",
+              callback=check_out_folder, help="Folder to write the PNGs into.")
+@execution_options
+def reproduce(quick, results_dir, figures_dir, execution):
+    """Run every default study, then redraw every figure.
+
+    Finished cells are stored under RESULTS/.cells/, so an interrupted run
+    started again resumes study by study and cell by cell (--fresh: from
+    scratch).
+    """
+    root = QUICK_DIR if quick else Path()
+    results_dir = root / RESULTS_DIR if results_dir is None else results_dir
+    figures_dir = root / FIGURES_DIR if figures_dir is None else figures_dir
+    with connect(_stored(execution, results_dir)) as execution:
+        for name in DEFAULT_STUDIES:
+            study = importlib.import_module(f"ensemble_study.studies.{name}")
+            click.echo(f"[{name}] running{' (quick)' if quick else ''} ...", err=True)
+            start = time.perf_counter()
+            df, params = study.run_default(quick=quick, progress=True, execution=execution)
+            path = save_result(df, results_dir / f"{study.NAME}.csv", params)
+            click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
+                       f"{time.perf_counter() - start:.1f} s)", err=True)
+            if hasattr(study, "timing"):  # seconds, kept out of the byte-reproducible table
+                path = save_result(study.timing(params),
+                                   results_dir / f"{study.NAME}_timing.csv", params)
+                click.echo(f"[{name}] wrote {path}", err=True)
+    try:
+        _draw_figures(results_dir, figures_dir, DEFAULT_STUDIES)
+    except ValueError as exc:  # a malformed CSV left in --results by something else
+        raise click.ClickException(str(exc)) from None
 
 
 # --- every approximation against the exact ensemble (issue 9) -------------------
@@ -282,9 +465,13 @@ def reproduce(quick, results_dir, figures_dir):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / f"{approximations_study.NAME}.csv", show_default=True,
               help="Result CSV; seconds go to <stem>_timing.csv beside it.")
-def approximations(quick, out, **given):
-    """Every approximation of the ensemble (scaled pass, NWGM and its correction,
-    moment propagation, plain and Rao-Blackwellised MC) against the exact one."""
+@execution_options
+def approximations(quick, out, execution, **given):
+    """Every approximation of the ensemble against the exact one.
+
+    The scaled pass, the NWGM and its correction, moment propagation, and
+    plain and Rao-Blackwellised Monte Carlo.
+    """
     study = approximations_study
     params = dict(study.QUICK if quick else study.DEFAULTS)
     params.update({k: v for k, v in given.items() if v not in (None, ())})
@@ -299,7 +486,7 @@ def approximations(quick, out, **given):
         if path.exists() and not path.is_file():
             raise click.BadParameter(f"{path} exists and is not a regular file",
                                      param_hint="--out")
-    df = study.run(progress=True, **params)
+    df = study.run(progress=True, execution=_stored(execution, out.parent), **params)
     click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
     click.echo(f"wrote {save_result(study.timing(params), timing_out, params)}")
 
@@ -376,22 +563,22 @@ def report(readme, results_dir, check):
               show_default=True, help="Activation of every hidden layer.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
               help="Adam, or mini-batch SGD with momentum 0.9.")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=0.01,
+@click.option("--learning-rate", type=FiniteFloat(0, min_open=True), default=0.01,
               show_default=True, help="Step size.")
 @click.option("--epochs", type=click.IntRange(1), default=40, show_default=True,
               help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="Examples per step (each with its own fresh mask).")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--weight-decay", type=FiniteFloat(0), default=0.0, show_default=True,
               help="L2 penalty 0.5 * wd * ||W||^2 on the weights.")
-@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-norm", type=FiniteFloat(0, min_open=True), default=None,
               help="Bound on each hidden unit's incoming weight norm. [default: none]")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Also score the exact ensemble (every subnetwork) on the test split.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seeds the split, the initial network and the training masks.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "train.csv", show_default=True,
+              default=RESULTS_DIR / "train.csv", show_default=True, callback=check_out,
               help="CSV of the training history (one row per epoch).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the trained network to this .npz (MLP.save; "
@@ -449,7 +636,7 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
                    "[default: 0.2 0.35 0.5 0.7 0.9]")
 @click.option("--scheme", "schemes", type=click.Choice(SCHEMES), multiple=True,
               help="Dropout scheme; repeat for both. [default: both]")
-@click.option("--seed", "seeds", type=int, multiple=True,
+@click.option("--seed", "seeds", type=click.IntRange(0), multiple=True,
               help="Training seed (initial network, masks, sampled ensembles); repeat for "
                    "several. [default: 0 1 2]")
 @click.option("--hidden", type=click.IntRange(1), multiple=True,
@@ -463,13 +650,13 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
               help="Passes over the training split. [default: 40]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="Adam, or mini-batch SGD with momentum 0.9. [default: adam]")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--learning-rate", type=FiniteFloat(0, min_open=True), default=None,
               help="Step size. [default: 0.01]")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help="Examples per step (each with its own fresh mask). [default: 32]")
-@click.option("--weight-decay", type=click.FloatRange(0), default=None,
+@click.option("--weight-decay", type=FiniteFloat(0), default=None,
               help="L2 penalty 0.5 * wd * ||W||^2 on the weights. [default: 0]")
-@click.option("--max-norm", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-norm", type=FiniteFloat(0, min_open=True), default=None,
               help="Bound on each hidden unit's incoming weight norm. [default: none]")
 @click.option("--n-test", type=click.IntRange(1), default=None,
               help="Score the first N test examples (the exact ensemble's cost grows with N). "
@@ -477,10 +664,12 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
 @click.option("--sample-size", "sample_sizes", type=click.IntRange(1), multiple=True,
               help="K of a sampled ensemble; repeat for several. [default: 1 10 100 1000]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "trained.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "trained.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
+@execution_options
 def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, input_keep_prob,
             epochs, optimizer, learning_rate, batch_size, weight_decay, max_norm, n_test,
-            sample_sizes, out):
+            sample_sizes, out, execution):
     """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
     from .datasets import load_dataset
     from .studies.trained import default_params, run_trained
@@ -500,7 +689,7 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, inp
         _check_enumerable(n_hidden_units + n_inputs, f"dataset {name!r}",
                           "--input-keep-prob" if n_inputs else "--hidden")
     _check_output_path(out, "--out")
-    df = run_trained(**params, progress=True)
+    df = run_trained(**params, progress=True, execution=_stored(execution, out.parent))
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -522,18 +711,19 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, inp
 @click.option("--n-samples", type=click.IntRange(2), default=None,
               help="Generated examples (a quarter held out for the test error). "
                    "[default: 1000]")
-@click.option("--noise", type=click.FloatRange(0), default=None,
+@click.option("--noise", type=FiniteFloat(0), default=None,
               help="Standard deviation of the input noise. [default: 0.1]")
 @click.option("--grid-size", type=click.IntRange(2), default=None,
               help="Points per axis of the grid over the plane. [default: 61, or 25 with "
                    "--quick]")
-@click.option("--extent", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--extent", type=FiniteFloat(0, min_open=True), default=None,
               help="The grid covers [-extent, extent]^2 (raw coordinates). [default: 1.5]")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the training split. [default: 60, or 15 with --quick]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "boundary.csv", show_default=True, help="Result CSV.")
-def boundary(quick, hidden, keep_probs, schemes, epochs, out, **given):
+@execution_options
+def boundary(quick, hidden, keep_probs, schemes, epochs, out, execution, **given):
     """Decision boundaries of the exact ensemble and the scaled pass on a 2-D task."""
     from .studies.boundary import default_params, run_boundary
 
@@ -545,7 +735,7 @@ def boundary(quick, hidden, keep_probs, schemes, epochs, out, **given):
         params["train_cfg"] = dataclasses.replace(params["train_cfg"], epochs=epochs)
     _check_enumerable(sum(params["hidden"]), "--hidden", "--hidden")
     _check_output_path(out, "--out")
-    df = run_boundary(**params, progress=True)
+    df = run_boundary(**params, progress=True, execution=_stored(execution, out.parent))
     path = save_result(df, out, {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
 
@@ -553,16 +743,18 @@ def boundary(quick, hidden, keep_probs, schemes, epochs, out, **given):
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Small networks and 64 inputs: a smoke run of a few seconds.")
-@click.option("--naive-budget", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--naive-budget", type=FiniteFloat(0, min_open=True), default=None,
+              show_default="3, or 0.3 with --quick",
               help="Seconds of the naive per-mask loop to time per network before "
-                   "extrapolating per subnetwork. [default: 3, or 0.3 with --quick]")
+                   "extrapolating per subnetwork.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=RESULTS_DIR / "bench.csv", show_default=True, help="Result CSV.")
+              default=RESULTS_DIR / "bench.csv", show_default=True, callback=check_out,
+              help="Result CSV.")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=FIGURES_DIR / "bench.png", show_default=True,
+              default=FIGURES_DIR / "bench.png", show_default=True, callback=check_out_file,
               help="PNG of time against the number of dropped units.")
 def bench(quick, naive_budget, out, figure_path):
-    """Time exact enumeration: the package's paths against the naive per-mask loop."""
+    """Time exact enumeration against the naive per-mask loop."""
     from .bench import FOOTNOTE, run_bench, save_figure
 
     df, params = run_bench(quick, naive_budget=naive_budget, echo=click.echo)

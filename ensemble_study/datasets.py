@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive_int, check_rng
+from ._checks import check_choice, check_positive_int, check_real, check_rng
 
 DIGIT_PAIRS = {"digits_2v3": (2, 3), "digits_0v8": (0, 8), "digits_1v7": (1, 7)}
 GENERATED = ("moons", "xor", "spirals", "diamond")
@@ -136,27 +136,32 @@ def load_dataset(
     -------
     Dataset
     """
-    if name not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
-    if not (0 < test_fraction < 1):
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0; got {noise!r}")
+    check_choice(name, DATASETS, "name")
+    test_fraction = check_real(test_fraction, "test_fraction", low=0, high=1, low_open=True,
+                               high_open=True)
+    noise = check_real(noise, "noise", low=0)
+    n_samples = check_positive_int(n_samples, "n_samples")
     gen = check_rng(rng)
     if name in GENERATED:
-        X, y = _generated(name, check_positive_int(n_samples, "n_samples"), noise, gen)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            X, y = _generated(name, n_samples, noise, gen)
     else:
         X, y = _bundled(name)
     X = np.asarray(X, dtype=np.float64)
     order = gen.permutation(len(y))
     n_test = round(test_fraction * len(y))
     if not 0 < n_test < len(y):
-        raise ValueError(f"test_fraction={test_fraction} leaves an empty split of "
-                         f"{len(y)} examples")
+        raise ValueError(f"test_fraction={test_fraction} of {len(y)} examples"
+                         f"{' (n_samples)' if name in GENERATED else ''} leaves an empty "
+                         f"train or test split")
     test, tr = order[:n_test], order[n_test:]
-    mean = X[tr].mean(axis=0)
-    # Constant features (blank pixels at the border of the digits) keep scale 1.
-    std = X[tr].std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X[tr].mean(axis=0)
+        # Constant features (blank pixels at the border of the digits) keep scale 1.
+        std = X[tr].std(axis=0)
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(std))):
+        raise ValueError(f"noise={noise!r} is too large: the inputs or their standard "
+                         f"deviation overflow float64")
     scale = np.where(std > 0, std, 1.0)
     return Dataset(name, (X[tr] - mean) / scale, y[tr], (X[test] - mean) / scale, y[test],
                    int(y.max()) + 1, mean, scale)

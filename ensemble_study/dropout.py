@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_keep_prob, check_rng
-from .network import MLP, check_input, forward
+from ._checks import as_float_array, check_choice, check_keep_prob, check_rng, is_sequence
+from .network import MLP, check_input, check_net, forward
 
 SCHEMES = ("vanilla", "inverted")
 MODES = ("train", "test")
@@ -53,12 +53,11 @@ class DropoutConfig:
     scheme: str = "inverted"
 
     def __post_init__(self):
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {SCHEMES}; got {self.scheme!r}")
+        check_choice(self.scheme, SCHEMES, "scheme")
         kp = self.keep_prob
         if isinstance(kp, Mapping):
-            per_layer = {_check_layer_index(k): check_keep_prob(v, f"keep_prob[{k}]")
-                         for k, v in kp.items()}
+            per_layer = {_check_layer_index(k, "keep_prob's keys (layers)"):
+                         check_keep_prob(v, f"keep_prob[{k}]") for k, v in kp.items()}
             if not per_layer:
                 raise ValueError("keep_prob must map at least one layer; got an empty mapping")
             layers = tuple(sorted(per_layer))
@@ -69,6 +68,12 @@ class DropoutConfig:
                 )
             kp = types.MappingProxyType(dict(sorted(per_layer.items())))
         else:
+            if is_sequence(kp):
+                raise ValueError(
+                    f"keep_prob must be one number in (0, 1] for every dropped layer, or a "
+                    f"mapping {{layer: keep_prob}} for one value per layer, e.g. "
+                    f"{{0: 0.8, 1: 0.5}}; got {type(kp).__name__} {kp!r}"
+                )
             kp = check_keep_prob(kp)
             if self.layers is None:
                 raise ValueError(
@@ -85,6 +90,13 @@ class DropoutConfig:
         return hash((tuple(kp.items()) if isinstance(kp, Mapping) else kp,
                      self.layers, self.scheme))
 
+    def __reduce__(self):
+        # The mapping proxy does not pickle either: rebuild (and revalidate) from a
+        # dict, so that configs reach process pools and Dask workers.
+        kp = self.keep_prob
+        return (type(self), (dict(kp) if isinstance(kp, Mapping) else kp, self.layers,
+                             self.scheme))
+
     def layer_keep_prob(self, layer: int) -> float:
         """The keep probability of one dropped layer."""
         if isinstance(self.keep_prob, Mapping):
@@ -92,10 +104,10 @@ class DropoutConfig:
         return self.keep_prob
 
 
-def _check_layer_index(k) -> int:
+def _check_layer_index(k, name: str = "layers") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(
-            f"layers must be non-negative activation indices (0 = input, 1..L-1 "
+            f"{name} must be non-negative activation indices (0 = input, 1..L-1 "
             f"hidden); got {k!r}"
         )
     return int(k)
@@ -104,6 +116,11 @@ def _check_layer_index(k) -> int:
 def _check_layers(layers) -> tuple:
     if isinstance(layers, (int, np.integer)):
         layers = (layers,)
+    if not is_sequence(layers):
+        raise ValueError(
+            f"layers must be an activation index or a sequence of them (0 = input, "
+            f"1..L-1 hidden), e.g. layers=[1, 2]; got {layers!r}"
+        )
     out = tuple(_check_layer_index(k) for k in layers)
     if len(out) == 0:
         raise ValueError("layers must name at least one layer to drop; got an empty sequence")
@@ -114,6 +131,7 @@ def _check_layers(layers) -> tuple:
 
 def check_config(net: MLP, cfg: DropoutConfig) -> None:
     """Raise ``ValueError`` unless every dropped layer of ``cfg`` fits ``net``."""
+    check_net(net)
     if not isinstance(cfg, DropoutConfig):
         raise ValueError(f"cfg must be a DropoutConfig; got {type(cfg).__name__}")
     L = net.n_layers
@@ -175,7 +193,9 @@ def check_masks(net: MLP, cfg: DropoutConfig, masks) -> np.ndarray:
     """Validate a batch of joint masks; shape ``(n_masks, n_dropped_units)``."""
     check_config(net, cfg)  # before reading the widths of the dropped layers
     n_units = sum(net.sizes[l] for l in cfg.layers)
-    masks = np.asarray(masks)
+    masks = np.asarray(masks) if isinstance(masks, np.ndarray) else masks
+    if not (isinstance(masks, np.ndarray) and masks.dtype == bool):
+        masks = as_float_array(masks, "masks")
     if masks.ndim == 1:
         masks = masks[None, :]
     if masks.ndim != 2 or masks.shape[1] != n_units:
@@ -237,11 +257,11 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
     mask : ndarray of bool, same shape as ``A``, or None in test mode
     """
     keep_prob = check_keep_prob(keep_prob)
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    A = np.asarray(A, dtype=np.float64)
+    check_choice(scheme, SCHEMES, "scheme")
+    check_choice(mode, MODES, "mode")
+    A = as_float_array(A, "A")
+    if not np.all(np.isfinite(A)):  # a dropped inf would become 0 * inf = NaN
+        raise ValueError("A must contain only finite values; got NaN or inf")
     if mode == "test":
         return (A * keep_prob if scheme == "vanilla" else A.copy()), None
     if rng is None:
@@ -251,7 +271,13 @@ def dropout_step(A, keep_prob: float, scheme: str, *, mode: str, rng=None):
         )
     mask = check_rng(rng).random(A.shape) < keep_prob
     out = A * mask
-    return (out / keep_prob if scheme == "inverted" else out), mask
+    if scheme == "inverted":
+        with np.errstate(over="ignore"):
+            out = out / keep_prob
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"A / keep_prob overflows float64: A reaches {np.abs(A).max():g} "
+                             f"and keep_prob is {keep_prob:g}")
+    return out, mask
 
 
 def convert_scheme(net: MLP, cfg: DropoutConfig, scheme: str):
@@ -267,8 +293,7 @@ def convert_scheme(net: MLP, cfg: DropoutConfig, scheme: str):
     net : MLP
     cfg : DropoutConfig
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
+    check_choice(scheme, SCHEMES, "scheme")
     check_config(net, cfg)
     if scheme == cfg.scheme:
         return net, cfg

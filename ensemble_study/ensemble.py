@@ -19,8 +19,12 @@ chunks. Chunks run on up to two threads; results do not depend on them.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
+import os
 import sys
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,8 +40,10 @@ from .dropout import (
 )
 from .kernels import (
     Moments,
+    backend,
     conditional_moments,
     default_threads,
+    generic_chunk,
     generic_task,
     n_outer_chunks,
     run_chunks,
@@ -45,11 +51,12 @@ from .kernels import (
     shortcut_moments,
     shortcut_plan,
 )
-from .masks import enumerate_masks, n_free_units
+from .masks import enumerate_masks, mask_chunk, n_free_units
+from .masks import n_chunks as n_mask_chunks
 from .network import MLP, OUTPUT_FUNCTIONS, check_input, forward
 
-# Elements of the largest intermediate array a chunk may allocate (2 MiB):
-# 16 MiB arrays were measured 1.7x slower per subnetwork (cache misses, page faults).
+# Elements of the largest intermediate array a Rao-Blackwellised chunk may
+# allocate (2 MiB): 16 MiB arrays were measured 1.7x slower per subnetwork.
 _CHUNK_ELEMENTS = 2**18
 
 
@@ -109,10 +116,6 @@ def _geometric_mean(output: str, mean_logits: np.ndarray):
     return None if output == "identity" else OUTPUT_FUNCTIONS[output](mean_logits)
 
 
-def _default_chunk(net: MLP, n_examples: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // (n_examples * max(net.sizes)))
-
-
 @contextmanager
 def _progress_bar(progress: bool, n_chunks: int, label: str):
     """Yield an ``update(n_done)`` callable drawing a bar on stderr, or None."""
@@ -133,6 +136,7 @@ def exact_ensemble(
     chunk_size: int | None = None,
     max_subnetworks: int = 2**24,
     progress: bool = False,
+    executor=None,
 ) -> EnsembleResult:
     """Average over every subnetwork, weighted by its mask's probability.
 
@@ -155,6 +159,14 @@ def exact_ensemble(
         Refuse to enumerate more subnetworks than this.
     progress : bool
         Show a progress bar on stderr.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Run the chunks of outer masks as tasks there (a process pool, or the
+        workers of a Dask cluster) instead of on this process's threads. Each
+        task rebuilds its chunk's masks from the chunk's index, so memory per
+        task is bounded by the chunk size; on Dask, net, cfg and X are
+        scattered once. The chunks are the local path's and their moments
+        are merged in chunk order, so the result equals the local one to the
+        last bit.
 
     Returns
     -------
@@ -164,30 +176,42 @@ def exact_ensemble(
     """
     X = check_input(net, X)
     check_config(net, cfg)
+    max_subnetworks = check_positive_int(max_subnetworks, "max_subnetworks")
     q = unit_keep_probs(net, cfg)
     n_free = n_free_units(q)
     total = 2**n_free
     if total > max_subnetworks:
         raise ValueError(
             f"exact_ensemble would enumerate 2**{n_free} = {total:,} subnetworks, more than "
-            f"max_subnetworks={max_subnetworks:,}; raise max_subnetworks, or estimate the "
-            f"ensemble with sample_ensemble(net, cfg, X, n_samples, rng)"
+            f"max_subnetworks={max_subnetworks:,}; raise max_subnetworks (and pass "
+            f"executor=, a concurrent.futures executor or a dask.distributed Client, to "
+            f"spread the chunks over processes or machines), or estimate the ensemble with "
+            f"sample_ensemble(net, cfg, X, n_samples, rng)"
         )
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
     label = f"{total:,} subnetworks"
+    if executor is not None:
+        job = _ExactJob(net, cfg, X, chunk_size)
+        with _progress_bar(progress, job.n_chunks, label) as update:
+            acc = _run_on_executor(executor, job, update)
+        return _exact_result(net, acc, total)
     plan = shortcut_plan(net, cfg)
     if plan is not None:
         size = shortcut_chunk(plan, X.shape[0], chunk_size)
         with _progress_bar(progress, n_outer_chunks(net, plan, size), label) as update:
             acc = shortcut_moments(net, cfg, X, plan, chunk_size=size, progress=update)
     else:
-        size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+        size = generic_chunk(net, X.shape[0], chunk_size)
         n_chunks = math.ceil(total / size)
         chunks = ((m, np.exp(lp)) for m, lp in enumerate_masks(q, size))
         task = generic_task(net, X, lambda m: mask_multipliers(net, cfg, m))
         with _progress_bar(progress, n_chunks, label) as update:
             acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1, update)
+    return _exact_result(net, acc, total)
+
+
+def _exact_result(net: MLP, acc: Moments, total: int) -> EnsembleResult:
     # Masks of non-zero probability sum to 1 up to rounding; divide it out.
     return EnsembleResult(
         mean=acc.mean,
@@ -196,6 +220,95 @@ def exact_ensemble(
         n_subnetworks=total,
         method="exact",
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _ExactJob:
+    """One exact ensemble cut into the local path's chunks, rebuilt from indices.
+
+    Picklable (a network, a config, validated inputs and a chunk size), so a
+    process or a Dask worker can rebuild the kernel task and chunk ``i`` of
+    the outer masks by itself, the same chunks :func:`exact_ensemble` runs
+    locally.
+    """
+
+    net: MLP
+    cfg: DropoutConfig
+    X: np.ndarray
+    chunk_size: int | None
+
+    def _layout(self):
+        """``(task, keep_probs of the enumerated units, masks per chunk, weights)``."""
+        net, cfg, X = self.net, self.cfg, self.X
+        plan = shortcut_plan(net, cfg)
+        if plan is not None:  # as kernels.shortcut_moments cuts it
+            from .kernels import reference
+
+            size = shortcut_chunk(plan, X.shape[0], self.chunk_size)
+            if backend() == "numba":
+                from .kernels import compiled
+
+                task = compiled.shortcut_task(net, plan, X, True, True)
+            else:
+                pairs_per_block = max(1, size * X.shape[0] // 2**plan.n_inner)
+                task = reference._shortcut_task(net, plan, X, True, True, pairs_per_block)
+            return task, plan.outer_q, reference._outer_per_chunk(net, plan, size, True), False
+        size = generic_chunk(net, X.shape[0], self.chunk_size)
+        task = generic_task(net, X, functools.partial(mask_multipliers, net, cfg))
+        return task, unit_keep_probs(net, cfg), size, True
+
+    @property
+    def n_chunks(self) -> int:
+        _, q, per_chunk, _ = self._layout()
+        return n_mask_chunks(q, per_chunk)
+
+    def __call__(self, index: int) -> Moments:
+        """The moments of chunk ``index`` (BLAS on one thread, as locally)."""
+        task, q, per_chunk, weighted = self._layout()
+        masks, log_probs = mask_chunk(q, per_chunk, index)
+        chunk = (masks, np.exp(log_probs)) if weighted else (masks, log_probs)
+        return run_chunks(task, [chunk], 1)
+
+
+def _run_exact_chunk(job: _ExactJob, index: int) -> Moments:
+    return job(index)
+
+
+def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
+    """Chunks as tasks, a bounded number in flight, merged in chunk order."""
+    acc = Moments()
+    if isinstance(executor, concurrent.futures.Executor):
+        workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+
+        def submit(i):
+            return executor.submit(_run_exact_chunk, job, i)
+    elif hasattr(executor, "scatter") and hasattr(executor, "submit"):  # a Dask Client
+        [shared] = executor.scatter([job], broadcast=True, hash=False)
+        workers = max(1, sum(executor.nthreads().values()))
+
+        def submit(i):
+            return executor.submit(_run_exact_chunk, shared, i, pure=False)
+    else:
+        raise TypeError(f"executor must be a concurrent.futures.Executor or a "
+                        f"dask.distributed.Client; got {type(executor).__name__}")
+    # A few chunks per worker in flight: the workers stay busy while the merge
+    # waits for the oldest, and memory stays bounded whatever the number of chunks.
+    pending = deque()
+    try:
+        for index in range(job.n_chunks):
+            pending.append(submit(index))
+            if len(pending) >= 4 * workers:
+                acc.merge(pending.popleft().result())
+                if progress is not None:
+                    progress(1)
+        while pending:
+            acc.merge(pending.popleft().result())
+            if progress is not None:
+                progress(1)
+    finally:
+        for future in pending:
+            future.cancel()
+    return acc
 
 
 ESTIMATORS = ("plain", "rao_blackwell")
@@ -319,7 +432,7 @@ def sample_ensemble(
     if estimator == "rao_blackwell":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
-    chunk_size = _default_chunk(net, X.shape[0]) if chunk_size is None else chunk_size
+    chunk_size = generic_chunk(net, X.shape[0], chunk_size)
     # The generic path's chunk task: K sampled subnetworks cost what K
     # enumerated ones cost on that path, on the same threads.
     task = generic_task(vnet, X, lambda m: mask_multipliers(vnet, vcfg, m))

@@ -17,14 +17,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._checks import check_positive_int, check_rng
+from ._checks import as_float_array, check_positive_int, check_rng
 
 
 def _check_unit_keep_probs(keep_probs) -> np.ndarray:
-    q = np.asarray(keep_probs, dtype=np.float64)
+    q = as_float_array(keep_probs, "keep_probs")
     if q.ndim != 1 or not np.all((q > 0) & (q <= 1)):
         raise ValueError(
-            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got {q!r}"
+            f"keep_probs must be a 1-D array of keep probabilities in (0, 1]; got "
+            f"{' '.join(repr(q).split()) if q.size <= 8 else f'shape {q.shape}'}"
         )
     return q
 
@@ -53,7 +54,11 @@ def mask_log_probs(masks, keep_probs) -> np.ndarray:
         ``-inf`` for a mask that drops a unit whose keep_prob is 1.
     """
     q = _check_unit_keep_probs(keep_probs)
-    m = np.asarray(masks, dtype=bool)
+    m = as_float_array(masks, "masks")
+    if m.ndim != 2 or m.shape[1] != q.size or not np.all((m == 0) | (m == 1)):
+        raise ValueError(f"masks must be 0/1 of shape (n_masks, {q.size}), one column per "
+                         f"unit of keep_probs; got shape {m.shape}")
+    m = m.astype(bool)
     with np.errstate(divide="ignore"):
         log_keep, log_drop = np.log(q), np.log1p(-q)
     return np.where(m, log_keep, log_drop).sum(axis=1)
@@ -78,19 +83,47 @@ def enumerate_masks(keep_probs, chunk_size: int) -> Iterator[tuple[np.ndarray, n
     """
     q = _check_unit_keep_probs(keep_probs)
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    for index in range(n_chunks(q, chunk_size)):
+        yield _chunk(q, chunk_size, index)
+
+
+def n_chunks(keep_probs, chunk_size: int) -> int:
+    """How many chunks :func:`enumerate_masks` yields."""
+    return -(-n_masks(keep_probs) // check_positive_int(chunk_size, "chunk_size"))
+
+
+def mask_chunk(keep_probs, chunk_size: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index`` of :func:`enumerate_masks`, built directly from its index.
+
+    A worker given only the index rebuilds the same masks and log-probabilities,
+    bit for bit, without enumerating the chunks before it.
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n_chunk, n_units)
+    log_probs : ndarray, shape (n_chunk,)
+    """
+    q = _check_unit_keep_probs(keep_probs)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if not 0 <= index < n_chunks(q, chunk_size):
+        raise ValueError(f"index must be in [0, {n_chunks(q, chunk_size)}) for "
+                         f"chunk_size={chunk_size}; got {index!r}")
+    return _chunk(q, chunk_size, index)
+
+
+def _chunk(q: np.ndarray, chunk_size: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     free = np.flatnonzero(q < 1)
     n_free = free.size
     # Bit j of the mask index (most significant first) is free unit j.
     shifts = np.arange(n_free - 1, -1, -1, dtype=np.int64)
     log_keep, log_drop = np.log(q[free]), np.log1p(-q[free])
-    total = 2**n_free
-    for start in range(0, total, chunk_size):
-        idx = np.arange(start, min(start + chunk_size, total), dtype=np.int64)
-        bits = ((idx[:, None] >> shifts) & 1).astype(bool)
-        masks = np.ones((idx.size, q.size), dtype=bool)
-        masks[:, free] = bits
-        log_probs = np.where(bits, log_keep, log_drop).sum(axis=1)
-        yield masks, log_probs
+    start = index * chunk_size
+    idx = np.arange(start, min(start + chunk_size, 2**n_free), dtype=np.int64)
+    bits = ((idx[:, None] >> shifts) & 1).astype(bool)
+    masks = np.ones((idx.size, q.size), dtype=bool)
+    masks[:, free] = bits
+    log_probs = np.where(bits, log_keep, log_drop).sum(axis=1)
+    return masks, log_probs
 
 
 def sample_masks(keep_probs, n_samples: int, rng) -> np.ndarray:

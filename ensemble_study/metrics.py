@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import as_float_array
+
 PROBABILITY_OUTPUTS = ("sigmoid", "softmax")
 
 
 def _pair(ensemble, single):
-    p, q = np.asarray(ensemble, dtype=np.float64), np.asarray(single, dtype=np.float64)
+    p, q = as_float_array(ensemble, "ensemble"), as_float_array(single, "single")
     if p.shape != q.shape or p.ndim != 2:
         raise ValueError(
             f"ensemble and single must both have shape (n_examples, n_outputs); "
@@ -24,7 +26,7 @@ def _pair(ensemble, single):
 
 
 def _check_output(output):
-    if output not in PROBABILITY_OUTPUTS:
+    if not isinstance(output, str) or output not in PROBABILITY_OUTPUTS:
         raise ValueError(f"output must be one of {PROBABILITY_OUTPUTS}; got {output!r}")
 
 
@@ -37,7 +39,12 @@ def relative_gap(ensemble, single, std) -> np.ndarray:
     an arbitrary number.
     """
     p, q = _pair(ensemble, single)
-    std = np.broadcast_to(np.asarray(std, dtype=np.float64), p.shape)
+    std = as_float_array(std, "std")
+    try:
+        std = np.broadcast_to(std, p.shape)
+    except ValueError:
+        raise ValueError(f"std must have the shape of ensemble {p.shape} (or broadcast to "
+                         f"it); got shape {std.shape}") from None
     gap = np.abs(p - q)
     noise = 8 * np.finfo(np.float64).eps * np.maximum(np.abs(p), np.abs(q))
     out = np.where(gap <= noise, 0.0, np.inf)
@@ -114,7 +121,14 @@ def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict
         examples and outputs), and for probability outputs the means over
         examples of ``kl``, ``total_variation`` and ``disagreement``.
     """
+    if not isinstance(output, str) or output not in ("identity", *PROBABILITY_OUTPUTS):
+        raise ValueError(
+            f"output must be one of ('identity', {PROBABILITY_OUTPUTS[0]!r}, "
+            f"{PROBABILITY_OUTPUTS[1]!r}); got {output!r}"
+        )
     p, q = _pair(ensemble, single)
+    if p.size == 0:
+        raise ValueError(f"ensemble and single must hold at least one value; got shape {p.shape}")
     gap = np.abs(p - q)
     out = {
         "max_abs_gap": float(gap.max()),
@@ -126,9 +140,4 @@ def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict
         out["kl"] = float(kl_divergence(p, q, output).mean())
         out["total_variation"] = float(total_variation(p, q, output).mean())
         out["disagreement"] = float(disagreement(p, q, output).mean())
-    elif output != "identity":
-        raise ValueError(
-            f"output must be one of ('identity', {PROBABILITY_OUTPUTS[0]!r}, "
-            f"{PROBABILITY_OUTPUTS[1]!r}); got {output!r}"
-        )
     return out

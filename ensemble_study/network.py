@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_rng, check_X
+from ._checks import as_float_array, check_int, check_real, check_rng, check_X, is_sequence
 
 HIDDEN_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 OUTPUTS = ("identity", "sigmoid", "softmax")
@@ -64,10 +64,18 @@ ACTIVATION_FUNCTIONS = {
 OUTPUT_FUNCTIONS = {"identity": _identity, "sigmoid": sigmoid, "softmax": softmax}
 
 
-def _readonly(a) -> np.ndarray:
-    arr = np.array(a, dtype=np.float64, copy=True)
+def _readonly(a, name: str) -> np.ndarray:
+    arr = np.array(as_float_array(a, name), copy=True)
     arr.setflags(write=False)
     return arr
+
+
+def _layers(value, name: str) -> tuple:
+    """A sequence of per-layer arrays as a tuple (a lone array or a string is refused)."""
+    if isinstance(value, np.ndarray) or not is_sequence(value):
+        raise ValueError(f"{name} must be a sequence of arrays, one per layer; "
+                         f"got {type(value).__name__}")
+    return tuple(value)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -96,8 +104,10 @@ class MLP:
     output: str
 
     def __post_init__(self):
-        weights = tuple(_readonly(w) for w in self.weights)
-        biases = tuple(_readonly(b) for b in self.biases)
+        weights = tuple(_readonly(w, f"weights[{l}]")
+                        for l, w in enumerate(_layers(self.weights, "weights")))
+        biases = tuple(_readonly(b, f"biases[{l}]")
+                       for l, b in enumerate(_layers(self.biases, "biases")))
         if len(weights) == 0:
             raise ValueError("weights must hold at least one layer; got an empty sequence")
         if len(biases) != len(weights):
@@ -109,6 +119,13 @@ class MLP:
             if w.ndim != 2:
                 raise ValueError(
                     f"weights[{l}] must be 2-D with shape (fan_in, fan_out); got shape {w.shape}"
+                )
+            if 0 in w.shape:
+                # A zero-width layer has no units to drop or to read out; numpy would
+                # carry on with empty products and return constant outputs.
+                raise ValueError(
+                    f"weights[{l}] must have at least one unit on each side (every layer "
+                    f"width >= 1); got shape {w.shape}"
                 )
             if b.shape != (w.shape[1],):
                 raise ValueError(
@@ -124,7 +141,7 @@ class MLP:
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
                 raise ValueError(f"weights[{l}] and biases[{l}] must be finite; got NaN or inf")
         hidden = _hidden_names(self.hidden, len(weights) - 1)
-        if self.output not in OUTPUTS:
+        if not isinstance(self.output, str) or self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}; got {self.output!r}")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "biases", biases)
@@ -152,7 +169,7 @@ class MLP:
             is also accepted and ignored there).
         output : {"identity", "sigmoid", "softmax"}
         """
-        return cls(tuple(weights), tuple(biases), hidden, output)
+        return cls(_layers(weights, "weights"), _layers(biases, "biases"), hidden, output)
 
     @classmethod
     def random(
@@ -178,14 +195,22 @@ class MLP:
             Layer widths ``(n_features, h_1, ..., n_outputs)``, at least two.
         rng : int, SeedSequence or numpy.random.Generator
             Required; the only source of randomness.
+        bias_scale : float >= 0
+            Standard deviation of the biases.
         """
         gen = check_rng(rng)
-        sizes = tuple(int(s) for s in sizes)
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
+        bad = not is_sequence(sizes) or len(sizes := tuple(sizes)) < 2
+        try:
+            # Integers only: int(2.7) would quietly build a narrower layer.
+            sizes = tuple(check_int(s, "sizes", low=1) for s in sizes) if not bad else sizes
+        except ValueError:
+            bad = True
+        if bad:
             raise ValueError(
-                f"sizes must list at least two positive layer widths "
-                f"(n_features, ..., n_outputs); got {sizes}"
+                f"sizes must list at least two positive layer widths (integers: "
+                f"n_features, ..., n_outputs); got {sizes!r}"
             )
+        bias_scale = check_real(bias_scale, "bias_scale", low=0)
         names = _hidden_names(hidden, len(sizes) - 2)
         weights, biases = [], []
         for l in range(len(sizes) - 1):
@@ -193,7 +218,11 @@ class MLP:
             feeds_relu = l < len(names) and names[l] == "relu"
             var = 2.0 / fan_in if feeds_relu else 2.0 / (fan_in + fan_out)
             weights.append(gen.normal(0.0, np.sqrt(var), size=(fan_in, fan_out)))
-            biases.append(gen.normal(0.0, bias_scale, size=fan_out))
+            with np.errstate(over="ignore"):
+                biases.append(gen.standard_normal(fan_out) * bias_scale)
+            if not np.all(np.isfinite(biases[-1])):
+                raise ValueError(f"bias_scale={bias_scale!r} is too large: the biases drawn "
+                                 f"overflow float64")
         return cls(tuple(weights), tuple(biases), names, output)
 
     @property
@@ -314,6 +343,11 @@ class MLP:
 def _hidden_names(hidden, n_hidden: int) -> tuple:
     if isinstance(hidden, str):
         names = (hidden,) * n_hidden
+    elif not is_sequence(hidden):
+        raise ValueError(
+            f"hidden must be one activation name from {HIDDEN_ACTIVATIONS} or a sequence "
+            f"of names, one per hidden layer ({n_hidden}); got {hidden!r}"
+        )
     else:
         names = tuple(hidden)
         if len(names) != n_hidden:
@@ -322,7 +356,7 @@ def _hidden_names(hidden, n_hidden: int) -> tuple:
                 f"({n_hidden}); got {len(names)} names {names}"
             )
     for name in names:
-        if name not in HIDDEN_ACTIVATIONS:
+        if not isinstance(name, str) or name not in HIDDEN_ACTIVATIONS:
             raise ValueError(
                 f"hidden activation must be one of {HIDDEN_ACTIVATIONS}; got {name!r}"
             )
@@ -372,9 +406,17 @@ def forward(
     return Z if logits else OUTPUT_FUNCTIONS[net.output](Z)
 
 
+def check_net(net, name: str = "net") -> MLP:
+    """Return ``net`` if it is an :class:`MLP`, else raise ``ValueError``."""
+    if not isinstance(net, MLP):
+        raise ValueError(f"{name} must be an MLP (MLP.from_arrays or MLP.random); "
+                         f"got {type(net).__name__}")
+    return net
+
+
 def check_input(net: MLP, X) -> np.ndarray:
-    """Validate ``X`` against ``net``; return it as float64, shape (n_examples, n_features)."""
-    return check_X(X, net.sizes[0])
+    """Validate ``net`` and ``X``; return ``X`` as float64, shape (n_examples, n_features)."""
+    return check_X(X, check_net(net).sizes[0])
 
 
 def predict(net: MLP, X) -> np.ndarray:

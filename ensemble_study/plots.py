@@ -9,6 +9,7 @@ the CSV it reads (``results/<csv>.csv``) and the PNG it makes
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from .results import load_result
+from .results import load_result, write_files
 from .stats import bootstrap_ci, summarise
 
 # csv stem -> {png stem -> plot function}
@@ -75,26 +76,54 @@ def new_figure(nrows=1, ncols=1, *, width=4.2, height=3.4, **subplot_kw):
 def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
     """Rebuild every registered PNG under ``figures_dir`` from the CSVs in ``results_dir``.
 
-    CSVs without a registered figure are skipped. Each PNG is written to a
-    temporary name and renamed.
+    CSVs without a registered figure are skipped. Every figure is drawn
+    before any is written, so a malformed CSV writes nothing; each PNG is
+    then written to a temporary name and renamed.
 
     Returns
     -------
     list of Path
         The PNGs written.
+
+    Raises
+    ------
+    ValueError
+        Naming the CSV and what is wrong with it (not a CSV, no rows, a
+        missing column, a sidecar that does not match), before any PNG is
+        written.
     """
     results_dir, figures_dir = Path(results_dir), Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    drawn = []
     for csv in sorted(results_dir.glob("*.csv")):
-        for png, fn in FIGURES.get(csv.stem, {}).items():
-            fig = fn(load_result(csv))
-            out = figures_dir / f"{png}.png"
-            tmp = out.with_name(f".{out.name}.tmp.png")
-            fig.savefig(tmp, dpi=dpi)
-            tmp.replace(out)
-            written.append(out)
-    return written
+        makers = FIGURES.get(csv.stem, {})
+        if not makers:
+            continue
+        df = load_result(csv)  # raises ValueError naming the file
+        if df.empty:
+            raise ValueError(f"{csv} has no rows (columns: {', '.join(df.columns) or 'none'}); "
+                             f"rerun the study that writes it")
+        for png, fn in makers.items():
+            try:
+                fig = fn(df)
+            except KeyError as exc:
+                raise ValueError(f"{csv} lacks column {exc} needed for {png}.png; is it the "
+                                 f"table of study {csv.stem!r}?") from None
+            except (ValueError, TypeError, IndexError, AttributeError) as exc:
+                raise ValueError(f"{csv}: cannot draw {png}.png from it "
+                                 f"({type(exc).__name__}: {exc})") from exc
+            drawn.append((figures_dir / f"{png}.png", fig))
+    for out, fig in drawn:
+        save_figure(fig, out, dpi=dpi)
+    return [out for out, _ in drawn]
+
+
+def save_figure(fig: Figure, path, *, dpi: int = 130) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically (temporary name, then rename)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    write_files([(path, buffer.getvalue())])
+    return path
 
 
 # Figure functions follow, one section per study; each is registered with
@@ -613,6 +642,15 @@ def plot_bench(df: pd.DataFrame) -> Figure:
         rows = package[package["statistics"] == stat]
         ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker=marker, color=color,
                 label=label)
+    rows = package[package["case"] == "g"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="D", color="C4",
+            label="package: generic path, input and first hidden layer dropped")
+    rows = package[package["case"] == "a"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="P", color="C5",
+            label="package: sigmoid 2-10-10-1, mean, NWGM, variance")
+    c_rows = df[(df["method"] == "c_reference") & (df["case"] != "sweep")]
+    ax.plot(c_rows["n_dropped"], c_rows["seconds"], ls="none", marker="x", color="k",
+            label="hand-written C (softmax: mean and NWGM; identity: Gray-code E[hidden])")
     ax.set_yscale("log")
     ax.set_xlabel("dropped units n (2^n subnetworks)")
     ax.set_ylabel("seconds")

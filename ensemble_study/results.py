@@ -1,39 +1,263 @@
 """Saving and loading study results: one CSV plus a JSON sidecar each.
 
-A result file is written to a temporary name in the same folder and renamed
-into place, so an interrupted run never leaves a half-written file. The
-sidecar ``NAME.json`` records what is needed to rerun the CSV: the package
-version, the study's parameters and the command line.
+The sidecar ``NAME.json`` records what is needed to rerun the CSV (the
+package version, the study's parameters, the command line) and the SHA-256
+of the CSV's bytes. A CSV and its sidecar are published together or not at
+all: both are written in full to temporary names in the target folder, then
+renamed into place; if anything fails before both renames are done, the old
+pair is put back. Only a process killed between the two renames (a window
+of two system calls) can leave a new CSV beside the old sidecar, and
+:func:`load_result` refuses such a pair because the hash disagrees.
+
+Temporary files are named ``.NAME.<pid>.<random>.tmp`` (ignored by git);
+each write removes them on every exit path, and the next write into the
+same folder removes those left by a killed process.
+
+Outputs are checked before any work (:func:`check_output_path`): a target
+that is a folder, a device, a pipe, or a symbolic link pointing outside its
+folder is never replaced, and the folder must be creatable and writable.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import platform
+import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+# A temporary file whose writer's pid cannot be read (older naming) is removed
+# once it is this old: no write takes that long.
+_STALE_SECONDS = 3600
+
+
+def sidecar_path(csv_path) -> Path:
+    """``results/NAME.csv`` -> ``results/NAME.json``."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def _target_problem(path: Path) -> str | None:
+    """Why ``path`` may not be replaced by a new regular file, or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None  # a parent is a file: reported by _folder_problem
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        folder = Path(os.path.realpath(path.parent))
+        if not target.is_relative_to(folder):
+            return (f"{path} is a symbolic link to {target}, outside its folder {folder}; "
+                    f"refusing to write through it")
+        return _target_problem(target) if target != path else None
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path} is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return (f"{path} exists and is not a regular file (a device, pipe or socket); "
+                f"refusing to replace it")
+    return None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (creating it if needed), or None."""
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create folder {folder}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "folder" if existing == folder else f"folder {folder}: its parent"
+        return f"cannot write into {what} {existing} (permission denied)"
+    return None
+
+
+def output_path_problem(path, *, sidecar: bool = True) -> str | None:
+    """Why writing ``path`` (and its sidecar) would fail or do harm, or None if it is fine."""
+    path = Path(path)
+    if str(path) == "" or path.name in ("", ".", ".."):
+        return f"{str(path)!r} is not a file name"
+    for target in (path, sidecar_path(_resolve(path))) if sidecar else (path,):
+        problem = _target_problem(target)
+        if problem:
+            return problem
+    return _folder_problem(_resolve(path).parent)
+
+
+def check_output_path(path, name: str = "path", *, sidecar: bool = True) -> Path:
+    """Check, before any work, that ``path`` can be written; return it as a Path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to be written (a result CSV, a figure).
+    name : str
+        The parameter named in the error (e.g. ``"--out"``).
+    sidecar : bool
+        Also check the JSON sidecar that :func:`save_result` writes beside it.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` (or its sidecar) is a folder, a device, a pipe, a socket
+        or a symbolic link pointing outside its folder, or if its folder is
+        below a file or not writable.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a file path; got {type(path).__name__}")
+    problem = output_path_problem(path, sidecar=sidecar)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+    return Path(path)
+
+
+def output_folder_problem(folder) -> str | None:
+    """Why files cannot be created in ``folder`` (created if missing), or None."""
+    folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        return f"{folder} exists and is not a folder"
+    return _folder_problem(folder)
+
+
+def check_output_folder(folder, name: str = "folder") -> Path:
+    """Check that files can be created in ``folder`` (created if missing); return it."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a folder path; got {type(folder).__name__}")
+    problem = output_folder_problem(folder)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+    return Path(folder)
+
+
+def _resolve(path: Path) -> Path:
+    """A symbolic link (already checked to stay in its folder) is written through."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(path) -> list[Path]:
+    """Remove temporary files of ``path`` left by a killed writer; return those removed.
+
+    A temporary ``.NAME.<pid>.<random>.tmp`` is stale when its process is gone;
+    one of the older namings (``.NAME.<random>.tmp``, ``.NAME.tmp.png``) when
+    it is more than an hour old. Temporaries of running writers are left alone.
+    """
+    path = Path(path)
+    removed = []
+    candidates = list(path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"))
+    candidates += list(path.parent.glob(f".{_glob_escape(path.name)}.tmp{path.suffix}"))
+    for tmp in candidates:
+        rest = tmp.name[len(path.name) + 2:]
+        pid = rest.split(".", 1)[0]
+        try:
+            stale = (not _pid_alive(int(pid))) if pid.isdigit() and rest.count(".") >= 2 else (
+                time.time() - tmp.lstat().st_mtime > _STALE_SECONDS)
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except (FileNotFoundError, ValueError):
+            pass  # removed meanwhile by another process
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    """``name`` with glob's special characters escaped."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_files(files: list[tuple[Path, bytes]]) -> None:
+    """Publish several files together: all of them or none.
+
+    Each is written in full to a temporary name in its folder, then the
+    temporaries are renamed into place one after the other; if a write or a
+    rename fails, the files already renamed are put back as they were (the
+    old version, or no file). Temporary files are removed on every exit path.
+    """
+    temporaries: list[Path] = []
+    committed: list[tuple[Path, Path | None]] = []  # (target, backup of the old one)
+
+    def temporary(target: Path) -> Path:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.",
+                                    suffix=".tmp")
+        os.close(fd)
+        temporaries.append(Path(name))
+        return Path(name)
+
+    try:
+        staged = []
+        for target, data in files:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temporaries(target)
+            tmp = temporary(target)
+            # mkstemp creates the file private (0600); a result file gets the
+            # usual permissions of a new file under the user's umask.
+            os.chmod(tmp, 0o666 & ~_umask())
+            # No fsync: a file emptied by a power cut is caught by the sidecar's hash.
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            staged.append((target, tmp))
+        for target, tmp in staged:
+            backup = None
+            if os.path.lexists(target):
+                backup = temporary(target)
+                _link_over(target, backup)
+            os.replace(tmp, target)
+            committed.append((target, backup))
+    except BaseException:
+        for target, backup in reversed(committed):
+            if backup is None:
+                os.unlink(target)
+            else:
+                os.replace(backup, target)
+        raise
+    finally:
+        for tmp in temporaries:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
 
 def _atomic_write(path: Path, write, mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Publish one file that ``write(fh)`` fills, text or (``mode="wb"``) binary
+    (see :func:`write_files`)."""
+    buffer = io.BytesIO() if "b" in mode else io.StringIO(newline="")
+    write(buffer)
+    data = buffer.getvalue()
+    write_files([(Path(path), data if isinstance(data, bytes) else data.encode())])
+
+
+def _link_over(target: Path, backup: Path) -> None:
+    """Make ``backup`` a second name of ``target``'s current file (a copy if links fail)."""
+    os.unlink(backup)
     try:
-        # mkstemp creates the file private (0600); a result file gets the usual
-        # permissions of a new file under the user's umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        os.link(target, backup)
+    except OSError:
+        with open(target, "rb") as src, open(backup, "wb") as dst:
+            dst.write(src.read())
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -49,19 +273,16 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)  # JSON has no NaN or inf; "nan", "inf" read back unambiguously
     if isinstance(value, Path):
         return str(value)
     return value
 
 
-def sidecar_path(csv_path) -> Path:
-    """``results/NAME.csv`` -> ``results/NAME.json``."""
-    return Path(csv_path).with_suffix(".json")
-
-
 def save_result(df: pd.DataFrame, path, params: dict) -> Path:
-    """Write ``df`` to ``path`` (CSV) and its parameters to the JSON sidecar.
+    """Write ``df`` to ``path`` (CSV) and its parameters to the JSON sidecar, together.
 
     Parameters
     ----------
@@ -80,7 +301,11 @@ def save_result(df: pd.DataFrame, path, params: dict) -> Path:
     """
     from . import __version__
 
-    path = Path(path)
+    path = check_output_path(path, "path")
+    target = _resolve(path)
+    buffer = io.StringIO(newline="")
+    df.to_csv(buffer, index=False, float_format="%.17g")
+    data = buffer.getvalue().encode()
     meta = {
         "package": "ensemble_study",
         "version": __version__,
@@ -89,18 +314,48 @@ def save_result(df: pd.DataFrame, path, params: dict) -> Path:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "rows": int(len(df)),
+        "csv_sha256": hashlib.sha256(data).hexdigest(),
     }
-    _atomic_write(path, lambda fh: df.to_csv(fh, index=False, float_format="%.17g"))
-    _atomic_write(sidecar_path(path), lambda fh: json.dump(meta, fh, indent=2, sort_keys=True))
+    side = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False).encode()
+    write_files([(target, data), (sidecar_path(target), side)])
     return path
 
 
 def load_result(path) -> pd.DataFrame:
-    """Read a result CSV written by :func:`save_result`."""
-    return pd.read_csv(path)
+    """Read a result CSV written by :func:`save_result`.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable CSV, or if its sidecar records a
+        SHA-256 that the CSV does not have (a write was interrupted between
+        its two renames, or another process is writing the pair right now).
+        Sidecars without a hash (older results) are not checked.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    expected = load_params(path).get("csv_sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(
+            f"{path} does not match its sidecar {sidecar_path(_resolve(path))} (the CSV's "
+            f"SHA-256 differs from the one recorded): a write was interrupted or is under "
+            f"way; rerun the command that made it"
+        )
+    try:
+        return pd.read_csv(io.BytesIO(data))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable CSV: {exc}") from None
 
 
 def load_params(path) -> dict:
     """The sidecar of a result CSV (empty dict if there is none)."""
-    side = sidecar_path(path)
-    return json.loads(side.read_text()) if side.exists() else {}
+    side = sidecar_path(_resolve(Path(path)))
+    if not side.exists():
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{side} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{side} must hold a JSON object; got {type(meta).__name__}")
+    return meta

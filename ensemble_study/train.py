@@ -32,7 +32,6 @@ Two optional pieces make a training recipe (all off by default):
 
 from __future__ import annotations
 
-import numbers
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -40,10 +39,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._checks import check_positive_int, check_rng, check_X
+from ._checks import (
+    as_float_array,
+    check_choice,
+    check_positive_int,
+    check_real,
+    check_rng,
+    check_X,
+)
 from .dropout import DropoutConfig, check_config, mask_multipliers, scaled_forward, unit_keep_probs
 from .masks import sample_masks
-from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, log_softmax, predict
+from .network import (
+    ACTIVATION_FUNCTIONS,
+    MLP,
+    OUTPUT_FUNCTIONS,
+    check_net,
+    log_softmax,
+    predict,
+)
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "squared_error")
 OPTIMIZERS = ("sgd", "adam")
@@ -67,16 +80,15 @@ def _activation_grad(name: str, z: np.ndarray) -> np.ndarray:
     return np.ones_like(z)
 
 
-def _number(value, name, *, low, high=np.inf, low_open=False, allow_none=False):
+def _number(value, name, *, low, high=None, low_open=False, allow_none=False):
     if value is None and allow_none:
         return None
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    ok = ok and (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}]"
-                         f"{' or None' if allow_none else ''}; got {value!r}")
-    return float(value)
+    try:
+        # Finite only: learning_rate=inf would pass a range check and fail later
+        # as "weights must be finite", blaming the wrong thing.
+        return check_real(value, name, low=low, high=high, low_open=low_open)
+    except ValueError as exc:
+        raise ValueError(f"{exc}{' (or None)' if allow_none else ''}") from None
 
 
 @dataclass(frozen=True)
@@ -126,10 +138,9 @@ class TrainConfig:
     patience: int | None = None
 
     def __post_init__(self):
-        if self.loss != "auto" and self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or (self.loss != "auto" and self.loss not in LOSSES):
             raise ValueError(f"loss must be 'auto' or one of {LOSSES}; got {self.loss!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         _number(self.learning_rate, "learning_rate", low=0, low_open=True)
         for name in ("momentum", "beta1", "beta2"):
             if _number(getattr(self, name), name, low=0, high=1) == 1:
@@ -180,6 +191,9 @@ def validation_split(n_examples: int, fraction: float, rng) -> tuple[np.ndarray,
 
 def resolve_loss(output: str, loss: str) -> str:
     """The loss to use for ``output``; raises if the pair does not fit."""
+    check_choice(output, tuple(NATURAL_LOSS), "output")
+    if not isinstance(loss, str) or (loss != "auto" and loss not in LOSSES):
+        raise ValueError(f"loss must be 'auto' or one of {LOSSES}; got {loss!r}")
     loss = NATURAL_LOSS[output] if loss == "auto" else loss
     needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss)
     if needs is not None and output != needs:
@@ -188,26 +202,56 @@ def resolve_loss(output: str, loss: str) -> str:
     return loss
 
 
-def targets(net: MLP, y) -> np.ndarray:
+def targets(net: MLP, y, name: str = "y") -> np.ndarray:
     """Training targets of shape ``(n_examples, n_outputs)``.
 
     Integer class labels ``y`` of shape ``(n_examples,)`` become one-hot rows
     for a softmax output; otherwise ``y`` must already have one column per
-    output (a 1-D ``y`` is read as one column).
+    output (a 1-D ``y`` is read as one column). Sigmoid targets must be 0/1
+    labels, softmax target rows probability vectors, identity targets finite.
     """
-    y = np.asarray(y)
-    k = net.sizes[-1]
-    if net.output == "softmax" and y.ndim == 1:
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= k:
-            raise ValueError(f"y must hold integer class labels in 0..{k - 1} for a softmax "
-                             f"output with {k} units; got dtype {y.dtype}, "
-                             f"range [{y.min()}, {y.max()}]")
-        return np.eye(k)[y]
-    T = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    if T.shape[1] != k:
-        raise ValueError(f"y must have {k} column(s) to match the network's output; "
-                         f"got shape {np.shape(y)}")
+    k = check_net(net).sizes[-1]
+    arr = np.asarray(y) if isinstance(y, np.ndarray) else y
+    arr = as_float_array(arr, name) if not (isinstance(arr, np.ndarray)
+                                            and arr.dtype.kind in "iu") else arr
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must hold one target per example (shape (n_examples,) or "
+                         f"(n_examples, {k})); got shape {arr.shape}")
+    if net.output == "softmax" and arr.ndim == 1:
+        if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= k:
+            raise ValueError(f"{name} must hold integer class labels in 0..{k - 1} for a "
+                             f"softmax output with {k} units; got dtype {arr.dtype}, "
+                             f"range [{arr.min()}, {arr.max()}]")
+        return np.eye(k)[arr]
+    T = np.asarray(arr, dtype=np.float64).reshape(len(arr), -1)
+    if T.shape[1] != k or arr.ndim > 2:
+        raise ValueError(f"{name} must have {k} column(s) to match the network's output; "
+                         f"got shape {arr.shape}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError(f"{name} must contain only finite values; got NaN or inf")
+    if net.output == "sigmoid" and not np.all((T == 0) | (T == 1)):
+        raise ValueError(f"{name} must hold 0/1 labels for a sigmoid output; got values in "
+                         f"[{T.min()}, {T.max()}]")
+    if net.output == "softmax" and not (np.all(T >= 0)
+                                        and np.allclose(T.sum(axis=1), 1, atol=1e-9)):
+        raise ValueError(f"{name} with {k} columns must hold one probability vector per "
+                         f"example for a softmax output (entries >= 0, rows summing to 1), "
+                         f"or pass integer class labels of shape (n_examples,)")
     return T
+
+
+def _labels(output: str, probs, y, name: str = "y"):
+    """``probs`` and ``y`` as arrays after checking that they fit (error_rate, NLL)."""
+    check_choice(output, ("sigmoid", "softmax"), "output")
+    probs = as_float_array(probs, "probs")
+    y = as_float_array(y, name).ravel()
+    if probs.ndim != 2 or probs.shape[0] != y.size or y.size == 0:
+        raise ValueError(f"probs must have shape (n_examples, n_outputs) and {name} one label "
+                         f"per example; got shapes {probs.shape} and {np.shape(y)}")
+    n_classes = probs.shape[1] if output == "softmax" else 2
+    if not np.all((y == np.round(y)) & (y >= 0) & (y < n_classes)):
+        raise ValueError(f"{name} must hold integer class labels in 0..{n_classes - 1}")
+    return probs, y.astype(np.int64)
 
 
 def loss_and_gradients(net: MLP, X, T, *, loss: str, multipliers=None,
@@ -297,7 +341,7 @@ def error_rate(output: str, probs, y) -> float:
     ``probs`` has shape ``(n_examples, n_classes)`` for softmax (argmax) and
     ``(n_examples, 1)`` for a sigmoid (threshold 0.5); ``y`` holds labels.
     """
-    probs, y = np.asarray(probs), np.asarray(y).ravel()
+    probs, y = _labels(output, probs, y)
     pred = probs.argmax(axis=1) if output == "softmax" else (probs[:, 0] > 0.5).astype(int)
     return float(np.mean(pred != y))
 
@@ -307,7 +351,7 @@ def negative_log_likelihood(output: str, probs, y) -> float:
 
     Same shapes as :func:`error_rate`.
     """
-    probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y).ravel()
+    probs, y = _labels(output, probs, y)
     if output == "softmax":
         p_true = probs[np.arange(len(y)), y]
     else:
@@ -368,12 +412,14 @@ def train(
     if not isinstance(train_cfg, TrainConfig):
         raise ValueError(f"train_cfg must be a TrainConfig; got {type(train_cfg).__name__}")
     gen = check_rng(rng)
-    X = check_X(X, net.sizes[0])
+    X = check_X(X, check_net(net).sizes[0])
+    loss = resolve_loss(net.output, train_cfg.loss)
     T = targets(net, y)
     if T.shape[0] != X.shape[0]:
         raise ValueError(f"X and y must hold the same number of examples; "
                          f"got {X.shape[0]} and {T.shape[0]}")
-    loss = resolve_loss(net.output, train_cfg.loss)
+    if eval_set is not None:
+        eval_set = _check_eval_set(net, eval_set)
     if cfg is not None:
         check_config(net, cfg)
         keep = unit_keep_probs(net, cfg)
@@ -446,6 +492,24 @@ def train(
     if best_params is not None:
         params = best_params
     return current(), pd.DataFrame(rows)
+
+
+def _check_eval_set(net: MLP, eval_set) -> tuple:
+    """``(X_eval, y_eval)`` checked before training, so that no epoch is wasted on it."""
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+        raise ValueError(f"eval_set must be a pair (X_eval, y_eval); got "
+                         f"{type(eval_set).__name__}"
+                         + (f" of length {len(eval_set)}" if isinstance(eval_set, (tuple, list))
+                            else ""))
+    X_eval = check_X(eval_set[0], net.sizes[0], "eval_set[0]")
+    y_eval = eval_set[1]
+    T = targets(net, y_eval, "eval_set[1]")
+    if T.shape[0] != X_eval.shape[0]:
+        raise ValueError(f"eval_set's X and y must hold the same number of examples; "
+                         f"got {X_eval.shape[0]} and {T.shape[0]}")
+    if net.output != "identity":  # scored as labels by error_rate and the NLL
+        _labels(net.output, np.zeros(T.shape), y_eval, "eval_set[1]")
+    return X_eval, y_eval
 
 
 def _evaluate(net: MLP, cfg, X, y) -> dict:

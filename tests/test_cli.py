@@ -12,15 +12,17 @@ from click.testing import CliRunner
 
 from ensemble_study import cli
 
-# Tiny grids: each command runs in well under a second.
+# Tiny grids: each command runs in well under a second (in this process: a pool's
+# start-up would cost more than the grid; tests/test_executor.py runs pools).
 COMMANDS = {
-    "sweep": ["--width", "2", "--n-seeds", "2", "--n-inputs", "3", "--keep-prob", "0.5",
-              "--keep-prob", "1", "--activation", "relu", "--activation", "identity"],
-    "mc": ["--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1", "--k", "20",
-           "--n-repeats", "2", "--activation", "tanh"],
-    "spread": ["--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
-    "depth": ["--width", "2", "--width", "3", "--depth", "1", "--depth", "2", "--n-seeds", "1",
-              "--n-inputs", "3", "--max-dropped", "6"],
+    "sweep": ["--jobs", "1", "--width", "2", "--n-seeds", "2", "--n-inputs", "3",
+              "--keep-prob", "0.5", "--keep-prob", "1", "--activation", "relu",
+              "--activation", "identity"],
+    "mc": ["--jobs", "1", "--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1",
+           "--k", "20", "--n-repeats", "2", "--activation", "tanh"],
+    "spread": ["--jobs", "1", "--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
+    "depth": ["--jobs", "1", "--width", "2", "--width", "3", "--depth", "1", "--depth", "2",
+              "--n-seeds", "1", "--n-inputs", "3", "--max-dropped", "6"],
 }
 COLUMNS = {
     "sweep": ["study", "architecture", "activation", "output", "scheme", "weights", "keep_prob",
@@ -50,11 +52,17 @@ def invoke(args, folder):
     return result, files, Path(cwd)
 
 
+def without_cells(files):
+    """The files outside the cell stores (``.cells/`` next to each CSV)."""
+    return [f for f in files if ".cells" not in Path(f).parts]
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_study_command_writes_csv_and_sidecar(name, tmp_path):
     result, files, cwd = invoke([name, *COMMANDS[name], "--out", "out/table.csv"], tmp_path)
     assert result.exit_code == 0, result.output
-    assert files == ["out/table.csv", "out/table.json"]
+    assert without_cells(files) == ["out/table.csv", "out/table.json"]
+    assert any(f.startswith("out/.cells/") for f in files)
     df = pd.read_csv(cwd / "out/table.csv")
     assert set(COLUMNS[name]) <= set(df.columns) and len(df) > 0
     assert (df["study"] == name).all()
@@ -65,7 +73,7 @@ def test_study_command_writes_csv_and_sidecar(name, tmp_path):
 def test_default_out_is_under_results(tmp_path):
     result, files, _ = invoke(["spread", *COMMANDS["spread"]], tmp_path)
     assert result.exit_code == 0, result.output
-    assert files == ["results/spread.csv", "results/spread.json"]
+    assert without_cells(files) == ["results/spread.csv", "results/spread.json"]
 
 
 def test_options_reach_the_study(tmp_path):
@@ -120,9 +128,11 @@ def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["sweep", "mc", "spread", "depth"])
     runner = CliRunner()
     with fresh_folder(tmp_path):
-        result = runner.invoke(cli.main, ["reproduce", "--quick"])
+        result = runner.invoke(cli.main, ["reproduce", "--quick", "--jobs", "1"])
         assert result.exit_code == 0, result.output
-        csvs = {p.name for p in Path("results").glob("*.csv")}
-        pngs = {p.name for p in Path("figures").glob("*.png")}
+        # A smoke run never touches the committed results/ and figures/.
+        assert not Path("results").exists() and not Path("figures").exists()
+        csvs = {p.name for p in Path("quick/results").glob("*.csv")}
+        pngs = {p.name for p in Path("quick/figures").glob("*.png")}
     assert csvs == {"sweep.csv", "mc.csv", "spread.csv", "depth.csv"}
     assert {"sweep.png", "sweep_slope.png", "mc.png", "spread.png", "depth.png"} <= pngs

@@ -7,6 +7,7 @@ so that the reference stays fast.
 """
 
 import itertools
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from reference import brute_force
 
 from ensemble_study import MLP, DropoutConfig, exact_ensemble, kernels, sample_ensemble
 from ensemble_study.ensemble import subnetwork_outputs
+from ensemble_study.kernels import reference
 from ensemble_study.network import sigmoid, softmax
 
 RTOL = 1e-10
@@ -174,9 +176,9 @@ def test_underflow_falls_back_to_log_space():
     rng = np.random.default_rng(3)
     V = rng.normal(size=(6, 5, 4)) * 300.0
     bias = rng.normal(size=(6, 4))
-    z = bias[:, None, :] + kernels._bits(5) @ V
+    z = bias[:, None, :] + reference._bits(5) @ V
     assert (z.max(axis=-1) - z.min(axis=-1)).max() > 700
-    mean, var = kernels._softmax_block(V, bias, 0.4, variance=True)
+    mean, var = reference._softmax_block(V, bias, 0.4, variance=True)
     ref_mean, ref_var = _block_reference(V, bias, 0.4)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(var))
     close(mean, ref_mean)
@@ -197,7 +199,7 @@ def test_small_variance_avoids_cancellation():
     rng = np.random.default_rng(4)
     V = rng.normal(size=(5, 6, 3)) * 1e-4
     bias = rng.normal(size=(5, 3))
-    mean, var = kernels._softmax_block(V, bias, 0.5, variance=True)
+    mean, var = reference._softmax_block(V, bias, 0.5, variance=True)
     ref_mean, ref_var = _block_reference(V, bias, 0.5)
     assert (ref_var / ref_mean**2).max() < 1e-6
     close(mean, ref_mean)
@@ -208,7 +210,7 @@ def test_block_matches_reference_on_ordinary_logits(seed):
     rng = np.random.default_rng(seed)
     V, bias = rng.normal(size=(7, 7, 5)), rng.normal(size=5)
     for variance in (True, False):
-        mean, var = kernels._softmax_block(V, bias, 0.3, variance=variance)
+        mean, var = reference._softmax_block(V, bias, 0.3, variance=variance)
         ref_mean, ref_var = _block_reference(V, np.broadcast_to(bias, (7, 5)), 0.3)
         close(mean, ref_mean)
         if variance:
@@ -219,16 +221,16 @@ def test_block_matches_reference_on_ordinary_logits(seed):
 def test_tiny_memory_budget_tiles_the_block_exactly(monkeypatch, budget):
     # A block of one pair larger than the budget is split into rows of T1
     # (what keeps memory bounded for a wide last layer); same numbers.
-    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", budget)
+    monkeypatch.setattr(reference, "_BLOCK_ELEMENTS", budget)
     rng = np.random.default_rng(5)
     for V in (rng.normal(size=(3, 7, 4)), rng.normal(size=(3, 7, 4)) * 300.0,
               rng.normal(size=(3, 7, 4)) * 1e-4):
         bias = rng.normal(size=(3, 4))
-        mean, var = kernels._softmax_block(V, bias, 0.6, variance=True)
+        mean, var = reference._softmax_block(V, bias, 0.6, variance=True)
         ref_mean, ref_var = _block_reference(V, bias, 0.6)
         close(mean, ref_mean)
         close(var, ref_var)
-        close(kernels._softmax_block(V, bias, 0.6, variance=False)[0], ref_mean)
+        close(reference._softmax_block(V, bias, 0.6, variance=False)[0], ref_mean)
     net, X = make((3, 4, 5, 3), "softmax", 1)
     cfg = DropoutConfig({1: 0.5, 2: 0.5}, scheme="vanilla")
     assert_matches(exact_ensemble(net, cfg, X), brute_force(net, cfg, X))
@@ -247,10 +249,10 @@ def _sigmoid_reference(V, bias, q):
 @pytest.mark.parametrize("budget", [None, 8])
 def test_sigmoid_block_matches_reference(monkeypatch, scale, budget):
     if budget is not None:
-        monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", budget)
+        monkeypatch.setattr(reference, "_BLOCK_ELEMENTS", budget)
     rng = np.random.default_rng(6)
     V, bias = rng.normal(size=(4, 7, 3)) * scale, rng.normal(size=3)
-    mean, var = kernels._sigmoid_block(V, bias, 0.3, variance=True)
+    mean, var = reference._sigmoid_block(V, bias, 0.3, variance=True)
     ref_mean, ref_var = _sigmoid_reference(V, bias, 0.3)
     close(mean, ref_mean)
     close_variance(var, ref_var, ref_mean)
@@ -319,7 +321,10 @@ def test_bench_command_quick(tmp_path):
     df = load_result(out)
     assert list(df.columns[:8]) == ["case", "architecture", "output", "statistics", "n_dropped",
                                     "n_subnetworks", "n_examples", "method"]
-    assert set(df["case"]) == {"a", "b", "c", "sweep"}
+    assert set(df["case"]) == {"a", "b", "c", "g", "sweep"}
     methods = df.groupby(["case", "architecture", "statistics"])["method"].agg(set)
     assert all({"naive", "package"} <= m for m in methods)
+    assert {"threads", "kernel_gflops", "limit", "vs_c"} <= set(df.columns)
+    if shutil.which("gcc"):  # C rows beside the softmax and identity cases
+        assert {"b", "c"} <= set(df.loc[df["method"] == "c_reference", "case"])
     assert png.stat().st_size > 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,10 +27,9 @@ STATISTICS = ("arithmetic_mean", "nwgm")
 N_OUTPUTS = {"identity": 1, "sigmoid": 1, "softmax": 3}
 
 
-def seeded(cells: Sequence, seed: int) -> list:
-    """``(cell, stream)`` pairs: one independent ``SeedSequence`` per cell of a grid."""
-    cells = list(cells)
-    return list(zip(cells, np.random.SeedSequence(seed).spawn(len(cells)), strict=True))
+def stream(seed: int, position: int) -> np.random.SeedSequence:
+    """The stream of the cell at ``position``: ``SeedSequence(seed).spawn(n)[position]``."""
+    return np.random.SeedSequence(seed, spawn_key=(position,))
 
 
 def draw_cell(stream, sizes: Sequence[int], activation: str, output: str, n_inputs: int):
@@ -76,17 +74,6 @@ def tidy(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     ids = [c for c in ID_COLUMNS if c in df.columns]
     metrics = [c for c in METRIC_COLUMNS if c in df.columns]
     return df[ids + metrics + [c for c in df.columns if c not in ids + metrics]]
-
-
-def iterate(items: Sequence, progress: bool, label: str) -> Iterable:
-    """``items``, with a progress bar on stderr when ``progress``."""
-    if not progress:
-        yield from items
-        return
-    import click
-
-    with click.progressbar(items, label=label, file=sys.stderr) as bar:
-        yield from bar
 
 
 def check_choices(values, allowed: Sequence[str], name: str) -> tuple:

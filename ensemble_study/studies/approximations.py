@@ -67,6 +67,7 @@ from ..approximations import baldi_bound, moment_propagation, nwgm_correction
 from ..datasets import DATASETS, load_dataset
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble, sample_ensemble
+from ..executor import map_cells
 from ..metrics import total_variation
 from ..network import MLP
 from ..stats import wilcoxon_paired
@@ -310,7 +311,7 @@ def run_cell(cell: Cell, params: dict) -> list[dict]:
     return _PARTS[cell.part](cell, params)
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Run the study (the parameters are those of ``DEFAULTS``; see ``check_params``).
 
     Parameters
@@ -330,6 +331,8 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         on the first ``n_test`` test examples; ``trained_seeds = 0`` skips it.
     baldi_networks, weight_scales, baldi_keep_probs, baldi_width
         The baldi part: networks per (activation, weight scale); 0 skips it.
+    progress, execution
+        As in :func:`ensemble_study.studies.sweep.run`.
 
     Returns
     -------
@@ -337,10 +340,8 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         Columns ``study`` and ``COLUMNS`` (module docstring).
     """
     p = check_params(**params)
-    rows = []
-    for cell in c.iterate(cells(p), progress, NAME):
-        rows += run_cell(cell, p)
-    return tidy(rows)
+    return tidy(map_cells(NAME, run_cell, cells(p), p, execution=execution,
+                          progress=progress))
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
@@ -352,10 +353,10 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def run_default(quick: bool, progress: bool):
+def run_default(quick: bool, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return run(progress=progress, **params), dict(params)
+    return run(progress=progress, execution=execution, **params), dict(params)
 
 
 # --- Seconds, measured apart (they vary from run to run) ---------------------

@@ -14,6 +14,7 @@ import pandas as pd
 from .._checks import check_keep_prob
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble
+from ..executor import map_cells
 from . import _common as c
 
 NAME = "depth"
@@ -49,7 +50,7 @@ def check_params(*, activations, output, scheme, keep_prob, depths, widths, max_
     )
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Run the depth and width study.
 
     Parameters
@@ -64,6 +65,8 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
     max_dropped : int
     n_features, n_inputs, n_seeds, seed : int
         As in :func:`ensemble_study.studies.sweep.run`.
+    progress, execution
+        As in :func:`ensemble_study.studies.sweep.run`.
 
     Returns
     -------
@@ -72,25 +75,34 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         ``n_dropped``.
     """
     p = check_params(**params)
-    cells = [(a, d, w, s) for a in p["activations"] for d in p["depths"] for w in p["widths"]
-             if d * w <= p["max_dropped"] for s in range(p["n_seeds"])]
-    rows = []
-    for (activation, d, w, s), stream in c.iterate(
-        c.seeded(cells, p["seed"]), progress, "depth"
-    ):
-        sizes = (p["n_features"], *(w,) * d, c.N_OUTPUTS[p["output"]])
-        net, X = c.draw_cell(stream, sizes, activation, p["output"], p["n_inputs"])
-        cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, d + 1)), scheme=p["scheme"])
-        ens = exact_ensemble(net, cfg, X)
-        ident = dict(study=NAME, architecture=net.architecture, activation=activation,
-                     output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"],
-                     depth=d, width=w, n_dropped=d * w, seed=s, method="exact",
-                     n_subnetworks=ens.n_subnetworks)
-        rows += [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(net, cfg, X), p["output"])]
-    return c.tidy(rows)
+    return c.tidy(map_cells(NAME, run_cell, cells(p), p, execution=execution,
+                            progress=progress))
 
 
-def run_default(quick: bool, progress: bool):
+def cells(params: dict) -> list[tuple]:
+    """``(position, activation, depth, width, seed)`` per network, in grid order."""
+    p = params
+    grid = [(a, d, w, s) for a in p["activations"] for d in p["depths"] for w in p["widths"]
+            if d * w <= p["max_dropped"] for s in range(p["n_seeds"])]
+    return [(i, *cell) for i, cell in enumerate(grid)]
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """The rows of one network, one per statistic."""
+    i, activation, d, w, s = cell
+    p = params
+    sizes = (p["n_features"], *(w,) * d, c.N_OUTPUTS[p["output"]])
+    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, p["output"], p["n_inputs"])
+    cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, d + 1)), scheme=p["scheme"])
+    ens = exact_ensemble(net, cfg, X)
+    ident = dict(study=NAME, architecture=net.architecture, activation=activation,
+                 output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"],
+                 depth=d, width=w, n_dropped=d * w, seed=s, method="exact",
+                 n_subnetworks=ens.n_subnetworks)
+    return [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(net, cfg, X), p["output"])]
+
+
+def run_default(quick: bool, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return run(progress=progress, **params), dict(params)
+    return run(progress=progress, execution=execution, **params), dict(params)

@@ -18,6 +18,7 @@ import pandas as pd
 from .._checks import check_keep_prob
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble, sample_ensemble
+from ..executor import map_cells
 from . import _common as c
 
 NAME = "mc"
@@ -49,7 +50,7 @@ def check_params(*, activations, output, scheme, keep_prob, width, depth, n_feat
     )
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Run the Monte Carlo study.
 
     Parameters
@@ -66,6 +67,8 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         Ensemble sizes K.
     n_repeats : int
         Independent K-member ensembles per K and network.
+    progress, execution
+        As in :func:`ensemble_study.studies.sweep.run`.
 
     Returns
     -------
@@ -73,34 +76,42 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         One row per (network, method, K, repeat, statistic).
     """
     p = check_params(**params)
-    layers = list(range(1, p["depth"] + 1))
-    cfg = DropoutConfig(p["keep_prob"], layers=layers, scheme=p["scheme"])
+    return c.tidy(map_cells(NAME, run_cell, cells(p), p, execution=execution,
+                            progress=progress))
+
+
+def cells(params: dict) -> list[tuple]:
+    """``(position, activation, seed)`` per network, in grid order."""
+    grid = [(a, s) for a in params["activations"] for s in range(params["n_seeds"])]
+    return [(i, *cell) for i, cell in enumerate(grid)]
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """The rows of one network: the scaled pass, then every K and repeat."""
+    i, activation, s = cell
+    p = params
+    cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, p["depth"] + 1)),
+                        scheme=p["scheme"])
     sizes = (p["n_features"], *(p["width"],) * p["depth"], c.N_OUTPUTS[p["output"]])
-    cells = [(a, s) for a in p["activations"] for s in range(p["n_seeds"])]
-    n_draws = len(p["ks"]) * p["n_repeats"]
-    rows = []
-    for (activation, s), stream in c.iterate(
-        c.seeded(cells, p["seed"]), progress, "mc"
-    ):
-        net_stream, *draws = stream.spawn(1 + n_draws)
-        net, X = c.draw_cell(net_stream, sizes, activation, p["output"], p["n_inputs"])
-        exact = exact_ensemble(net, cfg, X)
-        ident = dict(study=NAME, architecture=net.architecture, activation=activation,
-                     output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=s)
-        rows += [{**ident, "method": "scaled", "n_subnetworks": np.nan, "repeat": 0, **r}
-                 for r in c.gap_rows(exact, scaled_forward(net, cfg, X), p["output"])]
-        for i, draw in enumerate(draws):
-            k, rep = p["ks"][i // p["n_repeats"]], i % p["n_repeats"]
-            sampled = c.ensemble_statistics(sample_ensemble(net, cfg, X, k, draw))
-            rows += [{**ident, "method": "sampled", "n_subnetworks": k, "repeat": rep, **r}
-                     for r in c.gap_rows(exact, sampled, p["output"])]
-    return c.tidy(rows)
+    net_stream, *draws = c.stream(p["seed"], i).spawn(1 + len(p["ks"]) * p["n_repeats"])
+    net, X = c.draw_cell(net_stream, sizes, activation, p["output"], p["n_inputs"])
+    exact = exact_ensemble(net, cfg, X)
+    ident = dict(study=NAME, architecture=net.architecture, activation=activation,
+                 output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=s)
+    rows = [{**ident, "method": "scaled", "n_subnetworks": np.nan, "repeat": 0, **r}
+            for r in c.gap_rows(exact, scaled_forward(net, cfg, X), p["output"])]
+    for j, draw in enumerate(draws):
+        k, rep = p["ks"][j // p["n_repeats"]], j % p["n_repeats"]
+        sampled = c.ensemble_statistics(sample_ensemble(net, cfg, X, k, draw))
+        rows += [{**ident, "method": "sampled", "n_subnetworks": k, "repeat": rep, **r}
+                 for r in c.gap_rows(exact, sampled, p["output"])]
+    return rows
 
 
-def run_default(quick: bool, progress: bool):
+def run_default(quick: bool, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return run(progress=progress, **params), dict(params)
+    return run(progress=progress, execution=execution, **params), dict(params)
 
 
 def crossover(df: pd.DataFrame, *, metric: str = "mean_abs_gap") -> pd.DataFrame:

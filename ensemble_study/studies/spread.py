@@ -17,6 +17,7 @@ import pandas as pd
 from .._checks import check_keep_prob
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward, unit_keep_probs
 from ..ensemble import exact_ensemble, subnetwork_outputs
+from ..executor import map_cells
 from ..masks import enumerate_masks
 from . import _common as c
 
@@ -46,7 +47,7 @@ def check_params(*, activations, output, scheme, keep_prob, width, depth, n_feat
     )
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Run the spread study.
 
     Parameters
@@ -59,6 +60,8 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         Hidden layers, all dropped (at most ``MAX_DROPPED`` units: one row
         per subnetwork and input).
     n_features, n_inputs, seed : int
+    progress, execution
+        As in :func:`ensemble_study.studies.sweep.run`.
 
     Returns
     -------
@@ -67,40 +70,47 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         per (activation, input).
     """
     p = check_params(**params)
-    layers = list(range(1, p["depth"] + 1))
-    cfg = DropoutConfig(p["keep_prob"], layers=layers, scheme=p["scheme"])
+    return c.tidy(map_cells(NAME, run_cell, cells(p), p, execution=execution,
+                            progress=progress))
+
+
+def cells(params: dict) -> list[tuple]:
+    """``(position, activation)`` per network, in grid order."""
+    return list(enumerate(params["activations"]))
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """Every subnetwork's output on every input, then the summary rows."""
+    i, activation = cell
+    p = params
+    cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, p["depth"] + 1)),
+                        scheme=p["scheme"])
     sizes = (p["n_features"], *(p["width"],) * p["depth"], 1)
-    frames = []
-    acts = p["activations"]
-    for activation, stream in c.iterate(
-        c.seeded(acts, p["seed"]), progress, "spread"
-    ):
-        net, X = c.draw_cell(stream, sizes, activation, p["output"], p["n_inputs"])
-        # One chunk holds every mask: at most 2**MAX_DROPPED rows.
-        ((masks, log_probs),) = enumerate_masks(unit_keep_probs(net, cfg), 2**MAX_DROPPED)
-        values = subnetwork_outputs(net, cfg, X, masks)[:, :, 0]  # (n_masks, n_inputs)
-        ens = exact_ensemble(net, cfg, X)
-        summary = {"arithmetic_mean": ens.mean, "scaled": scaled_forward(net, cfg, X)}
-        if ens.geometric_mean is not None:
-            summary["nwgm"] = ens.geometric_mean
-        ident = dict(study=NAME, architecture=net.architecture, activation=activation,
-                     output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=0,
-                     method="exact", n_subnetworks=len(masks))
-        n_masks, n_in = values.shape
-        frames.append(pd.DataFrame({
-            **ident, "input": np.tile(np.arange(n_in), n_masks),
-            "quantity": "subnetwork", "subnetwork": np.repeat(np.arange(n_masks), n_in),
-            "probability": np.repeat(np.exp(log_probs), n_in), "value": values.ravel(),
-        }))
-        frames.append(pd.DataFrame([
-            {**ident, "input": i, "quantity": name, "subnetwork": -1, "probability": np.nan,
-             "value": float(v[i, 0])}
-            for name, v in summary.items() for i in range(n_in)
-        ]))
-    return c.tidy(pd.concat(frames, ignore_index=True))
+    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, p["output"], p["n_inputs"])
+    # One chunk holds every mask: at most 2**MAX_DROPPED rows.
+    ((masks, log_probs),) = enumerate_masks(unit_keep_probs(net, cfg), 2**MAX_DROPPED)
+    values = subnetwork_outputs(net, cfg, X, masks)[:, :, 0]  # (n_masks, n_inputs)
+    ens = exact_ensemble(net, cfg, X)
+    summary = {"arithmetic_mean": ens.mean, "scaled": scaled_forward(net, cfg, X)}
+    if ens.geometric_mean is not None:
+        summary["nwgm"] = ens.geometric_mean
+    ident = dict(study=NAME, architecture=net.architecture, activation=activation,
+                 output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=0,
+                 method="exact", n_subnetworks=len(masks))
+    n_masks, n_in = values.shape
+    subnetworks = pd.DataFrame({
+        **ident, "input": np.tile(np.arange(n_in), n_masks),
+        "quantity": "subnetwork", "subnetwork": np.repeat(np.arange(n_masks), n_in),
+        "probability": np.repeat(np.exp(log_probs), n_in), "value": values.ravel(),
+    })
+    return subnetworks.to_dict("records") + [
+        {**ident, "input": j, "quantity": name, "subnetwork": -1, "probability": np.nan,
+         "value": float(v[j, 0])}
+        for name, v in summary.items() for j in range(n_in)
+    ]
 
 
-def run_default(quick: bool, progress: bool):
+def run_default(quick: bool, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return run(progress=progress, **params), dict(params)
+    return run(progress=progress, execution=execution, **params), dict(params)

@@ -22,8 +22,8 @@ seed a no-dropout baseline of the same architecture by the same recipe.
 
 Architectures (``ARCHITECTURES``): ``64-20-10``, a single hidden layer
 whose exact arithmetic mean over 449 images takes seconds (the softmax mean
-enumerates 2**H subnetworks per image; the README's benchmark takes 13.5
-times longer at 2**24 than at 2**20), and ``64-8-8-10``, two dropped
+enumerates 2**H subnetworks per image: 24 units would be 16 times the
+work), and ``64-8-8-10``, two dropped
 layers (2**16 subnetworks, so that its ``E[log y]`` costs a sixteenth of the
 first's), for the depth question of Hinton's claim (scored by the scaled
 pass and the NWGM; no Fig. 11).

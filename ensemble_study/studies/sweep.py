@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..dropout import DropoutConfig, convert_scheme, scaled_forward
 from ..ensemble import exact_ensemble
+from ..executor import map_cells
 from . import _common as c
 
 NAME = "sweep"
@@ -49,7 +50,39 @@ def check_params(*, activations, outputs, keep_probs, width, depth, n_features, 
     )
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def cells(params: dict) -> list[tuple]:
+    """``(position, output, activation, seed)`` per network, in grid order."""
+    grid = [(o, a, s) for o in params["outputs"] for a in params["activations"]
+            for s in range(params["n_seeds"])]
+    return [(i, *cell) for i, cell in enumerate(grid)]
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """The rows of one network: every keep_prob, scheme/weights and statistic."""
+    i, output, activation, s = cell
+    p = params
+    hidden = (p["width"],) * p["depth"]
+    layers = list(range(1, p["depth"] + 1))
+    sizes = (p["n_features"], *hidden, c.N_OUTPUTS[output])
+    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, output, p["n_inputs"])
+    rows = []
+    for q in p["keep_probs"]:
+        inverted = DropoutConfig(q, layers=layers, scheme="inverted")
+        vanilla = DropoutConfig(q, layers=layers, scheme="vanilla")
+        variants = [("vanilla", "original", net, vanilla),
+                    ("inverted", "original", net, inverted),
+                    ("vanilla", "equivalent", *convert_scheme(net, inverted, "vanilla"))]
+        for scheme, weights, vnet, cfg in variants:
+            ens = exact_ensemble(vnet, cfg, X)
+            ident = dict(study=NAME, architecture=net.architecture, activation=activation,
+                         output=output, scheme=scheme, weights=weights, keep_prob=q,
+                         seed=s, method="exact", n_subnetworks=ens.n_subnetworks)
+            rows += [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(vnet, cfg, X),
+                                                        output)]
+    return rows
+
+
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Run the sweep.
 
     Parameters
@@ -67,8 +100,11 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         Networks per (output, activation); the ``seed`` column is the index.
     seed : int
         Root of ``SeedSequence(seed).spawn``: one stream per network.
-    progress : bool
-        Progress bar on stderr.
+    progress : bool or callable
+        Progress on stderr (see :func:`ensemble_study.executor.map_cells`).
+    execution : Execution, optional
+        Where the cells run and where finished ones are stored (by default
+        one after another in this process).
 
     Returns
     -------
@@ -76,35 +112,14 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         One row per (network, keep_prob, scheme/weights, statistic).
     """
     p = check_params(**params)
-    hidden = (p["width"],) * p["depth"]
-    layers = list(range(1, p["depth"] + 1))
-    cells = [(o, a, s) for o in p["outputs"] for a in p["activations"] for s in range(p["n_seeds"])]
-    rows = []
-    for (output, activation, s), stream in c.iterate(
-        c.seeded(cells, p["seed"]), progress, "sweep"
-    ):
-        sizes = (p["n_features"], *hidden, c.N_OUTPUTS[output])
-        net, X = c.draw_cell(stream, sizes, activation, output, p["n_inputs"])
-        for q in p["keep_probs"]:
-            inverted = DropoutConfig(q, layers=layers, scheme="inverted")
-            vanilla = DropoutConfig(q, layers=layers, scheme="vanilla")
-            variants = [("vanilla", "original", net, vanilla),
-                        ("inverted", "original", net, inverted),
-                        ("vanilla", "equivalent", *convert_scheme(net, inverted, "vanilla"))]
-            for scheme, weights, vnet, cfg in variants:
-                ens = exact_ensemble(vnet, cfg, X)
-                ident = dict(study=NAME, architecture=net.architecture, activation=activation,
-                             output=output, scheme=scheme, weights=weights, keep_prob=q,
-                             seed=s, method="exact", n_subnetworks=ens.n_subnetworks)
-                rows += [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(vnet, cfg, X),
-                                                            output)]
-    return c.tidy(rows)
+    return c.tidy(map_cells(NAME, run_cell, cells(p), p, execution=execution,
+                            progress=progress))
 
 
-def run_default(quick: bool, progress: bool):
+def run_default(quick: bool, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return run(progress=progress, **params), dict(params)
+    return run(progress=progress, execution=execution, **params), dict(params)
 
 
 def small_noise_slopes(df: pd.DataFrame, *, metric: str = "mean_abs_gap",

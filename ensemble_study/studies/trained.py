@@ -19,6 +19,7 @@ the number of subnetworks averaged (1 for the scaled pass) and ``draw`` is 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -27,10 +28,10 @@ import pandas as pd
 from ..datasets import load_dataset
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble, sample_ensemble
+from ..executor import map_cells
 from ..metrics import gap_metrics
 from ..network import MLP
 from ..train import TrainConfig, error_rate, negative_log_likelihood, train
-from ._common import iterate
 
 NAME = "trained"
 ID_COLUMNS = ["dataset", "architecture", "state", "scheme", "keep_prob", "seed", "predictor",
@@ -64,7 +65,7 @@ def _score(net, cfg, X, y, sample_sizes, n_draws, ss) -> list[dict]:
     return rows
 
 
-def run_trained(
+def run(
     *,
     datasets=("digits", "digits_2v3"),
     hidden=(10, 10),
@@ -78,7 +79,8 @@ def run_trained(
     split_seed: int = 0,
     activation: str = "relu",
     input_keep_prob: float = 1.0,
-    progress: bool = False,
+    progress=False,
+    execution=None,
 ) -> pd.DataFrame:
     """Train with dropout on each grid cell, then score every predictor on test data.
 
@@ -108,41 +110,68 @@ def run_trained(
     input_keep_prob : float in (0, 1]
         Keep probability of the input units in every cell (1: the input is
         not dropped; below 1 its units join the exact ensemble's masks).
-    progress : bool
-        Progress bar over cells on stderr.
+    progress : bool or callable
+        Progress over cells on stderr (see :func:`ensemble_study.executor.map_cells`).
+    execution : Execution, optional
+        Where the cells run and where finished ones are stored (by default
+        one after another in this process).
 
     Returns
     -------
     DataFrame
         Columns ``ID_COLUMNS + METRIC_COLUMNS`` (see the module docstring).
     """
-    cells = list(itertools.product(datasets, seeds, schemes, keep_probs))
-    data = {name: load_dataset(name, rng=split_seed) for name in datasets}
-    rows, inits = [], {}
-    for name, seed, scheme, q in iterate(cells, progress, "trained"):
-        ds = data[name]
-        X, y = ds.X_test[:n_test], ds.y_test[:n_test]
-        sizes = (ds.n_features, *hidden, ds.n_outputs)
-        if (name, seed) not in inits:  # one initial network per dataset and seed
-            inits[name, seed] = MLP.random(sizes, activation, ds.output,
-                                           rng=_stream(seed, 0))
-        net0 = inits[name, seed]
-        hidden_layers = range(1, len(sizes) - 1)
-        cfg = (DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
-               if input_keep_prob == 1 else
-               DropoutConfig({0: input_keep_prob, **dict.fromkeys(hidden_layers, q)},
-                             scheme=scheme))
-        # Keyed by the cell, not by its position in the grid, so that a
-        # cell gives the same numbers whatever grid it is run in.
-        cell = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
-        train_ss, score0_ss, score_ss = cell.spawn(3)
-        net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg, rng=train_ss)
-        ids = {"dataset": name, "architecture": net.architecture, "scheme": scheme,
-               "keep_prob": q, "seed": seed}
-        for state, model, ss in (("init", net0, score0_ss), ("trained", net, score_ss)):
-            for row in _score(model, cfg, X, y, sample_sizes, n_draws, ss):
-                rows.append({**ids, "state": state, **row})
+    params = dict(datasets=tuple(datasets), hidden=tuple(hidden), keep_probs=tuple(keep_probs),
+                  schemes=tuple(schemes), seeds=tuple(seeds), n_test=n_test,
+                  sample_sizes=tuple(sample_sizes), n_draws=n_draws, train_cfg=train_cfg,
+                  split_seed=split_seed, activation=activation,
+                  input_keep_prob=input_keep_prob)
+    rows = map_cells(NAME, run_cell, cells(params), params, execution=execution,
+                     progress=progress)
     return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
+
+
+# The name it had before every study's ``run``.
+run_trained = run
+
+
+def cells(params: dict) -> list[tuple]:
+    """``(dataset, seed, scheme, keep_prob)`` per trained network, in grid order."""
+    p = params
+    return list(itertools.product(p["datasets"], p["seeds"], p["schemes"], p["keep_probs"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str, split_seed: int):
+    return load_dataset(name, rng=split_seed)
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """Train one network; score it and its initialisation."""
+    name, seed, scheme, q = cell
+    p = params
+    ds = _dataset(name, p["split_seed"])
+    X, y = ds.X_test[:p["n_test"]], ds.y_test[:p["n_test"]]
+    sizes = (ds.n_features, *p["hidden"], ds.n_outputs)
+    # One initial network per dataset and seed, shared by that seed's cells.
+    net0 = MLP.random(sizes, p["activation"], ds.output, rng=_stream(seed, 0))
+    hidden_layers = range(1, len(sizes) - 1)
+    cfg = (DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
+           if p["input_keep_prob"] == 1 else
+           DropoutConfig({0: p["input_keep_prob"], **dict.fromkeys(hidden_layers, q)},
+                         scheme=scheme))
+    # Keyed by the cell, not by its position in the grid, so that a
+    # cell gives the same numbers whatever grid it is run in.
+    cell_ss = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
+    train_ss, score0_ss, score_ss = cell_ss.spawn(3)
+    net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=p["train_cfg"], rng=train_ss)
+    ids = {"dataset": name, "architecture": net.architecture, "scheme": scheme,
+           "keep_prob": q, "seed": seed}
+    rows = []
+    for state, model, ss in (("init", net0, score0_ss), ("trained", net, score_ss)):
+        for row in _score(model, cfg, X, y, p["sample_sizes"], p["n_draws"], ss):
+            rows.append({**ids, "state": state, **row})
+    return rows
 
 
 def default_params(quick: bool) -> dict:
@@ -164,8 +193,8 @@ def default_params(quick: bool) -> dict:
             "train_cfg": DEFAULT_TRAIN}
 
 
-def run_default(quick: bool = False, progress: bool = False):
+def run_default(quick: bool = False, progress=False, execution=None):
     params = default_params(quick)
-    df = run_trained(**params, progress=progress)
+    df = run(**params, progress=progress, execution=execution)
     record = {**params, "train_cfg": dataclasses.asdict(params["train_cfg"])}
     return df, record

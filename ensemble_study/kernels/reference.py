@@ -1,4 +1,8 @@
-"""Fast exact kernels behind :func:`ensemble_study.ensemble.exact_ensemble`.
+"""The numpy reference of the exact kernels behind :func:`~ensemble_study.exact_ensemble`.
+
+``compiled`` implements the same algorithms in numba and is the default;
+``ENSEMBLE_STUDY_KERNELS=numpy`` runs this module instead (see
+``ensemble_study.kernels``). What follows describes both.
 
 Let ``k`` be the last dropped layer with ``keep_prob < 1`` (the *inner*
 layer) and suppose it feeds the output layer directly (``k == L - 1``; this
@@ -69,9 +73,9 @@ from functools import lru_cache
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .dropout import DropoutConfig
-from .masks import enumerate_masks
-from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, forward, sigmoid
+from ..dropout import DropoutConfig
+from ..masks import enumerate_masks
+from ..network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, forward, sigmoid
 
 # Elements of one (pair x inner block) array in the softmax kernel (4 MiB). Smaller
 # blocks were measured slower, and slower still on two threads (more numpy calls
@@ -84,7 +88,17 @@ _MAX_CANCELLATION = 1e4
 
 
 def default_threads() -> int:
-    """Threads used over chunks: the CPUs this process may run on, at most 2."""
+    """Threads used over chunks: the CPUs this process may run on, at most 2.
+
+    The environment variable ``ENSEMBLE_STUDY_THREADS`` (a positive integer)
+    overrides it; the study executor sets it to 1 in its worker processes,
+    which already share the cores between them. Results never depend on it.
+    """
+    env = os.environ.get("ENSEMBLE_STUDY_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"ENSEMBLE_STUDY_THREADS must be a positive integer; got {env!r}")
+        return int(env)
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -626,7 +640,12 @@ def shortcut_moments(
     block = 2**plan.n_inner
     chunk_size = shortcut_chunk(plan, n, chunk_size)
     pairs_per_block = max(1, chunk_size * n // block)
-    task = _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block)
+    if _compiled():
+        from . import compiled
+
+        task = compiled.shortcut_task(net, plan, X, arithmetic, variance)
+    else:
+        task = _shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block)
     chunks = enumerate_masks(plan.outer_q, _outer_per_chunk(net, plan, chunk_size, arithmetic))
     n_threads = default_threads() if n_threads is None else n_threads
     n_chunks = n_outer_chunks(net, plan, chunk_size, arithmetic)
@@ -640,15 +659,27 @@ def shortcut_moments(
 
 def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) -> int:
     """``chunk_size`` for :func:`shortcut_moments`: the default keeps one block
-    array near ``_BLOCK_ELEMENTS`` elements."""
-    return max(1, _BLOCK_ELEMENTS // n_examples) if chunk_size is None else chunk_size
+    array near ``_BLOCK_ELEMENTS`` elements (the compiled kernels hold no
+    such block; their chunks are 32 times larger: fewer Python calls)."""
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, (_BLOCK_ELEMENTS * (32 if _compiled() else 1)) // n_examples)
+
+
+def _compiled() -> bool:
+    from . import backend
+
+    return backend() == "numba"
 
 
 def _outer_per_chunk(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool) -> int:
     if arithmetic and net.output != "identity":  # each outer mask is a block of 2^n_inner
-        return max(1, chunk_size // 2**plan.n_inner)
-    # Analytic over the inner layer: activations, logits and moments per outer mask.
-    return max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+        per = max(1, chunk_size // 2**plan.n_inner)
+    else:  # analytic over the inner layer: activations, logits and moments per outer mask
+        per = max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+    # Compiled: a power of two, so that 2^n outer masks split into equal chunks
+    # (two threads then finish together).
+    return 2 ** int(math.log2(per)) if _compiled() else per
 
 
 def n_outer_chunks(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:

@@ -1,0 +1,474 @@
+"""Where the cells of a study run: this process, a local process pool, or Dask.
+
+Every study is a list of independent cells in grid order (its
+``cells(params)``), each turned into rows by a top-level, picklable
+``run_cell(cell, params) -> list[dict]``. :func:`map_cells` runs them on the
+executor an :class:`Execution` names and returns every row in grid order.
+Each cell draws from its own stream, fixed by its grid position
+(``SeedSequence(seed).spawn``), so the rows, and the CSV written from them,
+are the same to the byte whatever the executor, the number of workers or the
+order in which cells finish.
+
+With a store (``Execution.store``, the CLI's ``results/.cells/``), each
+finished cell is written at once to its own small CSV, keyed by the study,
+its parameters, the package version and a digest of its source; a rerun with the same parameters
+reads the finished cells back instead of recomputing them. Floats are stored
+as their shortest round-trip repr, so a resumed study's rows are the
+uninterrupted one's, bit for bit.
+
+Worker processes run ``exact_ensemble`` on one thread
+(``ENSEMBLE_STUDY_THREADS=1``, read by ``kernels.default_threads``) and hold
+BLAS to one thread: the workers already share the cores.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import pandas as pd
+
+THREADS_ENV = "ENSEMBLE_STUDY_THREADS"
+DASK_EXTRA = "pip install -e '.[dask]'"
+# A log line at least this often when stderr is not a terminal (and every 10%).
+LOG_INTERVAL = 30.0
+# Seconds to reach a running scheduler before giving up.
+CONNECT_TIMEOUT = 10
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def require_dask():
+    """Import ``dask.distributed``, or ``ImportError`` saying which extra installs it."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(
+            f"running on a Dask scheduler needs dask.distributed; install the extra: "
+            f"{DASK_EXTRA}") from exc
+    return distributed
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How :func:`map_cells` runs the cells of a study.
+
+    Attributes
+    ----------
+    jobs : int or None
+        Local worker processes (None: every core this process may use). With
+        1, cells run one after another in this process.
+    scheduler : str or None
+        ``"local"`` starts a ``LocalCluster`` of ``jobs`` workers for the
+        run; any other string is the address of a running
+        ``dask.distributed`` scheduler. None runs locally (``jobs``).
+    store : Path or None
+        Root of the cell store (one folder per study and parameters); None
+        stores nothing.
+    fresh : bool
+        Recompute every cell, ignoring (and overwriting) stored ones.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        A live executor to use as it is, instead of ``jobs`` and
+        ``scheduler`` (:func:`connect` sets it, so that several studies share
+        one pool or cluster).
+    """
+
+    jobs: int | None = 1
+    scheduler: str | None = None
+    store: Path | None = None
+    fresh: bool = False
+    executor: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.jobs is not None and (isinstance(self.jobs, bool)
+                                      or not isinstance(self.jobs, int) or self.jobs < 1):
+            raise ValueError(f"jobs must be a positive integer or None (every core); "
+                             f"got {self.jobs!r}")
+        if self.scheduler is not None and (not isinstance(self.scheduler, str)
+                                           or not self.scheduler.strip()):
+            raise ValueError(f"scheduler must be None, 'local' or a scheduler address such "
+                             f"as 'tcp://host:8786'; got {self.scheduler!r}")
+        if self.executor is not None and not (_is_dask(self.executor) or isinstance(
+                self.executor, concurrent.futures.Executor)):
+            raise TypeError(f"executor must be a concurrent.futures.Executor or a "
+                            f"dask.distributed.Client; got {type(self.executor).__name__}")
+        if self.store is not None:
+            object.__setattr__(self, "store", Path(self.store))
+        if not isinstance(self.fresh, bool):
+            raise TypeError(f"fresh must be a bool; got {self.fresh!r}")
+
+    @property
+    def n_workers(self) -> int:
+        return available_cores() if self.jobs is None else self.jobs
+
+
+def _is_dask(executor) -> bool:
+    return hasattr(executor, "scatter") and hasattr(executor, "submit")
+
+
+# --- the cell store --------------------------------------------------------------
+
+def _canonical(value):
+    """Parameters as JSON-able values, tuples as lists, dataclasses as dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _canonical(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# pandas >= 3 parses floats exactly by default (and deprecates asking for it).
+_ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
+def _float_repr(x) -> str:
+    # Shortest repr that reads back to the same float (and keeps "1.0" a float).
+    return repr(float(x))
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of the package's source files.
+
+    Part of the store key beside the version, so that cells computed by other
+    code (a development checkout between two releases) are never reused.
+    """
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class CellStore:
+    """One folder of per-cell CSVs for one study, parameter set, version and source.
+
+    The folder is named by the study and a digest of the parameters, the
+    package version and :func:`source_digest`; its ``params.json`` spells
+    them out.
+    """
+
+    def __init__(self, root, study: str, params: dict):
+        from . import __version__
+
+        self.meta = {"study": study, "version": __version__, "source": source_digest(),
+                     "params": _canonical(params)}
+        text = json.dumps(self.meta, sort_keys=True, allow_nan=True)
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.folder = Path(root) / f"{study}-{key}"
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"cell-{index:06d}.csv"
+
+    def load(self, index: int) -> list[dict] | None:
+        """The stored rows of cell ``index``, or None if it is not stored."""
+        path = self.path(index)
+        if not path.exists():
+            return None
+        if path.stat().st_size == 0:
+            return []
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""], **_ROUND_TRIP)
+        return df.to_dict("records")
+
+    def save(self, index: int, rows: list[dict]) -> None:
+        """Write cell ``index`` atomically (and, once, the folder's ``params.json``)."""
+        from .results import atomic_write_text
+
+        meta = self.folder / "params.json"
+        if not meta.exists():
+            atomic_write_text(meta, json.dumps(self.meta, indent=2, sort_keys=True))
+        text = pd.DataFrame(rows).to_csv(index=False, float_format=_float_repr) if rows else ""
+        atomic_write_text(self.path(index), text)
+
+
+# --- progress ------------------------------------------------------------------------
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class Progress:
+    """Cells done out of a total, on stderr.
+
+    On a terminal, click's progress bar. Otherwise (CI, nohup, a batch job)
+    one line each time another 10% of the cells is done, and at least every
+    ``interval`` seconds while cells run: cells done / total, elapsed time
+    and an ETA from the rate of the cells computed in this run. ``report``,
+    if callable, replaces both: it is called ``report(n_done, n_total)``
+    after every computed cell.
+    """
+
+    def __init__(self, label: str, total: int, done: int = 0, report=True, *,
+                 interval: float = LOG_INTERVAL, stream=None):
+        self.label, self.total, self.done, self.reused = label, total, done, done
+        self.report, self.interval = report, interval
+        self.stream = sys.stderr if stream is None else stream
+        self.start = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bar = self._thread = None
+        self._decile = math.floor(10 * done / total) if total else 10
+
+    def __enter__(self):
+        if self.report is True:
+            if self.stream.isatty():
+                import click
+
+                self._bar = click.progressbar(length=self.total, label=self.label,
+                                              file=self.stream).__enter__()
+                self._bar.update(self.done)
+            else:
+                stored = f", {self.reused} from the store" if self.reused else ""
+                self._line(f"{self.total} cells{stored}")
+                self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+                self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+    def advance(self) -> None:
+        """One more cell done."""
+        with self._lock:
+            self.done += 1
+            if callable(self.report):
+                self.report(self.done, self.total)
+            elif self._bar is not None:
+                self._bar.update(1)
+            elif self.report:
+                decile = math.floor(10 * self.done / self.total)
+                if decile > self._decile:
+                    self._decile = decile
+                    self._line(self.status())
+
+    def status(self) -> str:
+        now = time.monotonic()
+        elapsed = now - self.start
+        computed, left = self.done - self.reused, self.total - self.done
+        eta = _duration(elapsed / computed * left) if computed else "?"
+        pct = 100 * self.done / self.total if self.total else 100
+        return (f"{self.done}/{self.total} cells ({pct:.0f}%), {_duration(elapsed)} elapsed, "
+                f"ETA {eta}")
+
+    def _line(self, text: str) -> None:
+        self.last = time.monotonic()
+        print(f"[{self.label}] {text}", file=self.stream, flush=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval)):
+            with self._lock:
+                if time.monotonic() - self.last >= self.interval:
+                    self._line(self.status())
+
+
+# --- executors -------------------------------------------------------------------------
+
+_worker_limits = None
+
+
+def _init_worker() -> None:
+    """Pool worker set-up: one thread for exact_ensemble and for BLAS."""
+    global _worker_limits
+    os.environ[THREADS_ENV] = "1"
+    from threadpoolctl import threadpool_limits
+
+    _worker_limits = threadpool_limits(limits=1)
+
+
+def _serial(run_cell, todo, cells, params) -> Iterator:
+    for i in todo:
+        yield i, run_cell(cells[i], params)
+
+
+def process_pool(n_workers: int) -> ProcessPoolExecutor:
+    """A pool of ``n_workers`` processes, each on one thread (module docstring)."""
+    import multiprocessing
+
+    # forkserver: workers start from a clean process (no inherited threads or
+    # numba/BLAS state), forked from a server that imported the package once.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["ensemble_study.studies._common"])
+    return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+
+
+def _futures(run_cell, todo, cells, params, pool) -> Iterator:
+    futures = {pool.submit(run_cell, cells[i], params): i for i in todo}
+    try:
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=futures.get):
+                yield futures[future], future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _threads_plugin():
+    """A dask WorkerPlugin that sets ``ENSEMBLE_STUDY_THREADS=1`` while registered."""
+    distributed = require_dask()
+
+    class OneThread(distributed.WorkerPlugin):
+        name = "ensemble-study-threads"
+
+        def setup(self, worker):
+            self.old = os.environ.get(THREADS_ENV)
+            os.environ[THREADS_ENV] = "1"
+
+        def teardown(self, worker):
+            if self.old is None:
+                os.environ.pop(THREADS_ENV, None)
+            else:
+                os.environ[THREADS_ENV] = self.old
+
+    return OneThread()
+
+
+@contextlib.contextmanager
+def connect(execution: Execution) -> Iterator[Execution]:
+    """The execution with a live executor, shared by every study run inside.
+
+    ``scheduler="local"`` starts a ``LocalCluster`` of ``jobs``
+    single-threaded worker processes, an address connects to a running
+    scheduler, and ``jobs > 1`` starts a process pool; each is closed on
+    exit. With ``jobs == 1`` (or a live executor already), the execution is
+    returned as it is.
+    """
+    if execution.executor is not None or (execution.scheduler is None
+                                           and execution.n_workers == 1):
+        yield execution
+        return
+    with contextlib.ExitStack() as stack:
+        if execution.scheduler is None:
+            live = stack.enter_context(process_pool(execution.n_workers))
+        else:
+            distributed = require_dask()
+            if execution.scheduler == "local":
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=execution.n_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None))
+                live = stack.enter_context(distributed.Client(cluster))
+            else:
+                try:
+                    client = distributed.Client(execution.scheduler, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise ConnectionError(f"no dask scheduler reachable at "
+                                          f"{execution.scheduler!r}: {exc}") from exc
+                live = stack.enter_context(client)
+        yield dataclasses.replace(execution, executor=live)
+
+
+def _dask(run_cell, todo, cells, params, client) -> Iterator:
+    distributed = require_dask()
+    plugin = _threads_plugin()
+    # In-process workers (LocalCluster(processes=False)) share this process's
+    # environment, and their teardowns may run in any order: restore it here.
+    ours = os.environ.get(THREADS_ENV)
+    client.register_plugin(plugin)
+    futures = {}
+    try:
+        [params_future] = client.scatter([params], broadcast=True, hash=False)
+        for i in todo:
+            futures[client.submit(run_cell, cells[i], params_future, pure=False)] = i
+        for future in distributed.as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        client.cancel(list(futures))
+        with contextlib.suppress(Exception):
+            client.unregister_worker_plugin(plugin.name)
+        if ours is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = ours
+
+
+def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells: Sequence,
+              params: dict, *, execution: Execution | None = None,
+              progress=False) -> list[dict]:
+    """Rows of every cell, in grid order, however and wherever the cells ran.
+
+    Parameters
+    ----------
+    study : str
+        The study's name (progress label, store key).
+    run_cell : callable
+        Top-level (picklable) ``run_cell(cell, params) -> list[dict]``.
+    cells : sequence
+        Picklable cell descriptors, in grid order.
+    params : dict
+        The study's validated parameters, passed to every cell.
+    execution : Execution, optional
+        Where to run and what to store; by default one cell after another
+        in this process, storing nothing.
+    progress : bool or callable
+        Report progress on stderr (see :class:`Progress`); a callable gets
+        ``(n_done, n_total)`` after every computed cell, once the cell is
+        stored (raising from it interrupts the study).
+
+    Returns
+    -------
+    list of dict
+        The rows of cell 0, then cell 1, ...
+    """
+    execution = Execution() if execution is None else execution
+    cells = list(cells)
+    store = None if execution.store is None else CellStore(execution.store, study, params)
+    results: list = [None] * len(cells)
+    if store is not None and not execution.fresh:
+        results = [store.load(i) for i in range(len(cells))]
+    todo = [i for i, rows in enumerate(results) if rows is None]
+    if not todo:  # everything stored: start nothing
+        execution = dataclasses.replace(execution, jobs=1, scheduler=None, executor=None)
+    elif execution.executor is None and execution.scheduler is None:
+        # At most one process per cell left; a single one runs here.
+        execution = dataclasses.replace(execution, jobs=min(execution.n_workers, len(todo)))
+    with connect(execution) as execution, \
+            Progress(study, len(cells), len(cells) - len(todo), progress) as bar:
+        live = execution.executor
+        if live is None:
+            finished = _serial(run_cell, todo, cells, params)
+        elif _is_dask(live):
+            finished = _dask(run_cell, todo, cells, params, live)
+        else:
+            finished = _futures(run_cell, todo, cells, params, live)
+        with contextlib.closing(finished):
+            for i, rows in finished:
+                if store is not None:
+                    store.save(i, rows)
+                results[i] = rows
+                bar.advance()
+    return [row for rows in results for row in rows]
