@@ -57,6 +57,7 @@ from threadpoolctl import threadpool_limits
 from ..datasets import load_dataset
 from ..dropout import SCHEMES, DropoutConfig, scaled_forward
 from ..ensemble import exact_ensemble, sample_ensemble
+from ..executor import map_cells
 from ..log_ensemble import expected_log_softmax
 from ..network import MLP, predict
 from ..stats import bootstrap_ci, paired_bootstrap_ci, summarise, wilcoxon_paired
@@ -193,7 +194,7 @@ def check_params(*, architectures, keep_probs, schemes, seeds, sample_sizes, n_d
                 recipe=recipe)
 
 
-def run(*, progress: bool = False, **params) -> pd.DataFrame:
+def run(*, progress=False, execution=None, **params) -> pd.DataFrame:
     """Train every cell, then score its predictors on the whole test split.
 
     Parameters
@@ -207,6 +208,9 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
     n_draws : int
         Independent draws of K masks per K and network.
     recipe : TrainConfig
+    progress : bool or callable
+    execution : ensemble_study.executor.Execution, optional
+        Where the cells run (see :func:`ensemble_study.executor.map_cells`).
 
     Returns
     -------
@@ -214,21 +218,31 @@ def run(*, progress: bool = False, **params) -> pd.DataFrame:
         Columns ``ID_COLUMNS + METRIC_COLUMNS`` (module docstring).
     """
     p = check_params(**params)
-    data = load_dataset("digits", rng=SPLIT_SEED)
-    X, y = data.X_test, data.y_test
-    cells = [(h, s, "none", 1.0) for h in p["architectures"] for s in p["seeds"]]
-    cells += list(itertools.product(p["architectures"], p["seeds"], p["schemes"],
-                                    p["keep_probs"]))
-    rows = []
-    # The matrix products are small: one BLAS thread each is faster, and the
-    # numbers do not depend on it.
-    with threadpool_limits(1, "blas"):
-        for cell in c.iterate(cells, progress, NAME):
-            rows += _cell(*cell, p, X, y, data)
+    rows = map_cells(NAME, run_cell, cells(p), p, execution=execution, progress=progress)
     df = pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
     # Sorted by the identifiers, so that the table is the same whichever grid
     # (or subsets of seeds run separately and concatenated) produced its rows.
     return df.sort_values(ID_COLUMNS, kind="stable", ignore_index=True)
+
+
+def cells(params: dict) -> list[tuple]:
+    """``(hidden, seed, scheme, keep_prob)`` per network: the baselines, then the grid.
+
+    A cell's streams depend on its identity, not on its position, so a cell
+    gives the same rows whatever grid it is run in.
+    """
+    out = [(h, s, "none", 1.0) for h in params["architectures"] for s in params["seeds"]]
+    return out + list(itertools.product(params["architectures"], params["seeds"],
+                                        params["schemes"], params["keep_probs"]))
+
+
+def run_cell(cell: tuple, params: dict) -> list[dict]:
+    """The rows of one network (see the module docstring)."""
+    data = load_dataset("digits", rng=SPLIT_SEED)
+    # The matrix products are small: one BLAS thread each is faster, and the
+    # numbers do not depend on it.
+    with threadpool_limits(1, "blas"):
+        return _cell(*cell, params, data.X_test, data.y_test, data)
 
 
 def _cell(hidden, seed, scheme, q, p, X, y, data) -> list[dict]:
@@ -271,10 +285,10 @@ QUICK = dict(architectures=((8,), (4, 4)), keep_probs=(0.5,), schemes=("inverted
              recipe=dataclasses.replace(RECIPE, epochs=5, patience=None))
 
 
-def run_default(quick: bool = False, progress: bool = False):
+def run_default(quick: bool = False, progress=False, execution=None):
     """The default grid (``QUICK`` when ``quick``): ``(DataFrame, params)``."""
     params = QUICK if quick else DEFAULTS
-    return (run(progress=progress, **params),
+    return (run(progress=progress, execution=execution, **params),
             {**params, "recipe": dataclasses.asdict(params["recipe"])})
 
 
