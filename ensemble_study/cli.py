@@ -783,14 +783,15 @@ def bench(quick, naive_budget, out, figure_path):
 @click.option("--summary", "summary_only", is_flag=True,
               help="Run nothing: print the tables (errors, Fig. 11 crossings, Hinton's "
                    "claim) of the CSV at --out.")
-def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only):
+@execution_options
+def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only, execution):
     """Srivastava et al. 2014 Fig. 11 on digits with the exact ensemble; Hinton et al.'s claim.
 
     Trains 64-20-10 and 64-8-8-10 ReLU networks by one recipe (with
     dropout, and a no-dropout baseline per seed), then scores the scaled
     pass, the exact ensemble and K sampled subnetworks on the 449 test images.
-    The default grid took 15 to 32 minutes as two processes on the
-    project's shared 2-core VM (see the README); --quick takes seconds.
+    The default grid took 15 to 32 minutes as two processes (--jobs 2) on
+    the project's shared 2-core VM (see the README); --quick takes seconds.
     """
     from .results import load_result
     from .studies import srivastava as study
@@ -811,7 +812,7 @@ def srivastava(quick, seeds, keep_probs, schemes, n_draws, out, summary_only):
         params = study.check_params(**params)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    df = study.run(progress=True, **params)
+    df = study.run(progress=True, execution=_stored(execution, out.parent), **params)
     path = save_result(df, out, {**params, "recipe": dataclasses.asdict(params["recipe"])})
     click.echo(f"wrote {path} ({len(df)} rows)")
 

@@ -142,7 +142,7 @@ def test_cli_refuses_bad_input(args, match):
 def test_cli_quick_writes_its_own_file():
     runner = CliRunner()
     with runner.isolated_filesystem():
-        result = runner.invoke(main, ["srivastava", "--quick", "--seed", "0"])
+        result = runner.invoke(main, ["srivastava", "--quick", "--seed", "0", "--jobs", "1"])
         assert result.exit_code == 0, result.output
         assert "results/srivastava_quick.csv" in result.output
         summary = runner.invoke(main, ["srivastava", "--quick", "--summary"])
