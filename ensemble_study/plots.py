@@ -663,6 +663,84 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     return fig
 
 
+# --- Srivastava et al. 2014 Fig. 11 on digits (ensemble_study/studies/srivastava.py) -
+
+@figure("srivastava", "srivastava_fig11")
+def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
+    """Test error against K sampled subnetworks, with the scaled pass and the exact ensemble.
+
+    Rows: scheme; columns: keep_prob (networks with one hidden layer, the
+    ones whose exact arithmetic mean the study computes). The Monte Carlo
+    line is the mean over networks of each network's mean error over draws;
+    its band is +-1 sd over draws (each network's sd, averaged over
+    networks), as in Srivastava et al.'s figure. The horizontal lines are the
+    means over networks of the scaled pass, the exact ensemble and the
+    no-dropout baseline, each with its bootstrap 95% CI over networks (light
+    band); dotted verticals mark the first K at which Monte Carlo's mean
+    error is at most the reference's.
+    """
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+
+    from .stats import bootstrap_ci
+    from .studies.srivastava import crossings
+
+    sampled = df[df["predictor"] == "sampled"]
+    archs = list(dict.fromkeys(sampled["architecture"]))
+    sampled = sampled[sampled["architecture"] == archs[0]]
+    cells = df[df["architecture"] == archs[0]]
+    schemes = sorted(set(sampled["scheme"]))
+    qs = sorted(set(sampled["keep_prob"]))
+    cross = crossings(df).set_index(["architecture", "scheme", "keep_prob", "reference"])
+    base = cells.loc[cells["predictor"] == "no_dropout", "error"]
+    fig, axes = new_figure(len(schemes), len(qs), width=4.4, height=3.5, sharey=True)
+    n_exact = cells.loc[cells["predictor"] == "exact_mean", "n_samples"]
+    n_exact = f"2^{int(np.log2(n_exact.iloc[0]))}" if len(n_exact) else "every"
+    styles = {"scaled": ("tab:red", "--", "scaled pass"),
+              "exact_mean": ("k", "-", f"exact ensemble ({n_exact} subnetworks)")}
+    for i, scheme in enumerate(schemes):
+        for j, q in enumerate(qs):
+            ax = axes[i, j]
+            sub = cells[(cells["scheme"] == scheme) & (cells["keep_prob"] == q)]
+            mc = sub[sub["predictor"] == "sampled"]
+            per_seed = mc.groupby(["n_samples", "seed"])["error"]
+            mean = per_seed.mean().groupby("n_samples").mean()
+            sd = per_seed.std(ddof=1).groupby("n_samples").mean()
+            ks = mean.index.to_numpy()
+            ax.plot(ks, mean.to_numpy(), color="tab:blue", marker=".",
+                    label=f"K sampled subnetworks (+-1 sd over {mc['draw'].nunique()} draws)")
+            ax.fill_between(ks, (mean - sd).to_numpy(), (mean + sd).to_numpy(),
+                            color="tab:blue", alpha=0.2, linewidth=0)
+            for ref, (color, style, label) in styles.items():
+                est, lo, hi = bootstrap_ci(sub.loc[sub["predictor"] == ref, "error"], "mean")
+                ax.axhline(est, color=color, linestyle=style, linewidth=1.3, label=label)
+                ax.axhspan(lo, hi, color=color, alpha=0.08, linewidth=0)
+                k = cross.loc[(archs[0], scheme, q, ref), "k"]
+                if np.isfinite(k):
+                    ax.axvline(k, color=color, linestyle=":", linewidth=1)
+            if len(base):
+                ax.axhline(base.mean(), color="tab:gray", linestyle=(0, (1, 2)), linewidth=1.3,
+                           label="no-dropout baseline")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            # Plain decimal ticks on every panel (log minor labels collide or vanish).
+            ax.yaxis.set_major_locator(FixedLocator([0.02, 0.03, 0.04, 0.05, 0.07, 0.1, 0.15,
+                                                     0.2, 0.3, 0.5]))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("K (sampled subnetworks)")
+            ax.set_ylabel("test error (whole test split)")
+            ax.tick_params(labelleft=True)
+            ax.set_title(f"{scheme} dropout, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        f"Srivastava et al. 2014 Fig. 11 on digits: {archs[0]} ReLU networks, "
+        f"{sampled['seed'].nunique()} training seeds (means over them)\n"
+        "dotted verticals: first K where Monte Carlo's mean error <= the scaled pass "
+        "(red) / exact ensemble (black)", fontsize=10)
+    return fig
+
+
 # --- Every approximation against the exact ensemble ----------------------------
 # (table from ensemble_study/studies/approximations.py)
 

@@ -16,6 +16,18 @@ plus ``0.5 * weight_decay * sum_l ||W[l]||^2`` (weights only, not biases).
 After each step the max-norm constraint (Srivastava et al. 2014) rescales the
 incoming weight vector ``W[l][:, j]`` of every hidden unit whose norm
 exceeds ``max_norm``.
+
+Two optional pieces make a training recipe (all off by default):
+
+* a learning-rate schedule: ``"cosine"`` anneals the step size of epoch
+  ``e = 1..E`` to ``lr * 0.5 * (1 + cos(pi * (e - 1) / E))`` (Loshchilov &
+  Hutter 2017, one cycle, no restart), from ``lr`` to near 0;
+* early stopping: a share ``validation_fraction`` of the *training*
+  examples is held out (drawn from the run's ``rng`` before anything else,
+  see :func:`validation_split`) and never trained on; after each epoch the
+  scheme's scaled pass is scored on it, the weights of the epoch with the
+  lowest validation loss are restored at the end, and training stops after
+  ``patience`` epochs without a new lowest loss.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from .network import (
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "squared_error")
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 # The loss whose gradient with respect to the logits is simply y - t.
 NATURAL_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy",
                 "identity": "squared_error"}
@@ -100,6 +113,14 @@ class TrainConfig:
         L2 penalty ``0.5 * weight_decay * ||W||^2`` on the weights.
     max_norm : float > 0 or None
         Bound on the L2 norm of each hidden unit's incoming weight vector.
+    lr_schedule : {"constant", "cosine"}
+        Step size per epoch (module docstring; :func:`learning_rate_at`).
+    validation_fraction : float in [0, 1)
+        Share of the training examples held out for early stopping; 0 trains
+        on every example and keeps the last epoch's weights.
+    patience : int >= 1 or None
+        Stop after this many epochs without a lower validation loss (None:
+        run every epoch, then restore the best). Needs a validation split.
     """
 
     loss: str = "auto"
@@ -112,6 +133,9 @@ class TrainConfig:
     epochs: int = 50
     weight_decay: float = 0.0
     max_norm: float | None = None
+    lr_schedule: str = "constant"
+    validation_fraction: float = 0.0
+    patience: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.loss, str) or (self.loss != "auto" and self.loss not in LOSSES):
@@ -125,6 +149,44 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         _number(self.weight_decay, "weight_decay", low=0)
         _number(self.max_norm, "max_norm", low=0, low_open=True, allow_none=True)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; "
+                             f"got {self.lr_schedule!r}")
+        if _number(self.validation_fraction, "validation_fraction", low=0, high=1) == 1:
+            raise ValueError("validation_fraction must be in [0, 1); got 1")
+        if self.patience is not None:
+            check_positive_int(self.patience, "patience")
+            if self.validation_fraction == 0:
+                raise ValueError(f"patience={self.patience!r} needs a validation split: "
+                                 f"set validation_fraction in (0, 1) or patience=None")
+
+
+def learning_rate_at(train_cfg: TrainConfig, epoch: int) -> float:
+    """The step size of epoch ``epoch`` (1-based) under ``train_cfg.lr_schedule``."""
+    lr = train_cfg.learning_rate
+    if train_cfg.lr_schedule == "cosine":
+        return lr * 0.5 * (1.0 + np.cos(np.pi * (epoch - 1) / train_cfg.epochs))
+    return lr
+
+
+def validation_split(n_examples: int, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, validation)`` of a random split of ``n_examples`` examples.
+
+    ``round(fraction * n_examples)`` examples (at least 1 when ``fraction >
+    0``) go to validation; both index arrays are sorted. With ``fraction ==
+    0`` nothing is drawn and every example trains.
+    """
+    n_examples = check_positive_int(n_examples, "n_examples")
+    if _number(fraction, "validation_fraction", low=0, high=1) == 1:
+        raise ValueError("validation_fraction must be in [0, 1); got 1")
+    if fraction == 0:
+        return np.arange(n_examples), np.arange(0)
+    n_val = max(1, round(fraction * n_examples))
+    if n_val >= n_examples:
+        raise ValueError(f"validation_fraction={fraction} leaves no training example "
+                         f"out of {n_examples}")
+    order = check_rng(rng).permutation(n_examples)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def resolve_loss(output: str, loss: str) -> str:
@@ -337,11 +399,15 @@ def train(
     net : MLP
         The trained network.
     history : DataFrame
-        One row per epoch: ``epoch``, ``train_loss`` (the mean over the
-        epoch's steps of the dropout objective, weight decay included) and,
-        with ``eval_set``, ``eval_loss`` and ``eval_error`` of the scaled
-        pass (``eval_loss`` is the negative log-likelihood for sigmoid and
-        softmax outputs, the squared error otherwise).
+        One row per epoch run: ``epoch``, ``train_loss`` (the mean over the
+        epoch's steps of the dropout objective, weight decay included), under
+        a schedule ``learning_rate`` (that epoch's step size), with a validation
+        split ``val_loss`` and ``val_error``, and with ``eval_set``
+        ``eval_loss`` and ``eval_error``, all of the scaled pass
+        (``*_loss`` is the negative log-likelihood for sigmoid and softmax
+        outputs, the squared error otherwise). With a validation split the
+        returned network is that of the row with the lowest ``val_loss``
+        (the first such row), not necessarily the last.
     """
     if not isinstance(train_cfg, TrainConfig):
         raise ValueError(f"train_cfg must be a TrainConfig; got {type(train_cfg).__name__}")
@@ -358,6 +424,11 @@ def train(
         check_config(net, cfg)
         keep = unit_keep_probs(net, cfg)
     tc = train_cfg
+    # Drawn first, so the split is a function of the seed alone.
+    fit, held = validation_split(X.shape[0], tc.validation_fraction, gen)
+    X_val, y_val = X[held], np.asarray(y)[held]
+    X, T = X[fit], T[fit]
+    best_loss, best_params, since_best = np.inf, None, 0
     params = [np.array(W) for W in net.weights] + [np.array(b) for b in net.biases]
     L = net.n_layers
     velocity = [np.zeros_like(p) for p in params]
@@ -377,6 +448,7 @@ def train(
     with epochs if progress else nullcontext(epochs) as bar:
         for epoch in bar:
             order = gen.permutation(X.shape[0])
+            lr = learning_rate_at(tc, epoch)
             losses = []
             for start in range(0, X.shape[0], tc.batch_size):
                 idx = order[start:start + tc.batch_size]
@@ -390,20 +462,35 @@ def train(
                 for p, g, v, s in zip(params, gW + gb, velocity, second):
                     if tc.optimizer == "sgd":
                         v *= tc.momentum
-                        v -= tc.learning_rate * g
+                        v -= lr * g
                         p += v
                     else:
                         v += (1 - tc.beta1) * (g - v)
                         s += (1 - tc.beta2) * (g * g - s)
                         v_hat = v / (1 - tc.beta1**step)
                         s_hat = s / (1 - tc.beta2**step)
-                        p -= tc.learning_rate * v_hat / (np.sqrt(s_hat) + 1e-8)
+                        p -= lr * v_hat / (np.sqrt(s_hat) + 1e-8)
                 if tc.max_norm is not None:
                     apply_max_norm(params[:L], tc.max_norm)
             row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            if tc.lr_schedule != "constant":
+                row["learning_rate"] = lr
+            if held.size:
+                scores = _evaluate(current(), cfg, X_val, y_val)
+                row.update({k.replace("eval", "val"): v for k, v in scores.items()})
             if eval_set is not None:
                 row.update(_evaluate(current(), cfg, *eval_set))
             rows.append(row)
+            if held.size:
+                if row["val_loss"] < best_loss:
+                    best_loss, since_best = row["val_loss"], 0
+                    best_params = [np.array(p) for p in params]
+                else:
+                    since_best += 1
+                    if tc.patience is not None and since_best >= tc.patience:
+                        break
+    if best_params is not None:
+        params = best_params
     return current(), pd.DataFrame(rows)
 
 
