@@ -131,6 +131,23 @@ def _train_dropout(n_hidden: int, keep_probs: tuple, input_keep_prob: float, sch
     return DropoutConfig(kp, scheme=scheme)
 
 
+def _layer_keep_probs(values) -> dict:
+    """``("2=0.8", ...)`` -> ``{2: 0.8}``; a usage error names the bad item."""
+    out = {}
+    for item in values:
+        layer, sep, q = item.partition("=")
+        try:
+            layer, q = int(layer), float(q)
+        except ValueError:
+            layer = q = None
+        if not sep or layer is None or layer < 1 or not (0 < q <= 1):
+            raise click.BadParameter(
+                f"expected LAYER=Q with a hidden layer LAYER >= 1 and 0 < Q <= 1; got {item!r}",
+                param_hint="--layer-keep-prob")
+        out[layer] = q
+    return out
+
+
 def _train_streams(seed: int):
     """The split, initial network and training masks of ``train --seed``."""
     import numpy as np
@@ -646,6 +663,11 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
 @click.option("--input-keep-prob", type=KEEP_PROB, default=1.0, show_default=True,
               help="Keep probability of the input units in every cell (1: no input dropout; "
                    "the inputs then join the exact ensemble, so only 2-D datasets fit).")
+@click.option("--layer-keep-prob", "layer_keep_probs", multiple=True, metavar="LAYER=Q",
+              callback=lambda ctx, param, value: _layer_keep_probs(value),
+              help="Fix the keep probability of one hidden layer (1 = the first) in every "
+                   "cell, e.g. 2=0.8; the other hidden layers take the grid's --keep-prob. "
+                   "Repeat for several layers.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the training split. [default: 40]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
@@ -668,8 +690,8 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
               help="Result CSV.")
 @execution_options
 def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, input_keep_prob,
-            epochs, optimizer, learning_rate, batch_size, weight_decay, max_norm, n_test,
-            sample_sizes, out, execution):
+            layer_keep_probs, epochs, optimizer, learning_rate, batch_size, weight_decay,
+            max_norm, n_test, sample_sizes, out, execution):
     """Train with dropout over a grid; score exact, NWGM, scaled and sampled predictors."""
     from .datasets import load_dataset
     from .studies.trained import default_params, run_trained
@@ -679,6 +701,14 @@ def trained(quick, datasets, keep_probs, schemes, seeds, hidden, activation, inp
              "seeds": seeds, "hidden": hidden, "n_test": n_test, "sample_sizes": sample_sizes}
     params.update({k: v for k, v in given.items() if v})
     params.update(activation=activation, input_keep_prob=input_keep_prob)
+    if layer_keep_probs:
+        bad = [layer for layer in layer_keep_probs if layer > len(params["hidden"])]
+        if bad:
+            raise click.BadParameter(
+                f"layer {bad[0]} is not a hidden layer: the network has "
+                f"{len(params['hidden'])} (1..{len(params['hidden'])})",
+                param_hint="--layer-keep-prob")
+        params["layer_keep_probs"] = layer_keep_probs
     tc = {"epochs": epochs, "optimizer": optimizer, "learning_rate": learning_rate,
           "batch_size": batch_size, "weight_decay": weight_decay, "max_norm": max_norm}
     params["train_cfg"] = dataclasses.replace(

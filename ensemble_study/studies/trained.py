@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,7 @@ def run(
     split_seed: int = 0,
     activation: str = "relu",
     input_keep_prob: float = 1.0,
+    layer_keep_probs=None,
     progress=False,
     execution=None,
 ) -> pd.DataFrame:
@@ -110,6 +112,10 @@ def run(
     input_keep_prob : float in (0, 1]
         Keep probability of the input units in every cell (1: the input is
         not dropped; below 1 its units join the exact ensemble's masks).
+    layer_keep_probs : mapping {hidden layer: keep_prob}, optional
+        Per-layer keep probabilities fixed in every cell: the listed hidden
+        layers (1..L-1) keep these, the others the cell's ``keep_prob``
+        (the ``keep_prob`` column).
     progress : bool or callable
         Progress over cells on stderr (see :func:`ensemble_study.executor.map_cells`).
     execution : Execution, optional
@@ -125,7 +131,8 @@ def run(
                   schemes=tuple(schemes), seeds=tuple(seeds), n_test=n_test,
                   sample_sizes=tuple(sample_sizes), n_draws=n_draws, train_cfg=train_cfg,
                   split_seed=split_seed, activation=activation,
-                  input_keep_prob=input_keep_prob)
+                  input_keep_prob=input_keep_prob,
+                  layer_keep_probs=_check_layer_keep_probs(layer_keep_probs, len(hidden)))
     rows = map_cells(NAME, run_cell, cells(params), params, execution=execution,
                      progress=progress)
     return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
@@ -133,6 +140,25 @@ def run(
 
 # The name it had before every study's ``run``.
 run_trained = run
+
+
+def _check_layer_keep_probs(values, n_hidden: int) -> dict:
+    """``{hidden layer: keep_prob}`` (sorted, possibly empty), or ``ValueError``."""
+    from .._checks import check_keep_prob
+
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise TypeError(f"layer_keep_probs must be a mapping {{hidden layer: keep_prob}}; "
+                        f"got {type(values).__name__}")
+    out = {}
+    for layer, q in values.items():
+        if (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))
+                or not 1 <= layer <= n_hidden):
+            raise ValueError(f"layer_keep_probs: layers must be hidden layers 1..{n_hidden}; "
+                             f"got {layer!r}")
+        out[int(layer)] = check_keep_prob(q, f"layer_keep_probs[{layer}]")
+    return dict(sorted(out.items()))
 
 
 def cells(params: dict) -> list[tuple]:
@@ -156,10 +182,14 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
     # One initial network per dataset and seed, shared by that seed's cells.
     net0 = MLP.random(sizes, p["activation"], ds.output, rng=_stream(seed, 0))
     hidden_layers = range(1, len(sizes) - 1)
-    cfg = (DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
-           if p["input_keep_prob"] == 1 else
-           DropoutConfig({0: p["input_keep_prob"], **dict.fromkeys(hidden_layers, q)},
-                         scheme=scheme))
+    fixed = p.get("layer_keep_probs") or {}
+    if p["input_keep_prob"] == 1 and not fixed:
+        cfg = DropoutConfig(q, layers=list(hidden_layers), scheme=scheme)
+    else:
+        kp = {**dict.fromkeys(hidden_layers, q), **fixed}
+        if p["input_keep_prob"] < 1:
+            kp = {0: p["input_keep_prob"], **kp}
+        cfg = DropoutConfig(kp, scheme=scheme)
     # Keyed by the cell, not by its position in the grid, so that a
     # cell gives the same numbers whatever grid it is run in.
     cell_ss = _stream(seed, 1 + SCHEMES.index(scheme), round(q * 10**6))
