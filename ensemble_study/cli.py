@@ -433,6 +433,7 @@ def reproduce(quick, results_dir, figures_dir, execution):
     root = QUICK_DIR if quick else Path()
     results_dir = root / RESULTS_DIR if results_dir is None else results_dir
     figures_dir = root / FIGURES_DIR if figures_dir is None else figures_dir
+    costs = []
     with connect(_stored(execution, results_dir)) as execution:
         for name in DEFAULT_STUDIES:
             study = importlib.import_module(f"ensemble_study.studies.{name}")
@@ -440,12 +441,19 @@ def reproduce(quick, results_dir, figures_dir, execution):
             start = time.perf_counter()
             df, params = study.run_default(quick=quick, progress=True, execution=execution)
             path = save_result(df, results_dir / f"{study.NAME}.csv", params)
-            click.echo(f"[{name}] wrote {path} ({len(df)} rows, "
-                       f"{time.perf_counter() - start:.1f} s)", err=True)
+            seconds = time.perf_counter() - start
+            costs.append({"study": study.NAME, "rows": len(df), "seconds": seconds})
+            click.echo(f"[{name}] wrote {path} ({len(df)} rows, {seconds:.1f} s)", err=True)
             if hasattr(study, "timing"):  # seconds, kept out of the byte-reproducible table
                 path = save_result(study.timing(params),
                                    results_dir / f"{study.NAME}_timing.csv", params)
                 click.echo(f"[{name}] wrote {path}", err=True)
+    # Wall seconds per study (cells taken from the store cost nothing): not
+    # byte-reproducible, so apart from the studies' tables.
+    import pandas as pd
+
+    path = save_result(pd.DataFrame(costs), results_dir / "reproduce_cost.csv", {"quick": quick})
+    click.echo(f"wrote {path}", err=True)
     try:
         _draw_figures(results_dir, figures_dir, DEFAULT_STUDIES)
     except ValueError as exc:  # a malformed CSV left in --results by something else
@@ -667,7 +675,7 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
               callback=lambda ctx, param, value: _layer_keep_probs(value),
               help="Fix the keep probability of one hidden layer (1 = the first) in every "
                    "cell, e.g. 2=0.8; the other hidden layers take the grid's --keep-prob. "
-                   "Repeat for several layers.")
+                   "Repeat for several layers. [default: none]")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help="Passes over the training split. [default: 40]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,

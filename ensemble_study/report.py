@@ -691,3 +691,15 @@ def compile_cost(results_dir: Path) -> str:
             f"{df.loc['empty', 'warm_up_s']:.1f} s of compilation; in a new process with the "
             f"cache filled, {df.loc['filled', 'warm_up_s']:.1f} s "
             f"(`python scripts/compile_cost.py`, which writes `results/compile_cost.csv`).")
+
+
+
+@block("reproduce-cost")
+def reproduce_cost(results_dir: Path) -> str:
+    df = _load(results_dir, "reproduce_cost")
+    total = df.seconds.sum()
+    rows = [[r.study, f"{r.seconds / 60:.1f} min", f"{r.seconds / total:.0%}"]
+            for r in df.itertuples()]
+    return (f"`ensemble-study reproduce` at the default grids took {total / 60:.1f} min on "
+            f"2 cores (`results/reproduce_cost.csv`, which it writes):\n\n"
+            + table(["study", "wall time", "share"], rows))

@@ -161,6 +161,6 @@ def test_reproduce_quick_runs_the_study(tmp_path, monkeypatch):
                                            str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output
     assert {p.name for p in Path(tmp_path / "r").glob("*.csv")} == {
-        "approximations.csv", "approximations_timing.csv"}
+        "approximations.csv", "approximations_timing.csv", "reproduce_cost.csv"}
     assert {p.stem for p in Path(tmp_path / "f").glob("*.png")} == set(
         plots.FIGURES["approximations"])

@@ -134,5 +134,16 @@ def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
         assert not Path("results").exists() and not Path("figures").exists()
         csvs = {p.name for p in Path("quick/results").glob("*.csv")}
         pngs = {p.name for p in Path("quick/figures").glob("*.png")}
-    assert csvs == {"sweep.csv", "mc.csv", "spread.csv", "depth.csv"}
+    assert csvs == {"sweep.csv", "mc.csv", "spread.csv", "depth.csv", "reproduce_cost.csv"}
     assert {"sweep.png", "sweep_slope.png", "mc.png", "spread.png", "depth.png"} <= pngs
+
+
+def test_reproduce_records_what_each_study_cost(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["spread", "depth"])
+    result = CliRunner().invoke(cli.main, ["reproduce", "--quick", "--jobs", "1", "--results",
+                                           str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
+    cost = pd.read_csv(tmp_path / "r" / "reproduce_cost.csv")
+    assert list(cost.study) == ["spread", "depth"] and (cost.seconds > 0).all()
+    assert list(cost.rows) == [len(pd.read_csv(tmp_path / "r" / f"{s}.csv"))
+                               for s in ("spread", "depth")]
