@@ -626,13 +626,22 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     ax = axes[0, 0]
     sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
     arch = "8-h-h-10 softmax"
-    for method, color, ls in (("naive", "0.35", "--"), ("package", "C0", "-")):
-        rows = sweep[sweep["method"] == method]
-        ax.plot(rows["n_dropped"], rows["seconds"], color=color, ls=ls, marker="o",
-                label=f"{method}: mean, NWGM, variance ({arch})")
-    guess = sweep[(sweep["method"] == "naive") & sweep["extrapolated"].astype(bool)]
-    ax.plot(guess["n_dropped"], guess["seconds"], ls="none", marker="o", mfc="white",
-            mec="0.35", label="naive, extrapolated from the first masks")
+    # Each legend entry is drawn exactly as its points are: the naive line
+    # without markers, then its measured points filled and its extrapolated
+    # ones hollow (an entry with no point is not drawn).
+    naive = sweep[sweep["method"] == "naive"]
+    ax.plot(naive["n_dropped"], naive["seconds"], color="0.35", ls="--",
+            label=f"naive loop: mean, NWGM, variance ({arch})")
+    guessed = naive["extrapolated"].astype(bool)
+    for points, style, label in ((naive[~guessed], {"mfc": "0.35"}, "naive, measured"),
+                                 (naive[guessed], {"mfc": "white"},
+                                  "naive, extrapolated from the first masks")):
+        if not points.empty:
+            ax.plot(points["n_dropped"], points["seconds"], ls="none", marker="o", mec="0.35",
+                    label=label, **style)
+    rows = sweep[sweep["method"] == "package"]
+    ax.plot(rows["n_dropped"], rows["seconds"], color="C0", ls="-", marker="o",
+            label=f"package: mean, NWGM, variance ({arch})")
     package = df[df["method"] == "package"]
     for stat, marker, color, label in (
         ("mean+nwgm", "s", "C1", "package: mean and NWGM only (softmax)"),
