@@ -154,6 +154,7 @@ def test_out_that_cannot_be_written_exits_2_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.slow  # ~8 s: a whole reproduce --quick
 def test_reproduce_quick_runs_the_study(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["approximations"])
     monkeypatch.setattr(study, "QUICK", TINY)

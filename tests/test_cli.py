@@ -124,6 +124,7 @@ def test_figures_after_the_studies(tmp_path):
     assert pngs == {"sweep.png", "sweep_slope.png", "mc.png", "spread.png", "depth.png"}
 
 
+@pytest.mark.slow  # ~14 s: four studies and their figures
 def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["sweep", "mc", "spread", "depth"])
     runner = CliRunner()

@@ -168,7 +168,7 @@ def _snapshot(folder: Path) -> dict:
     return out
 
 
-@pytest.mark.parametrize("command, option, value", _cases())
+@pytest.mark.parametrize("command, option, value", list(_cases()))
 def test_bad_value_exits_2_before_any_work(command, option, value, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     save_result(pd.DataFrame({"a": [1.0]}), Path("results/old.csv"), {"seed": 0})

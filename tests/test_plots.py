@@ -158,6 +158,7 @@ def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
     assert len(bottom.collections) == 3 * 3
 
 
+@pytest.mark.slow  # ~10 s: every figure written at full resolution
 def test_render_all_writes_every_png(results, tmp_path):
     written = plots.render_all(results, tmp_path)
     assert {p.name for p in written} == {"sweep.png", "sweep_slope.png", "mc.png",
