@@ -703,3 +703,93 @@ def reproduce_cost(results_dir: Path) -> str:
     return (f"`ensemble-study reproduce` at the default grids took {total / 60:.1f} min on "
             f"2 cores (`results/reproduce_cost.csv`, which it writes):\n\n"
             + table(["study", "wall time", "share"], rows))
+
+
+# --- Srivastava et al. Fig. 11 and Hinton et al.'s claim (studies.srivastava) ------------
+
+def _srivastava(results_dir: Path):
+    from .studies import srivastava
+
+    return srivastava, _load(results_dir, "srivastava")
+
+
+def _k(k: float) -> str:
+    return "> 1000" if not np.isfinite(k) else f"{k:g}"
+
+
+@block("srivastava-errors")
+def srivastava_errors(results_dir: Path) -> str:
+    s, df = _srivastava(results_dir)
+    e = s.errors(df)
+    e = e[e.architecture == "64-20-10"]
+    base = e[e.predictor == "no_dropout"].iloc[0]
+    cols = [(sc, q) for sc, q in (("inverted", 0.5), ("vanilla", 0.5), ("inverted", 0.8),
+                                  ("vanilla", 0.8))]
+    rows = []
+    for pred, label in (("exact_mean", "exact ensemble"), ("scaled", "scaled pass")):
+        cells = []
+        for sc, q in cols:
+            r = e[(e.scheme == sc) & (e.keep_prob == q) & (e.predictor == pred)].iloc[0]
+            cells.append(ci(r.error, r.ci_low, r.ci_high))
+        rows.append([label, *cells])
+    cells = []
+    for sc, q in cols:
+        r = e[(e.scheme == sc) & (e.keep_prob == q) & (e.predictor == "exact_mean")].iloc[0]
+        cells.append(ci(r.minus_baseline, r.diff_low, r.diff_high))
+    rows.append(["exact minus no-dropout", *cells])
+    d = s.exact_minus_scaled(df)
+    d = d[d.architecture == "64-20-10"]
+    cells = []
+    for sc, q in cols:
+        r = d[(d.scheme == sc) & (d.keep_prob == q)].iloc[0]
+        # Error rates differ by whole images: a mean difference of 1e-19 is a zero.
+        diff = 0.0 if abs(r.difference) < 1e-12 else r.difference
+        cells.append(f"{ci(diff, r.ci_low, r.ci_high)}, {pvalue(r.pvalue)}")
+    rows.append(["exact minus scaled (paired; Wilcoxon)", *cells])
+    return (f"Test error of 64-20-10 networks, mean over {int(base.n_seeds)} seeds [bootstrap "
+            f"95% CI]; the no-dropout baseline errs on "
+            f"{ci(base.error, base.ci_low, base.ci_high)}. Differences are paired by seed.\n\n"
+            + table(["predictor", *[f"{sc}, {q:g}" for sc, q in cols]], rows))
+
+
+@block("srivastava-crossings")
+def srivastava_crossings(results_dir: Path) -> str:
+    s, df = _srivastava(results_dir)
+    c = s.crossings(df)
+    rows = []
+    for (sc, q), g in c.groupby(["scheme", "keep_prob"], sort=False):
+        cells = []
+        for ref in ("scaled", "exact_mean"):
+            r = g[g.reference == ref].iloc[0]
+            k = "not reached by 1000" if not np.isfinite(r.k) else _k(r.k)
+            cells.append(f"{k} [{_k(r.ci_low)}, {_k(r.ci_high)}]")
+        rows.append([f"{sc}, {q:g}", *cells])
+    return ("First K of the grid where the mean Monte Carlo error is at most the reference's "
+            "[bootstrap 95% CI over seeds; > 1000: some resamples never get there].\n\n"
+            + table(["scheme, keep_prob", "K matching the scaled pass",
+                     "K matching the exact ensemble"], rows))
+
+
+@block("srivastava-hinton")
+def srivastava_hinton(results_dir: Path) -> str:
+    s, df = _srivastava(results_dir)
+    h = s.hinton(df)
+    rows = [[f"{r.architecture}, {r.scheme}, {r.keep_prob:g}", f"{r.share:.4f}; {r.min_share:.4f}",
+             f"{r.min_diff:+.4f}", ci(r.mean_diff, r.ci_low, r.ci_high, 4),
+             f"{int(r.n_significant)} of {int(r.n_networks)} (largest p {r.max_pvalue:.1e})",
+             f"{r.nwgm_share:.4f}"] for r in h.itertuples()]
+    return table(["network, scheme, keep_prob", "share of images (mean over networks; lowest)",
+                  "most negative difference", "mean difference, nats [95% CI over seeds]",
+                  "networks with Wilcoxon p < 0.05", "share for the NWGM version"], rows)
+
+
+@block("srivastava-deep-errors")
+def srivastava_deep_errors(results_dir: Path) -> str:
+    s, df = _srivastava(results_dir)
+    e = s.errors(df)
+    e = e[(e.architecture == "64-8-8-10") & (e.predictor.isin(["scaled", "no_dropout"]))]
+    rows = [[("no dropout" if r.predictor == "no_dropout" else f"{r.scheme}, {r.keep_prob:g}"),
+             ci(r.error, r.ci_low, r.ci_high)] for r in e.itertuples()]
+    return ("Test error of the 64-8-8-10 networks' scaled pass (mean over seeds [bootstrap 95% "
+            "CI]), and of their no-dropout baseline:\n\n"
+            + table(["scheme, keep_prob", "test error"], rows))
