@@ -41,7 +41,9 @@ def _block_reference(A, sW, bias, q, output):
     return mean, var
 
 
-@pytest.mark.parametrize("n", [8, 9])  # 16 and 32 low-half masks: the blocked contraction
+# 8, 16 and 32 low-half masks: reciprocals one vector at a time, or four
+# (with 4 or 8 lanes), and the blocked contraction
+@pytest.mark.parametrize("n", [7, 8, 9])
 @pytest.mark.parametrize("scale", [1.0, 300.0, 1e-4])  # ordinary, underflow, cancellation
 @pytest.mark.parametrize("K", [3, 4])  # an odd number of classes, and an even one
 def test_softmax_pairs_match_brute_force(n, scale, K):

@@ -557,12 +557,36 @@ def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, se
     S1, K = T1.shape
     S2 = T2T.shape[1]
     one = vsplat(1.0)
+    # Four independent chains per step: one chain of K dependent FMAs per
+    # vector would leave the loop waiting on FMA latency, not throughput.
+    blocked = S2 % (4 * LANES) == 0
     for s in range(S1):
         p = P1[s]
         for k in range(K):
             C1[s, k] = p * T1[s, k]
             C2[s, k] = C1[s, k] * T1[s, k]
-        for t in range(0, S2, LANES):
+        for t in range(0, S2 if blocked else 0, 4 * LANES):
+            f = vsplat(T1[s, 0])
+            d0, d1 = vmul(f, vload(T2T, t)), vmul(f, vload(T2T, t + LANES))
+            d2, d3 = vmul(f, vload(T2T, t + 2 * LANES)), vmul(f, vload(T2T, t + 3 * LANES))
+            for k in range(1, K):
+                f = vsplat(T1[s, k])
+                w = k * S2 + t
+                d0, d1 = vfma(f, vload(T2T, w), d0), vfma(f, vload(T2T, w + LANES), d1)
+                d2 = vfma(f, vload(T2T, w + 2 * LANES), d2)
+                d3 = vfma(f, vload(T2T, w + 3 * LANES), d3)
+            w = s * S2 + t
+            r0, r1, r2, r3 = vdiv(one, d0), vdiv(one, d1), vdiv(one, d2), vdiv(one, d3)
+            vstore(R1, w, r0)
+            vstore(R1, w + LANES, r1)
+            vstore(R1, w + 2 * LANES, r2)
+            vstore(R1, w + 3 * LANES, r3)
+            if variance:
+                vstore(R2, w, vmul(r0, r0))
+                vstore(R2, w + LANES, vmul(r1, r1))
+                vstore(R2, w + 2 * LANES, vmul(r2, r2))
+                vstore(R2, w + 3 * LANES, vmul(r3, r3))
+        for t in range(0, 0 if blocked else S2, LANES):
             d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
             for k in range(1, K):
                 d = vfma(vsplat(T1[s, k]), vload(T2T, k * S2 + t), d)
