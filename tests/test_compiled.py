@@ -219,3 +219,26 @@ def test_gray_order_changes_one_unit_per_step():
     assert sorted(order) == list(range(64))
     assert all(bin(int(a) ^ int(b)).count("1") == 1 for a, b in zip(order[1:], order[:-1]))
     np.testing.assert_array_equal(compiled._gray_order(6), np.arange(6))
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh"])
+@pytest.mark.parametrize("output", ["identity", "softmax"])
+def test_long_gray_runs_match_the_numpy_backend(monkeypatch, hidden, output):
+    # 2^9 outer masks in Gray order: runs of one-unit steps that cross the
+    # full refresh every 64 masks and the co-moment batch of 16, with
+    # examples that do not fill the last vector of lanes.
+    net, X = _net((3, 9, 3, 2), output, 5, hidden)
+    cfg = DropoutConfig({1: 0.7, 2: 0.6})
+    plan = kernels.shortcut_plan(net, cfg)
+    runs = {}
+    for backend in ("numpy", "numba"):
+        monkeypatch.setenv("ENSEMBLE_STUDY_KERNELS", backend)
+        logits = kernels.shortcut_moments(net, cfg, X, plan, arithmetic=False)  # outer masks only
+        runs[backend] = exact_ensemble(net, cfg, X), logits
+    (a, a_logits), (b, b_logits) = runs["numpy"], runs["numba"]
+    close(b.mean, a.mean)
+    close(b.variance, a.variance)
+    if output != "identity":  # (the geometric mean of an identity output is undefined)
+        close(b.geometric_mean, a.geometric_mean)
+    close(b_logits.mean_logits, a_logits.mean_logits)
+    close(b_logits.m2, a_logits.m2)

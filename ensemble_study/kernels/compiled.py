@@ -208,6 +208,33 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, top,
             _activate(hidden[l], zs, acts, l + 1, nout * LANES)
 
 
+@njit(**_INLINE)
+def _one_step(i, c, first, chg, moff, top):
+    """Whether mask ``i`` changes one unit of layer ``top - 1`` only, between refreshes."""
+    return (i < c and i % _REFRESH != 0 and first[i] == top - 1 and chg[i, 0] == 1
+            and moff[top - 1] >= 0)
+
+
+@njit(**_INLINE)
+def _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, top, acts, zs):
+    """:func:`_advance` for a mask that passes :func:`_one_step`: one rank-one
+    update of ``zs[top]``, then ``acts[top]``.
+
+    Callers run these masks in a loop of their own, apart from
+    :func:`_advance`: its general paths in the same loop body cost the
+    register allocator enough to slow this one down fourfold.
+    """
+    l = top - 1
+    nout, w0, off, row = sizes[top], woff[l], moff[l], acts.shape[1]
+    j = chg[i, 1]
+    a = vmul(vload(acts, l * row + j * LANES), vsplat(M[i, off + j] - M[i - 1, off + j]))
+    z0 = top * row
+    for o in range(nout):
+        at = z0 + o * LANES
+        vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]), vload(zs, at)))
+    _activate(hidden[l], zs, acts, top, nout * LANES)
+
+
 @njit(**_JIT)
 def _state(sizes, tab):
     L = sizes.size - 1
@@ -307,13 +334,24 @@ def _prefix_acts(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, chg):
     for e0 in range(0, n, LANES):
         acts, zs, Z1, Z2, built = _state(sizes, -1)
         Xb = _block_of(X, e0)
-        for i in range(c):
+        i = 0
+        while i < c:
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L - 1, -1,
                      none_f, none_i, none_i, acts, zs, Z1, Z2, built)
-            for e in range(e0, min(e0 + LANES, n)):
-                for j in range(h):
-                    A[i, e, j] = acts[L - 1, j * LANES + e - e0]
+            _store_acts(A, i, e0, acts, L - 1, h)
+            i += 1
+            while _one_step(i, c, first, chg, moff, L - 1):
+                _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, L - 1, acts, zs)
+                _store_acts(A, i, e0, acts, L - 1, h)
+                i += 1
     return A
+
+
+@njit(**_INLINE)
+def _store_acts(A, i, e0, acts, l, h):
+    for e in range(e0, min(e0 + LANES, A.shape[1])):
+        for j in range(h):
+            A[i, e, j] = acts[l, j * LANES + e - e0]
 
 
 @njit(**_JIT)
@@ -343,23 +381,26 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, chg, r,
         Cb[:] = 0.0
         filled = 0
         a0 = (L - 1) * acts.shape[1]
-        for i in range(c):
+        i = 0
+        while i < c:  # the masks :func:`_one_step` admits run in tight loops of their own
             _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L - 1, -1,
                      none_f, none_i, none_i, acts, zs, Z1, Z2, built)
-            ri, wi = vsplat(r[i]), vsplat(w[i])
-            base = filled * hp * LANES
-            for j in range(0, h * LANES, LANES):
-                aj = vload(acts, a0 + j)
-                dj = vsub(aj, vload(m, j))
-                mj = vfma(ri, dj, vload(m, j))
-                vstore(m, j, mj)
-                vstore(U, base + j, vmul(wi, dj))
-                vstore(Vd, base + j, vsub(aj, mj))
-            filled += 1
-            if variance and (filled == _BATCH or i == c - 1):
+            if not variance:
+                _west_mean(i, r, acts, a0, h, m)
+                i += 1
+                while _one_step(i, c, first, chg, moff, L - 1):
+                    _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, L - 1, acts, zs)
+                    _west_mean(i, r, acts, a0, h, m)
+                    i += 1
+                continue
+            filled = _west_push(i, r, w, acts, a0, h, m, U, Vd, filled, hp)
+            i += 1
+            while filled < _BATCH and _one_step(i, c, first, chg, moff, L - 1):
+                _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, L - 1, acts, zs)
+                filled = _west_push(i, r, w, acts, a0, h, m, U, Vd, filled, hp)
+                i += 1
+            if filled == _BATCH or i == c:
                 _rank_update(U, Vd, Cb, filled, hp)
-                filled = 0
-            elif not variance:
                 filled = 0
         for e in range(e0, min(e0 + LANES, n)):
             for j in range(h):
@@ -367,6 +408,31 @@ def _outer_moments(Wf, woff, bf, boff, sizes, hidden, X, M, moff, first, chg, r,
                 for k in range(j, h):
                     C[e, j, k] = C[e, k, j] = Cb[(j * hp + k) * LANES + e - e0]
     return mu, C
+
+
+@njit(**_INLINE)
+def _west_mean(i, r, acts, a0, h, m):
+    """Mask ``i`` into the running mean ``m``."""
+    ri = vsplat(r[i])
+    for j in range(0, h * LANES, LANES):
+        mj = vload(m, j)
+        vstore(m, j, vfma(ri, vsub(vload(acts, a0 + j), mj), mj))
+
+
+@njit(**_INLINE)
+def _west_push(i, r, w, acts, a0, h, m, U, Vd, filled, hp):
+    """Mask ``i`` into the running mean ``m`` and its rank-one term of the
+    co-moment into row ``filled`` of the batch ``U``, ``Vd``; returns ``filled + 1``."""
+    ri, wi = vsplat(r[i]), vsplat(w[i])
+    base = filled * hp * LANES
+    for j in range(0, h * LANES, LANES):
+        aj = vload(acts, a0 + j)
+        dj = vsub(aj, vload(m, j))
+        mj = vfma(ri, dj, vload(m, j))
+        vstore(m, j, mj)
+        vstore(U, base + j, vmul(wi, dj))
+        vstore(Vd, base + j, vsub(aj, mj))
+    return filled + 1
 
 
 @njit(**_INLINE)
@@ -1005,7 +1071,7 @@ def _affine_moments(net, plan, X, masks, w, variance):
     mean = q * (mu @ sW) + b
     if not variance:
         return mean, mean, np.zeros_like(mean)
-    m2 = q * q * np.einsum("nij,ik,jk->nk", C, sW, sW)
+    m2 = q * q * ((C @ sW) * sW).sum(axis=1)  # sW' C sW per example, diagonal only
     if net.output == "identity":
         second = np.einsum("nii->ni", C) + w.sum() * mu * mu
         m2 += (q * (1 - q)) * (second @ (sW * sW))
