@@ -599,7 +599,7 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
             _centred_from_tables(T1, T2T, P1, P2, mean[b], var[b], D)
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _exp_into(x, out):
     """``out.flat[:x.size] = exp(x.flat)``, ``LANES`` at a time (``out`` padded)."""
     m = x.size
@@ -612,7 +612,7 @@ def _exp_into(x, out):
         out[r] = math.exp(flat[r])
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, second):
     """``mean[k] = sum_s,t P1 P2 T1 T2 / D`` (and ``second`` with squares), vectorised over t.
 
@@ -665,7 +665,7 @@ def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, se
         _contract(C2, R2, T2w2, S1, S2, K, second)
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _contract(C, R, Tw, S1, S2, K, out):
     """``out[k] = sum_t Tw[k, t] sum_s C[s, k] R[s, t]``."""
     step = 4 * LANES
