@@ -111,7 +111,9 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
     """``dst[o] = b[o] + sum_j m_j src[j] W[j, o]``, each a vector of ``LANES`` examples.
 
     ``src`` and ``dst`` rows start at flat offsets ``s0``, ``d0``; ``m_j`` is
-    ``M[i, off + j]`` (1 when ``off < 0``) and a dropped unit is skipped.
+    ``M[i, off + j]`` (1 when ``off < 0``). Dropped units are multiplied by
+    zero, not skipped: a branch per unit on random masks mispredicted often
+    enough to cost a third of the generic path's time.
     Outputs in blocks of four: four independent accumulation chains.
     """
     o = 0
@@ -119,14 +121,12 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
         c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
         c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
         for j in range(nin):
-            m = M[i, off + j] if off >= 0 else 1.0
-            if m != 0:
-                a = vload(src, s0 + j * LANES)
-                if off >= 0:
-                    a = vmul(a, vsplat(m))
-                w = w0 + j * nout + o
-                c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
-                c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
+            a = vload(src, s0 + j * LANES)
+            if off >= 0:
+                a = vmul(a, vsplat(M[i, off + j]))
+            w = w0 + j * nout + o
+            c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
+            c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
         vstore(dst, d0 + o * LANES, c0)
         vstore(dst, d0 + (o + 1) * LANES, c1)
         vstore(dst, d0 + (o + 2) * LANES, c2)
@@ -135,10 +135,10 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
     while o < nout:
         c0 = vsplat(bf[b0 + o])
         for j in range(nin):
-            m = M[i, off + j] if off >= 0 else 1.0
-            if m != 0:
-                c0 = vfma(vmul(vload(src, s0 + j * LANES), vsplat(m)),
-                          vsplat(Wf[w0 + j * nout + o]), c0)
+            a = vload(src, s0 + j * LANES)
+            if off >= 0:
+                a = vmul(a, vsplat(M[i, off + j]))
+            c0 = vfma(a, vsplat(Wf[w0 + j * nout + o]), c0)
         vstore(dst, d0 + o * LANES, c0)
         o += 1
 
@@ -264,14 +264,49 @@ def _block_of(X, e0):
     return Xb
 
 
+@njit(**_INLINE)
+def _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K):
+    """Mask ``i``'s output (from ``zs[L]``) into the running moments ``mu``, ``sq``, ``mz``."""
+    z0 = L * zs.shape[1]
+    if output == 2:
+        top = vload(zs, z0)
+        for k in range(1, K):
+            top = vmax(top, vload(zs, z0 + k * LANES))
+        total = vsplat(0.0)
+        for k in range(K):
+            ek = vexp(vsub(vload(zs, z0 + k * LANES), top))
+            vstore(y, k * LANES, ek)
+            total = vadd(total, ek)
+        inv = vdiv(vsplat(1.0), total)  # one division per example, not per class
+        for k in range(K):
+            vstore(y, k * LANES, vmul(vload(y, k * LANES), inv))
+    elif output == 1:
+        for k in range(K * LANES):
+            y[k] = _sigmoid1(zs[L, k])
+    else:
+        for k in range(K * LANES):
+            y[k] = zs[L, k]
+    ri, wi = vsplat(r[i]), vsplat(w[i])
+    for k in range(0, K * LANES, LANES):
+        yk = vload(y, k)
+        d = vsub(yk, vload(mu, k))
+        m = vfma(ri, d, vload(mu, k))
+        vstore(mu, k, m)
+        vstore(sq, k, vfma(vmul(wi, d), vsub(yk, m), vload(sq, k)))
+        zk = vload(zs, z0 + k)
+        vstore(mz, k, vfma(ri, vsub(zk, vload(mz, k)), vload(mz, k)))
+
+
 @njit(**_JIT)
 def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, first, chg, tab,
-                     tabc,
-                     S, T, r, w):
+                     tabc, S, T, r, w, dense):
     """Per example and output: weighted mean, co-moment and mean logit over the masks.
 
     West's update with ``r[i] = w[i] / (w[0] + ... + w[i])``; ``w > 0``.
-    Examples run ``LANES`` at a time, one per vector lane.
+    Examples run ``LANES`` at a time, one per vector lane. ``dense``: most
+    masks change too many units for rank-one updates (sampled masks), so
+    each recomputes its layers from the first changed one, in a loop without
+    :func:`_advance`'s other paths (see :func:`_rank_one_top`).
     """
     L = sizes.size - 1
     n, K, c = X.shape[0], sizes[L], M.shape[0]
@@ -284,37 +319,23 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
         mu[:] = 0.0
         sq[:] = 0.0
         mz[:] = 0.0
-        for i in range(c):
-            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab, tabc,
-                     S, T, acts, zs, Z1, Z2, built)
-            z0 = L * zs.shape[1]
-            if output == 2:
-                top = vload(zs, z0)
-                for k in range(1, K):
-                    top = vmax(top, vload(zs, z0 + k * LANES))
-                total = vsplat(0.0)
-                for k in range(K):
-                    ek = vexp(vsub(vload(zs, z0 + k * LANES), top))
-                    vstore(y, k * LANES, ek)
-                    total = vadd(total, ek)
-                inv = vdiv(vsplat(1.0), total)  # one division per example, not per class
-                for k in range(K):
-                    vstore(y, k * LANES, vmul(vload(y, k * LANES), inv))
-            elif output == 1:
-                for k in range(K * LANES):
-                    y[k] = _sigmoid1(zs[L, k])
-            else:
-                for k in range(K * LANES):
-                    y[k] = zs[L, k]
-            ri, wi = vsplat(r[i]), vsplat(w[i])
-            for k in range(0, K * LANES, LANES):
-                yk = vload(y, k)
-                d = vsub(yk, vload(mu, k))
-                m = vfma(ri, d, vload(mu, k))
-                vstore(mu, k, m)
-                vstore(sq, k, vfma(vmul(wi, d), vsub(yk, m), vload(sq, k)))
-                zk = vload(zs, z0 + k)
-                vstore(mz, k, vfma(ri, vsub(zk, vload(mz, k)), vload(mz, k)))
+        if dense and tab < 0:
+            _advance(0, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab,
+                     tabc, S, T, acts, zs, Z1, Z2, built)
+            _output_west(0, output, zs, y, mu, sq, mz, r, w, L, K)
+            row = acts.shape[1]
+            for i in range(1, c):
+                for l in range(first[i], L):
+                    _matvec(acts, l * row, M, i, moff[l], zs, (l + 1) * row, Wf, woff[l], bf,
+                            boff[l], sizes[l], sizes[l + 1])
+                    if l + 1 < L:
+                        _activate(hidden[l], zs, acts, l + 1, sizes[l + 1] * LANES)
+                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
+        else:
+            for i in range(c):
+                _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab,
+                         tabc, S, T, acts, zs, Z1, Z2, built)
+                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
         for e in range(e0, min(e0 + LANES, n)):
             for k in range(K):
                 mean[e, k] = mu[k * LANES + e - e0]
@@ -955,8 +976,12 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
                     and np.all((m == 0) | (m == kept_value))):
                 tab, tabc = k, np.ascontiguousarray(kept_value)
                 S, T = _half_indices(m)
+        # The rank-one test of _advance, on the first changed layer's width.
+        changed = first[1:] < L
+        widths = packed[4][first[1:][changed]]
+        dense = bool(2 * np.count_nonzero(4 * chg[1:, 0][changed] > widths) > c)
         mean, m2, mean_z = _generic_moments(*packed, output, X, M, moff, first, chg, tab, tabc,
-                                            S, T, _west_ratios(w), w)
+                                            S, T, _west_ratios(w), w, dense)
         acc.weight, acc.mean, acc.m2, acc.mean_logits = float(w.sum()), mean, m2, mean_z
         return acc
 
