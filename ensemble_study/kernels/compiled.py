@@ -565,8 +565,10 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
     btop = bias[0]
     for k in range(1, K):
         btop = max(btop, bias[k])
+    elb = np.empty(K)
     for k in range(K):
         lb[k] = bias[k] - btop
+        elb[k] = math.exp(lb[k])
     for b in range(B):
         low = np.inf
         for k in range(K):
@@ -585,7 +587,7 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
             _softmax_direct(V, bias, P1, P2, n1, variance, mean[b], var[b])
             continue
         for k in range(K):
-            T1[0, k] = math.exp(lb[k])
+            T1[0, k] = elb[k]
             T2T[k, 0] = 1.0
         _exp_into(sh, E)
         for j in range(n):
