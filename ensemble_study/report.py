@@ -705,6 +705,17 @@ def reproduce_cost(results_dir: Path) -> str:
             + table(["study", "wall time", "share"], rows))
 
 
+@block("reproduce-time")
+def reproduce_time(results_dir: Path) -> str:
+    df = _load(results_dir, "reproduce_time").set_index("run")
+    one, every = df.loc["one core"], df.loc["every core"]
+    return (f"`reproduce --fresh` took {one.wall_s / 60:.1f} min on one core and "
+            f"{every.wall_s / 60:.1f} min on every core ({int(every.cpus)} here, "
+            f"`--jobs {int(every.jobs)}`): {every.speedup:.2f} times as fast, one run of "
+            f"each in turn (`results/reproduce_time.csv`; this VM's run-to-run noise is up "
+            f"to 30%).")
+
+
 # --- Srivastava et al. Fig. 11 and Hinton et al.'s claim (studies.srivastava) ------------
 
 def _srivastava(results_dir: Path):
