@@ -325,9 +325,22 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
             _output_west(0, output, zs, y, mu, sq, mz, r, w, L, K)
             row = acts.shape[1]
             for i in range(1, c):
-                for l in range(first[i], L):
-                    _matvec(acts, l * row, M, i, moff[l], zs, (l + 1) * row, Wf, woff[l], bf,
-                            boff[l], sizes[l], sizes[l + 1])
+                l0 = first[i]
+                for l in range(l0, L):
+                    nin, nout, off = sizes[l], sizes[l + 1], moff[l]
+                    if l == l0 and off >= 0 and i % _REFRESH != 0 and 4 * chg[i, 0] <= nin:
+                        # the few masks that change few units: _advance's rank-one steps
+                        for u in range(1, chg[i, 0] + 1):
+                            j = chg[i, u]
+                            a = vmul(vload(acts, l * row + j * LANES),
+                                     vsplat(M[i, off + j] - M[i - 1, off + j]))
+                            for o in range(nout):
+                                at = (l + 1) * row + o * LANES
+                                vstore(zs, at, vfma(a, vsplat(Wf[woff[l] + j * nout + o]),
+                                                    vload(zs, at)))
+                    else:
+                        _matvec(acts, l * row, M, i, off, zs, (l + 1) * row, Wf, woff[l], bf,
+                                boff[l], nin, nout)
                     if l + 1 < L:
                         _activate(hidden[l], zs, acts, l + 1, sizes[l + 1] * LANES)
                 _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
