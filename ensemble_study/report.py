@@ -95,10 +95,18 @@ def _median_ci(values) -> str:
     return ci(*stats.bootstrap_ci(np.sort(np.asarray(values, dtype=float))))
 
 
+# The CSVs that no study command of the same name writes.
+_WRITERS = {"resume": "python scripts/resume_demo.py",
+            "reproduce_time": "python scripts/time_reproduce.py",
+            "compile_cost": "python scripts/compile_cost.py",
+            "reproduce_cost": "ensemble-study reproduce"}
+
+
 def _load(results_dir: Path, name: str) -> pd.DataFrame:
     path = results_dir / f"{name}.csv"
     if not path.exists():
-        raise FileNotFoundError(f"report needs {path}; run `ensemble-study {name}` first")
+        writer = _WRITERS.get(name, f"ensemble-study {name}")
+        raise FileNotFoundError(f"report needs {path}; run `{writer}` first")
     return load_result(path)
 
 
@@ -714,6 +722,18 @@ def reproduce_time(results_dir: Path) -> str:
             f"`--jobs {int(every.jobs)}`): {every.speedup:.2f} times as fast, one run of "
             f"each in turn (`results/reproduce_time.csv`; this VM's run-to-run noise is up "
             f"to 30%).")
+
+
+@block("resume")
+def resume(results_dir: Path) -> str:
+    r = _load(results_dir, "resume").iloc[0]
+    same = "byte-identical to" if r.identical else "different from"
+    return (f"Interrupted once {r.stored_at_interrupt} of its {r.cells} cells were stored, the "
+            f"sweep resumed with {r.from_store} cells from the store and recomputed "
+            f"{r.recomputed}; it took {r.resumed_s:.0f} s, against {r.uninterrupted_s:.0f} s "
+            f"for the uninterrupted run (one run of each), and its CSV was {same} the "
+            f"uninterrupted one's (`python scripts/resume_demo.py`, which writes "
+            f"`results/resume.csv`).")
 
 
 # --- Srivastava et al. Fig. 11 and Hinton et al.'s claim (studies.srivastava) ------------

@@ -189,6 +189,36 @@ def test_vector_exp_is_within_two_ulps_and_keeps_the_edges():
     np.testing.assert_array_equal(out[edge], ref[edge])  # inf, 0 and NaN where exp has them
 
 
+@pytest.mark.parametrize("name", ["vtanh", "vsigmoid"])
+def test_vector_activations_are_within_a_few_ulps_and_keep_the_edges(name):
+    from numba import njit
+
+    from ensemble_study.kernels import _simd
+
+    f = getattr(_simd, name)
+    LANES, vload, vstore = _simd.LANES, _simd.vload, _simd.vstore
+
+    @njit
+    def apply(x, out):
+        for i in range(0, x.size, LANES):
+            vstore(out, i, f(vload(x, i)))
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=20000) * s for s in (1e-8, 0.1, 0.25, 1.0, 5.0, 40.0)]
+                       + [np.linspace(-0.3, 0.3, 6001),  # both sides of tanh's series cut
+                          [0.0, -0.0, 1e-310, -1e-310, np.nan, np.inf, -np.inf, 800.0, -800.0]])
+    x = np.concatenate([x, np.zeros(-x.size % LANES)])
+    out = np.empty_like(x)
+    apply(x, out)
+    e = np.exp(-np.abs(x))  # the scalar kernels' logistic: no overflow on either side
+    ref = np.tanh(x) if name == "vtanh" else np.where(x >= 0, 1.0, e) / (1 + e)
+    ok = np.isfinite(ref) & (ref != 0)
+    assert np.all(np.abs(out[ok] - ref[ok]) <= 8 * np.spacing(np.abs(ref[ok])))
+    np.testing.assert_array_equal(out[~ok], ref[~ok])  # zeros (with their sign), NaN
+    assert np.array_equal(np.signbit(out), np.signbit(ref))
+    assert np.all(np.abs(out[np.isfinite(x)]) <= 1)
+
+
 def test_lanes_follow_the_host():
     import llvmlite.binding as llvm
 

@@ -7,7 +7,8 @@ AVX, else 2, read from the host's features when it is imported, so a cached
 kernel is rebuilt on a host with other features), and a handful of
 intrinsics over it: loads and stores at a flat index of a C-contiguous
 float64 array, splat, add/sub/mul/div, fused multiply-add, max, horizontal
-sum, lane access and an exp.
+sum, lane access, an exp, and the hidden activations tanh and the logistic
+sigmoid built on it.
 
 ``vexp`` is Cody-Waite range reduction and a degree-13 Taylor polynomial
 (truncation below 5e-18 on ``|r| <= ln2/2``), scaled by two exact powers of
@@ -164,23 +165,72 @@ def _pow2(builder, h):
     return builder.bitcast(builder.shl(bits, ir.Constant(_VI, [52] * LANES)), _VT)
 
 
+def _exp(builder, v):
+    x = _call(builder, "minnum", [_call(builder, "maxnum", [v, _const(-760.0)]), _const(710.0)])
+    t = _call(builder, "fma", [x, _const(1 / math.log(2)), _const(_MAGIC)])
+    n = builder.fsub(t, _const(_MAGIC))
+    neg = builder.fneg(n)
+    r = _call(builder, "fma", [neg, _const(_LN2_HI), x])
+    r = _call(builder, "fma", [neg, _const(_LN2_LO), r])
+    p = _const(1 / math.factorial(13))
+    for k in range(12, -1, -1):
+        p = _call(builder, "fma", [p, r, _const(1 / math.factorial(k))])
+    h = _call(builder, "floor", [builder.fmul(n, _const(0.5))])
+    out = builder.fmul(builder.fmul(p, _pow2(builder, h)), _pow2(builder, builder.fsub(n, h)))
+    return builder.select(builder.fcmp_unordered("uno", v, v), v, out)
+
+
 @intrinsic
 def vexp(typingctx, a):
     """Lane-wise ``exp`` (about 1 ulp; 0 below -745, inf above 709.8, NaN kept)."""
     def codegen(context, builder, sig, args):
+        return _exp(builder, args[0])
+    return vec(vec), codegen
+
+
+@intrinsic
+def vsigmoid(typingctx, a):
+    """Lane-wise logistic function, as the scalar kernels compute it: ``1 / (1 + e)``
+    for ``a >= 0`` and ``e / (1 + e)`` below, ``e = exp(-|a|)`` (no overflow)."""
+    def codegen(context, builder, sig, args):
         v = args[0]
-        x = _call(builder, "minnum", [_call(builder, "maxnum", [v, _const(-760.0)]),
-                                      _const(710.0)])
-        t = _call(builder, "fma", [x, _const(1 / math.log(2)), _const(_MAGIC)])
-        n = builder.fsub(t, _const(_MAGIC))
-        neg = builder.fneg(n)
-        r = _call(builder, "fma", [neg, _const(_LN2_HI), x])
-        r = _call(builder, "fma", [neg, _const(_LN2_LO), r])
-        p = _const(1 / math.factorial(13))
-        for k in range(12, -1, -1):
-            p = _call(builder, "fma", [p, r, _const(1 / math.factorial(k))])
-        h = _call(builder, "floor", [builder.fmul(n, _const(0.5))])
-        out = builder.fmul(builder.fmul(p, _pow2(builder, h)),
-                           _pow2(builder, builder.fsub(n, h)))
-        return builder.select(builder.fcmp_unordered("uno", v, v), v, out)
+        e = _exp(builder, builder.fneg(_call(builder, "fabs", [v])))
+        num = builder.select(builder.fcmp_ordered(">=", v, _const(0.0)), _const(1.0), e)
+        return builder.fdiv(num, builder.fadd(e, _const(1.0)))
+    return vec(vec), codegen
+
+
+def _tanh_series(terms: int) -> list[float]:
+    """Taylor coefficients of ``tanh(x) / x`` in powers of ``x^2`` (from Bernoulli numbers)."""
+    from fractions import Fraction
+
+    B = [Fraction(1)]
+    for n in range(1, 2 * terms + 1):
+        B.append(-sum(math.comb(n + 1, k) * B[k] for k in range(n)) / (n + 1))
+    return [float(Fraction(4**n * (4**n - 1)) * B[2 * n] / math.factorial(2 * n))
+            for n in range(1, terms + 1)]
+
+
+_TANH_CUT = 0.25
+_TANH_SERIES = _tanh_series(11)  # the first omitted term is below 3e-18 relative at 0.25
+
+
+@intrinsic
+def vtanh(typingctx, a):
+    """Lane-wise ``tanh``: the Taylor series below ``|a| = 0.25``, ``1 - 2 / (1 +
+    exp(2 |a|))`` above, with ``a``'s sign (NaN kept). Within a few ulp of
+    libm's (5 at worst, just above the cut, where the subtraction loses two
+    bits; the tests hold it to 8)."""
+    def codegen(context, builder, sig, args):
+        v = args[0]
+        x = _call(builder, "fabs", [v])
+        x2 = builder.fmul(x, x)
+        p = _const(_TANH_SERIES[-1])
+        for c in reversed(_TANH_SERIES[:-1]):
+            p = _call(builder, "fma", [p, x2, _const(c)])
+        small = builder.fmul(p, x)
+        big = builder.fsub(_const(1.0), builder.fdiv(
+            _const(2.0), builder.fadd(_exp(builder, builder.fadd(x, x)), _const(1.0))))
+        t = builder.select(builder.fcmp_ordered("<", x, _const(_TANH_CUT)), small, big)
+        return _call(builder, "copysign", [t, v])
     return vec(vec), codegen

@@ -42,7 +42,22 @@ from numba import njit
 
 from ..network import MLP
 from . import reference
-from ._simd import LANES, vadd, vdiv, vexp, vfma, vload, vmax, vmul, vsplat, vstore, vsub, vsum
+from ._simd import (
+    LANES,
+    vadd,
+    vdiv,
+    vexp,
+    vfma,
+    vload,
+    vmax,
+    vmul,
+    vsigmoid,
+    vsplat,
+    vstore,
+    vsub,
+    vsum,
+    vtanh,
+)
 from .reference import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
@@ -96,11 +111,13 @@ def _activate(code, zs, acts, l, stop):
         for o in range(0, stop, LANES):
             vstore(acts, base + o, vmax(vload(zs, base + o), zero))
     elif code == 2:
-        for o in range(stop):
-            acts[l, o] = math.tanh(zs[l, o])
+        base = l * zs.shape[1]
+        for o in range(0, stop, LANES):
+            vstore(acts, base + o, vtanh(vload(zs, base + o)))
     elif code == 3:
-        for o in range(stop):
-            acts[l, o] = _sigmoid1(zs[l, o])
+        base = l * zs.shape[1]
+        for o in range(0, stop, LANES):
+            vstore(acts, base + o, vsigmoid(vload(zs, base + o)))
     else:
         for o in range(stop):
             acts[l, o] = zs[l, o]
