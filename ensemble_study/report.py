@@ -708,8 +708,9 @@ def reproduce_cost(results_dir: Path) -> str:
     total = df.seconds.sum()
     rows = [[r.study, f"{r.seconds / 60:.1f} min", f"{r.seconds / total:.0%}"]
             for r in df.itertuples()]
-    return (f"`ensemble-study reproduce` at the default grids took {total / 60:.1f} min on "
-            f"2 cores (`results/reproduce_cost.csv`, which it writes):\n\n"
+    return (f"The studies of `ensemble-study reproduce` at the default grids took "
+            f"{total / 60:.1f} min on 2 cores, the figures apart (`results/reproduce_cost.csv`, "
+            f"which it writes):\n\n"
             + table(["study", "wall time", "share"], rows))
 
 

@@ -336,12 +336,14 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
         mu[:] = 0.0
         sq[:] = 0.0
         mz[:] = 0.0
-        if dense and tab < 0:
-            _advance(0, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab,
+        row = acts.shape[1]
+        i = 0
+        while i < c:  # one copy of _advance; the dense masks in a loop of their own
+            _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab,
                      tabc, S, T, acts, zs, Z1, Z2, built)
-            _output_west(0, output, zs, y, mu, sq, mz, r, w, L, K)
-            row = acts.shape[1]
-            for i in range(1, c):
+            _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
+            i += 1
+            while dense and tab < 0 and i < c:
                 l0 = first[i]
                 for l in range(l0, L):
                     nin, nout, off = sizes[l], sizes[l + 1], moff[l]
@@ -359,13 +361,9 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                         _matvec(acts, l * row, M, i, off, zs, (l + 1) * row, Wf, woff[l], bf,
                                 boff[l], nin, nout)
                     if l + 1 < L:
-                        _activate(hidden[l], zs, acts, l + 1, sizes[l + 1] * LANES)
+                        _activate(hidden[l], zs, acts, l + 1, nout * LANES)
                 _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
-        else:
-            for i in range(c):
-                _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, L, tab,
-                         tabc, S, T, acts, zs, Z1, Z2, built)
-                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
+                i += 1
         for e in range(e0, min(e0 + LANES, n)):
             for k in range(K):
                 mean[e, k] = mu[k * LANES + e - e0]
