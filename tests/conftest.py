@@ -19,3 +19,18 @@ SEEDS = (0, 1, 2)
 def seed(request):
     return request.param
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels():
+    """Compile (or load from numba's disk cache) every kernel once, up front.
+
+    With an empty cache, tests that start worker processes would otherwise
+    have each worker compile the kernels again, at the same time.
+    """
+    from ensemble_study import kernels
+
+    if kernels.backend() == "numba":
+        from ensemble_study.bench import warm_up
+
+        warm_up()

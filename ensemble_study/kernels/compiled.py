@@ -972,7 +972,7 @@ def _half_indices(m: np.ndarray):
 def generic_task(net: MLP, X: np.ndarray, multipliers_of):
     """The compiled chunk task of the generic path (see ``reference.generic_task``)."""
     packed = _pack(net)
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.require(X, np.float64, ["C", "W"])  # one specialisation: see conditional_moments
     L = net.n_layers
     output = _OUTPUT_CODES[net.output]
     # One subnetwork (e.g. keep_prob = 1 everywhere) gains nothing from the
@@ -1039,7 +1039,7 @@ def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.
     if plan.prefix is None:
         return np.broadcast_to(X, (masks.shape[0],) + X.shape)
     M, moff, first, chg = _prefix_inputs(net, plan, masks)
-    return _prefix_acts(*_pack(net), np.ascontiguousarray(X, dtype=np.float64), M, moff, first,
+    return _prefix_acts(*_pack(net), np.require(X, np.float64, ["C", "W"]), M, moff, first,
                         chg)
 
 
@@ -1058,11 +1058,13 @@ def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray,
             within = (q * (1 - q)) * ((A * A) @ (scaled_W * scaled_W))
         return mean_logits, within, mean_logits
     K = W.shape[1]
-    flat = np.ascontiguousarray(A.reshape(c * n, h))
+    # Writable C arrays only: numba compiles one specialisation per read-only
+    # flag, and a read-only bias (the network's own) tripled the compile cost.
+    flat = np.require(A.reshape(c * n, h), np.float64, ["C", "W"])
     mean = np.empty((c * n, K))
     var = np.empty((c * n, K))
     kernel = _sigmoid_pairs if net.output == "sigmoid" else _softmax_pairs
-    kernel(flat, np.ascontiguousarray(scaled_W), np.ascontiguousarray(b, dtype=np.float64), q,
+    kernel(flat, np.require(scaled_W, np.float64, ["C", "W"]), np.array(b, dtype=np.float64), q,
            variance, mean, var)
     shape = (c, n, K)
     return mean.reshape(shape), (var.reshape(shape) if variance else None), mean_logits
@@ -1070,7 +1072,7 @@ def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray,
 
 def shortcut_task(net: MLP, plan: _Plan, X: np.ndarray, arithmetic: bool, variance: bool):
     """The compiled chunk task of the shortcut path: ``(masks, log_probs) -> Moments``."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.require(X, np.float64, ["C", "W"])
     analytic = net.output == "identity" or not arithmetic
 
     def task(chunk) -> Moments:
