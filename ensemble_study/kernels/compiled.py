@@ -62,6 +62,7 @@ from .reference import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
     Moments,
+    _outer_multipliers,
     _Plan,
 )
 
@@ -161,6 +162,20 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
 
 
 @njit(**_INLINE)
+def _rank_one(i, l, Wf, woff, sizes, M, moff, chg, acts, zs):
+    """``zs[l + 1] += (m_i - m_{i-1})_j acts[l, j] W[l][j, :]`` for each unit ``j``
+    of layer ``l`` that mask ``i`` changed (``chg[i]``)."""
+    nout, w0, off, row = sizes[l + 1], woff[l], moff[l], acts.shape[1]
+    z0 = (l + 1) * row
+    for u in range(1, chg[i, 0] + 1):
+        j = chg[i, u]
+        a = vmul(vload(acts, l * row + j * LANES), vsplat(M[i, off + j] - M[i - 1, off + j]))
+        for o in range(nout):
+            at = z0 + o * LANES
+            vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]), vload(zs, at)))
+
+
+@njit(**_INLINE)
 def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, top, tab, tabc,
              S, T, acts, zs, Z1, Z2, built):
     """Bring a block of ``LANES`` examples up to date for mask ``i``.
@@ -212,13 +227,7 @@ def _advance(i, Wf, woff, bf, boff, sizes, hidden, Xb, M, moff, first, chg, top,
         else:
             if (l == l0 and off >= 0 and i > 0 and i % _REFRESH != 0
                     and 4 * chg[i, 0] <= nin):
-                for q in range(1, chg[i, 0] + 1):
-                    j = chg[i, q]
-                    d = M[i, off + j] - M[i - 1, off + j]
-                    a = vmul(vload(acts, a0 + j * LANES), vsplat(d))
-                    for o in range(nout):
-                        at = z0 + o * LANES
-                        vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]), vload(zs, at)))
+                _rank_one(i, l, Wf, woff, sizes, M, moff, chg, acts, zs)
             else:
                 _matvec(acts, a0, M, i, off, zs, z0, Wf, w0, bf, b0, nin, nout)
         if l + 1 < L:
@@ -241,15 +250,8 @@ def _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, top, acts, zs):
     :func:`_advance`: its general paths in the same loop body cost the
     register allocator enough to slow this one down fourfold.
     """
-    l = top - 1
-    nout, w0, off, row = sizes[top], woff[l], moff[l], acts.shape[1]
-    j = chg[i, 1]
-    a = vmul(vload(acts, l * row + j * LANES), vsplat(M[i, off + j] - M[i - 1, off + j]))
-    z0 = top * row
-    for o in range(nout):
-        at = z0 + o * LANES
-        vstore(zs, at, vfma(a, vsplat(Wf[w0 + j * nout + o]), vload(zs, at)))
-    _activate(hidden[l], zs, acts, top, nout * LANES)
+    _rank_one(i, top - 1, Wf, woff, sizes, M, moff, chg, acts, zs)
+    _activate(hidden[top - 1], zs, acts, top, sizes[top] * LANES)
 
 
 @njit(**_JIT)
@@ -349,14 +351,7 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                     nin, nout, off = sizes[l], sizes[l + 1], moff[l]
                     if l == l0 and off >= 0 and i % _REFRESH != 0 and 4 * chg[i, 0] <= nin:
                         # the few masks that change few units: _advance's rank-one steps
-                        for u in range(1, chg[i, 0] + 1):
-                            j = chg[i, u]
-                            a = vmul(vload(acts, l * row + j * LANES),
-                                     vsplat(M[i, off + j] - M[i - 1, off + j]))
-                            for o in range(nout):
-                                at = (l + 1) * row + o * LANES
-                                vstore(zs, at, vfma(a, vsplat(Wf[woff[l] + j * nout + o]),
-                                                    vload(zs, at)))
+                        _rank_one(i, l, Wf, woff, sizes, M, moff, chg, acts, zs)
                     else:
                         _matvec(acts, l * row, M, i, off, zs, (l + 1) * row, Wf, woff[l], bf,
                                 boff[l], nin, nout)
@@ -1016,16 +1011,6 @@ def generic_task(net: MLP, X: np.ndarray, multipliers_of):
         return acc
 
     return task
-
-
-def _outer_multipliers(net: MLP, plan: _Plan, masks: np.ndarray) -> dict:
-    mults, start = {}, 0
-    for l in plan.outer.layers if plan.outer is not None else ():
-        width = net.sizes[l]
-        m = masks[:, start:start + width].astype(np.float64)
-        start += width
-        mults[l] = m / plan.outer.layer_keep_prob(l) if plan.outer.scheme == "inverted" else m
-    return mults
 
 
 def _prefix_inputs(net: MLP, plan: _Plan, masks: np.ndarray):

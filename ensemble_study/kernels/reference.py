@@ -497,17 +497,22 @@ def shortcut_plan(net: MLP, cfg: DropoutConfig) -> _Plan | None:
                  prefix, net.sizes[L - 1])
 
 
-def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Activation ``L-1`` under each outer mask, shape ``(c, n_examples, width)``."""
-    if plan.prefix is None:
-        return np.broadcast_to(X, (masks.shape[0],) + X.shape)
-    multipliers, start = {}, 0
+def _outer_multipliers(net: MLP, plan: _Plan, masks: np.ndarray) -> dict:
+    """The outer masks ``(c, n_outer)`` as each outer layer's multipliers, ``{l: (c, width)}``."""
+    mults, start = {}, 0
     for l in plan.outer.layers if plan.outer is not None else ():
         width = net.sizes[l]
         m = masks[:, start:start + width].astype(np.float64)
         start += width
-        multipliers[l] = m / plan.outer.layer_keep_prob(l) if plan.outer.scheme == "inverted" else m
-    Z = forward(plan.prefix, X, multipliers, logits=True)
+        mults[l] = m / plan.outer.layer_keep_prob(l) if plan.outer.scheme == "inverted" else m
+    return mults
+
+
+def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Activation ``L-1`` under each outer mask, shape ``(c, n_examples, width)``."""
+    if plan.prefix is None:
+        return np.broadcast_to(X, (masks.shape[0],) + X.shape)
+    Z = forward(plan.prefix, X, _outer_multipliers(net, plan, masks), logits=True)
     A = ACTIVATION_FUNCTIONS[net.hidden[-1]](Z)
     return A if A.ndim == 3 else np.broadcast_to(A, (masks.shape[0],) + A.shape)
 
