@@ -105,6 +105,8 @@ def default_cases(quick: bool = False) -> list[Case]:
 def blas_info() -> tuple[str, int]:
     """The BLAS library numpy calls and its default thread count."""
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    # scipy may load an OpenBLAS of its own; numpy's is the one the naive loop calls.
+    blas.sort(key=lambda i: "numpy" not in i.get("filepath", ""))
     if not blas:
         return "unknown", -1
     return f"{blas[0]['internal_api']} {blas[0]['version']}", int(blas[0]["num_threads"])
