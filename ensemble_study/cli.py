@@ -458,6 +458,33 @@ def reproduce(quick, results_dir, figures_dir, execution):
         _draw_figures(results_dir, figures_dir, DEFAULT_STUDIES)
     except ValueError as exc:  # a malformed CSV left in --results by something else
         raise click.ClickException(str(exc)) from None
+    if results_dir == RESULTS_DIR:
+        _refresh_documents(results_dir)
+
+
+# The documents whose generated blocks read RESULTS_DIR.
+DOCUMENTS = (Path("README.md"),)
+
+
+def _refresh_documents(results_dir: Path) -> None:
+    """Regenerate the blocks of every document that reads ``results_dir``.
+
+    The new CSVs can differ from the committed ones (wall times always do; a
+    host with other floating-point kernels can move the last bits of a
+    trained network), and the blocks must say what the CSVs say, or the
+    README's second command (the tests) would fail after its first.
+    """
+    from .report import update
+    from .results import atomic_write_text
+
+    for doc in DOCUMENTS:
+        if not doc.is_file():
+            continue
+        new, changed = update(doc.read_text(), results_dir)
+        if changed:
+            atomic_write_text(doc, new)
+        click.echo(f"{doc}: {len(changed)} generated block(s) rewritten"
+                   + (f": {', '.join(changed)}" if changed else ""), err=True)
 
 
 # --- every approximation against the exact ensemble (issue 9) -------------------
