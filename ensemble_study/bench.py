@@ -383,10 +383,10 @@ FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per sub
 
 def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):
     """Draw the registered ``bench`` figure from ``df`` to ``path`` (written atomically)."""
-    from .plots import FIGURES
     from .plots import save_figure as write_png
+    from .tables import BENCH
 
-    return write_png(FIGURES["bench"]["bench"](df), path, dpi=dpi)
+    return write_png(BENCH.figures["bench"](df), path, dpi=dpi)
 
 
 def warm_up() -> float:

@@ -150,17 +150,50 @@ def _float_repr(x) -> str:
     return repr(float(x))
 
 
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """A digest of the package's source files.
+# Modules and folders that draw, print or dispatch but compute no cell's rows:
+# editing them (a figure's title, a command's help) keeps the stored cells.
+_PRESENTATION = frozenset({"cli", "plots.py", "report.py", "tables.py", "study.py",
+                           "reproduce.py", "bench.py", "_bench_c.py", "_roofline.py"})
+
+
+def _source_files(depends: tuple[str, ...]) -> list[Path]:
+    """The numeric core, plus the files of the modules in ``depends``."""
+    root = Path(__file__).resolve().parent
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in _PRESENTATION:
+            continue
+        if rel.parts[0] == "studies" and rel.as_posix() != "studies/_common.py":
+            continue  # a study's cells depend on its own compute only (below)
+        files.append(path)
+    for name in depends:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if file is None:
+            raise ValueError(f"depends: {name!r} is not an imported module with a source file")
+        files.append(Path(file).resolve())
+    return files
+
+
+@functools.cache
+def source_digest(depends: tuple[str, ...] = ()) -> str:
+    """A digest of the source a study's cells depend on.
 
     Part of the store key beside the version, so that cells computed by other
-    code (a development checkout between two releases) are never reused.
+    code (a development checkout between two releases) are never reused. It
+    covers the numeric core (every module of the package but the drawing,
+    printing and dispatching ones, and but the studies) and the modules in
+    ``depends`` (a study's own compute module), not figure or report code.
     """
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in _source_files(tuple(depends)):
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            name = path.name
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -172,10 +205,11 @@ class CellStore:
     them out.
     """
 
-    def __init__(self, root, study: str, params: dict):
+    def __init__(self, root, study: str, params: dict, depends: tuple[str, ...] = ()):
         from . import __version__
 
-        self.meta = {"study": study, "version": __version__, "source": source_digest(),
+        self.meta = {"study": study, "version": __version__,
+                     "source": source_digest(tuple(depends)),
                      "params": _canonical(params)}
         text = json.dumps(self.meta, sort_keys=True, allow_nan=True)
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -418,7 +452,7 @@ def _dask(run_cell, todo, cells, params, client) -> Iterator:
 
 def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells: Sequence,
               params: dict, *, execution: Execution | None = None,
-              progress=False) -> list[dict]:
+              progress=False, depends: Sequence[str] = ()) -> list[dict]:
     """Rows of every cell, in grid order, however and wherever the cells ran.
 
     Parameters
@@ -438,6 +472,9 @@ def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells:
         Report progress on stderr (see :class:`Progress`); a callable gets
         ``(n_done, n_total)`` after every computed cell, once the cell is
         stored (raising from it interrupts the study).
+    depends : sequence of str
+        Modules (beyond the numeric core) whose source keys the stored cells:
+        the study's compute module (see :func:`source_digest`).
 
     Returns
     -------
@@ -446,7 +483,8 @@ def map_cells(study: str, run_cell: Callable[[object, dict], list[dict]], cells:
     """
     execution = Execution() if execution is None else execution
     cells = list(cells)
-    store = None if execution.store is None else CellStore(execution.store, study, params)
+    store = (None if execution.store is None
+             else CellStore(execution.store, study, params, tuple(depends)))
     results: list = [None] * len(cells)
     if store is not None and not execution.fresh:
         results = [store.load(i) for i in range(len(cells))]

@@ -82,7 +82,8 @@ def bootstrap_ci(values, statistic: str = "median", *, level: float = LEVEL,
     return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def _group_seed(key) -> int:
+def group_seed(key) -> int:
+    """A stable seed for a group key (CRC-32 of its repr)."""
     # A stable seed per group (not Python's salted hash): a group's interval
     # is the same whatever else the table holds and in whatever order.
     return zlib.crc32(repr(key).encode())
@@ -117,7 +118,7 @@ def summarise(df: pd.DataFrame, keys: Sequence[str], value: str, statistic: str 
         # Sorted, so the interval does not depend on the order of the rows either.
         v = np.sort(group[value].to_numpy(dtype=np.float64))
         est, low, high = bootstrap_ci(v, statistic, level=level, n_resamples=n_resamples,
-                                      rng=_group_seed(key))
+                                      rng=group_seed(key))
         row = dict(zip(keys, key, strict=True), statistic=statistic, estimate=est,
                    ci_low=low, ci_high=high, n=int(v.size))
         if spread is not None:

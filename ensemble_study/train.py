@@ -518,3 +518,16 @@ def _evaluate(net: MLP, cfg, X, y) -> dict:
         return {"eval_loss": float(0.5 * np.mean(np.sum((probs - targets(net, y)) ** 2, 1)))}
     return {"eval_loss": negative_log_likelihood(net.output, probs, y),
             "eval_error": error_rate(net.output, probs, y)}
+
+
+def seed_streams(seed: int) -> list[np.random.SeedSequence]:
+    """The three streams of ``ensemble-study train --seed SEED``.
+
+    ``(split, init, masks)``: the train/test split of the dataset, the
+    initial network and the training masks, ``SeedSequence(seed).spawn(3)``.
+    ``load_dataset(name, rng=seed_streams(seed)[0])`` is the split that
+    ``train --seed`` trains on and ``evaluate --dataset --seed`` scores.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return np.random.SeedSequence(int(seed)).spawn(3)

@@ -1,5 +1,6 @@
 """The approximations study on a tiny grid: API, CliRunner, figures, summaries."""
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -8,32 +9,36 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ensemble_study import cli, plots
+from ensemble_study import cli
+from ensemble_study.predictors import PREDICTORS
 from ensemble_study.results import load_result, save_result
 from ensemble_study.studies import approximations as study
 from ensemble_study.studies import sweep
+from ensemble_study.studies.approximations import summary
 
-TINY = dict(study.QUICK, activations=("relu", "tanh"), keep_probs=(0.5, 0.8), width=3,
-            n_inputs=4, n_seeds=2, ks=(1, 2, 5), n_draws=2, trained_width=3, n_test=10,
-            epochs=1, baldi_networks=2, weight_scales=(1.0, 4.0), baldi_width=3)
-ARGS = ["--quick", "--activation", "relu", "--keep-prob", "0.5", "--n-seeds", "1",
-        "--k", "1", "--k", "5", "--n-draws", "1", "--trained-seeds", "1",
+STUDY = study.STUDY
+TINY = dict(STUDY.defaults(quick=True), activations=("relu", "tanh"), keep_probs=(0.5, 0.8),
+            width=3, n_inputs=4, n_networks=2, n_samples=(1, 2, 5), n_draws=2,
+            trained_width=3, n_test=10, epochs=1, baldi_networks=2, weight_scales=(1.0, 4.0),
+            baldi_width=3)
+ARGS = ["--quick", "--activation", "relu", "--keep-prob", "0.5", "--n-networks", "1",
+        "--n-samples", "1", "--n-samples", "5", "--n-draws", "1", "--n-trained", "1",
         "--baldi-networks", "2"]
 
 
 @pytest.fixture(scope="module")
 def table():
-    return study.run(**TINY)
+    return STUDY.run(TINY)
 
 
 def test_columns_and_rows_for_every_predictor(table):
     assert list(table.columns) == ["study", *study.COLUMNS]
     for part in ("random", "trained"):
         rows = table[table["part"] == part]
-        assert set(rows["predictor"]) == set(study.PREDICTORS)
-        for name in study.SAMPLED:
+        assert set(rows["predictor"]) == set(PREDICTORS)
+        for name in summary.SAMPLED:
             got = rows[rows["predictor"] == name].groupby("n_samples")["draw"].nunique()
-            assert dict(got) == {k: TINY["n_draws"] for k in TINY["ks"]}
+            assert dict(got) == {k: TINY["n_draws"] for k in TINY["n_samples"]}
     exact = table[table["predictor"] == "exact"]
     assert np.all(exact["mean_abs_error"] == 0) and np.all(exact["variance_rel_error"] == 0)
     baldi = table[table["part"] == "baldi"]
@@ -57,13 +62,13 @@ def test_rb_at_one_free_layer_and_costs(table):
 
 
 def test_byte_reproducible_and_cells_independent(table, tmp_path):
-    again = study.run(**TINY)
+    again = STUDY.run(TINY)
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     save_result(table, a, TINY)
     save_result(again, b, TINY)
     assert a.read_bytes() == b.read_bytes()
     # Each cell is picklable and scores the same alone, in any order.
-    p = study.check_params(**TINY)
+    p = STUDY.check_params(TINY)
     cells = study.cells(p)
     last = pickle.loads(pickle.dumps(cells[-1]))
     alone = pd.DataFrame(study.run_cell(last, p) + study.run_cell(cells[0], p))
@@ -75,34 +80,35 @@ def test_byte_reproducible_and_cells_independent(table, tmp_path):
 
 def test_random_cells_get_the_sweeps_networks():
     # With the sweep's grid, the random part's cells are the sweep's cells.
-    p = study.check_params(**{**study.DEFAULTS, "n_seeds": 3})
+    p = STUDY.check_params(n_networks=3)
     random = [x for x in study.cells(p) if x.part == "random"]
-    grid = dict(sweep.DEFAULTS, activations=p["activations"], outputs=p["outputs"], n_seeds=3)
+    grid = sweep.STUDY.check_params(activations=p["activations"], outputs=p["outputs"],
+                                    n_networks=3)
     sweep_cells = [(o, a, s) for o in grid["outputs"] for a in grid["activations"]
-                   for s in range(grid["n_seeds"])]
+                   for s in range(grid["n_networks"])]
     streams = np.random.SeedSequence(grid["seed"]).spawn(len(sweep_cells))
     assert [(x.output, x.activation, x.seed) for x in random] == sweep_cells
     assert [x.stream.spawn_key for x in random] == [s.spawn_key for s in streams]
 
 
 def test_summaries(table):
-    s = study.summary(table, keep_probs=(0.5,), ks=(5,))
-    assert set(s["predictor"]) == set(study.PREDICTORS)
+    s = summary.summary(table, keep_probs=(0.5,), ks=(5,))
+    assert set(s["predictor"]) == set(PREDICTORS)
     assert (s.loc[(s["predictor"] == "exact") & (s["part"] == "random"), ["relu", "tanh"]] == 0).all().all()
     assert {"relu", "tanh"} <= set(s.columns)
-    pair = study.paired(table, "moment_propagation", "scaled")
+    pair = summary.paired(table, "moment_propagation", "scaled")
     assert set(pair["part"]) == {"random", "trained"} and (pair["n_pairs"] > 0).all()
-    cross = study.crossovers(table)
-    assert set(cross["sampler"]) == set(study.SAMPLED)
-    bald = study.baldi_summary(table)
+    cross = summary.crossovers(table)
+    assert set(cross["sampler"]) == set(summary.SAMPLED)
+    bald = summary.baldi_summary(table)
     assert ((bald["ci_low"] <= bald["share_breaking"])
             & (bald["share_breaking"] <= bald["ci_high"])).all()
-    for title, frame in study.report(table):
-        assert title and len(frame)
+    for name, block in STUDY.blocks.items():
+        assert block(table).strip(), name
 
 
 def test_figures(table):
-    for name, fn in plots.FIGURES["approximations"].items():
+    for name, fn in STUDY.figures.items():
         fig = fn(table)
         assert fig.get_suptitle(), name
         for ax in fig.axes:
@@ -111,32 +117,34 @@ def test_figures(table):
 
 
 def test_bad_params_are_value_errors():
-    for key, bad, match in [("ks", (0,), "ks must be an integer >= 1"),
+    for key, bad, match in [("n_samples", (0,), "n_samples must be one or more values, each "
+                                                "an integer >= 1"),
                             ("baldi_networks", -1, "baldi_networks must be an integer >= 0"),
-                            ("weight_scales", (0.0,), "weight_scales must list"),
+                            ("weight_scales", (0.0,), "weight_scales must be one or more"),
                             ("width", 9, r"width \* depth")]:
         with pytest.raises(ValueError, match=match):
-            study.check_params(**{**study.DEFAULTS, key: bad})
+            STUDY.check_params({key: bad})
 
 
 def test_command_writes_csv_timing_and_summary(tmp_path):
     runner = CliRunner()
-    out = tmp_path / "out" / "approx.csv"
+    out = tmp_path / "out" / "approximations.csv"
     result = runner.invoke(cli.main, ["approximations", *ARGS, "--out", str(out)])
     assert result.exit_code == 0, result.output
     df = load_result(out)
     assert list(df.columns) == ["study", *study.COLUMNS]
-    assert set(df.loc[df["part"] == "random", "predictor"]) == set(study.PREDICTORS)
-    assert set(df.loc[df["part"] == "trained", "predictor"]) == set(study.PREDICTORS)
-    timing = load_result(out.with_name("approx_timing.csv"))
+    assert set(df.loc[df["part"] == "random", "predictor"]) == set(PREDICTORS)
+    assert set(df.loc[df["part"] == "trained", "predictor"]) == set(PREDICTORS)
+    timing = load_result(out.with_name("approximations_timing.csv"))
     assert {"predictor", "n_samples", "seconds"} <= set(timing.columns)
     assert (timing["seconds"] > 0).all()
-    result = runner.invoke(cli.main, ["approximations-summary", "--results", str(out)])
+    result = runner.invoke(cli.main, ["approximations", "--summary", "--results",
+                                      str(out.parent)])
     assert result.exit_code == 0, result.output
-    assert "moment_propagation" in result.output and "Baldi" in result.output
+    assert all(f"## {name}" in result.output for name in STUDY.blocks)
 
 
-@pytest.mark.parametrize("bad", [["--k", "0"], ["--keep-prob", "0"], ["--activation", "elu"],
+@pytest.mark.parametrize("bad", [["--n-samples", "0"], ["--keep-prob", "0"], ["--activation", "elu"],
                                  ["--baldi-networks", "-1"]])
 def test_bad_option_exits_2_and_writes_nothing(bad, tmp_path):
     result = CliRunner().invoke(cli.main, ["approximations", "--quick", *bad,
@@ -156,12 +164,14 @@ def test_out_that_cannot_be_written_exits_2_before_any_work(tmp_path):
 
 @pytest.mark.slow  # ~8 s: a whole reproduce --quick
 def test_reproduce_quick_runs_the_study(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["approximations"])
-    monkeypatch.setattr(study, "QUICK", TINY)
+    import ensemble_study.studies as studies
+
+    monkeypatch.setattr(studies, "default_studies", lambda: ["approximations"])
+    monkeypatch.setattr(STUDY, "params", tuple(dataclasses.replace(p, quick=TINY[p.name])
+                                               for p in STUDY.params))
     result = CliRunner().invoke(cli.main, ["reproduce", "--quick", "--results",
                                            str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output
     assert {p.name for p in Path(tmp_path / "r").glob("*.csv")} == {
         "approximations.csv", "approximations_timing.csv", "reproduce_cost.csv"}
-    assert {p.stem for p in Path(tmp_path / "f").glob("*.png")} == set(
-        plots.FIGURES["approximations"])
+    assert {p.stem for p in Path(tmp_path / "f").glob("*.png")} == set(STUDY.figures)

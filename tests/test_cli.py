@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import ensemble_study.studies as studies
 from ensemble_study import cli
 
 # Tiny grids: each command runs in well under a second (in this process: a pool's
@@ -126,7 +127,7 @@ def test_figures_after_the_studies(tmp_path):
 
 @pytest.mark.slow  # ~14 s: four studies and their figures
 def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["sweep", "mc", "spread", "depth"])
+    monkeypatch.setattr(studies, "default_studies", lambda: ["sweep", "mc", "spread", "depth"])
     runner = CliRunner()
     with fresh_folder(tmp_path):
         result = runner.invoke(cli.main, ["reproduce", "--quick", "--jobs", "1"])
@@ -140,7 +141,7 @@ def test_reproduce_quick_runs_these_studies(tmp_path, monkeypatch):
 
 
 def test_reproduce_records_what_each_study_cost(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["spread", "depth"])
+    monkeypatch.setattr(studies, "default_studies", lambda: ["spread", "depth"])
     result = CliRunner().invoke(cli.main, ["reproduce", "--quick", "--jobs", "1", "--results",
                                            str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output

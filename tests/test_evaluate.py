@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from reference import brute_force
 
 from ensemble_study import MLP, DropoutConfig, sample_ensemble, scaled_forward
-from ensemble_study.cli import _train_streams, main
+from ensemble_study.cli import main
 from ensemble_study.datasets import load_dataset
 from ensemble_study.evaluate import (
     ID_COLUMNS,
@@ -18,6 +18,7 @@ from ensemble_study.evaluate import (
     dropout_config,
     evaluate_network,
 )
+from ensemble_study.train import seed_streams
 
 
 def _row(df, predictor, reference=None):
@@ -152,7 +153,7 @@ def test_train_save_writes_the_trained_network(saved):
     meta = json.loads((saved / "history.json").read_text())["params"]
     assert meta["keep_prob"] == [0.8, 0.5] and meta["activation"] == "tanh"
     # the history's last scaled-pass error is the saved network's, on the same split
-    ds = load_dataset("digits_2v3", rng=_train_streams(4)[0])
+    ds = load_dataset("digits_2v3", rng=seed_streams(4)[0])
     cfg = DropoutConfig({1: 0.8, 2: 0.5})
     err = np.mean((scaled_forward(net, cfg, ds.X_test)[:, 0] > 0.5) != ds.y_test)
     assert pd.read_csv(saved / "history.csv").eval_error.iloc[-1] == err
@@ -167,7 +168,7 @@ def test_evaluate_on_a_dataset_with_labels(saved):
     df = pd.read_csv(saved / "ev/labels.csv")
     assert list(df.columns) == ID_COLUMNS + METRIC_COLUMNS and len(df) == 4
     net = MLP.load(saved / "net.npz")
-    ds = load_dataset("digits_2v3", rng=_train_streams(4)[0])
+    ds = load_dataset("digits_2v3", rng=seed_streams(4)[0])
     ref = brute_force(net, DropoutConfig({1: 0.8, 2: 0.5}), ds.X_test)
     assert _row(df, "mean").error == np.mean((ref.mean[:, 0] > 0.5) != ds.y_test)
     assert _row(df, "mean").n_subnetworks == 128
@@ -306,7 +307,7 @@ def test_evaluate_pt_without_torch_is_a_usage_error(tmp_path, monkeypatch):
     (["train", "--save", "net.pt"], "must end in .npz"),
     (["train", "--input-keep-prob", "0.8"], "--exact (or --no-exact): 84 dropped units"),
     (["train", "--activation", "gelu"], "gelu"),
-    (["trained", "--input-keep-prob", "0.8"], "dataset 'digits': 84 dropped units"),
+    (["trained", "--input-keep-prob", "0.8"], "84 dropped units"),
     (["trained", "--optimizer", "lbfgs"], "lbfgs"),
     (["trained", "--learning-rate", "0"], "x>0"),
     (["boundary", "--hidden", "13", "--hidden", "12"], "25 dropped units"),
@@ -336,9 +337,8 @@ def test_trained_passes_the_new_options(tmp_path):
     assert set(df[df.predictor == "exact_mean"].n_samples) == {2**5}  # 2 inputs + 3 hidden
     params = json.loads((tmp_path / "t.json").read_text())["params"]
     assert params["activation"] == "sigmoid" and params["input_keep_prob"] == 0.5
-    assert params["train_cfg"] == {**params["train_cfg"], "optimizer": "sgd",
-                                   "learning_rate": 0.05, "batch_size": 16,
-                                   "weight_decay": 0.001, "max_norm": 3.0, "epochs": 1}
+    assert params == {**params, "optimizer": "sgd", "learning_rate": 0.05, "batch_size": 16,
+                      "weight_decay": 0.001, "max_norm": 3.0, "epochs": 1}
 
 
 def test_boundary_command(tmp_path):
@@ -350,7 +350,7 @@ def test_boundary_command(tmp_path):
     assert len(df) == 16 and set(df.dataset) == {"moons"} and set(df.scheme) == {"vanilla"}
     assert set(df.architecture) == {"2-3-1"}
     params = json.loads((tmp_path / "b.json").read_text())["params"]
-    assert params["grid_size"] == 4 and params["train_cfg"]["epochs"] == 1
+    assert params["grid_size"] == 4 and params["epochs"] == 1
 
 
 @pytest.mark.parametrize("name", ["evaluate", "boundary", "train", "trained"])

@@ -5,7 +5,6 @@ and the order cells finish in; bit-identity of exact_ensemble over workers;
 an interrupted study resumed to the same bytes; progress lines in logs.
 """
 
-import dataclasses
 import io
 import math
 import os
@@ -22,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from test_cli import fresh_folder, without_cells
 
+import ensemble_study.studies as studies
 from ensemble_study import MLP, DropoutConfig, cli, exact_ensemble
 from ensemble_study.executor import CellStore, Execution, Progress, map_cells, process_pool
 from ensemble_study.kernels import default_threads
@@ -31,10 +31,10 @@ from ensemble_study.studies import mc, sweep, trained
 # 2 outputs x 2 activations x 3 seeds = 12 cells.
 TINY_SWEEP = dict(activations=("relu", "tanh"), outputs=("sigmoid", "softmax"),
                   keep_probs=(0.3, 0.9, 1.0), width=3, depth=2, n_features=3, n_inputs=5,
-                  n_seeds=3, seed=4)
+                  n_networks=3, seed=4)
 TINY_MC = dict(activations=("relu", "sigmoid"), output="softmax", scheme="inverted",
-               keep_prob=0.5, width=3, depth=2, n_features=3, n_inputs=4, n_seeds=2,
-               ks=(1, 10), n_repeats=3, seed=2)
+               keep_prob=0.5, width=3, depth=2, n_features=3, n_inputs=4, n_networks=2,
+               n_samples=(1, 10), n_draws=3, seed=2)
 N_CELLS = 12
 
 
@@ -60,13 +60,13 @@ def pool():
 
 @pytest.fixture(scope="module")
 def serial_sweep():
-    return csv_bytes(sweep.run(**TINY_SWEEP))
+    return csv_bytes(sweep.STUDY.run(**TINY_SWEEP))
 
 
 # --- one study, any executor: the same bytes --------------------------------------
 
 def test_sweep_cells_are_the_grid():
-    cells = sweep.cells(sweep.check_params(**TINY_SWEEP))
+    cells = sweep.cells(sweep.STUDY.check_params(TINY_SWEEP))
     assert len(cells) == N_CELLS and [c[0] for c in cells] == list(range(N_CELLS))
 
 
@@ -74,15 +74,15 @@ def test_sweep_bytes_on_a_local_pool_threads_and_a_local_cluster(serial_sweep, c
     with ThreadPoolExecutor(5) as threads:
         for execution in (Execution(jobs=2), Execution(executor=threads),
                           Execution(executor=client)):
-            assert csv_bytes(sweep.run(**TINY_SWEEP, execution=execution)) == serial_sweep
+            assert csv_bytes(sweep.STUDY.run(**TINY_SWEEP, execution=execution)) == serial_sweep
 
 
 def test_mc_bytes_on_a_local_pool_and_a_local_cluster(pool, client):
     """Sampled ensembles too: each draws from its cell's stream."""
-    serial = csv_bytes(mc.run(**TINY_MC))
+    serial = csv_bytes(mc.STUDY.run(**TINY_MC))
     before = os.environ.get("ENSEMBLE_STUDY_THREADS")
     for execution in (Execution(executor=pool), Execution(executor=client)):
-        assert csv_bytes(mc.run(**TINY_MC, execution=execution)) == serial
+        assert csv_bytes(mc.STUDY.run(**TINY_MC, execution=execution)) == serial
     # The in-process Dask workers' one-thread setting does not outlive the run.
     assert os.environ.get("ENSEMBLE_STUDY_THREADS") == before
 
@@ -91,10 +91,10 @@ def test_mc_bytes_on_a_local_pool_and_a_local_cluster(pool, client):
 def test_trained_bytes_on_a_local_pool(pool):
     """Training (BLAS, one thread in workers) and sampled ensembles give the same bytes."""
     params = dict(datasets=("digits_2v3",), hidden=(3, 3), keep_probs=(0.5, 0.9),
-                  schemes=("inverted",), seeds=(0, 1), n_test=30, sample_sizes=(1, 10),
-                  n_draws=1, train_cfg=dataclasses.replace(trained.DEFAULT_TRAIN, epochs=2))
-    serial = csv_bytes(trained.run(**params))
-    assert csv_bytes(trained.run(**params, execution=Execution(executor=pool))) == serial
+                  schemes=("inverted",), seeds=(0, 1), n_test=30, n_samples=(1, 10),
+                  n_draws=1, epochs=2)
+    serial = csv_bytes(trained.STUDY.run(**params))
+    assert csv_bytes(trained.STUDY.run(**params, execution=Execution(executor=pool))) == serial
 
 
 def _slow_first(cell, params):
@@ -164,23 +164,23 @@ def stop_after(n):
 def test_interrupted_study_resumes_to_the_same_bytes(jobs, serial_sweep, tmp_path):
     execution = Execution(jobs=jobs, store=tmp_path)
     with pytest.raises(Interrupt):
-        sweep.run(**TINY_SWEEP, execution=execution, progress=stop_after(5))
+        sweep.STUDY.run(**TINY_SWEEP, execution=execution, progress=stop_after(5))
     stored = sorted(tmp_path.glob("sweep-*/cell-*.csv"))
     # Every finished cell was stored before the callback ran; a pool may have
     # finished a few more while the interruption was raised.
     assert 5 <= len(stored) < N_CELLS
     computed = []
-    resumed = sweep.run(**TINY_SWEEP, execution=execution,
+    resumed = sweep.STUDY.run(**TINY_SWEEP, execution=execution,
                         progress=lambda done, total: computed.append(done))
     assert len(computed) == N_CELLS - len(stored)
     assert csv_bytes(resumed) == serial_sweep
     # A complete store: nothing recomputed, the same bytes again.
     computed.clear()
-    again = sweep.run(**TINY_SWEEP, execution=execution,
+    again = sweep.STUDY.run(**TINY_SWEEP, execution=execution,
                       progress=lambda done, total: computed.append(done))
     assert computed == [] and csv_bytes(again) == serial_sweep
     # fresh=True ignores the store.
-    fresh = sweep.run(**TINY_SWEEP, execution=Execution(jobs=jobs, store=tmp_path, fresh=True),
+    fresh = sweep.STUDY.run(**TINY_SWEEP, execution=Execution(jobs=jobs, store=tmp_path, fresh=True),
                       progress=lambda done, total: computed.append(done))
     assert len(computed) == N_CELLS and csv_bytes(fresh) == serial_sweep
 
@@ -194,8 +194,23 @@ def test_store_is_keyed_by_study_parameters_version_and_source(tmp_path, monkeyp
     assert CellStore(tmp_path, "sweep", {"seed": 0}).folder != a.folder
     monkeypatch.undo()
     # Other code (an edited checkout, same version): other cells.
-    monkeypatch.setattr("ensemble_study.executor.source_digest", lambda: "edited")
+    monkeypatch.setattr("ensemble_study.executor.source_digest", lambda depends=(): "edited")
     assert CellStore(tmp_path, "sweep", {"seed": 0}).folder != a.folder
+
+
+def test_store_key_covers_the_cells_code_not_the_figures():
+    from ensemble_study.executor import _source_files, source_digest
+
+    study = "ensemble_study.studies.sweep"
+    files = {p.relative_to(Path(sweep.__file__).parents[3]).as_posix()
+             for p in _source_files((study,))}
+    assert {"ensemble_study/studies/sweep/__init__.py", "ensemble_study/ensemble.py",
+            "ensemble_study/kernels/compiled.py"} <= files
+    for shown in ("ensemble_study/studies/sweep/show.py", "ensemble_study/plots.py",
+                  "ensemble_study/report.py", "ensemble_study/cli/__init__.py",
+                  "ensemble_study/studies/mc/__init__.py"):
+        assert shown not in files
+    assert source_digest((study,)) != source_digest(("ensemble_study.studies.mc",))
 
 
 def test_store_is_lossless(tmp_path):
@@ -234,8 +249,8 @@ def test_cli_resumes_and_says_so(tmp_path):
 
 
 def test_reproduce_resumes_study_by_study(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "DEFAULT_STUDIES", ["spread", "mc"])
-    monkeypatch.setattr(cli, "render_all", lambda *args: [])  # figures: tested elsewhere
+    monkeypatch.setattr(studies, "default_studies", lambda: ["spread", "mc"])
+    monkeypatch.setattr("ensemble_study.plots.render_all", lambda *args: [])  # tested elsewhere
     args = ["reproduce", "--quick", "--jobs", "1"]
     with fresh_folder(tmp_path):
         first = CliRunner().invoke(cli.main, args)

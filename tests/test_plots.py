@@ -10,15 +10,15 @@ from ensemble_study.studies import depth, mc, spread, sweep
 TINY = {
     "sweep": dict(activations=("identity", "relu", "tanh"), outputs=("sigmoid", "softmax"),
                   keep_probs=(0.2, 0.5, 0.9, 0.95, 1.0), width=2, depth=2, n_features=3,
-                  n_inputs=4, n_seeds=3, seed=0),
+                  n_inputs=4, n_networks=3, seed=0),
     "mc": dict(activations=("relu", "sigmoid"), output="softmax", scheme="inverted",
-               keep_prob=0.5, width=2, depth=2, n_features=3, n_inputs=4, n_seeds=2,
-               ks=(1, 10, 100), n_repeats=3, seed=0),
+               keep_prob=0.5, width=2, depth=2, n_features=3, n_inputs=4, n_networks=2,
+               n_samples=(1, 10, 100), n_draws=3, seed=0),
     "spread": dict(activations=("relu", "tanh"), output="sigmoid", scheme="inverted",
                    keep_prob=0.5, width=2, depth=2, n_features=3, n_inputs=3, seed=0),
     "depth": dict(activations=("relu", "tanh"), output="softmax", scheme="inverted",
                   keep_prob=0.5, depths=(1, 2, 3), widths=(2, 3, 4, 6), max_dropped=6,
-                  n_features=3, n_inputs=4, n_seeds=3, seed=0),
+                  n_features=3, n_inputs=4, n_networks=3, seed=0),
 }
 MODULES = {"sweep": sweep, "mc": mc, "spread": spread, "depth": depth}
 
@@ -28,7 +28,7 @@ def results(tmp_path_factory):
     """Tiny tables saved and read back, as the figures command sees them."""
     folder = tmp_path_factory.mktemp("results")
     for name, params in TINY.items():
-        save_result(MODULES[name].run(**params), folder / f"{name}.csv", params)
+        save_result(MODULES[name].STUDY.run(params), folder / f"{name}.csv", params)
     return folder
 
 
@@ -53,7 +53,7 @@ def ticks_labelled(fig):
 
 def test_sweep_figure_has_one_line_and_two_bands_per_activation(results):
     df = load_result(results / "sweep.csv")
-    fig = plots.plot_sweep(df)
+    fig = sweep.STUDY.figures["sweep"](df)
     # (output x statistic) rows, (inverted, vanilla) columns
     assert isinstance(fig, Figure) and len(fig.axes) == 2 * 2 * 2
     labelled(fig)
@@ -93,13 +93,13 @@ def test_median_band_draws_the_bootstrap_ci_of_the_median():
 
 
 def plots_seed(x):
-    from ensemble_study.stats import _group_seed
+    from ensemble_study.stats import group_seed
 
-    return _group_seed((x,))
+    return group_seed((x,))
 
 
 def test_sweep_slope_figure_has_a_reference_slope(results):
-    fig = plots.plot_sweep_slope(load_result(results / "sweep.csv"))
+    fig = sweep.STUDY.figures["sweep_slope"](load_result(results / "sweep.csv"))
     labelled(fig)
     for ax in fig.axes:
         assert ax.get_xscale() == ax.get_yscale() == "log"
@@ -113,13 +113,13 @@ def test_sweep_slope_figure_has_a_reference_slope(results):
 
 def test_sweep_slope_figure_says_why_when_there_is_nothing_to_fit(results):
     df = load_result(results / "sweep.csv")
-    fig = plots.plot_sweep_slope(df[df["keep_prob"] < 0.8])
+    fig = sweep.STUDY.figures["sweep_slope"](df[df["keep_prob"] < 0.8])
     (ax,) = fig.axes
     assert not ax.axison and "No slope to draw" in ax.texts[0].get_text()
 
 
 def test_mc_figure_marks_the_scaled_pass(results):
-    fig = plots.plot_mc(load_result(results / "mc.csv"))
+    fig = mc.STUDY.figures["mc"](load_result(results / "mc.csv"))
     assert len(fig.axes) == 2 * 2  # statistics x activations
     labelled(fig)
     for ax in fig.axes:
@@ -134,7 +134,7 @@ def test_mc_figure_marks_the_scaled_pass(results):
 
 
 def test_spread_figure_marks_mean_nwgm_and_scaled(results):
-    fig = plots.plot_spread(load_result(results / "spread.csv"))
+    fig = spread.STUDY.figures["spread"](load_result(results / "spread.csv"))
     assert len(fig.axes) == 2 * 3  # activations x inputs
     labelled(fig)
     for ax in fig.axes:
@@ -147,7 +147,7 @@ def test_spread_figure_marks_mean_nwgm_and_scaled(results):
 
 def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
     df = load_result(results / "depth.csv")
-    fig = plots.plot_depth(df)
+    fig = depth.STUDY.figures["depth"](df)
     assert len(fig.axes) == 2 * 2  # (vs depth, vs width) x activations
     labelled(fig)
     top, bottom = fig.axes[0], fig.axes[2]  # subplots are laid out row by row

@@ -26,7 +26,7 @@ def test_readme_blocks_equal_what_the_committed_csvs_give():
 
 
 def test_every_registered_block_is_in_the_readme():
-    assert set(report.BLOCKS) <= set(report.blocks_in(README.read_text()))
+    assert set(report.blocks()) <= set(report.blocks_in(README.read_text()))
 
 
 def test_update_rewrites_only_the_blocks(tmp_path):
@@ -42,7 +42,7 @@ def test_update_rewrites_only_the_blocks(tmp_path):
 def test_unknown_block_and_missing_csv_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown report block 'nope'; known: "):
         report.update("<!-- report: nope -->\n<!-- /report -->\n", RESULTS)
-    with pytest.raises(FileNotFoundError, match="report needs .*sweep.csv; run `ensemble-study sweep`"):
+    with pytest.raises(FileNotFoundError, match="sweep.csv is missing; run `ensemble-study sweep` first"):
         report.render("sweep-table", tmp_path)
 
 

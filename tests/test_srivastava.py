@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ensemble_study import plots
 from ensemble_study.cli import main
 from ensemble_study.datasets import load_dataset
 from ensemble_study.dropout import scaled_forward
 from ensemble_study.studies import srivastava
+from ensemble_study.studies.srivastava import show
 from ensemble_study.train import error_rate
 
 
@@ -39,13 +39,13 @@ def test_baseline_and_dropout_networks_share_their_initialisation():
 
 
 TINY = dict(architectures=((6,), (3, 3)), keep_probs=(0.5,), schemes=("vanilla", "inverted"),
-            seeds=(0, 1), sample_sizes=(1, 5), n_draws=2,
-            recipe=dataclasses.replace(srivastava.RECIPE, epochs=2))
+            seeds=(0, 1), n_samples=(1, 5), n_draws=2, epochs=2)
+STUDY = srivastava.STUDY
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return srivastava.run(**TINY)
+    return STUDY.run(TINY)
 
 
 def test_table_layout(tiny):
@@ -75,7 +75,7 @@ def test_one_dropped_layer_hinton_is_a_theorem(tiny):
 
 
 def test_seeds_run_separately_give_the_same_table(tiny):
-    parts = [srivastava.run(**{**TINY, "seeds": (s,)}) for s in (1, 0)]
+    parts = [STUDY.run({**TINY, "seeds": (s,)}) for s in (1, 0)]
     joined = pd.concat(parts).sort_values(srivastava.ID_COLUMNS, ignore_index=True)
     pd.testing.assert_frame_equal(joined, tiny)
 
@@ -98,7 +98,7 @@ def test_crossings_find_the_first_k_by_hand():
     # Mean MC error 0.1 + 0.1 / K: at most 0.125 from K = 4, so K = 5 on the grid;
     # it never reaches 0.09. Identical seeds: the bootstrap interval is the point.
     df = _synthetic(lambda k: 0.1 + 0.1 / k, scaled=0.125, exact=0.09)
-    out = srivastava.crossings(df).set_index("reference")
+    out = show.crossings(df).set_index("reference")
     assert out.loc["scaled", ["k", "ci_low", "ci_high"]].tolist() == [5, 5, 5]
     assert out.loc["scaled", "reference_error"] == pytest.approx(0.125)
     assert np.isinf(out.loc["exact_mean", ["k", "ci_low", "ci_high"]].astype(float)).all()
@@ -111,28 +111,28 @@ def test_crossing_interval_widens_with_seed_to_seed_differences():
     df = _synthetic(lambda k: 0.1 + 0.1 / k, scaled=0.0, exact=0.0)
     mask = df["predictor"] == "scaled"
     df.loc[mask, "error"] = 0.11 + 0.01 * df.loc[mask, "seed"]
-    row = srivastava.crossings(df).set_index("reference").loc["scaled"]
+    row = show.crossings(df).set_index("reference").loc["scaled"]
     assert row["k"] == 5
     assert row["ci_low"] < 5 < row["ci_high"] and row["ci_low"] >= 3 and row["ci_high"] <= 10
 
 
 def test_summary_and_figure(tiny):
-    text = srivastava.summary(tiny)
-    assert "First K where Monte Carlo" in text and "Hinton" in text
-    errors = srivastava.errors(tiny)
+    for name, block in STUDY.blocks.items():
+        assert block(tiny).strip(), name
+    errors = show.errors(tiny)
     base = errors[errors["predictor"] == "no_dropout"]
     assert (base["minus_baseline"] == 0).all()
-    fig = plots.plot_srivastava_fig11(tiny)
+    fig = STUDY.figures["srivastava_fig11"](tiny)
     assert len(fig.axes) == 2  # schemes x keep_probs
     for ax in fig.axes:
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
-    assert "srivastava_fig11" in plots.FIGURES["srivastava"]
 
 
 @pytest.mark.parametrize("args,match", [
     (["--keep-prob", "0"], "--keep-prob"),
     (["--scheme", "dropconnect"], "--scheme"),
-    (["--summary", "--out", "missing.csv"], "no such file"),
+    (["--summary", "--results", "missing"], "run `ensemble-study srivastava` first"),
+    (["--summary", "--seed", "3"], "--summary runs nothing"),
 ])
 def test_cli_refuses_bad_input(args, match):
     result = CliRunner().invoke(main, ["srivastava", *args])
@@ -144,22 +144,20 @@ def test_cli_quick_writes_its_own_file():
     with runner.isolated_filesystem():
         result = runner.invoke(main, ["srivastava", "--quick", "--seed", "0", "--jobs", "1"])
         assert result.exit_code == 0, result.output
-        assert "results/srivastava_quick.csv" in result.output
+        assert "quick/results/srivastava.csv" in result.output
         summary = runner.invoke(main, ["srivastava", "--quick", "--summary"])
-        assert summary.exit_code == 0 and "Hinton" in summary.output
+        assert summary.exit_code == 0 and "## srivastava-hinton" in summary.output
 
 
 @pytest.mark.parametrize("bad,match", [
     (dict(architectures=((30,),)), "30 dropped units"),
-    (dict(architectures=((),)), "architectures must list"),
-    (dict(seeds=(-1,)), "seeds must list non-negative integers"),
+    (dict(architectures=((),)), "architectures must be one or more values, each a tuple"),
+    (dict(seeds=(-1,)), "seeds must be one or more values, each an integer >= 0"),
     (dict(keep_probs=(0.5, 1.5)), "keep_probs"),
-    (dict(schemes=("dropconnect",)), "schemes must be one or more of"),
-    (dict(sample_sizes=(0,)), "sample_sizes"),
-    (dict(recipe={"epochs": 3}), "recipe must be a TrainConfig"),
+    (dict(schemes=("dropconnect",)), "schemes must be one or more values, each one of"),
+    (dict(n_samples=(0,)), "n_samples"),
+    (dict(recipe={"epochs": 3}), "unknown parameter"),
 ])
 def test_bad_parameters_raise_before_any_work(bad, match):
     with pytest.raises(ValueError, match=match):
-        srivastava.run(**{**srivastava.QUICK, **bad})
-    assert set(srivastava.QUICK) == set(srivastava.DEFAULTS)
-    srivastava.check_params(**srivastava.DEFAULTS)
+        STUDY.run(quick=True, **bad)

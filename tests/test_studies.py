@@ -6,18 +6,20 @@ import pytest
 from reference import brute_force, scaled_pass
 
 from ensemble_study import MLP, DropoutConfig
-from ensemble_study.studies import DEFAULT_STUDIES, depth, mc, spread, sweep
+from ensemble_study.studies import depth, mc, spread, sweep
 from ensemble_study.studies._common import ID_COLUMNS, METRIC_COLUMNS
+from ensemble_study.studies.mc.show import network_crossings
+from ensemble_study.studies.sweep.show import network_slopes
 
 TINY_SWEEP = dict(activations=("identity", "tanh"), outputs=("identity", "sigmoid", "softmax"),
                   keep_probs=(0.3, 0.8, 1.0), width=2, depth=2, n_features=3, n_inputs=4,
-                  n_seeds=2)
+                  n_networks=2)
 KEYS = ["output", "activation", "keep_prob", "seed", "statistic"]
 
 
 @pytest.fixture(scope="module")
 def tiny_sweep():
-    return sweep.run(**TINY_SWEEP, seed=7)
+    return sweep.STUDY.run(**TINY_SWEEP, seed=7)
 
 
 def assert_tidy(df):
@@ -84,8 +86,8 @@ def test_vanilla_with_equivalent_weights_equals_inverted(tiny_sweep):
 @pytest.mark.parametrize("scheme", ["vanilla", "inverted"])
 def test_sweep_row_matches_brute_force(scheme):
     params = dict(activations=("relu",), outputs=("softmax",), keep_probs=(0.6,), width=3,
-                  depth=2, n_features=2, n_inputs=5, n_seeds=1, seed=11)
-    df = sweep.run(**params)
+                  depth=2, n_features=2, n_inputs=5, n_networks=1, seed=11)
+    df = sweep.STUDY.run(**params)
     row = df[(df["scheme"] == scheme) & (df["weights"] == "original")].set_index("statistic")
     # The cell's stream, as documented: SeedSequence(seed).spawn(n_cells)[cell].
     gen = np.random.default_rng(np.random.SeedSequence(11).spawn(1)[0])
@@ -103,29 +105,29 @@ def test_sweep_row_matches_brute_force(scheme):
 
 def test_sweep_is_reproducible_and_cells_are_independent():
     params = dict(TINY_SWEEP, activations=("relu",), outputs=("sigmoid",), keep_probs=(0.5,))
-    a, b = sweep.run(**params, seed=3), sweep.run(**params, seed=3)
+    a, b = sweep.STUDY.run(**params, seed=3), sweep.STUDY.run(**params, seed=3)
     pd.testing.assert_frame_equal(a, b)
     gaps = a[a["scheme"] == "inverted"].groupby("seed")["mean_abs_gap"].first()
     assert gaps[0] != gaps[1]  # two seeds, two different networks
-    assert not sweep.run(**params, seed=4)["mean_abs_gap"].equals(a["mean_abs_gap"])
+    assert not sweep.STUDY.run(**params, seed=4)["mean_abs_gap"].equals(a["mean_abs_gap"])
 
 
 @pytest.mark.parametrize("slope", [0.5, 1.0, 2.0])
-def test_small_noise_slopes_recovers_a_power_law(slope):
+def test_network_slopes_recover_a_power_law(slope):
     q = np.array([0.5, 0.8, 0.9, 0.95, 0.99, 1.0])
     rows = [dict(output="sigmoid", activation="tanh", scheme="inverted", weights="original",
                  statistic="nwgm", seed=s, keep_prob=qi,
                  mean_abs_gap=(s + 1) * ((1 - qi) / qi) ** slope)
             for s in range(3) for qi in q]
-    out = sweep.small_noise_slopes(pd.DataFrame(rows), q_min=0.8)
-    assert len(out) == 1 and out["n_networks"].iloc[0] == 3
-    assert out["slope"].iloc[0] == pytest.approx(slope, rel=1e-9)
+    out = network_slopes(pd.DataFrame(rows), q_min=0.8)
+    assert len(out) == 3 and set(out["seed"]) == {0, 1, 2}
+    np.testing.assert_allclose(out["slope"], slope, rtol=1e-9)
 
 
 def test_mc_rows_and_convergence():
-    df = mc.run(activations=("tanh",), output="sigmoid", scheme="inverted", keep_prob=0.5,
-                width=3, depth=2, n_features=3, n_inputs=6, n_seeds=2, ks=(4, 400),
-                n_repeats=6, seed=1)
+    df = mc.STUDY.run(activations=("tanh",), output="sigmoid", scheme="inverted", keep_prob=0.5,
+                width=3, depth=2, n_features=3, n_inputs=6, n_networks=2, n_samples=(4, 400),
+                n_draws=6, seed=1)
     assert_tidy(df)
     scaled, sampled = df[df["method"] == "scaled"], df[df["method"] == "sampled"]
     assert len(scaled) == 2 * 2 and scaled["n_subnetworks"].isna().all()
@@ -137,21 +139,22 @@ def test_mc_rows_and_convergence():
         assert med[(stat, 400)] < med[(stat, 4)] / 3
 
 
-def test_mc_crossover_on_a_known_table():
-    def rows(method, ks, gaps):
-        return [dict(activation="relu", statistic="nwgm", method=method, n_subnetworks=k,
-                     mean_abs_gap=g) for k, g in zip(ks, gaps)]
+def test_mc_network_crossings_on_a_known_table():
+    def rows(seed, method, ks, gaps):
+        return [dict(activation="relu", statistic="nwgm", seed=seed, method=method,
+                     n_subnetworks=k, mean_abs_gap=g) for k, g in zip(ks, gaps)]
 
-    df = pd.DataFrame(rows("scaled", [np.nan] * 3, [0.1, 0.2, 0.3])  # median 0.2
-                      + rows("sampled", [1, 10, 100, 1000], [0.5, 0.15, 0.25, 0.05]))
-    out = mc.crossover(df).iloc[0]
-    assert out["scaled"] == pytest.approx(0.2) and out["k"] == 1000  # 10 wins, but 100 loses
-    df.loc[df["method"] == "sampled", "mean_abs_gap"] = 1.0
-    assert np.isnan(mc.crossover(df)["k"].iloc[0])
+    df = pd.DataFrame(rows(0, "scaled", [np.nan] * 3, [0.1, 0.2, 0.3])  # median 0.2
+                      + rows(0, "sampled", [1, 10, 100, 1000], [0.5, 0.15, 0.25, 0.05])
+                      + rows(1, "scaled", [np.nan], [0.2])
+                      + rows(1, "sampled", [1, 10, 100, 1000], [1.0] * 4))
+    out = network_crossings(df).set_index("seed")["k"]
+    assert out[0] == 1000  # 10 wins, but 100 loses: only from 1000 on does every K win
+    assert np.isnan(out[1])  # no K of the grid wins
 
 
 def test_spread_summaries_match_the_subnetworks():
-    df = spread.run(activations=("relu", "sigmoid"), output="sigmoid", scheme="vanilla",
+    df = spread.STUDY.run(activations=("relu", "sigmoid"), output="sigmoid", scheme="vanilla",
                     keep_prob=0.3, width=2, depth=2, n_features=3, n_inputs=2, seed=5)
     assert_tidy(df)
     for _, g in df.groupby(["activation", "input"]):
@@ -169,7 +172,7 @@ def test_spread_summaries_match_the_subnetworks():
 
 def test_spread_nwgm_is_the_scaled_pass_with_one_dropped_layer():
     """DESIGN fact 3: dropout only on the last hidden layer, sigmoid output."""
-    df = spread.run(activations=("tanh",), output="sigmoid", scheme="inverted", keep_prob=0.4,
+    df = spread.STUDY.run(activations=("tanh",), output="sigmoid", scheme="inverted", keep_prob=0.4,
                     width=4, depth=1, n_features=3, n_inputs=3, seed=2)
     value = df[df["quantity"] != "subnetwork"].pivot(index="input", columns="quantity",
                                                      values="value")
@@ -178,9 +181,9 @@ def test_spread_nwgm_is_the_scaled_pass_with_one_dropped_layer():
 
 
 def test_depth_grid_and_one_layer_nwgm():
-    df = depth.run(activations=("relu",), output="softmax", scheme="inverted", keep_prob=0.5,
+    df = depth.STUDY.run(activations=("relu",), output="softmax", scheme="inverted", keep_prob=0.5,
                    depths=(1, 2, 3), widths=(2, 3, 5), max_dropped=6, n_features=3,
-                   n_inputs=4, n_seeds=2, seed=0)
+                   n_inputs=4, n_networks=2, seed=0)
     assert_tidy(df)
     shapes = set(zip(df["depth"], df["width"]))
     assert shapes == {(1, 2), (1, 3), (1, 5), (2, 2), (2, 3), (3, 2)}
@@ -198,19 +201,11 @@ def test_depth_grid_and_one_layer_nwgm():
     (sweep, dict(activations=("relu", "gelu")), "activations"),
     (sweep, dict(width=11, depth=2), "dropped units"),
     (mc, dict(keep_prob=1.5), "keep_prob"),
-    (mc, dict(ks=(10, 0)), "ks"),
+    (mc, dict(n_samples=(10, 0)), "n_samples"),
     (spread, dict(output="softmax"), "output"),
     (depth, dict(scheme="dropconnect"), "scheme"),
     (depth, dict(depths=(3,), widths=(8,), max_dropped=12), "depth \\* width"),
 ])
 def test_bad_parameters_raise_before_any_work(study, bad, match):
     with pytest.raises(ValueError, match=match):
-        study.run(**{**study.QUICK, **bad})
-
-
-def test_default_studies_are_registered_with_quick_grids():
-    for module in (sweep, mc, spread, depth):
-        assert module.__name__.rsplit(".", 1)[1] in DEFAULT_STUDIES
-        assert module.NAME == module.__name__.rsplit(".", 1)[1]
-        assert set(module.QUICK) == set(module.DEFAULTS)
-        module.check_params(**module.DEFAULTS)
+        study.STUDY.run(quick=True, **bad)

@@ -8,19 +8,16 @@ import pytest
 from click.testing import CliRunner
 
 from ensemble_study.cli import main
-from ensemble_study.plots import FIGURES, render_all
+from ensemble_study.plots import render_all
 from ensemble_study.results import save_result
-from ensemble_study.studies import DEFAULT_STUDIES, boundary, trained
-from ensemble_study.train import TrainConfig
-
-TINY_TRAIN = TrainConfig(epochs=2)
+from ensemble_study.studies import boundary, default_studies, trained
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return trained.run_trained(datasets=("digits_2v3", "digits"), hidden=(3, 3),
-                               keep_probs=(0.5, 1.0), seeds=(0,), n_test=25,
-                               sample_sizes=(1, 4), n_draws=2, train_cfg=TINY_TRAIN)
+    return trained.STUDY.run(datasets=("digits_2v3", "digits"), hidden=(3, 3),
+                             keep_probs=(0.5, 1.0), seeds=(0,), n_test=25,
+                             n_samples=(1, 4), n_draws=2, epochs=2)
 
 
 def test_columns_and_grid(tiny):
@@ -55,9 +52,8 @@ def test_error_differences_are_bounded_by_disagreement(tiny):
 
 
 def test_training_helps_and_study_is_reproducible(tiny):
-    again = trained.run_trained(datasets=("digits_2v3",), hidden=(3, 3), keep_probs=(0.5,),
-                                seeds=(0,), n_test=25, sample_sizes=(1, 4), n_draws=2,
-                                train_cfg=TINY_TRAIN)
+    again = trained.STUDY.run(datasets=("digits_2v3",), hidden=(3, 3), keep_probs=(0.5,),
+                              seeds=(0,), n_test=25, n_samples=(1, 4), n_draws=2, epochs=2)
     first = tiny[(tiny["dataset"] == "digits_2v3") & (tiny["keep_prob"] == 0.5)]
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again)
     # Two epochs of Adam on an easy pair beat the untrained network (chance
@@ -68,8 +64,8 @@ def test_training_helps_and_study_is_reproducible(tiny):
 
 
 def test_boundary_study_agrees_when_nothing_is_dropped():
-    df = boundary.run_boundary(hidden=(3, 3), keep_probs=(1.0, 0.5), schemes=("inverted",),
-                               n_samples=120, grid_size=7, train_cfg=TINY_TRAIN)
+    df = boundary.STUDY.run(hidden=(3, 3), keep_probs=(1.0, 0.5), schemes=("inverted",),
+                            n_examples=120, grid_size=7, epochs=2)
     assert list(df.columns) == boundary.ID_COLUMNS + boundary.METRIC_COLUMNS
     assert len(df) == 2 * 7 * 7
     probs = df[["exact_mean", "exact_nwgm", "scaled"]].to_numpy()
@@ -77,19 +73,18 @@ def test_boundary_study_agrees_when_nothing_is_dropped():
     one = df[df["keep_prob"] == 1.0]
     np.testing.assert_allclose(one["exact_mean"], one["scaled"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(one["exact_nwgm"], one["scaled"], rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match="two-dimensional"):
-        boundary.run_boundary(dataset="digits_2v3", hidden=(2,), grid_size=3,
-                              train_cfg=TINY_TRAIN)
+    with pytest.raises(ValueError, match="dataset must be one of 'moons'"):
+        boundary.STUDY.run(dataset="digits_2v3", hidden=(2,), grid_size=3, epochs=2)
 
 
 def test_studies_are_registered_with_figures(tiny, tmp_path):
-    assert {"trained", "boundary"} <= set(DEFAULT_STUDIES)
+    assert {"trained", "boundary"} <= set(default_studies())
     save_result(tiny, tmp_path / "trained.csv", {})
-    df = boundary.run_boundary(hidden=(2, 2), keep_probs=(0.5,), n_samples=80, grid_size=5,
-                               train_cfg=TINY_TRAIN)
+    df = boundary.STUDY.run(hidden=(2, 2), keep_probs=(0.5,), n_examples=80, grid_size=5,
+                            epochs=2)
     save_result(df, tmp_path / "boundary.csv", {})
     written = render_all(tmp_path, tmp_path / "figures", dpi=40)
-    expected = set(FIGURES["trained"]) | set(FIGURES["boundary"])
+    expected = set(trained.STUDY.figures) | set(boundary.STUDY.figures)
     assert {p.stem for p in written} == expected and len(expected) == 4
     assert all(p.stat().st_size > 0 for p in written)
 
@@ -101,12 +96,13 @@ def test_trained_command_tiny_grid(tmp_path):
         "--keep-prob", "0.5", "--scheme", "vanilla", "--seed", "3", "--n-test", "10",
         "--sample-size", "2", "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "--sample-size is deprecated; use --n-samples" in result.output
     df = pd.read_csv(out)
     assert list(df.columns) == trained.ID_COLUMNS + trained.METRIC_COLUMNS
     assert len(df) == 2 * (3 + 1 * 3)  # two states; exact, NWGM, scaled + K=2 x 3 draws
     assert set(df["seed"]) == {3} and set(df["architecture"]) == {"64-3-2-1"}
     params = json.loads(out.with_suffix(".json").read_text())["params"]
-    assert params["train_cfg"]["epochs"] == 1 and params["keep_probs"] == [0.5]
+    assert params["epochs"] == 1 and params["keep_probs"] == [0.5]
 
 
 def test_train_command(tmp_path):
@@ -122,7 +118,7 @@ def test_train_command(tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (["train", "--keep-prob", "0"], "0<x<=1"),
-    (["train", "--dataset", "mnist"], "mnist"),
+    (["train", "--dataset", "cifar10"], "cifar10"),
     (["trained", "--scheme", "dropconnect"], "dropconnect"),
     (["train", "--max-norm", "-1"], "x>0"),
 ])

@@ -6,11 +6,9 @@ from click.testing import CliRunner
 
 from ensemble_study.cli import main
 from ensemble_study.studies import trained
-from ensemble_study.train import TrainConfig
 
 TINY = dict(datasets=("digits_2v3",), hidden=(3, 2), keep_probs=(0.5,), schemes=("inverted",),
-            seeds=(0,), n_test=10, sample_sizes=(2,), n_draws=1,
-            train_cfg=TrainConfig(epochs=1))
+            seeds=(0,), n_test=10, n_samples=(2,), n_draws=1, epochs=1)
 
 
 def test_a_fixed_layer_keeps_its_own_keep_prob(monkeypatch):
@@ -22,7 +20,7 @@ def test_a_fixed_layer_keeps_its_own_keep_prob(monkeypatch):
         return real(net, cfg, *args, **kwargs)
 
     monkeypatch.setattr(trained, "train", spy)
-    df = trained.run(**TINY, layer_keep_probs={2: 0.8})
+    df = trained.STUDY.run(TINY, layer_keep_probs={2: 0.8})
     (cfg,) = seen
     assert cfg.layer_keep_prob(1) == 0.5 and cfg.layer_keep_prob(2) == 0.8
     assert set(df.keep_prob) == {0.5}
@@ -31,24 +29,24 @@ def test_a_fixed_layer_keeps_its_own_keep_prob(monkeypatch):
 
 
 def test_without_fixed_layers_the_table_is_unchanged():
-    a = trained.run(**TINY)
-    b = trained.run(**TINY, layer_keep_probs={})
+    a = trained.STUDY.run(TINY)
+    b = trained.STUDY.run(TINY, layer_keep_probs={})
     pd.testing.assert_frame_equal(a, b)
 
 
 @pytest.mark.parametrize("value, match", [
-    ({3: 0.5}, r"layer_keep_probs: layers must be hidden layers 1..2; got 3"),
-    ({0: 0.5}, r"layer_keep_probs: layers must be hidden layers 1..2; got 0"),
-    ({1: 1.5}, r"layer_keep_probs\[1\]"),
+    ({3: 0.5}, r"layer_keep_probs: layer 3 is not a hidden layer: the network has 2 \(1..2\)"),
+    ({0: 0.5}, r"layer_keep_probs must be values, each a pair \(hidden layer >= 1"),
+    ({1: 1.5}, r"layer_keep_probs must be .*; got \(1, 1.5\)"),
 ])
 def test_bad_layer_keep_probs(value, match):
     with pytest.raises(ValueError, match=match):
-        trained.run(**TINY, layer_keep_probs=value)
+        trained.STUDY.run(TINY, layer_keep_probs=value)
 
 
-def test_layer_keep_probs_must_be_a_mapping():
-    with pytest.raises(TypeError, match="layer_keep_probs must be a mapping"):
-        trained.run(**TINY, layer_keep_probs=[0.5, 0.8])
+def test_layer_keep_probs_must_be_layer_q_pairs():
+    with pytest.raises(ValueError, match="layer_keep_probs must be values, each a pair"):
+        trained.STUDY.run(TINY, layer_keep_probs=[0.5, 0.8])
 
 
 @pytest.mark.parametrize("item, match", [

@@ -11,7 +11,6 @@ that every block then matches the new CSVs.
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from pathlib import Path
 
@@ -20,8 +19,10 @@ import pandas as pd
 from click.testing import CliRunner
 
 from ensemble_study import cli, report
+from ensemble_study.cli import maintenance
+from ensemble_study.reproduce import DOCUMENTS
 from ensemble_study.results import load_result
-from ensemble_study.studies import DEFAULT_STUDIES
+from ensemble_study.studies import default_studies, get
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,27 +37,28 @@ def _perturbed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_reproduce_leaves_every_generated_block_matching_its_csv(tmp_path, monkeypatch):
-    for doc in cli.DOCUMENTS:
+    for doc in DOCUMENTS:
+        (tmp_path / doc).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / doc, tmp_path / doc)
     shutil.copytree(ROOT / "results", tmp_path / "results",
                     ignore=shutil.ignore_patterns(".cells"))
-    for name in DEFAULT_STUDIES:
-        study = importlib.import_module(f"ensemble_study.studies.{name}")
-        committed = load_result(ROOT / "results" / f"{study.NAME}.csv")
-        monkeypatch.setattr(study, "run_default",
-                            lambda quick, committed=committed, **kw: (_perturbed(committed), {}))
-        if hasattr(study, "timing"):
-            timing = load_result(ROOT / "results" / f"{study.NAME}_timing.csv")
-            monkeypatch.setattr(study, "timing", lambda params, t=timing: _perturbed(t))
-    monkeypatch.setattr(cli, "_draw_figures", lambda *args, **kw: [])
+    for name in default_studies():
+        study = get(name)
+        committed = load_result(ROOT / "results" / f"{name}.csv")
+        monkeypatch.setattr(study, "run", lambda *a, committed=committed, **kw:
+                            _perturbed(committed))
+        if study.measure is not None:
+            timing = load_result(ROOT / "results" / f"{name}_timing.csv")
+            monkeypatch.setattr(study, "measure", lambda params, t=timing: _perturbed(t))
+    monkeypatch.setattr(maintenance, "draw_figures", lambda *args, **kw: [])
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli.main, ["reproduce", "--jobs", "1"])
     assert result.exit_code == 0, result.output
-    changed_csvs = [name for name in DEFAULT_STUDIES
+    changed_csvs = [name for name in default_studies()
                     if (tmp_path / "results" / f"{name}.csv").read_bytes()
                     != (ROOT / "results" / f"{name}.csv").read_bytes()]
     assert changed_csvs, "the perturbation must change what reproduce writes"
-    for doc in cli.DOCUMENTS:
+    for doc in DOCUMENTS:
         text = (tmp_path / doc).read_text()
         assert report.update(text, tmp_path / "results")[1] == [], doc
     assert np.isfinite(load_result(tmp_path / "results" / "reproduce_cost.csv")["seconds"]).all()

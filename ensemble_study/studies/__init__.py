@@ -1,23 +1,60 @@
-"""The studies: one module each, each returning one tidy DataFrame.
+"""The studies: one package each, discovered (see :mod:`ensemble_study.study`).
 
-Every study module defines
-
-* ``NAME``, the CSV stem under ``results/``;
-* ``cells(params) -> list``: small picklable cell descriptors (one network
-  each), in grid order;
-* ``run_cell(cell, params) -> list[dict]``: a top-level function computing
-  one cell's rows, drawing only from that cell's stream (fixed by its grid
-  position or by the cell itself), so that cells can run anywhere, in any
-  order;
-* ``run(*, progress=False, execution=None, **params) -> DataFrame``, which
-  maps ``run_cell`` over the cells with :func:`ensemble_study.executor.map_cells`
-  (``execution`` says where, and where finished cells are stored) and tidies;
-* ``run_default(quick, progress=False, execution=None) -> (DataFrame, dict)``,
-  its default grid (a small one when ``quick``) and the parameters to record
-  in the sidecar.
-
-``DEFAULT_STUDIES`` lists what ``ensemble-study reproduce`` runs, in order.
+A new study is a new package here: ``__init__`` declares ``STUDY`` and its
+compute, ``show`` its figures and documentation blocks. Nothing else lists
+the studies: the CLI, ``reproduce``, ``figures``, ``report`` and the
+contract tests take them from :func:`registry`.
 """
 
-DEFAULT_STUDIES: list[str] = ["sweep", "mc", "spread", "depth", "trained", "boundary",
-                                "approximations"]
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+
+from ..study import Study
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, Study]:
+    """Every study, by name, in ``reproduce`` order (``Study.order``, then name).
+
+    Importing a study's package registers its figures and blocks too: each
+    package imports its ``show`` module at the end of its ``__init__``.
+    """
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if not info.ispkg or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        study = getattr(module, "STUDY", None)
+        if not isinstance(study, Study):
+            raise TypeError(f"{module.__name__} defines no STUDY (a ensemble_study.study.Study)")
+        if study.name != info.name:
+            raise ValueError(f"{module.__name__}: STUDY.name is {study.name!r}; it must be "
+                             f"the package's name, {info.name!r}")
+        found.append(study)
+    return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
+
+
+def default_studies() -> list[str]:
+    """The studies ``ensemble-study reproduce`` runs, in order."""
+    return [name for name, study in registry().items() if study.reproduce]
+
+
+def get(name: str) -> Study:
+    """The study ``name`` (``ValueError`` listing the known ones)."""
+    studies = registry()
+    if name not in studies:
+        raise ValueError(f"unknown study {name!r}; known: {', '.join(studies)}")
+    return studies[name]
+
+
+def tables() -> dict:
+    """Every saved table with figures or blocks: the studies, then the others
+    (:mod:`ensemble_study.tables`), by CSV stem."""
+    from .. import tables as _others  # noqa: F401  (registers them)
+    from ..study import TABLES
+
+    registry()
+    return dict(TABLES)

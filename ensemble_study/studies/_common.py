@@ -8,9 +8,68 @@ import numpy as np
 import pandas as pd
 
 from .._checks import check_keep_prob, check_positive_int
+from ..dropout import SCHEMES
 from ..ensemble import EnsembleResult
 from ..metrics import gap_metrics
 from ..network import HIDDEN_ACTIVATIONS, MLP, OUTPUTS  # noqa: F401 (the studies use c.*)
+from ..study import SAME, Param
+
+# Budgets: past these a grid would allocate or compute without bound.
+MAX_INPUTS = 100_000
+MAX_NETWORKS = 10_000
+MAX_FEATURES = 10_000
+MAX_SAMPLES = 1_000_000
+
+
+# --- parameters that several studies share -----------------------------------------------
+
+def activations(default=HIDDEN_ACTIVATIONS, quick=SAME) -> Param:
+    return Param("activations", "str", tuple(default), "Hidden activation; repeat for several.",
+                 quick=quick, multiple=True, choices=HIDDEN_ACTIVATIONS, flag="--activation")
+
+
+def output(default="softmax", choices=OUTPUTS) -> Param:
+    return Param("output", "str", default, "Output function (softmax has 3 units, the "
+                 "others 1).", choices=tuple(choices))
+
+
+def scheme(default="inverted") -> Param:
+    return Param("scheme", "str", default, "Dropout scheme.", choices=SCHEMES)
+
+
+def keep_prob(default=0.5) -> Param:
+    return Param("keep_prob", "keep_prob", default, "Probability of keeping a hidden unit.")
+
+
+def width(default=8, quick=SAME, high=None) -> Param:
+    return Param("width", "int", default, "Units per hidden layer (all dropped).", quick=quick,
+                 low=1, high=high)
+
+
+def depth(default=2, quick=SAME, high=None) -> Param:
+    return Param("depth", "int", default, "Number of hidden layers.", quick=quick, low=1,
+                 high=high)
+
+
+def n_features(default=4) -> Param:
+    return Param("n_features", "int", default, "Inputs of every random network.", low=1,
+                 high=MAX_FEATURES)
+
+
+def n_inputs(default=32, quick=SAME) -> Param:
+    return Param("n_inputs", "int", default, "Random inputs X ~ N(0, 1) per network.",
+                 quick=quick, low=1, high=MAX_INPUTS)
+
+
+def n_networks(default, quick=SAME, help="Random networks per point (medians and bands "
+               "are over them).") -> Param:
+    return Param("n_networks", "int", default, help, quick=quick, low=1, high=MAX_NETWORKS,
+                 aliases=("--n-seeds",))
+
+
+def seed(default=0) -> Param:
+    return Param("seed", "int", default, "Root seed: every cell draws from its own stream "
+                 "of SeedSequence(seed).", low=0)
 
 # Identifier columns in the order every study table keeps (those a study has).
 ID_COLUMNS = (

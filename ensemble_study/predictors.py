@@ -1,0 +1,204 @@
+"""The predictors of the dropout ensemble: one record each, in one place.
+
+A :class:`Predictor` says what a method is called in tables (``name``, the
+``predictor`` column) and in figures and documents (``label``, ``style``),
+whether it samples masks (and so takes K and a stream), what it costs in
+forward-pass equivalents, and how to call it. The studies, ``evaluate``,
+the figures and the documentation blocks take the list from
+:data:`PREDICTORS`: a new approximation is one :func:`register` call here
+(plus its science tests).
+
+Each predictor is called on a :class:`Case` (one network, dropout config
+and batch of inputs), which computes what several predictors share (the
+exact ensemble, moment propagation) once, when first asked.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .approximations import moment_propagation, nwgm_correction
+from .dropout import DropoutConfig, scaled_forward
+from .ensemble import exact_ensemble, sample_ensemble
+from .network import MLP
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """What a predictor says of the ensemble.
+
+    Attributes
+    ----------
+    mean : ndarray, shape (n_examples, n_outputs)
+        The predicted arithmetic mean.
+    variance : ndarray, shape (n_examples, n_outputs), or None
+        The predicted variance of the subnetworks' outputs, if the method
+        gives one.
+    """
+
+    mean: np.ndarray
+    variance: np.ndarray | None = None
+
+
+class Case:
+    """One network, dropout config and batch of inputs, with shared quantities cached.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : ndarray, shape (n_examples, n_features)
+    """
+
+    def __init__(self, net: MLP, cfg: DropoutConfig, X):
+        self.net, self.cfg, self.X = net, cfg, X
+
+    @functools.cached_property
+    def exact(self):
+        """The exact ensemble (:func:`ensemble_study.exact_ensemble`)."""
+        return exact_ensemble(self.net, self.cfg, self.X)
+
+    @functools.cached_property
+    def moments(self):
+        """Moment propagation's prediction (:func:`ensemble_study.moment_propagation`)."""
+        return moment_propagation(self.net, self.cfg, self.X)
+
+    @functools.cached_property
+    def passes(self) -> dict:
+        """Sizes of the cost model: multiply-adds of one pass, outer masks, RB's cost.
+
+        ``rb`` is one Rao-Blackwellised sample in forward-pass equivalents: a
+        prefix pass plus one multiply-add per inner subnetwork and output of
+        the shortcut kernel (``2**h`` inner masks, ``h`` the last hidden
+        width) for probability outputs.
+        """
+        net, cfg = self.net, self.cfg
+        macs = sum(w.size for w in net.weights)
+        h, k_out = net.sizes[-2], net.sizes[-1]
+        n_outer = 2 ** sum(net.sizes[l] for l in cfg.layers
+                           if l != net.n_layers - 1 and cfg.layer_keep_prob(l) < 1)
+        rb = 1.0 + (2**h * k_out / macs if net.output != "identity" else 0.0)
+        return {"macs": macs, "n_outer": n_outer, "rb": rb}
+
+
+@dataclass(frozen=True, eq=False)
+class Predictor:
+    """One way of predicting the ensemble (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        The ``predictor`` column's value.
+    label : str
+        Its name in figures and documents.
+    style : dict
+        Matplotlib keywords of its line or marker (``color``, ``marker``, ``ls``).
+    samples : bool
+        Whether it draws K masks (``predict`` then takes ``n_samples`` and ``rng``).
+    predict : callable
+        ``predict(case, n_samples, rng) -> Prediction``.
+    cost : callable
+        ``cost(case, n_samples) -> float``: forward-pass equivalents.
+    outputs : tuple of str
+        The output functions it applies to.
+    description : str
+        One sentence for legends of tables and ``--help``.
+    """
+
+    name: str
+    label: str
+    style: dict
+    samples: bool
+    predict: Callable
+    cost: Callable
+    outputs: tuple = ("identity", "sigmoid", "softmax")
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def applies(self, output: str) -> bool:
+        return output in self.outputs
+
+    def title(self, n_samples: int = 0) -> str:
+        """The label, with K for a sampled predictor (``"MC, K = 10"``)."""
+        return self.label + (f", K = {n_samples}" if self.samples and n_samples else "")
+
+
+PREDICTORS: dict[str, Predictor] = {}
+"""Every predictor, by name, in the order studies and tables list them."""
+
+
+def register(predictor: Predictor) -> Predictor:
+    if predictor.name in PREDICTORS:
+        raise ValueError(f"predictor {predictor.name!r} is registered twice")
+    PREDICTORS[predictor.name] = predictor
+    return predictor
+
+
+def get(name: str) -> Predictor:
+    """The predictor ``name`` (``ValueError`` listing the known ones)."""
+    if name not in PREDICTORS:
+        raise ValueError(f"unknown predictor {name!r}; known: {', '.join(PREDICTORS)}")
+    return PREDICTORS[name]
+
+
+_PROBABILITY = ("sigmoid", "softmax")
+
+register(Predictor(
+    "exact", "exact ensemble", {"color": "black", "marker": "*"}, False,
+    predict=lambda case, k, rng: Prediction(case.exact.mean, case.exact.variance),
+    cost=lambda case, k: case.passes["n_outer"] * case.passes["rb"],
+    description="every subnetwork, enumerated (the truth; its cost is the price of it)",
+))
+register(Predictor(
+    "scaled", "scaled pass", {"color": "tab:red", "marker": "o"}, False,
+    predict=lambda case, k, rng: Prediction(scaled_forward(case.net, case.cfg, case.X)),
+    cost=lambda case, k: 1.0,
+    description="one deterministic pass with the scheme's test-time scaling (`eval()`)",
+))
+register(Predictor(
+    "nwgm", "NWGM", {"color": "tab:purple", "marker": "s"}, False,
+    predict=lambda case, k, rng: Prediction(case.exact.geometric_mean),
+    cost=lambda case, k: float(case.passes["n_outer"]),
+    outputs=_PROBABILITY,
+    description="the exact normalized weighted geometric mean, read as an estimate of the mean",
+))
+register(Predictor(
+    "nwgm_corrected", "NWGM + correction",
+    {"color": "tab:pink", "marker": "D"}, False,
+    predict=lambda case, k, rng: Prediction(
+        nwgm_correction(case.exact.geometric_mean, case.moments.variance, case.net.output)),
+    cost=lambda case, k: case.passes["n_outer"] + 2.0,
+    outputs=_PROBABILITY,
+    description="the NWGM plus Baldi & Sadowski's second-order correction, V from moment "
+                "propagation",
+))
+register(Predictor(
+    "moment_propagation", "moment propagation", {"color": "tab:green", "marker": "^"}, False,
+    predict=lambda case, k, rng: Prediction(case.moments.mean, case.moments.variance),
+    cost=lambda case, k: 2.0,
+    description="one pass of means and variances (Wang & Manning 2013)",
+))
+register(Predictor(
+    "mc", "MC", {"color": "tab:blue", "marker": "."}, True,
+    predict=lambda case, k, rng: _sampled(case, k, rng, "plain"),
+    cost=lambda case, k: float(k),
+    description="Monte Carlo dropout: the mean (and variance) of K sampled subnetworks",
+))
+register(Predictor(
+    "rb_mc", "RB MC", {"color": "tab:orange", "marker": "."}, True,
+    predict=lambda case, k, rng: _sampled(case, k, rng, "rao_blackwell"),
+    cost=lambda case, k: k * case.passes["rb"],
+    description="Rao-Blackwellised MC: K sampled outer masks, the last dropped layer averaged "
+                "exactly",
+))
+
+
+def _sampled(case: Case, k: int, rng, estimator: str) -> Prediction:
+    res = sample_ensemble(case.net, case.cfg, case.X, k, rng, estimator=estimator)
+    # One plain sample has no spread to estimate a variance from.
+    has_variance = k >= 2 or estimator == "rao_blackwell"
+    return Prediction(res.mean, res.variance if has_variance else None)

@@ -1,0 +1,387 @@
+"""The approximations study's figures and documentation blocks, from its saved table only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ...plots import (
+    ACTIVATION_COLORS,
+    median_band,
+    networks_text,
+    new_figure,
+)
+from ...predictors import PREDICTORS
+from ...report import num, pvalue, table
+from ...stats import bootstrap_ci
+from . import STUDY
+from . import summary as study
+
+_APPROX_ACTS = ("identity", "relu", "tanh", "sigmoid")
+
+
+def _approx_name(predictor: str, k: int = 0) -> str:
+    return PREDICTORS[predictor].label + (f", K = {k}" if k else "")
+
+
+@STUDY.block("approximations-tables")
+def approximations_tables(df: pd.DataFrame) -> str:
+    """Median error of the mean and median cost per predictor, keep_prob and activation."""
+    s = study.summary(df)
+    parts = []
+    for part in ("random", "trained"):
+        t = s[s.part == part]
+        if t.empty:
+            continue
+        qs = sorted(t.keep_prob.unique())
+        acts = [a for a in _APPROX_ACTS if a in t.columns and t[a].notna().any()]
+        rows = []
+        for (pred, k), g in t.groupby(["predictor", "n_samples"], sort=False):
+            g = g.set_index("keep_prob")
+            rows.append([_approx_name(pred, k), num(g["cost_passes"].iloc[0])]
+                        + [num(g.loc[q, a]) if q in g.index else "" for q in qs for a in acts])
+        header = ["predictor", "cost"] + [f"q={q:g} {a}" if i == 0 else a
+                                          for q in qs for i, a in enumerate(acts)]
+        n = df[df.part == part].groupby(["dataset", "output", "seed"]).ngroups
+        what = ("random networks" if part == "random"
+                else "trained networks (one per dataset, seed and keep_prob)")
+        parts.append(f"{what.capitalize()}, {n} per hidden activation and keep_prob:\n\n"
+                     + table(header, rows))
+    return ("Median over networks of the mean |predicted - exact mean| (over inputs and "
+            "outputs; sigmoid and softmax outputs pooled; sampled predictors averaged over "
+            f"{df['draw'].max() + 1} draws), and the median cost in forward-pass "
+            "equivalents.\n\n" + "\n\n".join(parts))
+
+
+def _paired_sentence(study, df, a, b, k_a=0, k_b=0, metric="mean_abs_error",
+                     parts=("random", "trained")) -> str:
+    """'a is closer than b for ...; b for ...; no significant difference for ...'."""
+    res = study.paired(df, a, b, metric=metric, k_a=k_a, k_b=k_b)
+    res = res[res.part.isin(parts)]
+    groups = {"a": [], "b": [], "none": []}
+    for r in res.itertuples():
+        better = round(r.share_a_better * r.n_pairs)
+        cell = f"{r.part} {r.activation} ({better}/{r.n_pairs}, {pvalue(r.p_value)})"
+        side = ("none" if not r.p_value < 0.05
+                else "a" if r.median_difference < 0 else "b")
+        groups[side].append(cell)
+    na, nb = _approx_name(a, k_a), _approx_name(b, k_b)
+    out = []
+    if groups["a"]:
+        out.append(f"{na} is closer than {nb} for " + ", ".join(groups["a"]))
+    if groups["b"]:
+        out.append(f"{nb} is closer than {na} for " + ", ".join(groups["b"]))
+    if groups["none"]:
+        out.append(f"{na} against {nb}: no significant difference for "
+                   + ", ".join(groups["none"]))
+    return "; ".join(out) + "."
+
+
+@STUDY.block("approximations-paired")
+def approximations_paired(df: pd.DataFrame) -> str:
+    """Paired comparisons of the mean's error across networks (Wilcoxon signed-rank)."""
+    ks = set(df.loc[df.predictor == "mc", "n_samples"])
+    pairs = [("moment_propagation", 0, "scaled", 0), ("moment_propagation", 0,
+                                                     "nwgm_corrected", 0),
+             ("nwgm", 0, "scaled", 0), ("nwgm_corrected", 0, "nwgm", 0),
+             ("rb_mc", 10, "mc", 10)]
+    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb)}" for a, ka, b, kb in pairs
+             if {ka, kb} - {0} <= ks]
+    for k_rb, k_mc in ((10, 50), (20, 100)):
+        if {k_rb, k_mc} <= ks:
+            lines.append("* At about equal cost on the random networks: "
+                         + _paired_sentence(study, df, "rb_mc", "mc", k_rb, k_mc,
+                                            parts=("random",)))
+    return ("Each network's error (a random network's averaged over its keep_probs, which "
+            "share it), paired across networks; in brackets the networks on which the "
+            "first is closer, and the Wilcoxon signed-rank p (p < 0.05 counts):\n\n"
+            + "\n".join(lines))
+
+
+@STUDY.block("approximations-crossover")
+def approximations_crossover(df: pd.DataFrame) -> str:
+    """The smallest K from which plain and RB MC beat each one-pass method."""
+    cross = study.crossovers(df)
+    dets = [d for d in study.DETERMINISTIC if d in set(cross.against)]
+    rows = []
+    for (part, act, sampler), g in cross.groupby(["part", "activation", "sampler"],
+                                                 sort=False):
+        k = g.set_index("against")["k"]
+        rows.append([part, act, PREDICTORS[sampler].label]
+                    + ["never" if not k[d] == k[d] else f"{k[d]:g}" for d in dets])
+    ks = sorted(df.loc[df.predictor == "mc", "n_samples"].unique())
+    rb = df[(df.predictor == "rb_mc") & (df.part == "random")]
+    per_sample = (rb.cost_passes / rb.n_samples).median()
+    exact = df[df.predictor == "exact"].groupby("part")["cost_passes"].median()
+    return ("Smallest K of the grid (" + ", ".join(f"{k:g}" for k in ks) + ") from which "
+            "every larger K has a negative median paired difference to the method with "
+            "Wilcoxon p < 0.05 (networks as above); *never*: no K of the grid does.\n\n"
+            + table(["part", "hidden units", "sampler"] + [PREDICTORS[d].label for d in dets],
+                    rows)
+            + f"\n\nAn RB MC sample costs {num(per_sample)} forward-pass equivalents on the "
+            "random networks; the exact ensemble costs " + " and ".join(
+                f"{num(v)} ({p})" for p, v in exact.items()) + ".")
+
+
+@STUDY.block("approximations-variance")
+def approximations_variance(df: pd.DataFrame) -> str:
+    """Median relative error and log-ratio of the predicted variance, and paired tests."""
+    v = study.variance_summary(df, ks=(10, 100))
+    cols = [(p, k) for p, k in (("moment_propagation", 0), ("mc", 10), ("mc", 100),
+                                 ("rb_mc", 10), ("rb_mc", 100))
+            if ((v.predictor == p) & (v.n_samples == k)).any()]
+    rows = []
+    for (part, act), g in v.groupby(["part", "activation"], sort=False):
+        g = g.set_index(["predictor", "n_samples"])
+        rows.append([part, act] + [
+            f"{num(g.loc[c, 'variance_rel_error'])} ({num(g.loc[c, 'variance_log_ratio'], 2)})"
+            if c in g.index else "" for c in cols])
+    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb, metric='variance_rel_error')}"
+             for a, ka, b, kb in (("moment_propagation", 0, "mc", 10), ("rb_mc", 10, "mc", 10),
+                                  ("rb_mc", 10, "mc", 100))
+             if ((df.predictor == a) & (df.n_samples == ka)).any()
+             and ((df.predictor == b) & (df.n_samples == kb)).any()]
+    return ("Median over networks of the relative error |V - V_exact| / V_exact of the "
+            "predicted variance (in brackets the median log-ratio log(V / V_exact): "
+            "negative under-predicts). Plain MC's variance is its K members' (ddof = 0).\n\n"
+            + table(["part", "hidden units"] + [_approx_name(*c) for c in cols], rows)
+            + "\n\nPaired across networks, the relative error of the predicted variance:\n\n"
+            + "\n".join(lines))
+
+
+@STUDY.block("approximations-baldi")
+def approximations_baldi(df: pd.DataFrame) -> str:
+    """Share of cases breaking Baldi & Sadowski's bound, by activation and weight scale."""
+    b = study.baldi_summary(df)
+    scales = sorted(b.weight_scale.unique())
+    rows = []
+    for act, g in b.groupby("activation", sort=False):
+        g = g.set_index("weight_scale")
+        rows.append([act] + [f"{g.loc[s, 'share_breaking']:.1%} "
+                             f"[{g.loc[s, 'ci_low']:.1%}, {g.loc[s, 'ci_high']:.1%}]"
+                             for s in scales])
+    d = df[df.part == "baldi"]
+    first = d.iloc[0]
+    return (f"Share of (network, input) cases with |E - NWGM| above the bound, "
+            f"{first['architecture']} sigmoid-output networks with both hidden layers "
+            f"dropped at keep_prob {', '.join(f'{q:g}' for q in sorted(d.keep_prob.unique()))}, "
+            f"{d.groupby(['activation', 'weight_scale', 'seed']).ngroups // len(scales)} "
+            f"networks per weight scale and {d.input.nunique()} inputs each "
+            "[95% bootstrap CI over networks]:\n\n"
+            + table(["hidden units"] + [f"weights x {s:g}" for s in scales], rows))
+
+
+_APPROX_STYLE = {
+    ("scaled", 0): {"label": "scaled pass", "color": "tab:red", "marker": "o"},
+    ("nwgm", 0): {"label": "NWGM", "color": "tab:purple", "marker": "s"},
+    ("nwgm_corrected", 0): {"label": "NWGM + 2nd-order correction", "color": "tab:pink",
+                            "marker": "D"},
+    ("moment_propagation", 0): {"label": "moment propagation", "color": "tab:green",
+                                "marker": "^"},
+    ("mc", 10): {"label": "MC, K = 10", "color": "tab:blue", "ls": "--", "marker": "."},
+    ("mc", 100): {"label": "MC, K = 100", "color": "tab:blue", "marker": "."},
+    ("rb_mc", 10): {"label": "RB MC, K = 10", "color": "tab:orange", "ls": "--", "marker": "."},
+    ("rb_mc", 100): {"label": "RB MC, K = 100", "color": "tab:orange", "marker": "."},
+}
+
+
+_APPROX_BAND = "median over networks, band: bootstrap 95% CI of the median"
+
+
+def _median_ci(values) -> tuple[float, float, float]:
+    """Median of the finite values and its bootstrap 95% CI (``stats.bootstrap_ci``)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    return bootstrap_ci(v) if v.size else (np.nan, np.nan, np.nan)
+
+
+def _approx_networks(df) -> pd.DataFrame:
+    """One value per network, keep_prob, predictor and K: the mean over draws."""
+    keys = ["part", "dataset", "architecture", "activation", "output", "keep_prob", "seed",
+            "predictor", "n_samples"]
+    cols = ["mean_abs_error", "cost_passes", "variance_exact", "variance_predicted"]
+    return (df[df["part"] != "baldi"].groupby(keys, as_index=False, sort=False, dropna=False)
+            [cols].mean())
+
+
+@STUDY.figure("approximations_keep_prob")
+def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
+    """Error of each predictor's mean against keep_prob, random networks.
+
+    Rows: output; columns: hidden activation; one line per predictor (MC and
+    RB MC at K = 10 and 100), the median over networks with its bootstrap CI.
+    """
+    per = _approx_networks(df[df["part"] == "random"])
+    outputs = list(dict.fromkeys(per["output"]))
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(outputs), len(activations), width=3.6, height=3.0,
+                           sharey="row")
+    handles = {}
+    for i, out in enumerate(outputs):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["output"] == out) & (per["activation"] == act)]
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if g.empty:
+                    continue
+                x = sorted(g["keep_prob"].unique())
+                handles[style["label"]] = median_band(
+                    ax, x, g.groupby("keep_prob")["mean_abs_error"], spread=None,
+                    markersize=4, **style)
+            ax.set_yscale("log")
+            ax.set_xlabel("keep_prob")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{out} output, {act} hidden", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error of each approximation of the ensemble mean, against the exact "
+                 f"ensemble\n{networks_text(per)}; both hidden layers dropped\n{_APPROX_BAND}",
+                 fontsize=10)
+    return fig
+
+
+@STUDY.figure("approximations_pareto")
+def plot_approximations_pareto(df: pd.DataFrame) -> Figure:
+    """Error against cost (forward-pass equivalents): MC and RB MC over K, each
+    deterministic method a point, the exact ensemble's cost a vertical line.
+
+    Rows: part (random at keep_prob 0.5; trained at 0.5); columns: activation.
+    """
+    per = _approx_networks(df)
+    q = 0.5 if (per["keep_prob"] == 0.5).any() else per["keep_prob"].min()
+    per = per[per["keep_prob"] == q]
+    parts = [p for p in ("random", "trained") if (per["part"] == p).any()]
+    activations = list(dict.fromkeys(per["activation"]))
+    fig, axes = new_figure(len(parts), len(activations), width=3.6, height=3.1)
+    handles = {}
+    for i, part in enumerate(parts):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            sub = per[(per["part"] == part) & (per["activation"] == act)]
+            if sub.empty:
+                ax.set_visible(False)
+                continue
+            for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
+                                       ("rb_mc", "tab:orange", "RB MC (K marked)")):
+                g = sub[sub["predictor"] == name]
+                # Every network's cost at one K is the same (one architecture per part).
+                g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
+                by_cost = g.groupby("cost")
+                cost = sorted(by_cost.groups)
+                handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
+                                             label=label, color=color, marker=".")
+                medians = by_cost["mean_abs_error"].median()
+                for c, k in by_cost["n_samples"].first().items():
+                    if k in (1, 10, 100, 1000):
+                        ax.annotate(f"{k}", (c, medians[c]), fontsize=7, color=color,
+                                    xytext=(2, 3), textcoords="offset points")
+            for (name, k), style in _APPROX_STYLE.items():
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if k or g.empty:
+                    continue
+                med, lo, hi = _median_ci(g["mean_abs_error"])
+                handles[style["label"]] = ax.errorbar(
+                    g["cost_passes"].median(), med, yerr=[[med - lo], [hi - med]],
+                    color=style["color"], marker=style["marker"], ls="none",
+                    label=style["label"])
+            exact_cost = sub.loc[sub["predictor"] == "exact", "cost_passes"].median()
+            handles["exact ensemble's cost"] = ax.axvline(
+                exact_cost, color="k", ls=":", lw=1, label="exact ensemble's cost")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("cost (forward-pass equivalents)")
+            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_title(f"{part}: {act} hidden, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
+               fontsize=8, frameon=False)
+    fig.suptitle("Error against cost: from which K does Monte Carlo\n(plain or "
+                 "Rao-Blackwellised) beat each one-pass method?\n"
+                 f"sigmoid and softmax outputs pooled; {_APPROX_BAND}", fontsize=10)
+    return fig
+
+
+@STUDY.figure("approximations_variance")
+def plot_approximations_variance(df: pd.DataFrame) -> Figure:
+    """Predicted against exact ensemble variance (mean over inputs), one point per
+    network and keep_prob; columns: moment propagation, MC K = 10, RB MC K = 10."""
+    per = _approx_networks(df)
+    panels = [("moment_propagation", 0, "moment propagation"), ("mc", 10, "plain MC, K = 10"),
+              ("rb_mc", 10, "RB MC, K = 10"), ("mc", 100, "plain MC, K = 100")]
+    panels = [p for p in panels if ((per["predictor"] == p[0]) & (per["n_samples"] == p[1])).any()]
+    fig, axes = new_figure(1, len(panels), width=3.6, height=3.6)
+    markers = {"random": "o", "trained": "x"}
+    for j, (name, k, title) in enumerate(panels):
+        ax = axes[0, j]
+        sub = per[(per["predictor"] == name) & (per["n_samples"] == k)
+                  & (per["variance_exact"] > 0) & (per["variance_predicted"] > 0)]
+        for part, marker in markers.items():
+            for act in dict.fromkeys(sub["activation"]):
+                g = sub[(sub["part"] == part) & (sub["activation"] == act)]
+                if g.empty:
+                    continue
+                ax.scatter(g["variance_exact"], g["variance_predicted"], s=10, marker=marker,
+                           color=ACTIVATION_COLORS[act], alpha=0.6, linewidths=0.8,
+                           label=f"{act} ({part})")
+        lims = [sub[["variance_exact", "variance_predicted"]].min().min(),
+                sub[["variance_exact", "variance_predicted"]].max().max()]
+        ax.plot(lims, lims, color="k", lw=1, ls="--", label="predicted = exact")
+        ratio = np.log(sub["variance_predicted"] / sub["variance_exact"])
+        ax.text(0.03, 0.97, f"median |log ratio| {np.median(np.abs(ratio)):.2f}",
+                transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("exact ensemble variance")
+        ax.set_ylabel("predicted variance")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle("How well each method predicts the ensemble's variance (one point per "
+                 "network and keep_prob, variances averaged over inputs and outputs)",
+                 fontsize=10)
+    return fig
+
+
+@STUDY.figure("approximations_baldi")
+def plot_approximations_baldi(df: pd.DataFrame) -> Figure:
+    """Baldi & Sadowski's estimate of |E - NWGM| against the measured one, one point
+    per (network, input), one panel per weight scale; points above the diagonal
+    break the "bound"."""
+    d = df[df["part"] == "baldi"]
+    share = study.baldi_summary(df).set_index(["activation", "weight_scale"])
+    scales = sorted(d["weight_scale"].unique())
+    fig, axes = new_figure(1, len(scales), width=3.8, height=3.8)
+    values = d[["baldi_bound", "nwgm_abs_gap"]].to_numpy()
+    # The few cases below the floor (a bound of 0 when E = 1/2) are drawn on it.
+    floor = (np.quantile(values[values > 0], 0.002) if (values > 0).any() else 1e-10)
+    for j, scale in enumerate(scales):
+        ax = axes[0, j]
+        sub = d[d["weight_scale"] == scale]
+        for act in dict.fromkeys(sub["activation"]):
+            g = sub[sub["activation"] == act]
+            s = share.loc[(act, scale)]
+            ax.scatter(np.maximum(g["baldi_bound"], floor), np.maximum(g["nwgm_abs_gap"], floor),
+                       s=6, alpha=0.5, color=ACTIVATION_COLORS[act],
+                       label=f"{act}: {s['share_breaking']:.0%} break "
+                             f"[{s['ci_low']:.0%}, {s['ci_high']:.0%}]")
+        ax.plot([floor, 1], [floor, 1], color="k", lw=1, ls="--", label="measured = bound")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(floor / 1.5, 1)
+        ax.set_ylim(floor / 1.5, 1)
+        ax.set_xlabel("Baldi's bound  E(1-E)|1-2E| / (1-2E(1-E))")
+        ax.set_ylabel("measured |E - NWGM|")
+        ax.set_title(f"weights x {scale:g}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    first = d.iloc[0]
+    qs = ", ".join(f"{q:g}" for q in sorted(d["keep_prob"].unique()))
+    fig.suptitle(f"Baldi & Sadowski's |E - NWGM| bound is an estimate: above the diagonal "
+                 f"it fails\n{first['architecture']} sigmoid-output networks, both hidden "
+                 f"layers dropped, keep_prob {qs}\nshare of (network, input) cases breaking "
+                 "it, with a 95% bootstrap CI over networks", fontsize=10)
+    return fig

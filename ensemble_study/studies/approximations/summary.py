@@ -1,0 +1,172 @@
+"""Statistics of the approximations study's table, shared by its figures and blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ...network import HIDDEN_ACTIVATIONS
+from ...predictors import PREDICTORS
+from ...stats import wilcoxon_paired
+
+# The predictors compared, in table order: the deterministic ones and the samplers.
+DETERMINISTIC = tuple(n for n, p in PREDICTORS.items() if not p.samples and n != "exact")
+SAMPLED = tuple(n for n, p in PREDICTORS.items() if p.samples)
+PREDICTOR_ORDER = tuple(PREDICTORS)
+
+
+def _per_network(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One value per (network, keep_prob, predictor, K): the mean over draws."""
+    keys = ["part", "dataset", "activation", "output", "keep_prob", "seed", "predictor",
+            "n_samples"]
+    return df.groupby(keys, as_index=False, sort=False, dropna=False)[
+        [metric, "cost_passes"]].mean()
+
+
+def summary(df: pd.DataFrame, *, keep_probs=(0.5, 0.8), metric: str = "mean_abs_error",
+            ks=(10, 100)) -> pd.DataFrame:
+    """Median error and cost per predictor, keep_prob, hidden activation and part.
+
+    Sampled predictors appear at each K of ``ks``; ``exact`` (zero error)
+    shows the exact ensemble's cost. Medians are over networks
+    (random part) or trained networks (trained part: datasets and seeds),
+    each network's value being its mean over draws.
+
+    Returns
+    -------
+    DataFrame
+        ``part, keep_prob, predictor, n_samples, cost_passes`` (median) and one
+        column of median ``metric`` per hidden activation.
+    """
+    d = df[df["part"].isin(["random", "trained"]) & df["keep_prob"].isin(keep_probs)]
+    d = d[(d["n_samples"] == 0) | d["n_samples"].isin(ks)]
+    per = _per_network(d, metric)
+    keys = ["part", "keep_prob", "predictor", "n_samples"]
+    table = per.pivot_table(index=keys, columns="activation", values=metric,
+                            aggfunc="median")
+    cost = per.groupby(keys)["cost_passes"].median().rename("cost_passes")
+    order = {name: i for i, name in enumerate(PREDICTOR_ORDER)}
+    out = table.join(cost).reset_index()
+    out = out.sort_values(["part", "keep_prob", "predictor", "n_samples"],
+                          key=lambda s: s.map(order) if s.name == "predictor" else s)
+    activations = [a for a in HIDDEN_ACTIVATIONS if a in table.columns]
+    return out[keys + ["cost_passes"] + activations].reset_index(drop=True)
+
+
+def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
+           k_a: int = 0, k_b: int = 0, by=("part", "activation")) -> pd.DataFrame:
+    """Paired comparison of predictors ``a`` and ``b`` across networks.
+
+    The unit is a network: a random network's value of ``metric`` is its
+    mean over draws and keep_probs (one network serves every keep_prob, so
+    its keep_probs are not independent pairs) unless ``keep_prob`` is in
+    ``by``; a trained network is trained at one keep_prob. Within each group
+    of ``by`` the pairs are compared with the Wilcoxon signed-rank test
+    (:func:`ensemble_study.stats.wilcoxon_paired`, two-sided; NaN below 6
+    pairs, where p cannot reach 0.05).
+
+    Returns
+    -------
+    DataFrame
+        ``by`` columns, ``n_pairs``, ``median_a``, ``median_b``,
+        ``median_difference`` (a - b), ``share_a_better`` and ``p_value``.
+    """
+    per = _per_network(df[df["part"] != "baldi"], metric)
+    per["network"] = np.where(per["part"] == "trained",
+                              per["dataset"] + "/" + per["seed"].astype(str) + "/"
+                              + per["keep_prob"].astype(str),
+                              per["output"] + "/" + per["seed"].astype(str))
+    keys = list(dict.fromkeys([*by, "part", "activation", "network"]))
+    side = {}
+    for name, pred, k in (("a", a, k_a), ("b", b, k_b)):
+        rows = per[(per["predictor"] == pred) & (per["n_samples"] == k)]
+        side[name] = rows.groupby(keys, sort=False)[metric].mean()
+    both = pd.concat(side, axis=1).dropna().reset_index()
+    rows = []
+    for key, g in both.groupby(list(by), sort=False):
+        diff = (g["a"] - g["b"]).to_numpy()
+        p_value = (wilcoxon_paired(g["a"], g["b"])["pvalue"] if len(g) >= 6 else np.nan)
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                     "n_pairs": len(g), "median_a": g["a"].median(),
+                     "median_b": g["b"].median(), "median_difference": float(np.median(diff)),
+                     "share_a_better": float(np.mean(diff < 0)), "p_value": p_value})
+    return pd.DataFrame(rows)
+
+
+def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float = 0.05,
+               by=("part", "activation")) -> pd.DataFrame:
+    """The smallest K at which plain and RB Monte Carlo beat each deterministic method.
+
+    "Beats" means: a negative median paired difference over networks and a
+    Wilcoxon signed-rank p-value below ``alpha`` (see :func:`paired`), at that K and every larger
+    K of the grid. NaN when no K of the grid does.
+
+    Returns
+    -------
+    DataFrame
+        ``by`` columns, ``sampler`` (mc or rb_mc), ``against``, ``k``.
+    """
+    ks = sorted(k for k in df.loc[df["predictor"] == "mc", "n_samples"].unique())
+    rows = []
+    for sampler in SAMPLED:
+        for against in DETERMINISTIC:
+            if not (df["predictor"] == against).any():
+                continue
+            wins = {k: paired(df, sampler, against, metric=metric, k_a=k, by=by) for k in ks}
+            groups = wins[ks[0]][list(by)].itertuples(index=False, name=None)
+            for key in groups:
+                beats = []
+                for k in ks:
+                    w = wins[k]
+                    row = w[(w[list(by)] == pd.Series(key, index=list(by))).all(axis=1)]
+                    beats.append(bool(len(row)) and row["median_difference"].iloc[0] < 0
+                                 and row["p_value"].iloc[0] < alpha)
+                first = next((i for i in range(len(ks)) if all(beats[i:])), None)
+                rows.append({**dict(zip(by, key, strict=True)), "sampler": sampler,
+                             "against": against,
+                             "k": ks[first] if first is not None else np.nan})
+    return pd.DataFrame(rows)
+
+
+def variance_summary(df: pd.DataFrame, *, ks=(10, 100, 1000)) -> pd.DataFrame:
+    """Median relative error and log-ratio of the predicted variance, per predictor.
+
+    Over networks and keep_probs (random and trained parts), per hidden
+    activation; sampled predictors at each K of ``ks``.
+    """
+    d = df[df["variance_rel_error"].notna() & (df["predictor"] != "exact")]
+    d = d[(d["n_samples"] == 0) | d["n_samples"].isin(ks)]
+    return (d.groupby(["part", "predictor", "n_samples", "activation"])
+            [["variance_rel_error", "variance_log_ratio"]].median().reset_index())
+
+
+def baldi_summary(df: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
+    """Share of (network, input) cases where |E - NWGM| exceeds Baldi's estimate.
+
+    Per hidden activation (and ``all`` of them) and weight scale, with a 95%
+    interval from a bootstrap over networks (the inputs of one network are
+    not independent cases; a fixed seed keeps the table reproducible), and
+    the median of measured / bound.
+    """
+    d = df[df["part"] == "baldi"]
+    d = d.assign(network=d["activation"] + "/" + d["seed"].astype(str),
+                 breaks=d["breaks_bound"].astype(bool))
+    d = pd.concat([d, d.assign(activation="all")])
+    rng = np.random.default_rng(0)
+    rows = []
+    for (act, scale), g in d.groupby(["activation", "weight_scale"], sort=False):
+        per = g.groupby("network")["breaks"].agg(["sum", "count"]).to_numpy()
+        pick = rng.integers(0, len(per), size=(n_boot, len(per)))
+        boot = per[pick, 0].sum(axis=1) / per[pick, 1].sum(axis=1)
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        rows.append({"activation": act, "weight_scale": scale, "n_cases": len(g),
+                     "n_networks": len(per), "share_breaking": float(g["breaks"].mean()),
+                     "ci_low": float(lo), "ci_high": float(hi),
+                     "median_ratio": float((g["nwgm_abs_gap"] / g["baldi_bound"]).median())})
+    return pd.DataFrame(rows)
+
+
+def _wide(cross: pd.DataFrame) -> pd.DataFrame:
+    """Crossovers with one column per deterministic method."""
+    wide = cross.pivot(index=["part", "activation", "sampler"], columns="against", values="k")
+    return wide[[m for m in DETERMINISTIC if m in wide.columns]].reset_index()

@@ -1,0 +1,227 @@
+"""Saved tables that no study writes: benchmarks and measurements, with their blocks.
+
+Each is a :class:`~ensemble_study.study.Table` naming the command or script
+that writes it; its figures and documentation blocks read only the saved
+CSV, as a study's do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .plots import new_figure
+from .report import ci, num, pvalue, table
+from .study import Table
+
+BENCH = Table("bench", writer="ensemble-study bench")
+COMPILE_COST = Table("compile_cost", writer="python scripts/compile_cost.py")
+REPRODUCE_COST = Table("reproduce_cost", writer="ensemble-study reproduce")
+REPRODUCE_TIME = Table("reproduce_time", writer="python scripts/time_reproduce.py")
+RESUME = Table("resume", writer="python scripts/resume_demo.py")
+TORCH_EXAMPLE = Table("torch_example", writer="python scripts/torch_example.py")
+TORCH_EVALUATE = Table("torch_example_evaluate",
+                       writer="ensemble-study evaluate --net results/torch_example/model.pt "
+                              "--dataset digits --output softmax "
+                              "--out results/torch_example_evaluate.csv")
+
+
+@TORCH_EXAMPLE.block("torch-example")
+def torch_example(df: pd.DataFrame) -> str:
+    rows = []
+    names = {"exact_mean": "exact mean", "exact_nwgm": "exact NWGM", "eval": "`eval()` pass"}
+    for (p, k), g in df.groupby(["predictor", "n_samples"], sort=False):
+        label = names.get(p, f"MC dropout, K = {k}")
+        if len(g) == 1:
+            r = g.iloc[0]
+            nll_diff = ("0" if p == "exact_mean" else
+                        ci(r.nll_minus_exact, r.nll_minus_exact_low, r.nll_minus_exact_high))
+            err_diff = ("0" if p == "exact_mean" else
+                        f"{num(r.error_minus_exact)} ({r.only_exact_right:.0f} vs "
+                        f"{r.only_predictor_right:.0f} images, McNemar {pvalue(r.mcnemar_p)})")
+            cells = [num(r.error), num(r.nll), nll_diff, err_diff, num(r.total_variation)]
+        else:  # independent draws: their mean, and the range over draws
+            def spread(col, g=g):
+                return f"{num(g[col].mean())} ({num(g[col].min())} to {num(g[col].max())})"
+
+            covered = int(((g.nll_minus_exact_low <= 0) & (g.nll_minus_exact_high >= 0)).sum())
+            cells = [spread("error"), spread("nll"),
+                     f"{spread('nll_minus_exact')}; CI holds 0 in {covered}/{len(g)}",
+                     spread("error_minus_exact"), spread("total_variation")]
+        rows.append([label, *cells])
+    first = df.iloc[0]
+    n_draws = int(df[df.predictor == "mc_dropout"].draw.nunique())
+    return (
+        f"PyTorch {first.architecture} network on digits (keep_prob {first.keep_prob} on the "
+        f"hidden layers), {first.n_test} test images, against the exact mean of all "
+        f"{int(df[df.predictor == 'exact_mean'].n_samples.iloc[0]):,} subnetworks: per-image "
+        f"NLL difference [paired bootstrap 95% CI] and error difference (images only the "
+        f"exact mean / only the predictor gets right, McNemar's exact test); total variation "
+        f"from the exact mean. MC dropout: mean over {n_draws} independent draws (range).\n\n"
+        + table(["predictor", "test error", "NLL (nats)", "NLL minus exact mean",
+                 "error minus exact mean", "TV from exact mean"], rows))
+
+
+@TORCH_EVALUATE.block("torch-evaluate")
+def torch_evaluate(df: pd.DataFrame) -> str:
+    tv = {(r.predictor, r.reference): r.total_variation for r in df.itertuples()}
+    return (f"`ensemble-study evaluate` on that model: the `eval()` (scaled) pass is "
+            f"{num(tv['scaled', 'nwgm'])} (total variation) from the NWGM and "
+            f"{num(tv['scaled', 'mean'])} from the arithmetic mean; the NWGM is "
+            f"{num(tv['nwgm', 'mean'])} from the mean.")
+
+
+_STATISTICS = {"all": "mean, NWGM, variance", "mean+nwgm": "mean and NWGM", "nwgm": "NWGM only",
+               "identity": "mean, variance"}
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3g} s"
+
+
+@BENCH.block("bench-table")
+def bench_table(df: pd.DataFrame) -> str:
+    """The benchmark's rows and the issue-8 targets, from results/bench.csv."""
+    df = df[df.case != "sweep"]
+    keys = ["case", "architecture", "output", "statistics", "n_dropped"]
+    rows, ratio = [], {}
+    for key, g in df.groupby(keys, sort=False):
+        case, arch, out, stat, n = key
+        by = g.set_index("method")
+        pkg, naive = by.loc["package"], by.loc["naive"]
+        c = by.loc["c_reference"]["seconds"] if "c_reference" in by.index else np.nan
+        one = by.loc["package_1thread"]["seconds"] if "package_1thread" in by.index else np.nan
+        vs_c = pkg["vs_c"]
+        ratio[case, out, stat, n] = (vs_c, pkg["speedup_vs_naive"])
+        rows.append([
+            case, f"{arch} {out}", "input, hidden 1" if case == "g" else "hidden 1, 2",
+            _STATISTICS.get(stat, stat), f"2^{n}", str(int(pkg["threads"])),
+            _seconds(naive["seconds"]) + ("*" if bool(naive["extrapolated"]) else ""),
+            _seconds(pkg["seconds"]), "" if np.isnan(one) else _seconds(one),
+            "" if np.isnan(c) else _seconds(c), "" if np.isnan(vs_c) else f"{vs_c:.2f}",
+            f"{pkg['speedup_vs_naive']:,.0f}x", f"{pkg['kernel_gflops']:.3g}",
+            f"{pkg['limit']} {pkg['limit_share']:.0%}" if isinstance(pkg["limit"], str)
+            and pkg["limit"] else ""])
+    header = ["case", "network", "dropped", "statistics", "subnetworks", "threads",
+              "naive loop", "package", "package, 1 thread", "C", "package / C",
+              "speedup vs naive", "kernel GFLOP/s", "limit (share of its peak)"]
+
+    def met(value, ok):
+        return f"{value} ({'met' if ok else 'not met'})"
+
+    targets = []
+    for n in (20, 24):
+        r = ratio.get(("b", "softmax", "all", n))
+        if r is not None and np.isfinite(r[0]):
+            targets.append(met(f"softmax mean, NWGM and variance at 2^{n}: {r[0]:.2f}x the C "
+                               f"kernel's time for the mean and NWGM", r[0] <= 1.5))
+    g = next((v for k, v in ratio.items() if k[0] == "g"), None)
+    if g is not None:
+        targets.append(met(f"generic path: {g[1]:.1f}x faster than the naive loop", g[1] >= 10))
+    ident = ratio.get(("c", "identity", "identity", 24))
+    if ident is not None and np.isfinite(ident[0]):
+        targets.append(met(f"identity output's mean and variance at 2^24: {ident[0]:.1f}x the "
+                           f"C Gray-code kernel", ident[0] <= 4))
+    first = df.iloc[0]
+    return (
+        f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
+        f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
+        + "\n\n\\* extrapolated from the first masks. Issue 8's targets in this run: "
+        + "; ".join(targets) + ".")
+
+
+@COMPILE_COST.block("compile-cost")
+def compile_cost(df: pd.DataFrame) -> str:
+    df = df.set_index("cache")
+    return (f"The first call of every compiled kernel in a fresh environment costs "
+            f"{df.loc['empty', 'warm_up_s']:.1f} s of compilation; in a new process with the "
+            f"cache filled, {df.loc['filled', 'warm_up_s']:.1f} s "
+            f"(`python scripts/compile_cost.py`, which writes `results/compile_cost.csv`).")
+
+
+@REPRODUCE_COST.block("reproduce-cost")
+def reproduce_cost(df: pd.DataFrame) -> str:
+    total = df.seconds.sum()
+    rows = [[r.study, f"{r.seconds / 60:.1f} min", f"{r.seconds / total:.0%}"]
+            for r in df.itertuples()]
+    return (f"The studies of `ensemble-study reproduce` at the default grids took "
+            f"{total / 60:.1f} min on 2 cores, the figures apart (`results/reproduce_cost.csv`, "
+            f"which it writes):\n\n"
+            + table(["study", "wall time", "share"], rows))
+
+
+@REPRODUCE_TIME.block("reproduce-time")
+def reproduce_time(df: pd.DataFrame) -> str:
+    df = df.set_index("run")
+    one, every = df.loc["one core"], df.loc["every core"]
+    return (f"`reproduce --fresh` took {one.wall_s / 60:.1f} min on one core and "
+            f"{every.wall_s / 60:.1f} min on every core ({int(every.cpus)} here, "
+            f"`--jobs {int(every.jobs)}`): {every.speedup:.2f} times as fast, one run of "
+            f"each in turn (`results/reproduce_time.csv`; this VM's run-to-run noise is up "
+            f"to 30%).")
+
+
+@RESUME.block("resume")
+def resume(df: pd.DataFrame) -> str:
+    r = df.iloc[0]
+    same = "byte-identical to" if r.identical else "different from"
+    return (f"Interrupted once {r.stored_at_interrupt} of its {r.cells} cells were stored, the "
+            f"sweep resumed with {r.from_store} cells from the store and recomputed "
+            f"{r.recomputed}; it took {r.resumed_s:.0f} s, against {r.uninterrupted_s:.0f} s "
+            f"for the uninterrupted run (one run of each), and its CSV was {same} the "
+            f"uninterrupted one's (`python scripts/resume_demo.py`, which writes "
+            f"`results/resume.csv`).")
+
+
+@BENCH.figure("bench")
+def plot_bench(df: pd.DataFrame) -> Figure:
+    """Seconds against the number of dropped units: naive per-mask loop vs the package."""
+    fig, axes = new_figure(width=7.2, height=4.4)
+    ax = axes[0, 0]
+    sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
+    arch = "8-h-h-10 softmax"
+    # Each legend entry is drawn exactly as its points are: the naive line
+    # without markers, then its measured points filled and its extrapolated
+    # ones hollow (an entry with no point is not drawn).
+    naive = sweep[sweep["method"] == "naive"]
+    ax.plot(naive["n_dropped"], naive["seconds"], color="0.35", ls="--",
+            label=f"naive loop: mean, NWGM, variance ({arch})")
+    guessed = naive["extrapolated"].astype(bool)
+    for points, style, label in ((naive[~guessed], {"mfc": "0.35"}, "naive, measured"),
+                                 (naive[guessed], {"mfc": "white"},
+                                  "naive, extrapolated from the first masks")):
+        if not points.empty:
+            ax.plot(points["n_dropped"], points["seconds"], ls="none", marker="o", mec="0.35",
+                    label=label, **style)
+    rows = sweep[sweep["method"] == "package"]
+    ax.plot(rows["n_dropped"], rows["seconds"], color="C0", ls="-", marker="o",
+            label=f"package: mean, NWGM, variance ({arch})")
+    package = df[df["method"] == "package"]
+    for stat, marker, color, label in (
+        ("mean+nwgm", "s", "C1", "package: mean and NWGM only (softmax)"),
+        ("nwgm", "^", "C2", "package: NWGM only (softmax)"),
+        ("identity", "v", "C3", "package: identity output, mean and variance"),
+    ):
+        rows = package[package["statistics"] == stat]
+        ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker=marker, color=color,
+                label=label)
+    rows = package[package["case"] == "g"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="D", color="C4",
+            label="package: generic path, input and first hidden layer dropped")
+    rows = package[package["case"] == "a"]
+    ax.plot(rows["n_dropped"], rows["seconds"], ls="none", marker="P", color="C5",
+            label="package: sigmoid 2-10-10-1, mean, NWGM, variance")
+    c_rows = df[(df["method"] == "c_reference") & (df["case"] != "sweep")]
+    ax.plot(c_rows["n_dropped"], c_rows["seconds"], ls="none", marker="x", color="k",
+            label="hand-written C (softmax: mean and NWGM; identity: Gray-code E[hidden])")
+    ax.set_yscale("log")
+    ax.set_xlabel("dropped units n (2^n subnetworks)")
+    ax.set_ylabel("seconds")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=7)
+    first = df.iloc[0]
+    ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
+                 f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
+                 fontsize=9)
+    return fig
