@@ -462,24 +462,19 @@ def reproduce(quick, results_dir, figures_dir, execution):
         _refresh_documents(results_dir)
 
 
-# The documents whose generated blocks read RESULTS_DIR.
-DOCUMENTS = (Path("README.md"),)
-
-
 def _refresh_documents(results_dir: Path) -> None:
-    """Regenerate the blocks of every document that reads ``results_dir``.
+    """Regenerate the blocks of every document (``report.documents``: README.md and
+    the pages under docs/) from the CSVs under ``results_dir``.
 
     The new CSVs can differ from the committed ones (wall times always do; a
     host with other floating-point kernels can move the last bits of a
     trained network), and the blocks must say what the CSVs say, or the
     README's second command (the tests) would fail after its first.
     """
-    from .report import update
+    from .report import documents, update
     from .results import atomic_write_text
 
-    for doc in DOCUMENTS:
-        if not doc.is_file():
-            continue
+    for doc in documents(Path()):
         new, changed = update(doc.read_text(), results_dir)
         if changed:
             atomic_write_text(doc, new)
@@ -563,37 +558,60 @@ def approximations_summary(path):
             click.echo(f"\n## {title}\n{table.to_string(index=False)}")
 
 
-# --- the README's generated numbers ------------------------------------------
+# --- the documentation's generated numbers ---------------------------------------
+
+def _deprecated_readme(ctx, param, value):
+    if value is not None:
+        click.echo("--readme is deprecated: use --document (or nothing, for every document "
+                   "under --root)", err=True)
+    return value
+
 
 @main.command()
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path(), show_default="the current folder",
+              help="Repository folder: every document under it (README.md and the pages "
+                   "under docs/) that holds a '<!-- report: NAME -->' block.")
+@click.option("--document", "documents", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Only this Markdown file; repeat for several.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=Path("README.md"), show_default=True,
-              help="Markdown file whose '<!-- report: NAME -->' blocks are regenerated.")
+              default=None, callback=_deprecated_readme, help="Deprecated: --document.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, exists=True,
                                                           path_type=Path),
               default=RESULTS_DIR, show_default=True, help="Folder of result CSVs to read.")
 @click.option("--check", is_flag=True,
               help="Change nothing; exit 1 if a block differs from what the CSVs give.")
-def report(readme, results_dir, check):
-    """Regenerate the README's numbers (tables, intervals, tests) from the result CSVs."""
+def report(root, documents, readme, results_dir, check):
+    """Regenerate the documents' numbers (tables, intervals, tests) from the result CSVs."""
+    from .report import documents as find_documents
     from .report import update
     from .results import atomic_write_text
 
-    text = readme.read_text()
-    try:
-        new, changed = update(text, results_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+    docs = list(documents) + ([readme] if readme is not None else [])
+    if not docs:
+        docs = find_documents(root)
+    if not docs:
+        raise click.UsageError(f"no document under {root} holds a generated block")
+    updates = []
+    for doc in docs:  # every block of every document rendered before any is written
+        try:
+            updates.append((doc, *update(doc.read_text(), results_dir)))
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.UsageError(f"{doc}: {exc}") from None
+    stale = [(doc, changed) for doc, _, changed in updates if changed]
     if check:
-        if changed:
-            click.echo(f"{readme}: out of date: {', '.join(changed)}", err=True)
+        for doc, changed in stale:
+            click.echo(f"{doc}: out of date: {', '.join(changed)}", err=True)
+        if stale:
             raise SystemExit(1)
-        click.echo(f"{readme}: every block matches {results_dir}")
+        click.echo(f"{len(docs)} document(s): every block matches {results_dir}")
         return
-    if changed:
-        atomic_write_text(readme, new)
-    click.echo(f"{readme}: {len(changed)} block(s) rewritten"
-               + (f": {', '.join(changed)}" if changed else ""))
+    for doc, new, changed in updates:
+        if changed:
+            atomic_write_text(doc, new)
+        click.echo(f"{doc}: {len(changed)} block(s) rewritten"
+                   + (f": {', '.join(changed)}" if changed else ""))
 
 
 # --- training with dropout (issue 5) ------------------------------------------

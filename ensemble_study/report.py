@@ -1,13 +1,14 @@
-"""The README's numbers, generated from the committed CSVs.
+"""The documentation's numbers, generated from the committed CSVs.
 
-README.md holds blocks between ``<!-- report: NAME -->`` and
+The documents (README.md and the Markdown pages under ``docs/``, see
+:func:`documents`) hold blocks between ``<!-- report: NAME -->`` and
 ``<!-- /report -->``. Each NAME is a function here (registered with
 :func:`block`) that reads CSVs under ``results/`` and returns the block's
 Markdown: tables, and the sentences that quote numbers, each comparison with
 its bootstrap 95% confidence interval or its paired test
-(:mod:`ensemble_study.stats`). ``ensemble-study report`` rewrites the blocks;
-``--check`` (and a test) fails when a block differs from what the CSVs give.
-Prose outside the blocks quotes no number.
+(:mod:`ensemble_study.stats`). ``ensemble-study report`` rewrites the blocks
+of every document; ``--check`` (and a test) fails when a block differs from
+what the CSVs give. Prose outside the blocks quotes no number.
 """
 
 from __future__ import annotations
@@ -61,6 +62,34 @@ def update(text: str, results_dir) -> tuple[str, list[str]]:
 def blocks_in(text: str) -> list[str]:
     """Names of the blocks in ``text``, in order."""
     return [m.group(2) for m in _BLOCK.finditer(text)]
+
+
+def documents(root=".") -> list[Path]:
+    """The documents under ``root`` that hold a generated block.
+
+    ``README.md``, then every ``docs/**/*.md`` in sorted order; folders whose
+    name starts with ``_`` or ``.`` (a docs build, generated pages) are
+    skipped, and so is ``docs/auto_examples`` (the gallery's output).
+
+    Parameters
+    ----------
+    root : str or Path
+        The repository's folder.
+
+    Returns
+    -------
+    list of Path
+        Paths under ``root`` (relative if ``root`` is).
+    """
+    root = Path(root)
+    docs = root / "docs"
+    candidates = [root / "README.md"]
+    if docs.is_dir():
+        candidates += sorted(
+            path for path in docs.rglob("*.md")
+            if not any(part.startswith(("_", ".")) or part == "auto_examples"
+                       for part in path.relative_to(docs).parts[:-1]))
+    return [path for path in candidates if path.is_file() and blocks_in(path.read_text())]
 
 
 # --- formatting ---------------------------------------------------------------------------
@@ -688,7 +717,7 @@ def bench_table(results_dir: Path) -> str:
     return (
         f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
         f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
-        + "\n\n\\* extrapolated from the first masks. Issue 8's targets in this run: "
+        + "\n\n\\* extrapolated from the first masks. The kernels' targets in this run: "
         + "; ".join(targets) + ".")
 
 
