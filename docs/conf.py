@@ -8,6 +8,7 @@ them unchanged (an HTML comment renders as nothing).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -80,6 +81,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"ensemble_study {version}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+html_js_files = ["figures.js"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,
@@ -88,7 +90,11 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "results/index": []}
+# Without a default the theme's script logs "Got invalid theme mode" on a first visit.
+html_context = {"default_mode": "auto"}
+# Results pages carry wide figures: no left sidebar, so the article is about 900 px
+# wide (the width tests/test_figures_legible.py measures the figures' text at).
+html_sidebars = {"index": [], "results/*": []}
 html_show_sourcelink = False
 html_copy_source = False
 
@@ -138,6 +144,17 @@ def _process_docstring(app, what, name, obj, options, lines):
         lines[i] = _FACT.sub(lambda m: f":ref:`{m[1]} {m[2]} <fact-{m[2]}>`", line)
 
 
+class _ResultsGlobMayBeEmpty(logging.Filter):
+    """The results' table of contents lists the known pages, then ``*`` for any
+    other study's page; until there is one, that ``*`` matches nothing, which is
+    fine (Sphinx gives this warning no type that ``suppress_warnings`` could name)."""
+
+    def filter(self, record):
+        return not (record.getMessage() == "toctree glob pattern '*' didn't match any documents"
+                    and "results" in str(getattr(record, "location", "")))
+
+
 def setup(app):
+    logging.getLogger("sphinx.sphinx.directives.other").addFilter(_ResultsGlobMayBeEmpty())
     app.connect("autodoc-skip-member", _skip_top_level_names)
     app.connect("autodoc-process-docstring", _process_docstring)
