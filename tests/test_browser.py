@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 from docs_site import ROOT, built_site

@@ -36,7 +36,7 @@ model = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Dropout(0.3),
                       nn.Linear(8, 10)).double()
 optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
 model.train()
-for epoch in range(40):
+for _epoch in range(40):
     order = torch.randperm(len(X_train))
     for start in range(0, len(order), 64):
         batch = order[start:start + 64]
