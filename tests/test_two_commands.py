@@ -37,7 +37,7 @@ def _perturbed(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_reproduce_leaves_every_generated_block_matching_its_csv(tmp_path, monkeypatch):
     documents = report.documents(ROOT)
-    assert ROOT / "README.md" in documents and len(documents) > 1
+    assert len(documents) > 1, documents  # the results pages under docs/, at least
     for doc in documents:
         copy = tmp_path / doc.relative_to(ROOT)
         copy.parent.mkdir(parents=True, exist_ok=True)
