@@ -100,14 +100,18 @@ html_copy_source = False
 
 
 def _write_cli_pages() -> None:
-    """One page per command of ``ensemble-study``, from its click definition."""
+    """One page per command of ``ensemble-study``, from its click definition.
+
+    reStructuredText, not MyST: sphinx-click emits reStructuredText, which is
+    parsed by the page's own parser.
+    """
     folder = DOCS / "reference" / "cli"
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {}
     for name in sorted(cli_main.commands):
-        wanted[f"{name}.md"] = (f"```{{click}} cli_commands:{name}\n"
-                                f":prog: ensemble-study {name}\n:nested: full\n```\n")
-    for stale in folder.glob("*.md"):
+        wanted[f"{name}.rst"] = (f".. click:: cli_commands:{name}\n"
+                                 f"   :prog: ensemble-study {name}\n   :nested: full\n")
+    for stale in list(folder.glob("*.md")) + list(folder.glob("*.rst")):
         if stale.name not in wanted:
             stale.unlink()
     for filename, text in wanted.items():

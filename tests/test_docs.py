@@ -157,6 +157,8 @@ def test_no_page_shows_markdown_raw_in_a_code_block(site):
                 pre.decompose()
             if "```" in article.get_text():
                 found.append(f"{page.relative_to(html)}: a raw ``` fence in the text")
+            if (m := re.search(r"^\.\. [\w:-]+::", article.get_text(), re.M)):
+                found.append(f"{page.relative_to(html)}: raw reStructuredText {m.group(0)!r}")
     assert not found, "\n".join(found)
 
 

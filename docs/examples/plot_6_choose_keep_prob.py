@@ -67,7 +67,7 @@ print(f"chosen on the validation split: keep_prob = {chosen}")
 # keep_prob: differences this small need several seeds and paired intervals
 # before they mean anything (see `After training on real data
 # <../results/trained.html>`_).
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained")
 q = [row["keep_prob"] for row in rows]
 axes[0].plot(q, [row["validation NLL"] for row in rows], "o-", color="black",
              label="scaled pass, validation")
@@ -84,7 +84,8 @@ axes[1].set_ylabel("test error")
 for ax in axes:
     ax.axvline(chosen, color="gray", ls=":", label="chosen keep_prob")
     ax.set_xlabel("keep_prob of the hidden layer")
-    ax.legend()
+# One legend for both panels, under them, where it hides no point.
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
 axes[0].set_title("Likelihood")
 axes[1].set_title("Error")
 plt.show()
