@@ -572,7 +572,7 @@ def _deprecated_readme(ctx, param, value):
               default=Path(), show_default="the current folder",
               help="Repository folder: every document under it (README.md and the pages "
                    "under docs/) that holds a '<!-- report: NAME -->' block.")
-@click.option("--document", "documents", multiple=True,
+@click.option("--document", "documents", multiple=True, default=(),
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Only this Markdown file; repeat for several.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
