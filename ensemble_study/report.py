@@ -1,6 +1,6 @@
 """Block machinery: the documents' numbers, generated from the committed CSVs.
 
-A document (README.md, a docs page) holds blocks between
+A document (README.md, a Markdown page under ``docs/``; :func:`documents`) holds blocks between
 ``<!-- report: NAME -->`` and ``<!-- /report -->``. Each NAME is a function
 registered on a study or table (``@STUDY.block(NAME)``, ``fn(df) -> str``)
 that reads its saved CSV and returns the block's Markdown: tables, and the
@@ -13,6 +13,7 @@ from what the CSVs give. Prose outside the blocks quotes no number.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +68,34 @@ def update(text: str, results_dir) -> tuple[str, list[str]]:
 def blocks_in(text: str) -> list[str]:
     """Names of the blocks in ``text``, in order."""
     return [m.group(2) for m in _BLOCK.finditer(text)]
+
+
+def documents(root=".") -> list[Path]:
+    """The documents under ``root`` that hold a generated block.
+
+    ``README.md``, then every ``docs/**/*.md`` in sorted order; folders whose
+    name starts with ``_`` or ``.`` (a docs build, generated pages) are
+    skipped, and so is ``docs/auto_examples`` (the gallery's output).
+
+    Parameters
+    ----------
+    root : str or Path
+        The repository's folder.
+
+    Returns
+    -------
+    list of Path
+        Paths under ``root`` (relative if ``root`` is).
+    """
+    root = Path(root)
+    docs = root / "docs"
+    candidates = [root / "README.md"]
+    if docs.is_dir():
+        candidates += sorted(
+            path for path in docs.rglob("*.md")
+            if not any(part.startswith(("_", ".")) or part == "auto_examples"
+                       for part in path.relative_to(docs).parts[:-1]))
+    return [path for path in candidates if path.is_file() and blocks_in(path.read_text())]
 
 
 # --- formatting ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 whose declaration says ``reproduce=True`` (:func:`ensemble_study.studies.default_studies`),
 run one after another on one shared pool or cluster, each table saved as
 soon as it is done; then every figure is drawn from the saved tables; then
-the generated blocks of the documents are rewritten from them, so that what
+the generated blocks of the documents (README.md and the pages under
+``docs/``) are rewritten from them, so that what
 the documents say is what the new tables say (wall times always differ from
 the committed ones, and another host's floating-point kernels can move the
 last bits of a trained network).
@@ -20,9 +21,6 @@ import pandas as pd
 
 from .executor import Execution, connect
 from .results import save_result
-
-DOCUMENTS = (Path("README.md"),)
-"""The documents whose generated blocks read ``results/`` (paths from the repository root)."""
 
 
 def run_studies(results_dir: Path, execution: Execution, *, quick: bool = False,
@@ -55,18 +53,19 @@ def run_studies(results_dir: Path, execution: Execution, *, quick: bool = False,
     return pd.DataFrame(costs, columns=["study", "rows", "seconds"])
 
 
-def refresh_documents(results_dir: Path, documents=DOCUMENTS, *,
+def refresh_documents(results_dir: Path, root: Path = Path(), *,
                       echo: Callable = print) -> list[str]:
-    """Regenerate the blocks of every document that exists; the names of the blocks changed."""
-    from .report import update
+    """Regenerate the blocks of every document under ``root`` (:func:`report.documents`:
+    README.md and the pages under docs/); the names of the blocks changed.
+
+    Every document is rendered before any is written.
+    """
+    from .report import documents, update
     from .results import atomic_write_text
 
+    updates = [(doc, *update(doc.read_text(), results_dir)) for doc in documents(root)]
     changed_all = []
-    for doc in documents:
-        doc = Path(doc)
-        if not doc.is_file():
-            continue
-        new, changed = update(doc.read_text(), results_dir)
+    for doc, new, changed in updates:
         if changed:
             atomic_write_text(doc, new)
         echo(f"{doc}: {len(changed)} generated block(s) rewritten"

@@ -127,7 +127,7 @@ def bench_table(df: pd.DataFrame) -> str:
     return (
         f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
         f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
-        + "\n\n\\* extrapolated from the first masks. Issue 8's targets in this run: "
+        + "\n\n\\* extrapolated from the first masks. The kernels' targets in this run: "
         + "; ".join(targets) + ".")
 
 

@@ -1,4 +1,4 @@
-"""The README's generated blocks, and the report command that writes them."""
+"""The documents' generated blocks, and the report command that writes them."""
 
 from __future__ import annotations
 
@@ -11,22 +11,40 @@ from ensemble_study import report
 from ensemble_study.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 RESULTS = ROOT / "results"
+DOCUMENTS = report.documents(ROOT)
 
 
-def test_readme_blocks_equal_what_the_committed_csvs_give():
-    text = README.read_text()
-    names = report.blocks_in(text)
-    assert names, "README.md has no generated block"
-    assert len(names) == len(set(names)), "a block appears twice"
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_block_of_every_document_equals_what_the_committed_csvs_give(doc):
+    text = doc.read_text()
     new, changed = report.update(text, RESULTS)
-    assert changed == [], f"run `ensemble-study report`: out of date: {changed}"
+    assert changed == [], f"run `ensemble-study report`: {doc} out of date: {changed}"
     assert new == text
 
 
-def test_every_registered_block_is_in_the_readme():
-    assert set(report.blocks()) <= set(report.blocks_in(README.read_text()))
+def test_every_registered_block_is_in_exactly_one_document():
+    where = [(name, doc) for doc in DOCUMENTS for name in report.blocks_in(doc.read_text())]
+    names = [name for name, _ in where]
+    assert sorted(set(names)) == sorted(report.blocks()), "a block is missing from the docs"
+    twice = {name for name in names if names.count(name) > 1}
+    assert not twice, f"blocks in more than one place: {twice}"
+
+
+def test_documents_finds_the_readme_and_the_pages_that_hold_blocks(tmp_path):
+    (tmp_path / "README.md").write_text("<!-- report: spread -->\nx\n<!-- /report -->\n")
+    for rel, text in {"docs/a.md": "<!-- report: boundary -->\n<!-- /report -->\n",
+                      "docs/guide/b.md": "<!-- report: mc-crossover -->\n<!-- /report -->\n",
+                      "docs/no_block.md": "# a page\n",
+                      "docs/_build/html/c.md": "<!-- report: spread -->\n<!-- /report -->\n",
+                      "docs/auto_examples/d.md": "<!-- report: spread -->\n<!-- /report -->\n"
+                      }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert report.documents(tmp_path) == [tmp_path / "README.md", tmp_path / "docs/a.md",
+                                          tmp_path / "docs/guide/b.md"]
+    (tmp_path / "README.md").write_text("no block\n")
+    assert report.documents(tmp_path)[0] == tmp_path / "docs/a.md"
 
 
 def test_update_rewrites_only_the_blocks(tmp_path):
@@ -46,24 +64,45 @@ def test_unknown_block_and_missing_csv_are_clear_errors(tmp_path):
         report.render("sweep-table", tmp_path)
 
 
-def test_report_command_check_and_rewrite(tmp_path):
+def test_report_command_check_and_rewrite_every_document_under_root(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- report: spread -->\nold\n<!-- /report -->\n")
+    page = tmp_path / "docs" / "results" / "boundary.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# Boundary\n<!-- report: boundary -->\nold\n<!-- /report -->\n")
     runner = CliRunner()
-    args = ["report", "--readme", str(readme), "--results", str(RESULTS)]
+    args = ["report", "--root", str(tmp_path), "--results", str(RESULTS)]
     res = runner.invoke(main, args + ["--check"])
-    assert res.exit_code == 1 and "out of date: spread" in res.output
-    assert readme.read_text().endswith("old\n<!-- /report -->\n")  # --check writes nothing
+    assert res.exit_code == 1
+    assert "README.md: out of date: spread" in res.output
+    assert "boundary.md: out of date: boundary" in res.output
+    for doc in (readme, page):  # --check writes nothing
+        assert doc.read_text().endswith("old\n<!-- /report -->\n")
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "1 block(s) rewritten: spread" in res.output
+    assert "1 block(s) rewritten: boundary" in res.output
     assert runner.invoke(main, args + ["--check"]).exit_code == 0
+
+
+def test_report_command_on_one_document_and_the_deprecated_readme_option(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- report: spread -->\nold\n<!-- /report -->\n")
+    other = tmp_path / "other.md"
+    other.write_text("<!-- report: boundary -->\nold\n<!-- /report -->\n")
+    res = CliRunner().invoke(main, ["report", "--readme", str(readme), "--results", str(RESULTS)])
+    assert res.exit_code == 0, res.output
+    assert "--readme is deprecated" in res.output and "rewritten: spread" in res.output
+    assert other.read_text() == "<!-- report: boundary -->\nold\n<!-- /report -->\n"
+    res = CliRunner().invoke(main, ["report", "--document", str(other), "--results",
+                                    str(RESULTS), "--check"])
+    assert res.exit_code == 1 and "out of date: boundary" in res.output
 
 
 def test_report_command_on_a_folder_without_the_csv(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- report: depth-table -->\n<!-- /report -->\n")
-    res = CliRunner().invoke(main, ["report", "--readme", str(readme), "--results",
+    res = CliRunner().invoke(main, ["report", "--document", str(readme), "--results",
                                     str(tmp_path)])
     assert res.exit_code == 2 and "run `ensemble-study depth` first" in res.output
     assert "Traceback" not in res.output

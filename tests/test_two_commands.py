@@ -4,7 +4,7 @@
 the committed ones, and on another host the last bits of a trained network
 can move; the README's generated blocks must follow, or `test_report` fails
 after the README's first command. The test runs `reproduce` in a copy of the
-repository's documents and results, with every study replaced by its
+repository's documents (README.md and the pages under docs/) and results, with every study replaced by its
 committed table perturbed as another machine might perturb it, and checks
 that every block then matches the new CSVs.
 """
@@ -20,7 +20,6 @@ from click.testing import CliRunner
 
 from ensemble_study import cli, report
 from ensemble_study.cli import maintenance
-from ensemble_study.reproduce import DOCUMENTS
 from ensemble_study.results import load_result
 from ensemble_study.studies import default_studies, get
 
@@ -37,9 +36,12 @@ def _perturbed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_reproduce_leaves_every_generated_block_matching_its_csv(tmp_path, monkeypatch):
-    for doc in DOCUMENTS:
-        (tmp_path / doc).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / doc, tmp_path / doc)
+    documents = report.documents(ROOT)
+    assert len(documents) > 1, documents  # the results pages under docs/, at least
+    for doc in documents:
+        copy = tmp_path / doc.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(doc, copy)
     shutil.copytree(ROOT / "results", tmp_path / "results",
                     ignore=shutil.ignore_patterns(".cells"))
     for name in default_studies():
@@ -58,7 +60,7 @@ def test_reproduce_leaves_every_generated_block_matching_its_csv(tmp_path, monke
                     if (tmp_path / "results" / f"{name}.csv").read_bytes()
                     != (ROOT / "results" / f"{name}.csv").read_bytes()]
     assert changed_csvs, "the perturbation must change what reproduce writes"
-    for doc in DOCUMENTS:
-        text = (tmp_path / doc).read_text()
-        assert report.update(text, tmp_path / "results")[1] == [], doc
+    assert report.documents(tmp_path) == [tmp_path / doc.relative_to(ROOT) for doc in documents]
+    for doc in report.documents(tmp_path):
+        assert report.update(doc.read_text(), tmp_path / "results")[1] == [], doc
     assert np.isfinite(load_result(tmp_path / "results" / "reproduce_cost.csv")["seconds"]).all()

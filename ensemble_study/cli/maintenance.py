@@ -79,7 +79,7 @@ def reproduce(quick, results_dir, figures_dir, execution):
     Finished cells are stored under RESULTS/.cells/, so an interrupted run
     started again resumes study by study and cell by cell (--fresh: from
     scratch). Into the default folders, the generated blocks of README.md
-    are rewritten from the new CSVs at the end.
+    and of the pages under docs/ are rewritten from the new CSVs at the end.
     """
     from .. import reproduce as job
     from ..studies import default_studies
@@ -103,35 +103,58 @@ def reproduce(quick, results_dir, figures_dir, execution):
         job.refresh_documents(results_dir, echo=echo)
 
 
+def _deprecated_readme(ctx, param, value):
+    if value is not None:
+        click.echo("--readme is deprecated: use --document (or nothing, for every document "
+                   "under --root)", err=True)
+    return value
+
+
 @click.command(cls=Command)
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path(), show_default="the current folder",
+              help="Repository folder: every document under it (README.md and the pages "
+                   "under docs/) that holds a '<!-- report: NAME -->' block.")
+@click.option("--document", "documents", multiple=True, default=(),
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Only this Markdown file; repeat for several.")
 @click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=Path("README.md"), show_default=True,
-              help="Markdown file whose '<!-- report: NAME -->' blocks are regenerated.")
+              default=None, callback=_deprecated_readme, help="Deprecated: --document.")
 @results_option()
 @click.option("--check", is_flag=True,
               help="Change nothing; exit 1 if a block differs from what the CSVs give.")
-def report(readme, results_dir, check):
-    """Regenerate a document's numbers (tables, intervals, tests) from the result CSVs."""
+def report(root, documents, readme, results_dir, check):
+    """Regenerate the documents' numbers (tables, intervals, tests) from the result CSVs."""
+    from ..report import documents as find_documents
     from ..report import update
     from ..results import atomic_write_text
 
     if not results_dir.is_dir():
         raise click.BadParameter(f"no such folder: {results_dir}", param_hint="--results")
-    text = readme.read_text()
-    try:
-        new, changed = update(text, results_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+    docs = list(documents) + ([readme] if readme is not None else [])
+    if not docs:
+        docs = find_documents(root)
+    if not docs:
+        raise click.UsageError(f"no document under {root} holds a generated block")
+    updates = []
+    for doc in docs:  # every block of every document rendered before any is written
+        try:
+            updates.append((doc, *update(doc.read_text(), results_dir)))
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.UsageError(f"{doc}: {exc}") from None
+    stale = [(doc, changed) for doc, _, changed in updates if changed]
     if check:
-        if changed:
-            click.echo(f"{readme}: out of date: {', '.join(changed)}", err=True)
+        for doc, changed in stale:
+            click.echo(f"{doc}: out of date: {', '.join(changed)}", err=True)
+        if stale:
             raise SystemExit(1)
-        click.echo(f"{readme}: every block matches {results_dir}")
+        click.echo(f"{len(docs)} document(s): every block matches {results_dir}")
         return
-    if changed:
-        atomic_write_text(readme, new)
-    click.echo(f"{readme}: {len(changed)} block(s) rewritten"
-               + (f": {', '.join(changed)}" if changed else ""))
+    for doc, new, changed in updates:
+        if changed:
+            atomic_write_text(doc, new)
+        click.echo(f"{doc}: {len(changed)} block(s) rewritten"
+                   + (f": {', '.join(changed)}" if changed else ""))
 
 
 @click.command(cls=Command)
