@@ -108,7 +108,7 @@ def _write_cli_pages() -> None:
     folder = DOCS / "reference" / "cli"
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {}
-    for name in sorted(cli_main.commands):
+    for name in sorted(n for n, c in cli_main.commands.items() if not c.hidden):
         wanted[f"{name}.rst"] = (f".. click:: cli_commands:{name}\n"
                                  f"   :prog: ensemble-study {name}\n   :nested: full\n")
     for stale in list(folder.glob("*.md")) + list(folder.glob("*.rst")):

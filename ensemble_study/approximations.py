@@ -48,10 +48,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
+from .activations import ACTIVATIONS, sigmoid_moments
 from .dropout import DropoutConfig, check_config
-from .network import MLP, check_input, sigmoid
+from .network import MLP, check_input
 
 _PROBIT = np.pi / 8.0
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -73,28 +73,6 @@ class MomentPrediction:
     variance: np.ndarray
 
 
-def _relu_moments(mu, s2):
-    s = np.sqrt(s2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(s > 0, mu / np.where(s > 0, s, 1.0), 0.0)
-    cdf, pdf = ndtr(t), _INV_SQRT_2PI * np.exp(-0.5 * t * t)
-    mean = np.where(s > 0, mu * cdf + s * pdf, np.maximum(mu, 0.0))
-    second = (mu * mu + s2) * cdf + mu * s * pdf
-    var = np.where(s > 0, np.maximum(second - mean * mean, 0.0), 0.0)
-    return mean, var
-
-
-def _sigmoid_moments(mu, s2):
-    k = 1.0 / np.sqrt(1.0 + _PROBIT * s2)
-    mean = sigmoid(mu * k)
-    return mean, mean * (1.0 - mean) * (1.0 - k)
-
-
-def _tanh_moments(mu, s2):
-    m, v = _sigmoid_moments(2.0 * mu, 4.0 * s2)
-    return 2.0 * m - 1.0, 4.0 * v
-
-
 def _softmax_moments(mu, s2):
     z = mu / np.sqrt(1.0 + _PROBIT * s2)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -102,13 +80,9 @@ def _softmax_moments(mu, s2):
     return mean, mean * (1.0 - mean) * (1.0 - 1.0 / np.sqrt(1.0 + _PROBIT * s2))
 
 
-_MOMENTS = {
-    "identity": lambda mu, s2: (mu, s2),
-    "relu": _relu_moments,
-    "sigmoid": _sigmoid_moments,
-    "tanh": _tanh_moments,
-    "softmax": _softmax_moments,
-}
+# Hidden activations' rules from their records; outputs' closures.
+_MOMENTS = {**{name: a.moments for name, a in ACTIVATIONS.items()},
+            "sigmoid": sigmoid_moments, "softmax": _softmax_moments}
 
 
 def logit_moments(net: MLP, cfg: DropoutConfig, X) -> tuple[np.ndarray, np.ndarray]:

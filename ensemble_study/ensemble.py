@@ -311,7 +311,9 @@ def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
     return acc
 
 
-ESTIMATORS = ("plain", "rao_blackwell")
+ESTIMATORS = ("mc", "rb_mc")
+# The names of an earlier release, accepted with a DeprecationWarning.
+_OLD_ESTIMATORS = {"plain": "mc", "rao_blackwell": "rb_mc"}
 # Refuse K above this: 10**9 forward passes of even the smallest network take
 # hours, so a larger K is a typo (memory is bounded by the chunk whatever K).
 MAX_SAMPLES = 10**9
@@ -354,18 +356,18 @@ def sample_ensemble(
     n_samples: int,
     rng,
     *,
-    estimator: str = "plain",
+    estimator: str = "mc",
     chunk_size: int | None = None,
 ) -> EnsembleResult:
     """A Monte Carlo estimate of the ensemble from K sampled masks.
 
-    ``estimator="plain"`` (Monte Carlo dropout) draws K joint masks, shared
+    ``estimator="mc"`` (plain Monte Carlo dropout) draws K joint masks, shared
     by every example, so the result is the prediction of one K-member
     ensemble: ``mean`` is an unbiased estimate of the exact ensemble mean and
     ``variance`` is the K members' variance (ddof=0).
 
-    ``estimator="rao_blackwell"`` draws K masks of the *outer* dropped layers
-    only and, for each, averages the last dropped layer (which must feed the
+    ``estimator="rb_mc"`` (Rao-Blackwellised Monte Carlo) draws K masks of the
+    *outer* dropped layers only and, for each, averages the last dropped layer (which must feed the
     output layer) exactly with the shortcut kernel
     (:func:`ensemble_study.kernels.conditional_moments`). Then
 
@@ -399,10 +401,12 @@ def sample_ensemble(
     n_samples : int, 1 <= K <= MAX_SAMPLES (10**9)
         K, the number of (outer) masks drawn.
     rng : int, SeedSequence or numpy.random.Generator
-    estimator : {"plain", "rao_blackwell"}
+    estimator : {"mc", "rb_mc"}
+        (``"plain"`` and ``"rao_blackwell"``, the earlier names, still work
+        with a ``DeprecationWarning``.)
     chunk_size : int, optional
         Masks evaluated per batch (see :func:`exact_ensemble`; for
-        ``rao_blackwell``, outer masks per batch, each of which carries its
+        ``rb_mc``, outer masks per batch, each of which carries its
         inner block).
 
     Returns
@@ -413,7 +417,7 @@ def sample_ensemble(
     Raises
     ------
     ValueError
-        On a bad parameter; for ``rao_blackwell``, when the last dropped
+        On a bad parameter; for ``rb_mc``, when the last dropped
         layer with keep_prob < 1 does not feed the output layer.
     """
     X = check_input(net, X)
@@ -424,12 +428,19 @@ def sample_ensemble(
             f"n_samples must be at most MAX_SAMPLES = {MAX_SAMPLES:,} (K forward passes; "
             f"a larger K would run for days); got {n_samples:,}"
         )
+    if isinstance(estimator, str) and estimator in _OLD_ESTIMATORS:
+        import warnings
+
+        warnings.warn(f"estimator={estimator!r} is deprecated; use "
+                      f"estimator={_OLD_ESTIMATORS[estimator]!r}", DeprecationWarning,
+                      stacklevel=2)
+        estimator = _OLD_ESTIMATORS[estimator]
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
     gen = check_rng(rng)
-    if estimator == "rao_blackwell":
+    if estimator == "rb_mc":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
@@ -470,9 +481,9 @@ def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size) -> EnsembleResult:
                f"{net.n_layers - 1}, the layer that feeds the output" if free
                else "no dropped layer has keep_prob < 1")
         raise ValueError(
-            f"estimator='rao_blackwell' averages the last dropped layer exactly, which "
+            f"estimator='rb_mc' averages the last dropped layer exactly, which "
             f"needs that layer to feed the output layer; here {why}. "
-            f'Use estimator="plain"'
+            f'Use estimator="mc"'
         )
     n, k = X.shape[0], net.sizes[-1]
     if chunk_size is None:

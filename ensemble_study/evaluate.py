@@ -38,9 +38,8 @@ from .train import error_rate, negative_log_likelihood
 def _auto(net, cfg, X, n_samples, rng):
     """Rao-Blackwellised MC where it applies (far less variance per sample), else plain."""
     if shortcut_plan(net, cfg) is not None:
-        return sample_ensemble(net, cfg, X, n_samples, rng, estimator="rao_blackwell"), \
-            "rao_blackwell"
-    return sample_ensemble(net, cfg, X, n_samples, rng, estimator="plain"), "mc"
+        return sample_ensemble(net, cfg, X, n_samples, rng, estimator="rb_mc"), "rb_mc"
+    return sample_ensemble(net, cfg, X, n_samples, rng, estimator="mc"), "mc"
 
 
 # Estimators of the ensemble past the enumeration limit, by name; each is
@@ -48,9 +47,8 @@ def _auto(net, cfg, X, n_samples, rng):
 # and the name of the estimator that ran.
 ESTIMATORS = {
     "auto": _auto,
-    "rao_blackwell": lambda *a: (sample_ensemble(*a, estimator="rao_blackwell"),
-                                 "rao_blackwell"),
-    "mc": lambda *a: (sample_ensemble(*a, estimator="plain"), "mc"),
+    "rb_mc": lambda *a: (sample_ensemble(*a, estimator="rb_mc"), "rb_mc"),
+    "mc": lambda *a: (sample_ensemble(*a, estimator="mc"), "mc"),
 }
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
               "n_subnetworks", "predictor", "reference"]
@@ -193,7 +191,7 @@ def evaluate_network(
         it, estimate it with ``estimator`` from ``n_samples`` masks.
     n_samples : int >= 2
         K of the estimator (two at least, for a standard error).
-    estimator : {"auto", "rao_blackwell", "mc"}
+    estimator : {"auto", "rb_mc", "mc"}
         ``"auto"``: the Rao-Blackwellised estimator when the last dropped
         layer feeds the output layer, plain Monte Carlo otherwise.
     rng : int, SeedSequence or Generator

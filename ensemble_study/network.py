@@ -23,16 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import as_float_array, check_int, check_real, check_rng, check_X, is_sequence
+from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, sigmoid
 
-HIDDEN_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 OUTPUTS = ("identity", "sigmoid", "softmax")
 # Version of the .npz layout written by MLP.save (not the package version).
 FILE_FORMAT = 1
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function, accurate in both tails (no overflow, no 1 - 1)."""
-    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -47,21 +42,9 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _relu(z):
-    return np.maximum(z, 0.0)
-
-
-def _identity(z):
-    return z
-
-
-ACTIVATION_FUNCTIONS = {
-    "identity": _identity,
-    "relu": _relu,
-    "tanh": np.tanh,
-    "sigmoid": sigmoid,
-}
-OUTPUT_FUNCTIONS = {"identity": _identity, "sigmoid": sigmoid, "softmax": softmax}
+ACTIVATION_FUNCTIONS = {name: a.forward for name, a in ACTIVATIONS.items()}
+OUTPUT_FUNCTIONS = {"identity": ACTIVATIONS["identity"].forward, "sigmoid": sigmoid,
+                    "softmax": softmax}
 
 
 def _readonly(a, name: str) -> np.ndarray:

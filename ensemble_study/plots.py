@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .activations import ACTIVATIONS
 from .results import load_result, write_files
 from .stats import summarise
 
@@ -117,8 +118,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 130) -> Path:
 
 # --- the shared style -------------------------------------------------------------------
 
-ACTIVATION_COLORS = {"identity": "tab:gray", "relu": "tab:blue", "tanh": "tab:orange",
-                     "sigmoid": "tab:green"}
+ACTIVATION_COLORS = {name: a.color for name, a in ACTIVATIONS.items()}
 STATISTIC_LABELS = {"arithmetic_mean": "arithmetic mean", "nwgm": "NWGM"}
 BAND = ("line: median over networks; dark band: its bootstrap 95% CI; "
         "light band: 10-90% of networks")

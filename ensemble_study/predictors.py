@@ -184,13 +184,13 @@ register(Predictor(
 ))
 register(Predictor(
     "mc", "MC", {"color": "tab:blue", "marker": "."}, True,
-    predict=lambda case, k, rng: _sampled(case, k, rng, "plain"),
+    predict=lambda case, k, rng: _sampled(case, k, rng, "mc"),
     cost=lambda case, k: float(k),
     description="Monte Carlo dropout: the mean (and variance) of K sampled subnetworks",
 ))
 register(Predictor(
     "rb_mc", "RB MC", {"color": "tab:orange", "marker": "."}, True,
-    predict=lambda case, k, rng: _sampled(case, k, rng, "rao_blackwell"),
+    predict=lambda case, k, rng: _sampled(case, k, rng, "rb_mc"),
     cost=lambda case, k: k * case.passes["rb"],
     description="Rao-Blackwellised MC: K sampled outer masks, the last dropped layer averaged "
                 "exactly",
@@ -200,5 +200,5 @@ register(Predictor(
 def _sampled(case: Case, k: int, rng, estimator: str) -> Prediction:
     res = sample_ensemble(case.net, case.cfg, case.X, k, rng, estimator=estimator)
     # One plain sample has no spread to estimate a variance from.
-    has_variance = k >= 2 or estimator == "rao_blackwell"
+    has_variance = k >= 2 or estimator == "rb_mc"
     return Prediction(res.mean, res.variance if has_variance else None)

@@ -38,12 +38,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .activations import ACTIVATIONS
 from .dropout import DropoutConfig, check_config, convert_scheme
 from .network import MLP, OUTPUTS
 
-_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+# torch.nn module name -> activation (nn.Identity is read apart: it maps no layer).
+_ACTIVATIONS = {a.torch: name for name, a in ACTIVATIONS.items() if name != "identity"}
 # Activations f with f(m z / q) = m f(z) / q for a 0/1 mask m and q > 0.
-_HOMOGENEOUS = ("relu", "identity")
+_HOMOGENEOUS = tuple(name for name, a in ACTIVATIONS.items() if a.homogeneous)
 
 
 def _torch():
@@ -156,7 +158,7 @@ def from_torch(module, *, output: str | None = None):
             keep[layer] = 1.0 - float(m.p)
             if layer > 0 and act is None:
                 dropout_before_act = (j, m)
-        elif kind in (nn.ReLU, nn.Tanh, nn.Sigmoid):
+        elif kind.__name__ in _ACTIVATIONS and kind is getattr(nn, kind.__name__, None):
             name = _ACTIVATIONS[kind.__name__]
             if layer == 0:
                 raise ValueError(f"{_describe(j, m)}: an activation before the first Linear "
@@ -219,8 +221,7 @@ def to_torch(net: MLP, cfg: DropoutConfig | None = None):
         kp = cfg.keep_prob
         keep = dict(kp) if isinstance(kp, Mapping) else {l: kp for l in cfg.layers}
     mods = []
-    torch_act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-                 "identity": nn.Identity}
+    torch_act = {name: getattr(nn, a.torch) for name, a in ACTIVATIONS.items()}
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
         if l > 0:
             mods.append(torch_act[net.hidden[l - 1]]())

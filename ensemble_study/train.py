@@ -47,6 +47,7 @@ from ._checks import (
     check_rng,
     check_X,
 )
+from .activations import get as get_activation
 from .dropout import DropoutConfig, check_config, mask_multipliers, scaled_forward, unit_keep_probs
 from .masks import sample_masks
 from .network import (
@@ -70,14 +71,7 @@ _PROB_FLOOR = 1e-12
 
 
 def _activation_grad(name: str, z: np.ndarray) -> np.ndarray:
-    if name == "relu":
-        return (z > 0).astype(np.float64)
-    if name == "tanh":
-        return 1.0 - np.tanh(z) ** 2
-    if name == "sigmoid":
-        s = ACTIVATION_FUNCTIONS["sigmoid"](z)
-        return s * (1.0 - s)
-    return np.ones_like(z)
+    return get_activation(name).derivative(z)
 
 
 def _number(value, name, *, low, high=None, low_open=False, allow_none=False):

@@ -7,7 +7,7 @@ from reference import assert_close, brute_force
 from ensemble_study import MLP, DropoutConfig, exact_ensemble, sample_ensemble
 from ensemble_study.ensemble import MAX_SAMPLES
 
-RB = "rao_blackwell"
+RB = "rb_mc"
 
 
 def _X(n_features, seed, n=3):
@@ -111,7 +111,7 @@ def test_variance_estimate_converges():
     np.testing.assert_allclose(res.variance, ref.variance, rtol=0.05)
 
 
-@pytest.mark.parametrize("estimator", ["plain", RB])
+@pytest.mark.parametrize("estimator", ["mc", RB])
 def test_same_seed_same_result_and_chunk_size_changes_only_rounding(estimator):
     net = MLP.random((3, 5, 4, 3), "relu", "softmax", rng=0)
     cfg = DropoutConfig(0.5, [1, 2])
@@ -129,14 +129,14 @@ def test_same_seed_same_result_and_chunk_size_changes_only_rounding(estimator):
 def test_rao_blackwell_refuses_a_last_layer_that_does_not_feed_the_output():
     net = MLP.random((3, 4, 4, 1), "relu", "sigmoid", rng=0)
     for cfg in (DropoutConfig(0.5, [0, 1]), DropoutConfig({1: 0.5, 2: 1.0})):
-        with pytest.raises(ValueError, match=r'last dropped layer .* estimator="plain"'):
+        with pytest.raises(ValueError, match=r'last dropped layer .* estimator="mc"'):
             sample_ensemble(net, cfg, _X(3, 0), 4, rng=0, estimator=RB)
 
 
 @pytest.mark.parametrize("estimator", ["rao-blackwell", "RB", None, 1])
 def test_bad_estimator(estimator):
     net = MLP.random((3, 4, 1), "relu", "sigmoid", rng=0)
-    with pytest.raises(ValueError, match=r"estimator must be one of \('plain', 'rao_blackwell'\); got"):
+    with pytest.raises(ValueError, match=r"estimator must be one of \('mc', 'rb_mc'\); got"):
         sample_ensemble(net, DropoutConfig(0.5, [1]), _X(3, 0), 4, rng=0, estimator=estimator)
 
 
@@ -147,7 +147,7 @@ def test_absurd_n_samples_refused_before_any_work(n_samples):
         sample_ensemble(net, DropoutConfig(0.5, [1]), _X(3, 0), n_samples, rng=0)
 
 
-@pytest.mark.parametrize("estimator", ["plain", RB])
+@pytest.mark.parametrize("estimator", ["mc", RB])
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 def test_huge_inputs_give_a_finite_nwgm_where_exact_does(estimator, output):
     # Input dropout, no hidden layer, inverted: m * x / q overflows at
@@ -163,3 +163,15 @@ def test_huge_inputs_give_a_finite_nwgm_where_exact_does(estimator, output):
     # Every subnetwork's logits are huge: its output is (almost) one-hot, and
     # so is the NWGM of the exact and the sampled ensembles alike.
     np.testing.assert_allclose(res.geometric_mean, exact.geometric_mean, atol=1e-12)
+
+
+@pytest.mark.parametrize("old, new", [("plain", "mc"), ("rao_blackwell", "rb_mc")])
+def test_the_old_estimator_names_warn_and_give_the_same_numbers(old, new):
+    net = MLP.random((3, 4, 4, 2), "relu", "softmax", rng=1)
+    cfg = DropoutConfig(0.5, layers=[1, 2])
+    X = np.random.default_rng(2).normal(size=(3, 3))
+    with pytest.warns(DeprecationWarning, match=f"estimator='{old}' is deprecated; use "
+                                                f"estimator='{new}'"):
+        a = sample_ensemble(net, cfg, X, 20, 5, estimator=old)
+    b = sample_ensemble(net, cfg, X, 20, 5, estimator=new)
+    np.testing.assert_array_equal(a.mean, b.mean)

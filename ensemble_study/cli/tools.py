@@ -172,9 +172,9 @@ def _load_npy(path: Path, param_hint: str):
               help="Sampled subnetworks K past the enumeration limit.")
 @click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
               show_default=True,
-              help="How to estimate the ensemble past the limit: rao_blackwell (sample the "
+              help="How to estimate the ensemble past the limit: rb_mc (sample the "
                    "outer dropped layers, average the last one exactly), mc (plain Monte "
-                   "Carlo), auto (rao_blackwell where the last dropped layer feeds the "
+                   "Carlo), auto (rb_mc where the last dropped layer feeds the "
                    "output, else mc).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="The seed given to `train` (the test split of --dataset); also seeds "

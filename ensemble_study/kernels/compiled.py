@@ -40,6 +40,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..activations import ACTIVATIONS
 from ..network import MLP
 from . import reference
 from ._simd import (
@@ -75,7 +76,7 @@ _JIT = {"cache": True, "nogil": True, "fastmath": _FASTMATH, "error_model": "num
 # array by value and touch its reference count (measured 10x slower).
 _INLINE = {**_JIT, "inline": "always"}
 
-_HIDDEN_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+_HIDDEN_CODES = {name: a.kernel_code for name, a in ACTIVATIONS.items()}
 _OUTPUT_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
 # Rank-one updates between full recomputations of the first changed layer.
 _REFRESH = 64
