@@ -137,3 +137,11 @@ def activation_handles(activations):
     from matplotlib.lines import Line2D
 
     return [Line2D([], [], color=ACTIVATION_COLORS[a], label=a) for a in activations]
+
+
+def predictor_line(name: str, **extra) -> dict:
+    """Line keywords (label, colour, line style) of a registered predictor, for every figure."""
+    from .predictors import get
+
+    pred = get(name)
+    return {"label": pred.label, "color": pred.style["color"], "ls": pred.style["ls"], **extra}

@@ -148,19 +148,19 @@ def get(name: str) -> Predictor:
 _PROBABILITY = ("sigmoid", "softmax")
 
 register(Predictor(
-    "exact", "exact ensemble", {"color": "black", "marker": "*"}, False,
+    "exact", "exact ensemble", {"color": "black", "marker": "*", "ls": "-"}, False,
     predict=lambda case, k, rng: Prediction(case.exact.mean, case.exact.variance),
     cost=lambda case, k: case.passes["n_outer"] * case.passes["rb"],
     description="every subnetwork, enumerated (the truth; its cost is the price of it)",
 ))
 register(Predictor(
-    "scaled", "scaled pass", {"color": "tab:red", "marker": "o"}, False,
+    "scaled", "scaled pass", {"color": "tab:red", "marker": "o", "ls": "--"}, False,
     predict=lambda case, k, rng: Prediction(scaled_forward(case.net, case.cfg, case.X)),
     cost=lambda case, k: 1.0,
     description="one deterministic pass with the scheme's test-time scaling (`eval()`)",
 ))
 register(Predictor(
-    "nwgm", "NWGM", {"color": "tab:purple", "marker": "s"}, False,
+    "nwgm", "NWGM", {"color": "tab:purple", "marker": "s", "ls": ":"}, False,
     predict=lambda case, k, rng: Prediction(case.exact.geometric_mean),
     cost=lambda case, k: float(case.passes["n_outer"]),
     outputs=_PROBABILITY,
@@ -168,7 +168,7 @@ register(Predictor(
 ))
 register(Predictor(
     "nwgm_corrected", "NWGM + correction",
-    {"color": "tab:pink", "marker": "D"}, False,
+    {"color": "tab:pink", "marker": "D", "ls": "-."}, False,
     predict=lambda case, k, rng: Prediction(
         nwgm_correction(case.exact.geometric_mean, case.moments.variance, case.net.output)),
     cost=lambda case, k: case.passes["n_outer"] + 2.0,
@@ -177,19 +177,20 @@ register(Predictor(
                 "propagation",
 ))
 register(Predictor(
-    "moment_propagation", "moment propagation", {"color": "tab:green", "marker": "^"}, False,
+    "moment_propagation", "moment propagation", {"color": "tab:green", "marker": "^", "ls": "-"},
+    False,
     predict=lambda case, k, rng: Prediction(case.moments.mean, case.moments.variance),
     cost=lambda case, k: 2.0,
     description="one pass of means and variances (Wang & Manning 2013)",
 ))
 register(Predictor(
-    "mc", "MC", {"color": "tab:blue", "marker": "."}, True,
+    "mc", "MC", {"color": "tab:blue", "marker": ".", "ls": "-"}, True,
     predict=lambda case, k, rng: _sampled(case, k, rng, "mc"),
     cost=lambda case, k: float(k),
     description="Monte Carlo dropout: the mean (and variance) of K sampled subnetworks",
 ))
 register(Predictor(
-    "rb_mc", "RB MC", {"color": "tab:orange", "marker": "."}, True,
+    "rb_mc", "RB MC", {"color": "tab:orange", "marker": ".", "ls": "-"}, True,
     predict=lambda case, k, rng: _sampled(case, k, rng, "rb_mc"),
     cost=lambda case, k: k * case.passes["rb"],
     description="Rao-Blackwellised MC: K sampled outer masks, the last dropped layer averaged "

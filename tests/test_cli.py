@@ -20,16 +20,16 @@ COMMANDS = {
               "--keep-prob", "0.5", "--keep-prob", "1", "--activation", "relu",
               "--activation", "identity"],
     "mc": ["--jobs", "1", "--width", "2", "--n-seeds", "1", "--n-inputs", "3", "--k", "1",
-           "--k", "20", "--n-repeats", "2", "--activation", "tanh"],
+           "--n-samples", "20", "--n-draws", "2", "--activation", "tanh"],
     "spread": ["--jobs", "1", "--width", "2", "--n-inputs", "2", "--activation", "sigmoid"],
     "depth": ["--jobs", "1", "--width", "2", "--width", "3", "--depth", "1", "--depth", "2",
               "--n-seeds", "1", "--n-inputs", "3", "--max-dropped", "6"],
 }
 COLUMNS = {
     "sweep": ["study", "architecture", "activation", "output", "scheme", "weights", "keep_prob",
-              "seed", "method", "n_subnetworks", "statistic", "mean_abs_gap", "max_abs_gap",
+              "seed", "predictor", "n_subnetworks", "statistic", "mean_abs_gap", "max_abs_gap",
               "relative_gap", "kl", "disagreement"],
-    "mc": ["method", "n_subnetworks", "repeat", "statistic", "mean_abs_gap", "relative_gap"],
+    "mc": ["predictor", "n_samples", "draw", "statistic", "mean_abs_gap", "relative_gap"],
     "spread": ["input", "quantity", "subnetwork", "probability", "value"],
     "depth": ["depth", "width", "n_dropped", "statistic", "mean_abs_gap", "relative_gap"],
 }

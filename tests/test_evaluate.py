@@ -334,7 +334,7 @@ def test_trained_passes_the_new_options(tmp_path):
                    "--weight-decay", "0.001", "--max-norm", "3", "--out", "t.csv"], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "t.csv")
-    assert set(df[df.predictor == "exact_mean"].n_samples) == {2**5}  # 2 inputs + 3 hidden
+    assert set(df[df.predictor == "exact"].n_subnetworks) == {2**5}  # 2 inputs + 3 hidden
     params = json.loads((tmp_path / "t.json").read_text())["params"]
     assert params["activation"] == "sigmoid" and params["input_keep_prob"] == 0.5
     assert params == {**params, "optimizer": "sgd", "learning_rate": 0.05, "batch_size": 16,

@@ -54,9 +54,9 @@ def test_table_layout(tiny):
     # Per architecture: 2 seeds x (baseline | 2 schemes x predictors); Fig. 11
     # (exact mean, 2 K x 2 draws) for the one-hidden-layer network only.
     assert counts == {("64-6-10", "no_dropout"): 2, ("64-6-10", "scaled"): 4,
-                      ("64-6-10", "exact_nwgm"): 4, ("64-6-10", "exact_mean"): 4,
-                      ("64-6-10", "sampled"): 16, ("64-3-3-10", "no_dropout"): 2,
-                      ("64-3-3-10", "scaled"): 4, ("64-3-3-10", "exact_nwgm"): 4}
+                      ("64-6-10", "nwgm"): 4, ("64-6-10", "exact"): 4,
+                      ("64-6-10", "mc"): 16, ("64-3-3-10", "no_dropout"): 2,
+                      ("64-3-3-10", "scaled"): 4, ("64-3-3-10", "nwgm"): 4}
     assert tiny[["architecture", "scheme", "keep_prob", "seed", "predictor", "n_samples",
                  "draw"]].duplicated().sum() == 0
 
@@ -65,7 +65,7 @@ def test_one_dropped_layer_hinton_is_a_theorem(tiny):
     scaled = tiny[tiny["predictor"] == "scaled"]
     one = scaled[scaled["architecture"] == "64-6-10"]
     # Fact 3: the scaled pass is the NWGM; Hinton's inequality holds on every image.
-    nwgm = tiny[(tiny["predictor"] == "exact_nwgm") & (tiny["architecture"] == "64-6-10")]
+    nwgm = tiny[(tiny["predictor"] == "nwgm") & (tiny["architecture"] == "64-6-10")]
     np.testing.assert_array_equal(one["error"].to_numpy(), nwgm["error"].to_numpy())
     assert (one["hinton_share"] == 1).all() and (one["hinton_min_diff"] >= -1e-12).all()
     # The NWGM's version holds at any depth.
@@ -84,11 +84,11 @@ def _synthetic(sampled_error, scaled, exact, n_seeds=5, ks=srivastava.SAMPLE_SIZ
     rows = []
     for seed in range(n_seeds):
         ids = dict(architecture="64-20-10", scheme="inverted", keep_prob=0.5, seed=seed)
-        rows += [{**ids, "predictor": "scaled", "n_samples": 1, "draw": 0, "error": scaled},
-                 {**ids, "predictor": "exact_mean", "n_samples": 2**20, "draw": 0,
-                  "error": exact},
-                 {**ids, "predictor": "no_dropout", "n_samples": 1, "draw": 0, "error": 0.03}]
-        rows += [{**ids, "predictor": "sampled", "n_samples": k, "draw": d,
+        rows += [{**ids, "predictor": "scaled", "n_samples": 0, "draw": 0, "error": scaled},
+                 {**ids, "predictor": "exact", "n_subnetworks": 2**20, "n_samples": 0,
+                  "draw": 0, "error": exact},
+                 {**ids, "predictor": "no_dropout", "n_samples": 0, "draw": 0, "error": 0.03}]
+        rows += [{**ids, "predictor": "mc", "n_samples": k, "draw": d,
                   "error": sampled_error(k) + (0.01 if d else -0.01)}
                  for k in ks for d in (0, 1)]
     return pd.DataFrame(rows)
@@ -101,7 +101,7 @@ def test_crossings_find_the_first_k_by_hand():
     out = show.crossings(df).set_index("reference")
     assert out.loc["scaled", ["k", "ci_low", "ci_high"]].tolist() == [5, 5, 5]
     assert out.loc["scaled", "reference_error"] == pytest.approx(0.125)
-    assert np.isinf(out.loc["exact_mean", ["k", "ci_low", "ci_high"]].astype(float)).all()
+    assert np.isinf(out.loc["exact", ["k", "ci_low", "ci_high"]].astype(float)).all()
 
 
 def test_crossing_interval_widens_with_seed_to_seed_differences():

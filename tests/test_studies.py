@@ -7,7 +7,7 @@ from reference import brute_force, scaled_pass
 
 from ensemble_study import MLP, DropoutConfig
 from ensemble_study.studies import depth, mc, spread, sweep
-from ensemble_study.studies._common import ID_COLUMNS, METRIC_COLUMNS
+from ensemble_study.studies._common import ID_COLUMNS, METRIC_COLUMNS, network_stream
 from ensemble_study.studies.mc.show import network_crossings
 from ensemble_study.studies.sweep.show import network_slopes
 
@@ -27,8 +27,8 @@ def assert_tidy(df):
     metrics = [c for c in df.columns if c in METRIC_COLUMNS]
     assert list(df.columns[: len(ids)]) == ids, "identifier columns come first"
     assert list(df.columns[len(ids): len(ids) + len(metrics)]) == metrics
-    assert {"study", "architecture", "activation", "output", "scheme", "keep_prob", "seed",
-            "method", "n_subnetworks"} <= set(df.columns)
+    assert {"study", "architecture", "activation", "output", "scheme", "keep_prob",
+            "seed"} <= set(df.columns)
 
 
 def test_sweep_is_tidy_with_both_statistics(tiny_sweep):
@@ -89,8 +89,8 @@ def test_sweep_row_matches_brute_force(scheme):
                   depth=2, n_features=2, n_inputs=5, n_networks=1, seed=11)
     df = sweep.STUDY.run(**params)
     row = df[(df["scheme"] == scheme) & (df["weights"] == "original")].set_index("statistic")
-    # The cell's stream, as documented: SeedSequence(seed).spawn(n_cells)[cell].
-    gen = np.random.default_rng(np.random.SeedSequence(11).spawn(1)[0])
+    # The cell's stream, as documented: the network stream named by its identity.
+    gen = np.random.default_rng(network_stream(11, "softmax", "relu", 0, (2, 3, 3, 3)))
     net = MLP.random((2, 3, 3, 3), "relu", "softmax", rng=gen)
     X = gen.normal(size=(5, 2))
     cfg = DropoutConfig(0.6, layers=[1, 2], scheme=scheme)
@@ -129,25 +129,25 @@ def test_mc_rows_and_convergence():
                 width=3, depth=2, n_features=3, n_inputs=6, n_networks=2, n_samples=(4, 400),
                 n_draws=6, seed=1)
     assert_tidy(df)
-    scaled, sampled = df[df["method"] == "scaled"], df[df["method"] == "sampled"]
-    assert len(scaled) == 2 * 2 and scaled["n_subnetworks"].isna().all()
-    assert len(sampled) == 2 * 2 * 6 * 2 and set(sampled["n_subnetworks"]) == {4, 400}
+    scaled, sampled = df[df["predictor"] == "scaled"], df[df["predictor"] == "mc"]
+    assert len(scaled) == 2 * 2 and (scaled["n_samples"] == 0).all()
+    assert len(sampled) == 2 * 2 * 6 * 2 and set(sampled["n_samples"]) == {4, 400}
     # The error of a K-sample mean shrinks like 1/sqrt(K): 10x from K=4 to K=400. Medians of
     # 12 draws each; a factor 3 leaves room for their spread.
-    med = sampled.groupby(["statistic", "n_subnetworks"])["mean_abs_gap"].median()
+    med = sampled.groupby(["statistic", "n_samples"])["mean_abs_gap"].median()
     for stat in ("arithmetic_mean", "nwgm"):
         assert med[(stat, 400)] < med[(stat, 4)] / 3
 
 
 def test_mc_network_crossings_on_a_known_table():
-    def rows(seed, method, ks, gaps):
-        return [dict(activation="relu", statistic="nwgm", seed=seed, method=method,
-                     n_subnetworks=k, mean_abs_gap=g) for k, g in zip(ks, gaps)]
+    def rows(seed, predictor, ks, gaps):
+        return [dict(activation="relu", statistic="nwgm", seed=seed, predictor=predictor,
+                     n_samples=k, mean_abs_gap=g) for k, g in zip(ks, gaps)]
 
-    df = pd.DataFrame(rows(0, "scaled", [np.nan] * 3, [0.1, 0.2, 0.3])  # median 0.2
-                      + rows(0, "sampled", [1, 10, 100, 1000], [0.5, 0.15, 0.25, 0.05])
-                      + rows(1, "scaled", [np.nan], [0.2])
-                      + rows(1, "sampled", [1, 10, 100, 1000], [1.0] * 4))
+    df = pd.DataFrame(rows(0, "scaled", [0] * 3, [0.1, 0.2, 0.3])  # median 0.2
+                      + rows(0, "mc", [1, 10, 100, 1000], [0.5, 0.15, 0.25, 0.05])
+                      + rows(1, "scaled", [0], [0.2])
+                      + rows(1, "mc", [1, 10, 100, 1000], [1.0] * 4))
     out = network_crossings(df).set_index("seed")["k"]
     assert out[0] == 1000  # 10 wins, but 100 loses: only from 1000 on does every K win
     assert np.isnan(out[1])  # no K of the grid wins
@@ -193,7 +193,10 @@ def test_depth_grid_and_one_layer_nwgm():
     assert df["architecture"].tolist() == expected
     nwgm = df[df["statistic"] == "nwgm"]
     assert nwgm.loc[nwgm["depth"] == 1, "max_abs_gap"].max() < 1e-12  # DESIGN fact 3
-    assert nwgm.loc[nwgm["depth"] > 1, "max_abs_gap"].min() > 1e-8
+    # Deeper, the NWGM is not the scaled pass, except on a network whose first
+    # layer is dead on every input (two ReLU units can be): some network shows it.
+    deep = nwgm[nwgm["depth"] > 1].groupby(["depth", "width"])["max_abs_gap"].max()
+    assert (deep > 1e-8).all()
 
 
 @pytest.mark.parametrize("study, bad, match", [

@@ -25,8 +25,8 @@ def test_columns_and_grid(tiny):
     # datasets x seeds x schemes x keep_probs x states, each with 3 + K x draws predictors.
     assert len(tiny) == 2 * 1 * 2 * 2 * 2 * (3 + 2 * 2)
     assert set(tiny["architecture"]) == {"64-3-3-1", "64-3-3-10"}
-    exact = tiny[tiny["predictor"] == "exact_mean"]
-    assert set(exact.loc[exact["keep_prob"] == 0.5, "n_samples"]) == {2**6}
+    exact = tiny[tiny["predictor"] == "exact"]
+    assert set(exact.loc[exact["keep_prob"] == 0.5, "n_subnetworks"]) == {2**6}
     assert tiny[trained.METRIC_COLUMNS].notna().all().all()
 
 
@@ -34,7 +34,7 @@ def test_keep_prob_one_makes_every_predictor_the_same(tiny):
     # With nothing dropped there is one subnetwork: the exact ensemble, its
     # NWGM, the scaled pass and every sampled ensemble are the same network.
     cells = tiny[tiny["keep_prob"] == 1.0]
-    assert (cells["n_samples"][cells["predictor"].str.startswith("exact")] == 1).all()
+    assert (cells["n_subnetworks"][cells["predictor"].isin(["exact", "nwgm"])] == 1).all()
     for _, cell in cells.groupby(["dataset", "state", "scheme"]):
         assert cell["error"].nunique() == 1
         np.testing.assert_allclose(cell["nll"], cell["nll"].iloc[0], rtol=1e-12)
@@ -44,11 +44,11 @@ def test_keep_prob_one_makes_every_predictor_the_same(tiny):
 def test_error_differences_are_bounded_by_disagreement(tiny):
     # A predictor can only change the error on examples where its predicted
     # class differs from the exact mean's.
-    ref = tiny[tiny["predictor"] == "exact_mean"].set_index(
+    ref = tiny[tiny["predictor"] == "exact"].set_index(
         ["dataset", "state", "scheme", "keep_prob", "seed"])["error"]
     rows = tiny.join(ref.rename("ref_error"), on=ref.index.names)
     assert (abs(rows["error"] - rows["ref_error"]) <= rows["disagreement"] + 1e-12).all()
-    assert (rows.loc[rows["predictor"] == "exact_mean", "max_abs_gap"] == 0).all()
+    assert (rows.loc[rows["predictor"] == "exact", "max_abs_gap"] == 0).all()
 
 
 def test_training_helps_and_study_is_reproducible(tiny):
@@ -58,7 +58,7 @@ def test_training_helps_and_study_is_reproducible(tiny):
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again)
     # Two epochs of Adam on an easy pair beat the untrained network (chance
     # is about 0.5; the trained exact ensemble is typically below 0.1).
-    exact = first[first["predictor"] == "exact_mean"].set_index(["scheme", "state"])["error"]
+    exact = first[first["predictor"] == "exact"].set_index(["scheme", "state"])["error"]
     for scheme in ("vanilla", "inverted"):
         assert exact[(scheme, "trained")] < exact[(scheme, "init")]
 

@@ -25,7 +25,7 @@ def test_a_fixed_layer_keeps_its_own_keep_prob(monkeypatch):
     assert cfg.layer_keep_prob(1) == 0.5 and cfg.layer_keep_prob(2) == 0.8
     assert set(df.keep_prob) == {0.5}
     # The exact ensemble row is the ensemble of that config, not of q = 0.5 everywhere.
-    assert set(df.loc[df.predictor == "exact_mean", "n_samples"]) == {2**5}
+    assert set(df.loc[df.predictor == "exact", "n_subnetworks"]) == {2**5}
 
 
 def test_without_fixed_layers_the_table_is_unchanged():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,8 +76,8 @@ def seed(default=0) -> Param:
 # Identifier columns in the order every study table keeps (those a study has).
 ID_COLUMNS = (
     "study", "architecture", "activation", "output", "scheme", "weights", "keep_prob",
-    "depth", "width", "n_dropped", "seed", "input", "method", "n_subnetworks", "repeat",
-    "statistic", "quantity", "subnetwork",
+    "depth", "width", "n_dropped", "seed", "input", "predictor", "n_subnetworks", "n_samples",
+    "draw", "statistic", "quantity", "subnetwork",
 )
 METRIC_COLUMNS = (
     "mean_abs_gap", "max_abs_gap", "relative_gap", "kl", "total_variation", "disagreement",
@@ -86,9 +88,30 @@ STATISTICS = ("arithmetic_mean", "nwgm")
 N_OUTPUTS = {"identity": 1, "sigmoid": 1, "softmax": 3}
 
 
-def stream(seed: int, position: int) -> np.random.SeedSequence:
-    """The stream of the cell at ``position``: ``SeedSequence(seed).spawn(n)[position]``."""
-    return np.random.SeedSequence(seed, spawn_key=(position,))
+def stream(seed: int, *identity) -> np.random.SeedSequence:
+    """The stream named by ``identity`` under the root ``seed``.
+
+    ``identity`` is what the stream is for, in values (``"network", output,
+    activation, index``), never a position in a grid: adding a value to a
+    grid (an activation, a K, a keep_prob) leaves every other cell's numbers
+    as they were. The names are hashed (SHA-256 of their JSON) into the
+    ``spawn_key`` of ``SeedSequence(seed)``.
+    """
+    text = json.dumps([v.item() if hasattr(v, "item") else v for v in identity],
+                      separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).digest()
+    words = tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+    return np.random.SeedSequence(seed, spawn_key=words)
+
+
+def network_stream(seed: int, output: str, activation: str, index: int, sizes) -> \
+        np.random.SeedSequence:
+    """The stream of random network ``index`` of an (output, activation, sizes) grid point.
+
+    Studies that draw their networks from it (sweep, approximations' random
+    part) draw the very same networks for the same seed and sizes.
+    """
+    return stream(seed, "network", output, activation, int(index), [int(n) for n in sizes])
 
 
 def draw_cell(stream, sizes: Sequence[int], activation: str, output: str, n_inputs: int):

@@ -49,8 +49,8 @@ one pass per outer mask, ``2**n_outer``; its correction that plus 2; exact
 this table: :func:`timing` measures them into ``results/approximations_timing.csv``.
 
 The study is a list of independent cells (:func:`cells`), each with its own
-``SeedSequence`` stream from its position in the grid, and
-:func:`run_cell` scores one; :func:`run` maps it over the cells in order.
+``SeedSequence`` stream named by its identity (never its position in the
+grid), and :func:`run_cell` scores one.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ BALDI_INPUTS = 8
 class Cell:
     """One independent unit of work: a network (and for ``trained``, its training).
 
-    ``stream`` is the cell's own ``SeedSequence``, the child of
-    ``SeedSequence(seed)`` numbered by the cell's position in the grid.
+    ``stream`` is the cell's own ``SeedSequence``, named by the cell's identity
+    under ``SeedSequence(seed)``.
     """
 
     part: str
@@ -116,9 +116,10 @@ def check(p: dict) -> dict:
 def cells(params: dict) -> list[Cell]:
     """Every cell of the grid, in order: random, then trained, then baldi.
 
-    The random cells come first and in the sweep's order, so that with the
-    sweep's grid they get the sweep's streams (``spawn`` numbers children by
-    position) and hence its networks.
+    Each cell's stream is named by its identity
+    (:func:`ensemble_study.studies._common.stream`); a random cell's is the
+    stream of :func:`~ensemble_study.studies._common.network_stream`, so that
+    with the sweep's sizes it draws the sweep's very network.
     """
     p = params
     keys = ([("random", dict(output=o, activation=a, seed=s)) for o in p["outputs"]
@@ -129,13 +130,24 @@ def cells(params: dict) -> list[Cell]:
             + [("baldi", dict(activation=a, weight_scale=w, seed=s, output="sigmoid"))
                for a in p["activations"] for w in p["weight_scales"]
                for s in range(p["baldi_networks"])])
-    streams = np.random.SeedSequence(p["seed"]).spawn(len(keys))
-    return [Cell(part, stream=ss, **key) for (part, key), ss in zip(keys, streams, strict=True)]
+    return [Cell(part, stream=_cell_stream(part, key, p), **key) for part, key in keys]
 
 
-def _child(stream: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
-    """A fixed child of ``stream`` (``spawn`` would depend on earlier calls)."""
-    return np.random.SeedSequence(stream.entropy, spawn_key=stream.spawn_key + key)
+def _cell_stream(part: str, key: dict, p: dict) -> np.random.SeedSequence:
+    if part == "random":
+        sizes = (p["n_features"], *(p["width"],) * p["depth"], c.N_OUTPUTS[key["output"]])
+        return c.network_stream(p["seed"], key["output"], key["activation"], key["seed"], sizes)
+    if part == "trained":
+        return c.stream(p["seed"], "approximations trained", key["dataset"], key["activation"],
+                        key["seed"], key["keep_prob"], p["trained_width"], p["epochs"])
+    return c.stream(p["seed"], "approximations baldi", key["activation"], key["weight_scale"],
+                    key["seed"], p["n_features"], p["baldi_width"])
+
+
+def _child(stream: np.random.SeedSequence, *key) -> np.random.SeedSequence:
+    """The child of ``stream`` named by ``key`` (values, hashed as in ``_common.stream``)."""
+    named = c.stream(0, *key)
+    return np.random.SeedSequence(stream.entropy, spawn_key=stream.spawn_key + named.spawn_key)
 
 
 def _macs(net: MLP) -> int:
@@ -183,16 +195,14 @@ def score_predictors(net: MLP, cfg: DropoutConfig, X, ks, n_draws: int,
     """Rows (predictor, n_samples, draw, scores, cost) of every predictor, for one network."""
     case = Case(net, cfg, X)
     rows = []
-    samplers = [name for name, pred in PREDICTORS.items() if pred.samples]
     for name, pred in PREDICTORS.items():
         if not pred.applies(net.output):
             continue
         if not pred.samples:
             runs = [(0, 0, None)]
         else:
-            e = samplers.index(name)
-            runs = [(k, draw, _child(stream, e, i)) for i, (k, draw)
-                    in enumerate(itertools.product(ks, range(n_draws)))]
+            runs = [(k, draw, _child(stream, name, k, draw))
+                    for k, draw in itertools.product(ks, range(n_draws))]
         for k, draw, rng in runs:
             out = pred.predict(case, k, rng)
             rows.append({"predictor": name, "n_samples": k, "draw": draw,
@@ -206,30 +216,31 @@ def _random_rows(cell: Cell, p: dict) -> list[dict]:
     net, X = c.draw_cell(cell.stream, sizes, cell.activation, cell.output, p["n_inputs"])
     layers = list(range(1, p["depth"] + 1))
     rows = []
-    for i, q in enumerate(p["keep_probs"]):
+    for q in p["keep_probs"]:
         cfg = DropoutConfig(q, layers=layers, scheme=p["scheme"])
         ids = dict(part="random", dataset="gaussian", architecture=net.architecture,
                    activation=cell.activation, output=cell.output, scheme=p["scheme"],
                    weight_scale=1.0, keep_prob=q, seed=cell.seed, input=-1)
         rows += [{**ids, **r} for r in score_predictors(net, cfg, X, p["n_samples"], p["n_draws"],
-                                                        _child(cell.stream, i))]
+                                                        _child(cell.stream, "keep_prob", q))]
     return rows
 
 
 def _trained_rows(cell: Cell, p: dict) -> list[dict]:
     ds = load_dataset(cell.dataset, rng=0)  # the trained study's split
     sizes = (ds.n_features, p["trained_width"], p["trained_width"], ds.n_outputs)
-    net0 = MLP.random(sizes, cell.activation, ds.output, rng=_child(cell.stream, 0))
+    net0 = MLP.random(sizes, cell.activation, ds.output,
+                      rng=_child(cell.stream, "initial network"))
     cfg = DropoutConfig(cell.keep_prob, layers=[1, 2], scheme=p["scheme"])
     train_cfg = dataclasses.replace(DEFAULT_TRAIN, epochs=p["epochs"])
     net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_cfg,
-                   rng=_child(cell.stream, 1))
+                   rng=_child(cell.stream, "training"))
     ids = dict(part="trained", dataset=cell.dataset, architecture=net.architecture,
                activation=cell.activation, output=ds.output, scheme=p["scheme"],
                weight_scale=1.0, keep_prob=cell.keep_prob, seed=cell.seed, input=-1)
     X = ds.X_test[:p["n_test"]]
     return [{**ids, **r} for r in score_predictors(net, cfg, X, p["n_samples"], p["n_draws"],
-                                                   _child(cell.stream, 2))]
+                                                   _child(cell.stream, "scoring"))]
 
 
 def _baldi_rows(cell: Cell, p: dict) -> list[dict]:

@@ -172,18 +172,20 @@ def approximations_baldi(df: pd.DataFrame) -> str:
             + table(["hidden units"] + [f"weights x {s:g}" for s in scales], rows))
 
 
-_APPROX_STYLE = {
-    ("scaled", 0): {"label": "scaled pass", "color": "tab:red", "marker": "o"},
-    ("nwgm", 0): {"label": "NWGM", "color": "tab:purple", "marker": "s"},
-    ("nwgm_corrected", 0): {"label": "NWGM + 2nd-order correction", "color": "tab:pink",
-                            "marker": "D"},
-    ("moment_propagation", 0): {"label": "moment propagation", "color": "tab:green",
-                                "marker": "^"},
-    ("mc", 10): {"label": "MC, K = 10", "color": "tab:blue", "ls": "--", "marker": "."},
-    ("mc", 100): {"label": "MC, K = 100", "color": "tab:blue", "marker": "."},
-    ("rb_mc", 10): {"label": "RB MC, K = 10", "color": "tab:orange", "ls": "--", "marker": "."},
-    ("rb_mc", 100): {"label": "RB MC, K = 100", "color": "tab:orange", "marker": "."},
-}
+def _approx_style() -> dict:
+    """(predictor, K) -> line keywords: one-pass predictors, and MC and RB MC at K = 10
+    (dashed) and 100, each in its registered colour."""
+    out = {}
+    for name, pred in PREDICTORS.items():
+        if name == "exact":
+            continue
+        for k, ls in (((10, "--"), (100, "-")) if pred.samples else ((0, "-"),)):
+            out[(name, k)] = {"label": pred.title(k), "color": pred.style["color"],
+                              "marker": pred.style["marker"], "ls": ls}
+    return out
+
+
+_APPROX_STYLE = _approx_style()
 
 
 _APPROX_BAND = "median over networks, band: bootstrap 95% CI of the median"

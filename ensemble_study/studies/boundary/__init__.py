@@ -21,6 +21,7 @@ from ...ensemble import exact_ensemble
 from ...network import MLP
 from ...study import Param, Study
 from ...train import TrainConfig, error_rate, train
+from .. import _common as c
 
 ID_COLUMNS = ["dataset", "architecture", "scheme", "keep_prob", "seed", "x1", "x2"]
 METRIC_COLUMNS = ["exact_mean", "exact_nwgm", "scaled", "test_error_exact", "test_error_scaled"]
@@ -44,41 +45,39 @@ def check(p: dict) -> dict:
 
 
 def cells(params: dict) -> list[tuple]:
-    """``(position, scheme, keep_prob)`` per trained network, in grid order."""
-    return [(i, *cell) for i, cell in
-            enumerate(itertools.product(params["schemes"], params["keep_probs"]))]
+    """``(scheme, keep_prob)`` per trained network, in grid order."""
+    return list(itertools.product(params["schemes"], params["keep_probs"]))
 
 
 def _setting(p: dict):
     """The data, the initial network and the standardised grid every cell shares.
 
-    Streams: ``SeedSequence(seed).spawn`` child 0 draws the data, child 1 the
-    initial network, child ``2 + position`` the training masks of a cell.
+    Streams (:func:`ensemble_study.studies._common.stream`): the data, the
+    initial network, and each cell's training masks, each named by what it is for.
     """
-    ds = load_dataset(p["dataset"], rng=np.random.default_rng(_child(p["seed"], 0)),
+    ds = load_dataset(p["dataset"], rng=c.stream(p["seed"], "boundary data", p["dataset"],
+                                                    p["n_examples"], p["noise"]),
                       n_samples=p["n_examples"], noise=p["noise"])
     if ds.n_features != 2 or ds.n_classes != 2:
         raise ValueError(f"dataset must be a two-dimensional two-class task "
                          f"('diamond', 'moons', 'xor', 'spirals'); got {p['dataset']!r}")
     sizes = (2, *p["hidden"], 1)
-    net0 = MLP.random(sizes, "relu", "sigmoid", rng=np.random.default_rng(_child(p["seed"], 1)))
+    net0 = MLP.random(sizes, "relu", "sigmoid",
+                      rng=c.stream(p["seed"], "boundary initial network", list(sizes)))
     axis = np.linspace(-p["extent"], p["extent"], p["grid_size"])
     g1, g2 = np.meshgrid(axis, axis, indexing="xy")
     grid_raw = np.c_[g1.ravel(), g2.ravel()]
     return ds, net0, grid_raw, ds.standardise(grid_raw)
 
 
-def _child(seed: int, position: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence(seed, spawn_key=(position,))
-
-
 def run_cell(cell: tuple, params: dict) -> list[dict]:
     """Train one network; its three predictions at every grid point."""
-    i, scheme, q = cell
+    scheme, q = cell
     ds, net0, grid_raw, grid = _setting(params)
     cfg = DropoutConfig(q, layers=list(range(1, net0.n_layers)), scheme=scheme)
     net, _ = train(net0, cfg, ds.X_train, ds.y_train, train_cfg=train_config(params),
-                   rng=np.random.default_rng(_child(params["seed"], 2 + i)))
+                   rng=c.stream(params["seed"], "boundary training", list(net0.sizes), scheme,
+                                q))
     both = np.r_[grid, ds.X_test]
     ens = exact_ensemble(net, cfg, both)
     scaled = scaled_forward(net, cfg, both)

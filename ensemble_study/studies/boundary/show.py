@@ -7,15 +7,14 @@ from matplotlib.figure import Figure
 
 from ...plots import (
     new_figure,
+    predictor_line,
 )
 from ...report import table
 from . import STUDY
 
-_PREDICTOR_STYLE = {
-    "exact_mean": {"label": "exact ensemble (mean)", "color": "black", "lw": 2},
-    "exact_nwgm": {"label": "exact ensemble (NWGM)", "color": "tab:purple", "ls": ":", "lw": 2},
-    "scaled": {"label": "scaled pass", "color": "tab:orange", "ls": "--", "lw": 2},
-}
+# The table's columns and the predictors they hold.
+_PREDICTOR_STYLE = {column: predictor_line(name, lw=2) for column, name in
+                    (("exact_mean", "exact"), ("exact_nwgm", "nwgm"), ("scaled", "scaled"))}
 
 
 @STUDY.block("boundary")

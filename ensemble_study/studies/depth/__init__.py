@@ -28,24 +28,24 @@ def check(p: dict) -> dict:
 
 
 def cells(params: dict) -> list[tuple]:
-    """``(position, activation, depth, width, seed)`` per network, in grid order."""
+    """``(activation, depth, width, seed)`` per network, in grid order."""
     p = params
-    grid = [(a, d, w, s) for a in p["activations"] for d in p["depths"] for w in p["widths"]
+    return [(a, d, w, s) for a in p["activations"] for d in p["depths"] for w in p["widths"]
             if d * w <= p["max_dropped"] for s in range(p["n_networks"])]
-    return [(i, *cell) for i, cell in enumerate(grid)]
 
 
 def run_cell(cell: tuple, params: dict) -> list[dict]:
     """The rows of one network, one per statistic."""
-    i, activation, d, w, s = cell
+    activation, d, w, s = cell
     p = params
     sizes = (p["n_features"], *(w,) * d, c.N_OUTPUTS[p["output"]])
-    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, p["output"], p["n_inputs"])
+    net, X = c.draw_cell(c.network_stream(p["seed"], p["output"], activation, s, sizes), sizes,
+                         activation, p["output"], p["n_inputs"])
     cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, d + 1)), scheme=p["scheme"])
     ens = exact_ensemble(net, cfg, X)
     ident = dict(study=STUDY.name, architecture=net.architecture, activation=activation,
                  output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"],
-                 depth=d, width=w, n_dropped=d * w, seed=s, method="exact",
+                 depth=d, width=w, n_dropped=d * w, seed=s, predictor="scaled",
                  n_subnetworks=ens.n_subnetworks)
     return [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(net, cfg, X), p["output"])]
 

@@ -1,18 +1,16 @@
 """Monte Carlo convergence: K sampled subnetworks against the exact ensemble.
 
 For every random network (one per hidden activation and seed), the exact
-ensemble is the reference. Each K of a log grid is drawn ``n_repeats`` times
-(``method="sampled"``, ``n_subnetworks=K``); the scheme's scaled pass is
-compared with the same reference once (``method="scaled"``, no
-``n_subnetworks``). ``statistic`` says which statistic both sides use: the
+ensemble is the reference. Each K of a log grid is drawn ``n_draws`` times
+(``predictor="mc"``, ``n_samples=K``, ``draw``); the scheme's scaled pass is
+compared with the same reference once (``predictor="scaled"``,
+``n_samples=0``). ``statistic`` says which statistic both sides use: the
 arithmetic mean (sampled mean vs exact mean, scaled pass vs exact mean) or
 the NWGM (sampled NWGM vs exact NWGM, scaled pass vs exact NWGM). This is the
 question of Srivastava et al. 2014 (Fig. 11), with an exact reference.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from ...dropout import DropoutConfig, scaled_forward
 from ...ensemble import exact_ensemble, sample_ensemble
@@ -29,30 +27,33 @@ def check(p: dict) -> dict:
 
 
 def cells(params: dict) -> list[tuple]:
-    """``(position, activation, seed)`` per network, in grid order."""
-    grid = [(a, s) for a in params["activations"] for s in range(params["n_networks"])]
-    return [(i, *cell) for i, cell in enumerate(grid)]
+    """``(activation, seed)`` per network, in grid order."""
+    return [(a, s) for a in params["activations"] for s in range(params["n_networks"])]
 
 
 def run_cell(cell: tuple, params: dict) -> list[dict]:
-    """The rows of one network: the scaled pass, then every K and repeat."""
-    i, activation, s = cell
+    """The rows of one network: the scaled pass, then every K and draw."""
+    activation, s = cell
     p = params
     cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, p["depth"] + 1)),
                         scheme=p["scheme"])
     sizes = (p["n_features"], *(p["width"],) * p["depth"], c.N_OUTPUTS[p["output"]])
-    net_stream, *draws = c.stream(p["seed"], i).spawn(1 + len(p["n_samples"]) * p["n_draws"])
-    net, X = c.draw_cell(net_stream, sizes, activation, p["output"], p["n_inputs"])
+    net, X = c.draw_cell(c.network_stream(p["seed"], p["output"], activation, s, sizes), sizes,
+                         activation, p["output"], p["n_inputs"])
     exact = exact_ensemble(net, cfg, X)
     ident = dict(study=STUDY.name, architecture=net.architecture, activation=activation,
                  output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=s)
-    rows = [{**ident, "method": "scaled", "n_subnetworks": np.nan, "repeat": 0, **r}
+    rows = [{**ident, "predictor": "scaled", "n_samples": 0, "draw": 0, **r}
             for r in c.gap_rows(exact, scaled_forward(net, cfg, X), p["output"])]
-    for j, draw in enumerate(draws):
-        k, rep = p["n_samples"][j // p["n_draws"]], j % p["n_draws"]
-        sampled = c.ensemble_statistics(sample_ensemble(net, cfg, X, k, draw))
-        rows += [{**ident, "method": "sampled", "n_subnetworks": k, "repeat": rep, **r}
-                 for r in c.gap_rows(exact, sampled, p["output"])]
+    for k in p["n_samples"]:
+        for draw in range(p["n_draws"]):
+            # Keyed by the network, K and the draw: another K or draw count in the
+            # grid leaves these masks as they are.
+            masks = c.stream(p["seed"], "mc masks", p["output"], activation, s,
+                             list(sizes), p["scheme"], p["keep_prob"], k, draw)
+            sampled = c.ensemble_statistics(sample_ensemble(net, cfg, X, k, masks))
+            rows += [{**ident, "predictor": "mc", "n_samples": k, "draw": draw, **r}
+                     for r in c.gap_rows(exact, sampled, p["output"])]
     return rows
 
 

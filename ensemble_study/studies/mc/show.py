@@ -24,8 +24,8 @@ def network_crossings(df: pd.DataFrame, metric: str = "mean_abs_gap") -> pd.Data
     """
     rows = []
     for (act, stat, seed), g in df.groupby(["activation", "statistic", "seed"], sort=False):
-        scaled = g.loc[g.method == "scaled", metric].median()
-        med = g[g.method == "sampled"].groupby("n_subnetworks")[metric].median().sort_index()
+        scaled = g.loc[g.predictor == "scaled", metric].median()
+        med = g[g.predictor == "mc"].groupby("n_samples")[metric].median().sort_index()
         beats = (med <= scaled).to_numpy()
         first = 0 if beats.all() else len(beats) - int(np.argmin(beats[::-1]))
         k = float(med.index[first]) if first < len(beats) else np.nan
@@ -36,7 +36,7 @@ def network_crossings(df: pd.DataFrame, metric: str = "mean_abs_gap") -> pd.Data
 @STUDY.block("mc-crossover")
 def mc_crossover(df: pd.DataFrame) -> str:
     cross = network_crossings(df)
-    ks = sorted(df.loc[df.method == "sampled", "n_subnetworks"].unique())
+    ks = sorted(df.loc[df.predictor == "mc", "n_samples"].unique())
     rows = []
     for act, g in cross.groupby("activation", sort=False):
         cells = []
@@ -49,7 +49,7 @@ def mc_crossover(df: pd.DataFrame) -> str:
         rows.append([act, *cells])
     first = df.iloc[0]
     return (
-        f"Per network, the smallest K from which the median over {df['repeat'].nunique()} "
+        f"Per network, the smallest K from which the median over {df['draw'].nunique()} "
         f"draws of a K-member ensemble is closer to the exact ensemble than the scaled pass "
         f"({first['architecture']}, {first['output']} output, {first['scheme']} dropout, "
         f"keep_prob {first['keep_prob']:g}; K on the grid {', '.join(f'{k:g}' for k in ks)}); "
@@ -77,15 +77,15 @@ def plot_mc(df: pd.DataFrame) -> Figure:
         for j, act in enumerate(activations):
             ax = axes[i, j]
             sub = df[(df["statistic"] == stat) & (df["activation"] == act)]
-            sampled = sub[sub["method"] == "sampled"]
-            ks = sorted(sampled["n_subnetworks"].unique())
-            median_band(ax, ks, sampled.groupby("n_subnetworks")["mean_abs_gap"],
+            sampled = sub[sub["predictor"] == "mc"]
+            ks = sorted(sampled["n_samples"].unique())
+            median_band(ax, ks, sampled.groupby("n_samples")["mean_abs_gap"],
                         label="K sampled subnetworks", color="tab:blue", marker=".")
             # Reference K^(-1/2) through the median error at the smallest K.
-            y0 = sampled.loc[sampled["n_subnetworks"] == ks[0], "mean_abs_gap"].median()
+            y0 = sampled.loc[sampled["n_samples"] == ks[0], "mean_abs_gap"].median()
             ax.plot(ks, [y0 * (k / ks[0]) ** -0.5 for k in ks], color="k", linestyle=":",
                     linewidth=1, label="K^(-1/2) reference")
-            scaled = sub.loc[sub["method"] == "scaled", "mean_abs_gap"]
+            scaled = sub.loc[sub["predictor"] == "scaled", "mean_abs_gap"]
             ax.axhline(scaled.median(), color="tab:red", linewidth=1.5, label="scaled pass")
             ax.axhspan(scaled.quantile(0.1), scaled.quantile(0.9), color="tab:red", alpha=0.1,
                        linewidth=0)
@@ -108,7 +108,7 @@ def plot_mc(df: pd.DataFrame) -> Figure:
     fig.suptitle(
         f"Monte Carlo dropout vs the scaled pass, both against the exact ensemble\n"
         f"{networks_text(df)}, {first['output']} output, {first['scheme']} dropout, "
-        f"keep_prob {first['keep_prob']:g}; {df['repeat'].nunique()} draws per K\n{BAND}",
+        f"keep_prob {first['keep_prob']:g}; {df['draw'].nunique()} draws per K\n{BAND}",
         fontsize=10,
     )
     return fig

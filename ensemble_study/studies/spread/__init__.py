@@ -31,18 +31,19 @@ def check(p: dict) -> dict:
 
 
 def cells(params: dict) -> list[tuple]:
-    """``(position, activation)`` per network, in grid order."""
-    return list(enumerate(params["activations"]))
+    """One network per activation, in grid order."""
+    return list(params["activations"])
 
 
 def run_cell(cell: tuple, params: dict) -> list[dict]:
     """Every subnetwork's output on every input, then the summary rows."""
-    i, activation = cell
+    activation = cell
     p = params
     cfg = DropoutConfig(p["keep_prob"], layers=list(range(1, p["depth"] + 1)),
                         scheme=p["scheme"])
     sizes = (p["n_features"], *(p["width"],) * p["depth"], 1)
-    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, p["output"], p["n_inputs"])
+    net, X = c.draw_cell(c.network_stream(p["seed"], p["output"], activation, 0, sizes), sizes,
+                         activation, p["output"], p["n_inputs"])
     # One chunk holds every mask: at most 2**MAX_DROPPED rows.
     ((masks, log_probs),) = enumerate_masks(unit_keep_probs(net, cfg), 2**MAX_DROPPED)
     values = subnetwork_outputs(net, cfg, X, masks)[:, :, 0]  # (n_masks, n_inputs)
@@ -52,7 +53,7 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
         summary["nwgm"] = ens.geometric_mean
     ident = dict(study=STUDY.name, architecture=net.architecture, activation=activation,
                  output=p["output"], scheme=p["scheme"], keep_prob=p["keep_prob"], seed=0,
-                 method="exact", n_subnetworks=len(masks))
+                 n_subnetworks=len(masks))
     n_masks, n_in = values.shape
     subnetworks = pd.DataFrame({
         **ident, "input": np.tile(np.arange(n_in), n_masks),

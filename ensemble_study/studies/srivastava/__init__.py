@@ -30,9 +30,10 @@ pass and the NWGM; no Fig. 11).
 
 One row per (architecture, scheme, keep_prob, seed, predictor, n_samples,
 draw). ``predictor`` is ``no_dropout`` (the baseline; ``scheme`` "none",
-``keep_prob`` 1), ``scaled``, ``exact_mean``, ``exact_nwgm`` or ``sampled``
-(``n_samples`` = K, ``draw`` numbering the draws; for the others
-``n_samples`` is the number of subnetworks averaged and ``draw`` 0).
+``keep_prob`` 1), ``scaled``, ``exact`` (the exact arithmetic mean),
+``nwgm`` or ``mc`` (``n_samples`` = K, ``draw`` numbering the draws; 0 for
+the others); ``n_subnetworks`` counts the subnetworks enumerated by
+``exact`` and ``nwgm``.
 ``error`` and ``nll`` are over the test split. ``best_epoch`` is the epoch
 whose weights were kept. On ``scaled`` rows of dropout networks the Hinton
 columns compare, per test image, ``log y_scaled[c]`` with ``E[log y[c]]``
@@ -64,7 +65,8 @@ from ...study import Param, Study
 from ...train import TrainConfig, error_rate, negative_log_likelihood, train
 from .. import _common as c
 
-ID_COLUMNS = ["architecture", "scheme", "keep_prob", "seed", "predictor", "n_samples", "draw"]
+ID_COLUMNS = ["architecture", "scheme", "keep_prob", "seed", "predictor", "n_subnetworks",
+              "n_samples", "draw"]
 METRIC_COLUMNS = ["error", "nll", "best_epoch", "hinton_share", "hinton_min_diff",
                   "hinton_mean_diff",
                   "hinton_median_diff", "hinton_pvalue", "nwgm_share", "mean_log_scaled",
@@ -210,24 +212,28 @@ def _cell(hidden, seed, scheme, q, p, X, y, data) -> list[dict]:
            "best_epoch": int(history["epoch"][history["val_loss"].idxmin()])
            if "val_loss" in history else int(history["epoch"].iloc[-1])}
     if scheme == "none":
-        rows.append({**ids, "predictor": "no_dropout", "n_samples": 1, "draw": 0,
+        rows.append({**ids, "predictor": "no_dropout", "n_subnetworks": 0, "n_samples": 0,
+                     "draw": 0,
                      **_scores(net.output, predict(net, X), y)})
         return rows
     hinton, nwgm = _hinton(net, cfg, X, y)
     n_sub = 2 ** sum(hidden)
-    rows.append({**ids, "predictor": "scaled", "n_samples": 1, "draw": 0,
+    rows.append({**ids, "predictor": "scaled", "n_subnetworks": 0, "n_samples": 0, "draw": 0,
                  **_scores(net.output, scaled_forward(net, cfg, X), y), **hinton})
-    rows.append({**ids, "predictor": "exact_nwgm", "n_samples": n_sub, "draw": 0,
+    rows.append({**ids, "predictor": "nwgm", "n_subnetworks": n_sub, "n_samples": 0, "draw": 0,
                  **_scores(net.output, nwgm, y)})
     if len(hidden) > 1:
         return rows
-    rows.append({**ids, "predictor": "exact_mean", "n_samples": n_sub, "draw": 0,
+    rows.append({**ids, "predictor": "exact", "n_subnetworks": n_sub, "n_samples": 0, "draw": 0,
                  **_scores(net.output, exact_ensemble(net, cfg, X).mean, y)})
     # One stream per (K, draw) grid position.
-    draws = _mc_stream(seed, hidden, scheme, q).spawn(len(p["n_samples"]) * p["n_draws"])
+    mc = _mc_stream(seed, hidden, scheme, q)
+    # Keyed by K and the draw, not by their place in the grid.
+    draws = [np.random.SeedSequence(mc.entropy, spawn_key=mc.spawn_key + (k, draw))
+             for k, draw in itertools.product(p["n_samples"], range(p["n_draws"]))]
     for (k, draw), ss in zip(itertools.product(p["n_samples"], range(p["n_draws"])),
                              draws, strict=True):
-        rows.append({**ids, "predictor": "sampled", "n_samples": k, "draw": draw,
+        rows.append({**ids, "predictor": "mc", "n_subnetworks": 0, "n_samples": k, "draw": draw,
                      **_scores(net.output, sample_ensemble(net, cfg, X, k, ss).mean, y)})
     return rows
 

@@ -27,7 +27,7 @@ def crossings(df: pd.DataFrame, *, n_resamples: int = 2000, level: float = 0.95,
     """The first K at which Monte Carlo matches each reference, with a bootstrap CI over seeds.
 
     For each (architecture, scheme, keep_prob) and reference (``scaled``,
-    ``exact_mean``): the mean over seeds of each seed's mean error over
+    ``exact``): the mean over seeds of each seed's mean error over
     draws at K, against the mean over seeds of the reference's error; the
     crossing is the first K of the grid where the first is at most the
     second. Seeds are resampled with replacement (the same seeds for the
@@ -42,14 +42,14 @@ def crossings(df: pd.DataFrame, *, n_resamples: int = 2000, level: float = 0.95,
         ``k`` and ``ci_low``, ``ci_high``, ``n_seeds``.
     """
     out = []
-    sampled = df[df["predictor"] == "sampled"]
+    sampled = df[df["predictor"] == "mc"]
     for key, g in sampled.groupby(["architecture", "scheme", "keep_prob"], sort=True):
         by_seed = g.pivot_table("error", "seed", "n_samples", aggfunc="mean").sort_index()
         ks = by_seed.columns.to_numpy()
         seeds = by_seed.index.to_numpy()
         cell = df[(df["architecture"] == key[0]) & (df["scheme"] == key[1])
                   & (df["keep_prob"] == key[2])]
-        for j, reference in enumerate(("scaled", "exact_mean")):
+        for j, reference in enumerate(("scaled", "exact")):
             ref = cell[cell["predictor"] == reference].set_index("seed")["error"].loc[seeds]
             M, r = by_seed.to_numpy(), ref.to_numpy()
             k = float(_first_crossing(M.mean(axis=0), r.mean(), ks))
@@ -77,7 +77,7 @@ def errors(df: pd.DataFrame) -> pd.DataFrame:
     with its paired bootstrap CI (``diff_low``, ``diff_high``).
     """
     keys = ["architecture", "scheme", "keep_prob", "predictor"]
-    single = df[df["predictor"] != "sampled"]
+    single = df[df["predictor"] != "mc"]
     out = summarise(single, keys, "error", "mean", spread=None)
     base = df[df["predictor"] == "no_dropout"].set_index(["architecture", "seed"])["error"]
     diffs = []
@@ -124,13 +124,13 @@ def exact_minus_scaled(df: pd.DataFrame) -> pd.DataFrame:
     and the Wilcoxon signed-rank test across networks.
     """
     rows = []
-    single = df[df["predictor"].isin(["exact_mean", "scaled"])]
+    single = df[df["predictor"].isin(["exact", "scaled"])]
     for key, g in single.groupby(["architecture", "scheme", "keep_prob"], sort=True):
         wide = g.pivot_table("error", "seed", "predictor")
-        if "exact_mean" not in wide:
+        if "exact" not in wide:
             continue
-        est, lo, hi = paired_bootstrap_ci(wide["exact_mean"], wide["scaled"], rng=0)
-        test = wilcoxon_paired(wide["exact_mean"], wide["scaled"])
+        est, lo, hi = paired_bootstrap_ci(wide["exact"], wide["scaled"], rng=0)
+        test = wilcoxon_paired(wide["exact"], wide["scaled"])
         rows.append(dict(zip(("architecture", "scheme", "keep_prob"), key), difference=est,
                          ci_low=lo, ci_high=hi, n_exact_better=int(test["share_a_less"]
                                                                  * test["n"]),
@@ -145,15 +145,15 @@ def _k(k: float) -> str:
 
 def _shallow(df: pd.DataFrame) -> str:
     """The first architecture whose exact arithmetic mean the table holds (one hidden layer)."""
-    archs = df.loc[df.predictor == "exact_mean", "architecture"]
+    archs = df.loc[df.predictor == "exact", "architecture"]
     if archs.empty:
-        raise ValueError("no one-hidden-layer network (exact_mean rows) in the table")
+        raise ValueError("no one-hidden-layer network (exact rows) in the table")
     return archs.iloc[0]
 
 
 def _columns(e: pd.DataFrame) -> list[tuple]:
     """(scheme, keep_prob) of the dropout cells, by keep_prob then scheme."""
-    cells = e[e.predictor == "exact_mean"]
+    cells = e[e.predictor == "exact"]
     present = set(zip(cells.scheme, cells.keep_prob))
     return [(sc, q) for q in sorted(set(cells.keep_prob)) for sc in ("inverted", "vanilla")
             if (sc, q) in present]
@@ -167,7 +167,7 @@ def srivastava_errors(df: pd.DataFrame) -> str:
     base = e[e.predictor == "no_dropout"].iloc[0]
     cols = _columns(e)
     rows = []
-    for pred, label in (("exact_mean", "exact ensemble"), ("scaled", "scaled pass")):
+    for pred, label in (("exact", "exact ensemble"), ("scaled", "scaled pass")):
         cells = []
         for sc, q in cols:
             r = e[(e.scheme == sc) & (e.keep_prob == q) & (e.predictor == pred)].iloc[0]
@@ -175,7 +175,7 @@ def srivastava_errors(df: pd.DataFrame) -> str:
         rows.append([label, *cells])
     cells = []
     for sc, q in cols:
-        r = e[(e.scheme == sc) & (e.keep_prob == q) & (e.predictor == "exact_mean")].iloc[0]
+        r = e[(e.scheme == sc) & (e.keep_prob == q) & (e.predictor == "exact")].iloc[0]
         cells.append(ci(r.minus_baseline, r.diff_low, r.diff_high))
     rows.append(["exact minus no-dropout", *cells])
     d = exact_minus_scaled(df)
@@ -199,7 +199,7 @@ def srivastava_crossings(df: pd.DataFrame) -> str:
     rows = []
     for (sc, q), g in c.groupby(["scheme", "keep_prob"], sort=False):
         cells = []
-        for ref in ("scaled", "exact_mean"):
+        for ref in ("scaled", "exact"):
             r = g[g.reference == ref].iloc[0]
             k = "not reached by 1000" if not np.isfinite(r.k) else _k(r.k)
             cells.append(f"{k} [{_k(r.ci_low)}, {_k(r.ci_high)}]")
@@ -253,7 +253,7 @@ def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
     from matplotlib.ticker import FixedLocator, FormatStrFormatter
 
 
-    sampled = df[df["predictor"] == "sampled"]
+    sampled = df[df["predictor"] == "mc"]
     archs = list(dict.fromkeys(sampled["architecture"]))
     sampled = sampled[sampled["architecture"] == archs[0]]
     cells = df[df["architecture"] == archs[0]]
@@ -262,15 +262,15 @@ def plot_srivastava_fig11(df: pd.DataFrame) -> Figure:
     cross = crossings(df).set_index(["architecture", "scheme", "keep_prob", "reference"])
     base = cells.loc[cells["predictor"] == "no_dropout", "error"]
     fig, axes = new_figure(len(schemes), len(qs), width=4.4, height=3.5, sharey=True)
-    n_exact = cells.loc[cells["predictor"] == "exact_mean", "n_samples"]
+    n_exact = cells.loc[cells["predictor"] == "exact", "n_subnetworks"]
     n_exact = f"2^{int(np.log2(n_exact.iloc[0]))}" if len(n_exact) else "every"
     styles = {"scaled": ("tab:red", "--", "scaled pass"),
-              "exact_mean": ("k", "-", f"exact ensemble ({n_exact} subnetworks)")}
+              "exact": ("k", "-", f"exact ensemble ({n_exact} subnetworks)")}
     for i, scheme in enumerate(schemes):
         for j, q in enumerate(qs):
             ax = axes[i, j]
             sub = cells[(cells["scheme"] == scheme) & (cells["keep_prob"] == q)]
-            mc = sub[sub["predictor"] == "sampled"]
+            mc = sub[sub["predictor"] == "mc"]
             per_seed = mc.groupby(["n_samples", "seed"])["error"]
             mean = per_seed.mean().groupby("n_samples").mean()
             sd = per_seed.std(ddof=1).groupby("n_samples").mean()

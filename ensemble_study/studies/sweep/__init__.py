@@ -30,20 +30,20 @@ def check(p: dict) -> dict:
 
 
 def cells(params: dict) -> list[tuple]:
-    """``(position, output, activation, seed)`` per network, in grid order."""
-    grid = [(o, a, s) for o in params["outputs"] for a in params["activations"]
+    """``(output, activation, seed)`` per network, in grid order."""
+    return [(o, a, s) for o in params["outputs"] for a in params["activations"]
             for s in range(params["n_networks"])]
-    return [(i, *cell) for i, cell in enumerate(grid)]
 
 
 def run_cell(cell: tuple, params: dict) -> list[dict]:
     """The rows of one network: every keep_prob, scheme/weights and statistic."""
-    i, output, activation, s = cell
+    output, activation, s = cell
     p = params
     hidden = (p["width"],) * p["depth"]
     layers = list(range(1, p["depth"] + 1))
     sizes = (p["n_features"], *hidden, c.N_OUTPUTS[output])
-    net, X = c.draw_cell(c.stream(p["seed"], i), sizes, activation, output, p["n_inputs"])
+    net, X = c.draw_cell(c.network_stream(p["seed"], output, activation, s, sizes), sizes,
+                         activation, output, p["n_inputs"])
     rows = []
     for q in p["keep_probs"]:
         inverted = DropoutConfig(q, layers=layers, scheme="inverted")
@@ -55,7 +55,7 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
             ens = exact_ensemble(vnet, cfg, X)
             ident = dict(study=STUDY.name, architecture=net.architecture, activation=activation,
                          output=output, scheme=scheme, weights=weights, keep_prob=q,
-                         seed=s, method="exact", n_subnetworks=ens.n_subnetworks)
+                         seed=s, predictor="scaled", n_subnetworks=ens.n_subnetworks)
             rows += [{**ident, **r} for r in c.gap_rows(ens, scaled_forward(vnet, cfg, X),
                                                         output)]
     return rows

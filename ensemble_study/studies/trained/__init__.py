@@ -10,10 +10,11 @@ network (its initialisation, with the same dropout) is scored the same way,
 for contrast.
 
 One row per (dataset, state, scheme, keep_prob, seed, predictor, n_samples,
-draw). ``predictor`` is ``exact_mean``, ``exact_nwgm``, ``scaled`` or
-``sampled`` (arithmetic mean of ``n_samples`` = K sampled subnetworks,
-``draw`` numbering independent ensembles); for the others ``n_samples`` is
-the number of subnetworks averaged (1 for the scaled pass) and ``draw`` is 0.
+draw). ``predictor`` names a record of :mod:`ensemble_study.predictors`:
+``exact`` (the exact arithmetic mean, ``n_subnetworks`` of them), ``nwgm``
+(their NWGM), ``scaled`` or ``mc`` (the arithmetic mean of ``n_samples`` = K
+sampled subnetworks, ``draw`` numbering independent ensembles; 0 for the
+deterministic predictors).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ...train import OPTIMIZERS, TrainConfig, error_rate, negative_log_likelihoo
 from .. import _common as c
 
 ID_COLUMNS = ["dataset", "architecture", "state", "scheme", "keep_prob", "seed", "predictor",
-              "n_samples", "draw"]
+              "n_subnetworks", "n_samples", "draw"]
 METRIC_COLUMNS = ["error", "nll", "max_abs_gap", "mean_abs_gap", "relative_gap", "kl",
                   "total_variation", "disagreement"]
 DEFAULT_TRAIN = TrainConfig(optimizer="adam", learning_rate=0.01, batch_size=32, epochs=40)
@@ -73,15 +74,17 @@ def _score(net, cfg, X, y, sample_sizes, n_draws, ss) -> list[dict]:
     """Rows (predictor, n_samples, draw, metrics) for one network and dropout config."""
     exact = exact_ensemble(net, cfg, X)
     std = np.sqrt(exact.variance)
-    preds = [("exact_mean", exact.n_subnetworks, 0, exact.mean),
-             ("exact_nwgm", exact.n_subnetworks, 0, exact.geometric_mean),
-             ("scaled", 1, 0, scaled_forward(net, cfg, X))]
-    streams = ss.spawn(len(sample_sizes) * n_draws)
-    for (k, draw), stream in zip(itertools.product(sample_sizes, range(n_draws)), streams):
-        preds.append(("sampled", k, draw, sample_ensemble(net, cfg, X, k, stream).mean))
+    preds = [("exact", 0, 0, exact.mean), ("nwgm", 0, 0, exact.geometric_mean),
+             ("scaled", 0, 0, scaled_forward(net, cfg, X))]
+    for k, draw in itertools.product(sample_sizes, range(n_draws)):
+        # Keyed by K and the draw, not by their place in the grid.
+        stream = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (k, draw))
+        preds.append(("mc", k, draw, sample_ensemble(net, cfg, X, k, stream).mean))
     rows = []
     for predictor, k, draw, probs in preds:
         rows.append({"predictor": predictor, "n_samples": k, "draw": draw,
+                     "n_subnetworks": exact.n_subnetworks if predictor in ("exact", "nwgm")
+                     else 0,
                      "error": error_rate(net.output, probs, y),
                      "nll": negative_log_likelihood(net.output, probs, y),
                      **gap_metrics(exact.mean, probs, std=std, output=net.output)})

@@ -11,13 +11,14 @@ from ...plots import (
     SEED_BAND,
     median_band,
     new_figure,
+    predictor_line,
 )
 from ...report import ci, median_ci, table
 from . import STUDY
 
 
 def _trained_predictor(d: pd.DataFrame) -> pd.Series:
-    return d.predictor.where(d.predictor != "sampled", "K = " + d.n_samples.astype(str))
+    return d.predictor.where(d.predictor != "mc", "K = " + d.n_samples.astype(str))
 
 
 @STUDY.block("trained-error")
@@ -25,7 +26,7 @@ def trained_error(df: pd.DataFrame) -> str:
     d = df[(df.dataset == "digits") & (df.state == "trained")]
     d = d.assign(p=_trained_predictor(d))
     per_seed = d.groupby(["scheme", "keep_prob", "p", "seed"], as_index=False)["error"].mean()
-    preds = ["exact_mean", "exact_nwgm", "scaled"] + sorted(
+    preds = ["exact", "nwgm", "scaled"] + sorted(
         (p for p in per_seed.p.unique() if p.startswith("K = ")), key=lambda p: int(p[4:]))
     rows = []
     for (scheme, q), g in per_seed.groupby(["scheme", "keep_prob"]):
@@ -34,7 +35,7 @@ def trained_error(df: pd.DataFrame) -> str:
             v = np.sort(g.loc[g.p == p, "error"].to_numpy())
             cells.append(ci(*stats.bootstrap_ci(v, "mean")))
         a = g[g.p == "scaled"].set_index("seed")["error"]
-        b = g[g.p == "exact_mean"].set_index("seed")["error"].reindex(a.index)
+        b = g[g.p == "exact"].set_index("seed")["error"].reindex(a.index)
         diff = ci(*stats.paired_bootstrap_ci(a.to_numpy(), b.to_numpy()))
         rows.append([scheme, f"{q:g}", *cells, diff])
     n_seeds = d.seed.nunique()
@@ -48,14 +49,14 @@ def trained_error(df: pd.DataFrame) -> str:
 
 @STUDY.block("trained-nll")
 def trained_nll(df: pd.DataFrame) -> str:
-    d = df[(df.state == "trained") & df.predictor.isin(["exact_mean", "exact_nwgm", "scaled"])]
+    d = df[(df.state == "trained") & df.predictor.isin(["exact", "nwgm", "scaled"])]
     rows = []
     for (ds, scheme, q), g in d.groupby(["dataset", "scheme", "keep_prob"], sort=False):
         piv = g.pivot_table(index="seed", columns="predictor", values="nll")
         cells = [ci(*stats.bootstrap_ci(np.sort(piv[p].to_numpy()), "mean"))
-                 for p in ("exact_mean", "exact_nwgm", "scaled")]
+                 for p in ("exact", "nwgm", "scaled")]
         diff = ci(*stats.paired_bootstrap_ci(piv["scaled"].to_numpy(),
-                                             piv["exact_mean"].to_numpy()))
+                                             piv["exact"].to_numpy()))
         rows.append([ds, scheme, f"{q:g}", *cells, diff])
     return (
         "Test negative log-likelihood (nats), mean over training seeds [bootstrap 95% CI]; "
@@ -87,11 +88,7 @@ def trained_gap(df: pd.DataFrame) -> str:
                  "disagreement at init", "TV trained minus init"], rows))
 
 
-_PREDICTOR_STYLE = {
-    "exact_mean": {"label": "exact ensemble (mean)", "color": "black", "lw": 2},
-    "exact_nwgm": {"label": "exact ensemble (NWGM)", "color": "tab:purple", "ls": ":", "lw": 2},
-    "scaled": {"label": "scaled pass", "color": "tab:orange", "ls": "--", "lw": 2},
-}
+_PREDICTOR_STYLE = {name: predictor_line(name, lw=2) for name in ("exact", "nwgm", "scaled")}
 
 
 _SAMPLED_COLORS = {1: "tab:red", 10: "tab:green", 100: "tab:blue", 1000: "tab:cyan"}
@@ -119,7 +116,7 @@ def _metric_rows(df: pd.DataFrame) -> tuple[list, str]:
     """
     rows, notes = [], []
     for ds, d in df.groupby("dataset", sort=False):
-        worst = d.loc[d["predictor"] == "exact_mean", "error"].max()
+        worst = d.loc[d["predictor"] == "exact", "error"].max()
         if worst <= 0.02:
             notes.append(f"{_DATASET_TITLE.get(ds, ds)}: NLL only, the exact ensemble's "
                          f"test error is at most {worst:.1%} in every run")
@@ -138,7 +135,7 @@ def plot_trained_error(df: pd.DataFrame) -> Figure:
     for i, (ds, metric) in enumerate(rows):
         for j, scheme in enumerate(schemes):
             ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["scheme"] == scheme)]
-            sampled = cell[(cell["predictor"] == "sampled") & cell["n_samples"].isin([10, 100])]
+            sampled = cell[(cell["predictor"] == "mc") & cell["n_samples"].isin([10, 100])]
             for k, s in sampled.groupby("n_samples"):
                 s = _per_seed(s, ["keep_prob"], metric)
                 median_band(ax, x, s.groupby("keep_prob")[metric], lw=1.2, marker=".",
@@ -207,7 +204,7 @@ def plot_trained_samples(df: pd.DataFrame) -> Figure:
     for i, (ds, metric) in enumerate(rows):
         for j, q in enumerate(qs):
             ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["keep_prob"] == q)]
-            s = _per_seed(cell[cell["predictor"] == "sampled"], ["n_samples"], metric)
+            s = _per_seed(cell[cell["predictor"] == "mc"], ["n_samples"], metric)
             ks = sorted(s["n_samples"].unique())
             median_band(ax, ks, s.groupby("n_samples")[metric], color="tab:blue", marker="o",
                         label="sampled ensemble of K (mean over draws)")
