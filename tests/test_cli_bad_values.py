@@ -19,18 +19,11 @@ from click.testing import CliRunner
 
 from ensemble_study import cli
 from ensemble_study.results import save_result
+from ensemble_study.studies import registry
 
+# Study commands take their options from the registry (below); the others are listed.
 BASE = {
-    "sweep": ["--width", "2", "--n-seeds", "1", "--n-inputs", "2", "--keep-prob", "0.5",
-              "--activation", "relu"],
-    "mc": ["--width", "2", "--n-seeds", "1", "--n-inputs", "2", "--k", "2", "--n-repeats", "1"],
-    "spread": ["--width", "2", "--n-inputs", "2"],
-    "depth": ["--width", "2", "--depth", "1", "--n-seeds", "1", "--n-inputs", "2",
-              "--max-dropped", "4"],
     "train": ["--dataset", "xor", "--epochs", "1", "--hidden", "2"],
-    "trained": ["--quick", "--dataset", "xor", "--epochs", "1", "--hidden", "2", "--n-test",
-                "4", "--sample-size", "1", "--keep-prob", "0.5", "--scheme", "inverted",
-                "--seed", "0"],
     "bench": ["--quick", "--naive-budget", "0.01"],
     "figures": [],
     "reproduce": ["--quick"],
@@ -50,24 +43,36 @@ OUT = ["below-a-file", "a-folder", "a-device", "a-fifo", "symlink-outside", "sid
 FILE = ["below-a-file", "a-folder", "a-device", "a-fifo", "symlink-outside", "unwritable-folder"]
 FOLDER = ["a-file", "below-a-file", "unwritable-folder"]
 
-STUDY = {"--n-inputs": INT1, "--seed": INT0, "--activation": CHOICE, "--output": CHOICE,
-         "--out": OUT}
+
+
+def _kinds(p) -> list[str]:
+    """The bad values of a study parameter's kind, from its record."""
+    if p.type == "str":
+        return CHOICE
+    if p.type == "keep_prob":
+        return KEEP_PROB
+    over = [] if p.high is None else [str(int(p.high) + 1) if p.type == "int"
+                                      else repr(p.high * 2 + 1)]  # past the budget
+    if p.type == "int":
+        return (INT1 if p.low == 1 else INT0 if p.low == 0 else ["abc", "nan", ""]) + over
+    if p.type == "float":
+        return (POSITIVE if p.low_open else NON_NEGATIVE) + over
+    if p.type == "layer_keep_prob":
+        return ["0=0.5", "1=1.5", "x", ""]
+    if p.type == "widths":
+        return ["0", "8,-1", "a", ""]
+    return []
+
+
+for _name, _study in registry().items():
+    BASE[_name] = ["--quick", "--jobs", "1"]
 OPTIONS = {
-    "sweep": {**STUDY, "--n-seeds": INT1, "--width": INT1, "--depth": INT1,
-              "--keep-prob": KEEP_PROB},
-    "mc": {**STUDY, "--n-seeds": INT1, "--width": INT1, "--depth": INT1, "--scheme": CHOICE,
-           "--keep-prob": KEEP_PROB, "--k": INT1, "--n-repeats": INT1},
-    "spread": {**STUDY, "--width": INT1, "--depth": INT1, "--scheme": CHOICE,
-               "--keep-prob": KEEP_PROB},
-    "depth": {**STUDY, "--n-seeds": INT1, "--depth": INT1, "--width": INT1,
-              "--max-dropped": INT1, "--scheme": CHOICE, "--keep-prob": KEEP_PROB},
+    **{name: {**{p.option: _kinds(p) for p in study.params}, "--out": OUT}
+       for name, study in registry().items()},
     "train": {"--dataset": CHOICE, "--keep-prob": KEEP_PROB, "--scheme": CHOICE,
               "--hidden": INT1, "--optimizer": CHOICE, "--learning-rate": POSITIVE,
               "--epochs": INT1, "--batch-size": INT1, "--weight-decay": NON_NEGATIVE,
               "--max-norm": POSITIVE, "--seed": INT0, "--out": OUT},
-    "trained": {"--dataset": CHOICE, "--keep-prob": KEEP_PROB, "--scheme": CHOICE,
-                "--seed": INT0, "--hidden": INT1, "--epochs": INT1, "--n-test": INT1,
-                "--sample-size": INT1, "--out": OUT},
     "bench": {"--naive-budget": POSITIVE, "--out": OUT, "--figure": FILE},
     "figures": {"--results": ["a-file", "missing"], "--out": FOLDER},
     "reproduce": {"--results": FOLDER, "--figures": FOLDER},
