@@ -23,7 +23,6 @@ import concurrent.futures
 import functools
 import math
 import os
-import sys
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,15 +116,16 @@ def _geometric_mean(output: str, mean_logits: np.ndarray):
 
 
 @contextmanager
-def _progress_bar(progress: bool, n_chunks: int, label: str):
-    """Yield an ``update(n_done)`` callable drawing a bar on stderr, or None."""
+def _progress_bar(progress, n_chunks: int, label: str):
+    """Yield an ``update(n_done)`` callable reporting chunks on stderr (a bar on a
+    terminal, a line every 10% or 30 s in a log), or None."""
     if not progress:
         yield None
         return
-    import click
+    from .executor import Progress
 
-    with click.progressbar(length=n_chunks, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    with Progress(label, n_chunks, report=progress, unit="chunks") as bar:
+        yield bar.advance
 
 
 def exact_ensemble(

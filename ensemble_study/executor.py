@@ -249,19 +249,21 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Cells done out of a total, on stderr.
+    """Units of work (cells, chunks, epochs) done out of a total, on stderr.
 
     On a terminal, click's progress bar. Otherwise (CI, nohup, a batch job)
-    one line each time another 10% of the cells is done, and at least every
-    ``interval`` seconds while cells run: cells done / total, elapsed time
-    and an ETA from the rate of the cells computed in this run. ``report``,
-    if callable, replaces both: it is called ``report(n_done, n_total)``
-    after every computed cell.
+    one line each time another 10% is done, and at least every ``interval``
+    seconds while the work runs: done / total, elapsed time and an ETA from
+    the rate of the units computed in this run. ``report``, if callable,
+    replaces both: it is called ``report(n_done, n_total)`` after every
+    unit. Every long loop of the package (a study's cells, an exact
+    ensemble's chunks, training's epochs) reports through it.
     """
 
     def __init__(self, label: str, total: int, done: int = 0, report=True, *,
-                 interval: float = LOG_INTERVAL, stream=None):
+                 interval: float = LOG_INTERVAL, stream=None, unit: str = "cells"):
         self.label, self.total, self.done, self.reused = label, total, done, done
+        self.unit = unit
         self.report, self.interval = report, interval
         self.stream = sys.stderr if stream is None else stream
         self.start = self.last = time.monotonic()
@@ -280,7 +282,7 @@ class Progress:
                 self._bar.update(self.done)
             else:
                 stored = f", {self.reused} from the store" if self.reused else ""
-                self._line(f"{self.total} cells{stored}")
+                self._line(f"{self.total} {self.unit}{stored}")
                 self._thread = threading.Thread(target=self._heartbeat, daemon=True)
                 self._thread.start()
         return self
@@ -293,14 +295,14 @@ class Progress:
             self._bar.__exit__(*exc)
         return False
 
-    def advance(self) -> None:
-        """One more cell done."""
+    def advance(self, n: int = 1) -> None:
+        """``n`` more units done."""
         with self._lock:
-            self.done += 1
+            self.done += n
             if callable(self.report):
                 self.report(self.done, self.total)
             elif self._bar is not None:
-                self._bar.update(1)
+                self._bar.update(n)
             elif self.report:
                 decile = math.floor(10 * self.done / self.total)
                 if decile > self._decile:
@@ -313,7 +315,7 @@ class Progress:
         computed, left = self.done - self.reused, self.total - self.done
         eta = _duration(elapsed / computed * left) if computed else "?"
         pct = 100 * self.done / self.total if self.total else 100
-        return (f"{self.done}/{self.total} cells ({pct:.0f}%), {_duration(elapsed)} elapsed, "
+        return (f"{self.done}/{self.total} {self.unit} ({pct:.0f}%), {_duration(elapsed)} elapsed, "
                 f"ETA {eta}")
 
     def _line(self, text: str) -> None:

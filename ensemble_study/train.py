@@ -32,7 +32,6 @@ Two optional pieces make a training recipe (all off by default):
 
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -432,15 +431,11 @@ def train(
     def current():
         return MLP(tuple(params[:L]), tuple(params[L:]), net.hidden, net.output)
 
-    epochs = range(1, tc.epochs + 1)
-    if progress:
-        import click
+    from .executor import Progress
 
-        epochs = click.progressbar(
-            epochs, label="training", file=sys.stderr
-        )
-    with epochs if progress else nullcontext(epochs) as bar:
-        for epoch in bar:
+    with (Progress("training", tc.epochs, report=progress, unit="epochs") if progress
+          else nullcontext()) as bar:
+        for epoch in range(1, tc.epochs + 1):
             order = gen.permutation(X.shape[0])
             lr = learning_rate_at(tc, epoch)
             losses = []
@@ -475,6 +470,8 @@ def train(
             if eval_set is not None:
                 row.update(_evaluate(current(), cfg, *eval_set))
             rows.append(row)
+            if bar is not None:
+                bar.advance()
             if held.size:
                 if row["val_loss"] < best_loss:
                     best_loss, since_best = row["val_loss"], 0
