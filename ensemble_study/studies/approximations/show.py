@@ -211,18 +211,19 @@ def _approx_networks(df) -> pd.DataFrame:
 def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
     """Error of each predictor's mean against keep_prob, random networks.
 
-    Rows: output; columns: hidden activation; one line per predictor (MC and
-    RB MC at K = 10 and 100), the median over networks with its bootstrap CI.
+    Rows: hidden activation; columns: output (two columns, so that the text
+    stays legible at the documentation's width); one line per predictor (MC
+    and RB MC at K = 10 and 100), the median over networks with its bootstrap CI.
     """
     per = _approx_networks(df[df["part"] == "random"])
     outputs = list(dict.fromkeys(per["output"]))
     activations = list(dict.fromkeys(per["activation"]))
-    fig, axes = new_figure(len(outputs), len(activations), width=3.6, height=3.0,
-                           sharey="row")
+    fig, axes = new_figure(len(activations), len(outputs), width=4.0, height=2.8,
+                           sharey="col")
     handles = {}
     for i, out in enumerate(outputs):
         for j, act in enumerate(activations):
-            ax = axes[i, j]
+            ax = axes[j, i]
             sub = per[(per["output"] == out) & (per["activation"] == act)]
             for (name, k), style in _APPROX_STYLE.items():
                 g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
@@ -234,13 +235,13 @@ def plot_approximations_keep_prob(df: pd.DataFrame) -> Figure:
                     markersize=4, **style)
             ax.set_yscale("log")
             ax.set_xlabel("keep_prob")
-            ax.set_ylabel("mean |predicted - exact mean|")
+            ax.set_ylabel("mean |predicted - exact mean|", fontsize=9)
             ax.set_title(f"{out} output, {act} hidden", fontsize=10)
             ax.grid(True, which="major", alpha=0.3)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
-               fontsize=8, frameon=False)
-    fig.suptitle("Error of each approximation of the ensemble mean, against the exact "
-                 f"ensemble\n{networks_text(per)}; both hidden layers dropped\n{_APPROX_BAND}",
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=3,
+               fontsize=9, frameon=False)
+    fig.suptitle("Error of each approximation of the ensemble mean,\nagainst the exact "
+                 f"ensemble; {networks_text(per)};\nboth hidden layers dropped; {_APPROX_BAND}",
                  fontsize=10)
     return fig
 
@@ -250,59 +251,60 @@ def plot_approximations_pareto(df: pd.DataFrame) -> Figure:
     """Error against cost (forward-pass equivalents): MC and RB MC over K, each
     deterministic method a point, the exact ensemble's cost a vertical line.
 
-    Rows: part (random at keep_prob 0.5; trained at 0.5); columns: activation.
+    One panel per (part, activation): random networks first, then trained
+    ones, at keep_prob 0.5, two panels per row.
     """
     per = _approx_networks(df)
     q = 0.5 if (per["keep_prob"] == 0.5).any() else per["keep_prob"].min()
     per = per[per["keep_prob"] == q]
     parts = [p for p in ("random", "trained") if (per["part"] == p).any()]
     activations = list(dict.fromkeys(per["activation"]))
-    fig, axes = new_figure(len(parts), len(activations), width=3.6, height=3.1)
+    panels = [(part, act) for part in parts for act in activations
+              if ((per["part"] == part) & (per["activation"] == act)).any()]
+    ncols = min(2, len(panels))
+    fig, axes = new_figure(-(-len(panels) // ncols), ncols, width=4.0, height=3.1)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     handles = {}
-    for i, part in enumerate(parts):
-        for j, act in enumerate(activations):
-            ax = axes[i, j]
-            sub = per[(per["part"] == part) & (per["activation"] == act)]
-            if sub.empty:
-                ax.set_visible(False)
+    for ax, (part, act) in zip(axes.flat, panels, strict=False):
+        sub = per[(per["part"] == part) & (per["activation"] == act)]
+        for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
+                                   ("rb_mc", "tab:orange", "RB MC (K marked)")):
+            g = sub[sub["predictor"] == name]
+            # Every network's cost at one K is the same (one architecture per part).
+            g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
+            by_cost = g.groupby("cost")
+            cost = sorted(by_cost.groups)
+            handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
+                                         label=label, color=color, marker=".")
+            medians = by_cost["mean_abs_error"].median()
+            for c, k in by_cost["n_samples"].first().items():
+                if k in (1, 10, 100, 1000):
+                    ax.annotate(f"{k}", (c, medians[c]), fontsize=8, color=color,
+                                xytext=(2, 3), textcoords="offset points")
+        for (name, k), style in _APPROX_STYLE.items():
+            g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+            if k or g.empty:
                 continue
-            for name, color, label in (("mc", "tab:blue", "plain MC (K marked)"),
-                                       ("rb_mc", "tab:orange", "RB MC (K marked)")):
-                g = sub[sub["predictor"] == name]
-                # Every network's cost at one K is the same (one architecture per part).
-                g = g.assign(cost=g.groupby("n_samples")["cost_passes"].transform("median"))
-                by_cost = g.groupby("cost")
-                cost = sorted(by_cost.groups)
-                handles[label] = median_band(ax, cost, by_cost["mean_abs_error"], spread=None,
-                                             label=label, color=color, marker=".")
-                medians = by_cost["mean_abs_error"].median()
-                for c, k in by_cost["n_samples"].first().items():
-                    if k in (1, 10, 100, 1000):
-                        ax.annotate(f"{k}", (c, medians[c]), fontsize=7, color=color,
-                                    xytext=(2, 3), textcoords="offset points")
-            for (name, k), style in _APPROX_STYLE.items():
-                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
-                if k or g.empty:
-                    continue
-                med, lo, hi = _median_ci(g["mean_abs_error"])
-                handles[style["label"]] = ax.errorbar(
-                    g["cost_passes"].median(), med, yerr=[[med - lo], [hi - med]],
-                    color=style["color"], marker=style["marker"], ls="none",
-                    label=style["label"])
-            exact_cost = sub.loc[sub["predictor"] == "exact", "cost_passes"].median()
-            handles["exact ensemble's cost"] = ax.axvline(
-                exact_cost, color="k", ls=":", lw=1, label="exact ensemble's cost")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("cost (forward-pass equivalents)")
-            ax.set_ylabel("mean |predicted - exact mean|")
-            ax.set_title(f"{part}: {act} hidden, keep_prob {q:g}", fontsize=10)
-            ax.grid(True, which="major", alpha=0.3)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=4,
-               fontsize=8, frameon=False)
+            med, lo, hi = _median_ci(g["mean_abs_error"])
+            handles[style["label"]] = ax.errorbar(
+                g["cost_passes"].median(), med, yerr=[[med - lo], [hi - med]],
+                color=style["color"], marker=style["marker"], ls="none",
+                label=style["label"])
+        exact_cost = sub.loc[sub["predictor"] == "exact", "cost_passes"].median()
+        handles["exact ensemble's cost"] = ax.axvline(
+            exact_cost, color="k", ls=":", lw=1, label="exact ensemble's cost")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("cost (forward-pass equivalents)")
+        ax.set_ylabel("mean |predicted - exact mean|", fontsize=9)
+        ax.set_title(f"{part}: {act} hidden, keep_prob {q:g}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=3,
+               fontsize=9, frameon=False)
     fig.suptitle("Error against cost: from which K does Monte Carlo\n(plain or "
                  "Rao-Blackwellised) beat each one-pass method?\n"
-                 f"sigmoid and softmax outputs pooled; {_APPROX_BAND}", fontsize=10)
+                 f"sigmoid and softmax outputs pooled;\n{_APPROX_BAND}", fontsize=10)
     return fig
 
 
@@ -314,10 +316,12 @@ def plot_approximations_variance(df: pd.DataFrame) -> Figure:
     panels = [("moment_propagation", 0, "moment propagation"), ("mc", 10, "plain MC, K = 10"),
               ("rb_mc", 10, "RB MC, K = 10"), ("mc", 100, "plain MC, K = 100")]
     panels = [p for p in panels if ((per["predictor"] == p[0]) & (per["n_samples"] == p[1])).any()]
-    fig, axes = new_figure(1, len(panels), width=3.6, height=3.6)
+    ncols = min(2, len(panels))
+    fig, axes = new_figure(-(-len(panels) // ncols), ncols, width=4.0, height=3.6)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     markers = {"random": "o", "trained": "x"}
-    for j, (name, k, title) in enumerate(panels):
-        ax = axes[0, j]
+    for ax, (name, k, title) in zip(axes.flat, panels, strict=False):
         sub = per[(per["predictor"] == name) & (per["n_samples"] == k)
                   & (per["variance_exact"] > 0) & (per["variance_predicted"] > 0)]
         for part, marker in markers.items():
@@ -333,7 +337,7 @@ def plot_approximations_variance(df: pd.DataFrame) -> Figure:
         ax.plot(lims, lims, color="k", lw=1, ls="--", label="predicted = exact")
         ratio = np.log(sub["variance_predicted"] / sub["variance_exact"])
         ax.text(0.03, 0.97, f"median |log ratio| {np.median(np.abs(ratio)):.2f}",
-                transform=ax.transAxes, va="top", fontsize=8)
+                transform=ax.transAxes, va="top", fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("exact ensemble variance")
@@ -341,8 +345,8 @@ def plot_approximations_variance(df: pd.DataFrame) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
-    fig.suptitle("How well each method predicts the ensemble's variance (one point per "
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle("How well each method predicts the ensemble's variance\n(one point per "
                  "network and keep_prob, variances averaged over inputs and outputs)",
                  fontsize=10)
     return fig

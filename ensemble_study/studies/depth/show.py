@@ -96,7 +96,7 @@ def plot_depth(df: pd.DataFrame) -> Figure:
     budgets = depths_per_budget[depths_per_budget == depths_per_budget.max()].index
     budgets = sorted(budgets)[-2:]
     colors = ["tab:purple", "tab:brown", "tab:cyan", "tab:olive", "tab:pink"]
-    fig, axes = new_figure(2, len(activations), width=4.2, height=3.4)
+    fig, axes = new_figure(2, len(activations), width=3.4, height=3.2)
     for j, act in enumerate(activations):
         sub = df[df["activation"] == act]
         rows = [("depth", "n_dropped", budgets, "{} dropped units", "number of hidden layers"),

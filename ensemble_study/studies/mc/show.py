@@ -72,7 +72,7 @@ def plot_mc(df: pd.DataFrame) -> Figure:
     cross = per_network.groupby(["activation", "statistic"])["k"].median().to_frame()
     stats = [s for s in STATISTIC_LABELS if s in set(df["statistic"])]
     activations = list(dict.fromkeys(df["activation"]))
-    fig, axes = new_figure(len(stats), len(activations), width=4.2, height=3.4)
+    fig, axes = new_figure(len(stats), len(activations), width=3.4, height=3.2)
     for i, stat in enumerate(stats):
         for j, act in enumerate(activations):
             ax = axes[i, j]

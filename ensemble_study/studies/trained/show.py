@@ -200,9 +200,11 @@ def plot_trained_samples(df: pd.DataFrame) -> Figure:
     df = df[(df["state"] == "trained") & (df["scheme"] == "inverted")]
     qs = sorted(df["keep_prob"].unique())
     rows, note = _metric_rows(df)
-    fig, axes = new_figure(len(rows), len(qs), width=3.0, height=2.5)
-    for i, (ds, metric) in enumerate(rows):
-        for j, q in enumerate(qs):
+    # keep_prob down the rows, (dataset, metric) across: at most three columns,
+    # so that the text stays legible at the documentation's width.
+    fig, axes = new_figure(len(qs), len(rows), width=3.2, height=2.4)
+    for j, (ds, metric) in enumerate(rows):
+        for i, q in enumerate(qs):
             ax, cell = axes[i, j], df[(df["dataset"] == ds) & (df["keep_prob"] == q)]
             s = _per_seed(cell[cell["predictor"] == "mc"], ["n_samples"], metric)
             ks = sorted(s["n_samples"].unique())
@@ -213,14 +215,13 @@ def plot_trained_samples(df: pd.DataFrame) -> Figure:
                            **{**style, "lw": 1.5})
             ax.set_xscale("log")
             ax.set_title(f"{_DATASET_TITLE.get(ds, ds)}, keep_prob={q:g}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("test error" if metric == "error" else "test NLL (nats)")
+            ax.set_ylabel("test error" if metric == "error" else "test NLL (nats)")
             ax.grid(alpha=0.3, which="both")
     for ax in axes[-1]:
         ax.set_xlabel("K (subnetworks sampled)")
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
-               fontsize=8)
-    fig.suptitle("Inverted dropout, trained: Monte Carlo averaging against the exact "
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize=9)
+    fig.suptitle("Inverted dropout, trained: Monte Carlo averaging against\nthe exact "
                  "ensemble and the scaled pass\n" + SEED_BAND
                  + (f"\n{note}" if note else ""), fontsize=10)
     return fig
