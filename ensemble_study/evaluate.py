@@ -19,6 +19,7 @@ reference, ``relative_gap`` in units of the subnetworks' standard deviation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,32 +27,25 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_positive_int
-from .dropout import DropoutConfig, check_config, scaled_forward, unit_keep_probs
-from .ensemble import exact_ensemble, sample_ensemble
-from .kernels import shortcut_plan
-from .masks import n_free_units
+from .dropout import DropoutConfig, check_config, scaled_forward
+from .ensemble import (
+    CHOICES,
+    check_max_subnetworks,
+    choose_estimator,
+    exact_ensemble,
+    sample_ensemble,
+)
 from .metrics import gap_metrics
 from .network import MLP, check_input
 from .train import error_rate, negative_log_likelihood
 
-
-def _auto(net, cfg, X, n_samples, rng):
-    """Rao-Blackwellised MC where it applies (far less variance per sample), else plain."""
-    if shortcut_plan(net, cfg) is not None:
-        return sample_ensemble(net, cfg, X, n_samples, rng, estimator="rb_mc"), "rb_mc"
-    return sample_ensemble(net, cfg, X, n_samples, rng, estimator="mc"), "mc"
+logger = logging.getLogger(__name__)
 
 
-# Estimators of the ensemble past the enumeration limit, by name; each is
-# called as f(net, cfg, X, n_samples, rng) and returns a sampled EnsembleResult
-# and the name of the estimator that ran.
-ESTIMATORS = {
-    "auto": _auto,
-    "rb_mc": lambda *a: (sample_ensemble(*a, estimator="rb_mc"), "rb_mc"),
-    "mc": lambda *a: (sample_ensemble(*a, estimator="mc"), "mc"),
-}
+# The estimator names evaluate accepts (ensemble.choose_estimator decides "auto").
+ESTIMATORS = {name: name for name in CHOICES}
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
-              "n_subnetworks", "predictor", "reference"]
+              "n_subnetworks", "n_samples", "predictor", "reference"]
 METRIC_COLUMNS = ["error", "nll", "mean_stderr", "max_abs_gap", "mean_abs_gap",
                   "relative_gap", "kl", "total_variation", "disagreement"]
 
@@ -176,6 +170,9 @@ def evaluate_network(
     n_samples: int = 10_000,
     estimator: str = "auto",
     rng=None,
+    time_budget: float | None = 60.0,
+    report=None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """The ensemble, the NWGM and the scaled pass of ``net`` on ``X``, with their gaps.
 
@@ -186,24 +183,39 @@ def evaluate_network(
     X : array_like, shape (n_examples, n_features)
     y : array_like of int, shape (n_examples,), optional
         Class labels (sigmoid or softmax output): adds test error and NLL.
-    max_subnetworks : int
+    max_subnetworks : int, at most 2**24
         Enumerate the ensemble exactly up to this many subnetworks; past
-        it, estimate it with ``estimator`` from ``n_samples`` masks.
+        it, estimate it from ``n_samples`` masks.
     n_samples : int >= 2
         K of the estimator (two at least, for a standard error).
-    estimator : {"auto", "rb_mc", "mc"}
-        ``"auto"``: the Rao-Blackwellised estimator when the last dropped
-        layer feeds the output layer, plain Monte Carlo otherwise.
+    estimator : {"auto", "exact", "rb_mc", "mc"}
+        ``"auto"``: :func:`ensemble_study.ensemble.choose_estimator` picks
+        from the cost model (exact within ``max_subnetworks`` and the
+        budget, ``rb_mc`` where its samples are cheap, else ``mc``, with K
+        lowered to fit ``time_budget``). An explicit name out of reach
+        (memory, time, or not applicable) is refused before any work, naming
+        the cheaper option.
     rng : int, SeedSequence or Generator
         Required only when the ensemble is estimated.
+    time_budget : float or None
+        Seconds the ensemble's computation may take by the cost model's
+        (upper) estimate; None: no limit.
+    report : callable, optional
+        Called with one line (the choice and its estimated cost) before the
+        work starts.
+    progress : bool
+        Progress on stderr while the ensemble is computed.
 
     Returns
     -------
     DataFrame
         ``ID_COLUMNS + METRIC_COLUMNS`` (module docstring). ``method`` is
-        ``"exact"`` or the estimator's name; ``mean_stderr`` (estimated
-        ensembles only, on the ``mean`` row) is the mean over examples and
-        outputs of the standard error of the estimated mean.
+        ``"exact"`` or the estimator's name; ``n_subnetworks`` counts the
+        enumerated subnetworks (exact), ``n_samples`` the sampled masks K
+        (estimated); ``mean_stderr`` (estimated ensembles only, on the
+        ``mean`` row) is the mean over examples and outputs of the standard
+        error of the estimated mean. ``df.attrs["choice"]`` is the
+        :class:`~ensemble_study.ensemble.Cost` of the choice.
     """
     X = check_input(net, X)
     check_config(net, cfg)
@@ -212,19 +224,31 @@ def evaluate_network(
         y = check_labels(net, y, X.shape[0])
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {tuple(ESTIMATORS)}; got {estimator!r}")
-    max_subnetworks = check_positive_int(max_subnetworks, "max_subnetworks")
+    max_subnetworks = check_max_subnetworks(max_subnetworks)
     n_samples = check_positive_int(n_samples, "n_samples")
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 (a standard error needs two); got {n_samples}")
-    n_free = n_free_units(unit_keep_probs(net, cfg))
-    if 2**n_free <= max_subnetworks:
-        ens, method = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks), "exact"
+    choice = choose_estimator(net, cfg, X.shape[0], n_samples, max_subnetworks=max_subnetworks,
+                              time_budget=time_budget, estimator=estimator)
+    method = choice.name
+    if method != "exact" and rng is None:
+        raise ValueError(f"rng is required: the ensemble is estimated ({choice.describe()}); "
+                         f"pass rng= (an int seed)")
+    line = f"ensemble: {choice.describe()}"
+    logger.info(line)
+    if report is not None:
+        report(line)
+    if method == "exact":
+        ens = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks, progress=progress)
     else:
-        ens, method = ESTIMATORS[estimator](net, cfg, X, n_samples, rng)
+        ens = sample_ensemble(net, cfg, X, choice.count, rng, estimator=method,
+                              progress=progress)
     scaled = scaled_forward(net, cfg, X)
     std = np.sqrt(ens.variance)
     ids = {"architecture": net.architecture, "output": net.output, **_describe_cfg(cfg),
-           "method": method, "n_subnetworks": ens.n_subnetworks}
+           "method": method,
+           "n_subnetworks": ens.n_subnetworks if method == "exact" else None,
+           "n_samples": ens.n_subnetworks if method != "exact" else None}
     preds = {"mean": ens.mean, "scaled": scaled}
     pairs = [("mean", None)]
     if ens.geometric_mean is not None:
@@ -244,4 +268,8 @@ def evaluate_network(
             row.update(gap_metrics(preds[reference], preds[predictor], std=std,
                                    output=net.output))
         rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=ID_COLUMNS + METRIC_COLUMNS)
+    df = pd.DataFrame(rows).reindex(columns=ID_COLUMNS + METRIC_COLUMNS)
+    df["n_subnetworks"] = df["n_subnetworks"].astype("Int64")
+    df["n_samples"] = df["n_samples"].astype("Int64")
+    df.attrs["choice"] = choice
+    return df

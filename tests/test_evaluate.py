@@ -82,7 +82,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
     X = np.random.default_rng(6).normal(size=(8, 3))
     df = evaluate_network(net, cfg, X, max_subnetworks=32, n_samples=500, estimator="mc",
                           rng=7)
-    assert set(df.method) == {"mc"} and set(df.n_subnetworks) == {500}
+    assert set(df.method) == {"mc"} and set(df.n_samples) == {500}
     direct = sample_ensemble(net, cfg, X, 500, 7)
     assert _row(df, "mean").mean_stderr == np.mean(direct.stderr)
     exact = evaluate_network(net, cfg, X)
@@ -96,7 +96,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
 @pytest.mark.parametrize("kwargs,match", [
     ({"y": np.array([0, 1])}, r"y must hold one label per example, shape \(3,\); got shape \(2,\)"),
     ({"y": np.array([0, 1, 2])}, r"integer labels in 0..1; got dtype int64, range \[0, 2\]"),
-    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'rb_mc', 'mc'\); got 'qmc'"),
+    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'exact', 'rb_mc', 'mc'\); got 'qmc'"),
     ({"n_samples": 1}, r"n_samples must be >= 2"),
     ({"max_subnetworks": 0}, r"max_subnetworks must be an integer >= 1; got 0"),
 ])

@@ -165,17 +165,26 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--output", type=click.Choice(OUTPUTS), default=None,
               help="For a .pt ending in nn.Linear (logits): the output function, e.g. softmax "
                    "for a model trained with CrossEntropyLoss. [default: identity]")
-@click.option("--max-subnetworks", type=click.IntRange(1), default=2**20, show_default=True,
-              help="Enumerate the ensemble exactly up to this many subnetworks; beyond, "
-                   "estimate it from --n-samples sampled ones (with standard errors).")
+@click.option("--max-subnetworks", type=click.IntRange(1, 2**24), default=2**20,
+              show_default=True,
+              help="Enumerate the ensemble exactly up to this many subnetworks (at most "
+                   "2**24 = 16777216); beyond, estimate it from --n-samples sampled masks "
+                   "(with standard errors).")
 @click.option("--n-samples", type=click.IntRange(2), default=10_000, show_default=True,
-              help="Sampled subnetworks K past the enumeration limit.")
+              help="Sampled masks K when the ensemble is estimated (auto lowers K to fit "
+                   "--time-budget, and says so).")
 @click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
               show_default=True,
-              help="How to estimate the ensemble past the limit: rb_mc (sample the "
-                   "outer dropped layers, average the last one exactly), mc (plain Monte "
-                   "Carlo), auto (rb_mc where the last dropped layer feeds the "
-                   "output, else mc).")
+              help="How to compute the ensemble: exact (enumerate every subnetwork), rb_mc "
+                   "(sample the outer dropped layers, average the last one exactly), mc "
+                   "(plain Monte Carlo), auto (a cost model picks: exact within "
+                   "--max-subnetworks and the budget, rb_mc where a sample costs at most 16 "
+                   "plain ones, else mc; the choice and its estimated time and memory "
+                   "print before the work starts). An explicit choice out of reach (memory "
+                   "over 512 MiB, time over the budget) is refused, naming the cheaper one.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
+              help="Seconds the ensemble may take by the cost model's (upper) estimate.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="The seed given to `train` (the test split of --dataset); also seeds "
                    "the sampled masks.")
@@ -183,7 +192,7 @@ def _load_npy(path: Path, param_hint: str):
               default=RESULTS_DIR / "evaluate.csv", show_default=True,
               help="Result CSV; its parameters go to a JSON sidecar next to it.")
 def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
-             max_subnetworks, n_samples, estimator, seed, out):
+             max_subnetworks, n_samples, estimator, time_budget, seed, out):
     """A given network's dropout ensemble against its NWGM and scaled pass.
 
     Prints, and writes as a tidy CSV, the ensemble's arithmetic mean, its
@@ -247,9 +256,16 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
             y = check_labels(net, y, X.shape[0])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--labels") from None
-    df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
-                          n_samples=n_samples, estimator=estimator,
-                          rng=np.random.SeedSequence(seed, spawn_key=(3,)))
+    try:
+        df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
+                              n_samples=n_samples, estimator=estimator,
+                              rng=np.random.SeedSequence(seed, spawn_key=(3,)),
+                              time_budget=time_budget,
+                              report=lambda line: click.echo(line, err=True), progress=True)
+    except ValueError as exc:
+        if "out of reach" in str(exc) or "estimator=" in str(exc):
+            raise click.BadParameter(str(exc), param_hint="--estimator") from None
+        raise
     shown = df.dropna(axis=1, how="all").drop(columns=["architecture", "output", "scheme",
                                                        "layers", "keep_prob"])
     shown["reference"] = shown["reference"].fillna("-")
@@ -261,7 +277,8 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
               "keep_prob": (dict(cfg.keep_prob) if not isinstance(cfg.keep_prob, float)
                             else cfg.keep_prob), "layers": list(cfg.layers),
               "scheme": cfg.scheme, "output": net.output, "max_subnetworks": max_subnetworks,
-              "n_samples": n_samples, "estimator": estimator, "seed": seed}
+              "n_samples": n_samples, "estimator": estimator, "time_budget": time_budget,
+              "chosen": df.attrs["choice"].name, "seed": seed}
     click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
 
 
