@@ -26,18 +26,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._checks import check_positive_int
-from .dropout import DropoutConfig, check_config, scaled_forward
+from ._checks import check_positive_int, check_rng
+from .dropout import DropoutConfig, check_config
 from .ensemble import (
     CHOICES,
+    RATE,
     check_max_subnetworks,
     choose_estimator,
     exact_ensemble,
     sample_ensemble,
 )
-from .metrics import gap_metrics
+from .metrics import brier, ece, error_rate, gap_metrics, nll
 from .network import MLP, check_input
-from .train import error_rate, negative_log_likelihood
+from .predictors import PREDICTORS, Case
+from .studies._common import stream
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +47,43 @@ logger = logging.getLogger(__name__)
 # The estimator names evaluate accepts (ensemble.choose_estimator decides "auto").
 ESTIMATORS = {name: name for name in CHOICES}
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
-              "n_subnetworks", "n_samples", "predictor", "reference"]
-METRIC_COLUMNS = ["error", "nll", "mean_stderr", "max_abs_gap", "mean_abs_gap",
-                  "relative_gap", "kl", "total_variation", "disagreement"]
+              "n_subnetworks", "n_samples", "predictor", "k", "n_draws", "reference"]
+METRIC_COLUMNS = ["error", "nll", "brier", "ece", "mean_stderr", "max_abs_gap",
+                  "mean_abs_gap", "relative_gap", "kl", "total_variation", "disagreement",
+                  "error_spread", "tv_spread"]
+
+LEGEND = {
+    "method": "how the ensemble mean (the reference) was computed: exact (every subnetwork "
+              "enumerated), rb_mc or mc (estimated from sampled masks)",
+    "n_subnetworks": "subnetworks enumerated (exact ensemble only)",
+    "n_samples": "masks K sampled to estimate the ensemble mean (estimated only)",
+    "predictor": "mean: the ensemble mean itself; the others predict it (scaled = the "
+                 "eval() pass; mc = MC dropout at K; see ensemble_study.predictors)",
+    "k": "a sampled predictor's K",
+    "n_draws": "independent draws of a sampled predictor; its metrics are their mean",
+    "reference": "what the row is compared with (mean: the ensemble mean)",
+    "error": "test error on the labels (argmax; sigmoid: threshold 0.5)",
+    "nll": "mean -log p(label), natural log",
+    "brier": "mean over examples of sum_k (p_k - [label = k])^2",
+    "ece": "expected calibration error of the top-class confidence, 15 equal-width bins",
+    "mean_stderr": "mean over entries of the estimated mean's standard error (its 95% "
+                   "interval is +-1.96 of it; exact: empty)",
+    "max_abs_gap": "largest |reference - predictor| over examples and outputs",
+    "mean_abs_gap": "mean |reference - predictor|",
+    "relative_gap": "mean |reference - predictor| / the subnetworks' standard deviation",
+    "kl": "KL(reference || predictor), nats, mean over examples (sigmoid: summed over units)",
+    "total_variation": "total variation distance, mean over examples",
+    "disagreement": "fraction of examples whose argmax (sigmoid: 0.5 side) differs",
+    "error_spread": "standard deviation of error over the draws (ddof=1)",
+    "tv_spread": "standard deviation of total_variation over the draws (ddof=1)",
+}
+"""One line per column of :func:`evaluate_network`'s table (printed with it)."""
+
+
+def legend_text(columns=None) -> str:
+    """The legend of ``columns`` (all by default), one ``name: meaning`` per line."""
+    names = [c for c in (columns if columns is not None else LEGEND) if c in LEGEND]
+    return "\n".join(f"  {c}: {LEGEND[c]}" for c in names)
 
 
 def load_network(path, *, output: str | None = None):
@@ -171,6 +207,8 @@ def evaluate_network(
     estimator: str = "auto",
     rng=None,
     time_budget: float | None = 60.0,
+    ks=(10,),
+    n_draws: int = 5,
     report=None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -200,6 +238,12 @@ def evaluate_network(
     time_budget : float or None
         Seconds the ensemble's computation may take by the cost model's
         (upper) estimate; None: no limit.
+    ks : sequence of int
+        K of each row of a sampled predictor (MC dropout, ...).
+    n_draws : int
+        Independent draws of each sampled predictor at each K (streams named
+        ``("evaluate", predictor, K, draw)`` under the seed of ``rng``); its
+        row holds the draws' mean metrics and their spread.
     report : callable, optional
         Called with one line (the choice and its estimated cost) before the
         work starts.
@@ -243,33 +287,102 @@ def evaluate_network(
     else:
         ens = sample_ensemble(net, cfg, X, choice.count, rng, estimator=method,
                               progress=progress)
-    scaled = scaled_forward(net, cfg, X)
-    std = np.sqrt(ens.variance)
     ids = {"architecture": net.architecture, "output": net.output, **_describe_cfg(cfg),
            "method": method,
            "n_subnetworks": ens.n_subnetworks if method == "exact" else None,
            "n_samples": ens.n_subnetworks if method != "exact" else None}
-    preds = {"mean": ens.mean, "scaled": scaled}
-    pairs = [("mean", None)]
-    if ens.geometric_mean is not None:
-        preds["nwgm"] = ens.geometric_mean
-        pairs += [("nwgm", "mean"), ("scaled", "mean"), ("scaled", "nwgm")]
-    else:
-        pairs += [("scaled", "mean")]
-    rows = []
-    for predictor, reference in pairs:
-        row = {**ids, "predictor": predictor, "reference": reference}
-        if labelled:
-            row["error"] = error_rate(net.output, preds[predictor], y)
-            row["nll"] = negative_log_likelihood(net.output, preds[predictor], y)
-        if predictor == "mean" and ens.stderr is not None:
-            row["mean_stderr"] = float(np.mean(ens.stderr))
-        if reference is not None:
-            row.update(gap_metrics(preds[reference], preds[predictor], std=std,
-                                   output=net.output))
-        rows.append(row)
+    std = np.sqrt(ens.variance)
+    scores = _scorer(net.output, ens.mean, std, y)
+    mean_row = {**ids, "predictor": "mean", "reference": None, **scores(ens.mean, gaps=False)}
+    if ens.stderr is not None:
+        mean_row["mean_stderr"] = float(np.mean(ens.stderr))
+    rows = [mean_row]
+    case = _EvalCase(net, cfg, X, ens if method == "exact" else None)
+    seed = _seed_of(rng)
+    preds = {}
+    for p in PREDICTORS.values():
+        if p.name == "exact" or not p.applies(net.output):
+            continue
+        if not p.samples:
+            try:
+                preds[p.name] = p.predict(case, 0, None).mean
+            except _NotExact:
+                logger.info("%s: skipped (needs the exact ensemble)", p.name)
+                continue
+            rows.append({**ids, "predictor": p.name, "reference": "mean",
+                         **scores(preds[p.name])})
+            continue
+        for k in ks:
+            cost = p.cost(case, k) * X.shape[0] * case.passes["macs"] * n_draws / RATE
+            if time_budget is not None and cost > time_budget:
+                logger.info("%s at K=%d: skipped (about %.3g s > budget)", p.name, k, cost)
+                continue
+            draws = []
+            for draw in range(n_draws):
+                ss = stream(seed, "evaluate", p.name, int(k), draw)
+                try:
+                    draws.append(scores(p.predict(case, k, ss).mean))
+                except ValueError as exc:  # e.g. rb_mc where it does not apply
+                    logger.info("%s at K=%d: skipped (%s)", p.name, k, exc)
+                    break
+            if len(draws) < n_draws:
+                continue
+            row = {**ids, "predictor": p.name, "k": int(k), "n_draws": n_draws,
+                   "reference": "mean"}
+            for col in draws[0]:
+                row[col] = float(np.mean([d[col] for d in draws]))
+            for col, spread in (("error", "error_spread"), ("total_variation", "tv_spread")):
+                if col in draws[0] and n_draws > 1:
+                    row[spread] = float(np.std([d[col] for d in draws], ddof=1))
+            rows.append(row)
+    if "scaled" in preds and "nwgm" in preds:
+        rows.append({**ids, "predictor": "scaled", "reference": "nwgm",
+                     **_scorer(net.output, preds["nwgm"], std, None)(preds["scaled"])})
     df = pd.DataFrame(rows).reindex(columns=ID_COLUMNS + METRIC_COLUMNS)
-    df["n_subnetworks"] = df["n_subnetworks"].astype("Int64")
-    df["n_samples"] = df["n_samples"].astype("Int64")
+    for col in ("n_subnetworks", "n_samples", "k", "n_draws"):
+        df[col] = df[col].astype("Int64")
     df.attrs["choice"] = choice
     return df
+
+
+class _NotExact(Exception):
+    """A predictor asked for the exact ensemble of a network that was only estimated."""
+
+
+class _EvalCase(Case):
+    """A :class:`~ensemble_study.predictors.Case` whose exact ensemble is the one
+    already computed, or unavailable (``_NotExact``) when it was estimated."""
+
+    def __init__(self, net, cfg, X, exact):
+        super().__init__(net, cfg, X)
+        self._exact = exact
+
+    @property
+    def exact(self):
+        if self._exact is None:
+            raise _NotExact
+        return self._exact
+
+
+def _seed_of(rng) -> int:
+    """An int root seed for the sampled predictors' named streams."""
+    if rng is None:
+        return 0
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return int(rng)
+    if isinstance(rng, np.random.SeedSequence):
+        return int(rng.generate_state(1, np.uint64)[0])
+    return int(check_rng(rng).integers(2**63))
+
+
+def _scorer(output, reference, std, y):
+    """``scores(prediction, gaps=True) -> dict`` of the metric columns."""
+    def scores(pred, gaps=True):
+        out = {}
+        if y is not None:
+            out.update(error=error_rate(pred, y, output), nll=nll(pred, y, output),
+                       brier=brier(pred, y, output), ece=ece(pred, y, output))
+        if gaps:
+            out.update(gap_metrics(reference, pred, std=std, output=output))
+        return out
+    return scores

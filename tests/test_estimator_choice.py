@@ -121,3 +121,36 @@ def test_cli_refuses_2_to_the_32_subnetworks_and_out_of_reach_rb_mc(tmp_path):
     r = _cli([*base, "--n-samples", "20"], tmp_path)
     assert r.exit_code == 0, r.output
     assert "ensemble: estimator mc (20 samples): estimated at most" in r.output
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])
+def test_cli_formats_and_legend(tmp_path, fmt):
+    import io
+    import json
+
+    import pandas as pd
+
+    net = MLP.random((4, 3, 2), "relu", "softmax", rng=0)
+    net.save(tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(3, 4)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 1]))
+    from click.testing import CliRunner
+
+    from ensemble_study.cli import main
+
+    r = CliRunner().invoke(main, ["evaluate", "--net", str(tmp_path / "n.npz"), "--inputs",
+                                  str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+                                  "--keep-prob", "0.5", "--k", "2", "--k", "5",
+                                  "--format", fmt, "--out", str(tmp_path / "e.csv")])
+    assert r.exit_code == 0, r.output
+    saved = pd.read_csv(tmp_path / "e.csv")
+    assert list(saved[saved.predictor == "mc"].k) == [2, 5]
+    if fmt == "csv":
+        assert pd.read_csv(io.StringIO(r.stdout)).shape == saved.shape
+    elif fmt == "json":
+        assert len(json.loads(r.stdout)) == len(saved)
+    elif fmt == "markdown":
+        assert r.stdout.splitlines()[1].startswith("|---|")
+    else:
+        assert "kl: KL(reference || predictor)" in r.stdout
+        assert "ece: expected calibration error" in r.stdout

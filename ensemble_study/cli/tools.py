@@ -185,6 +185,15 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True,
               help="Seconds the ensemble may take by the cost model's (upper) estimate.")
+@click.option("--k", "ks", type=click.IntRange(1), multiple=True,
+              help="K of the MC dropout rows (and of every other sampled predictor); "
+                   "repeat for several. [default: 10]")
+@click.option("--draws", type=click.IntRange(1), default=5, show_default=True,
+              help="Independent draws of each sampled predictor at each K; its row holds "
+                   "their mean and spread.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]),
+              default="table", show_default=True,
+              help="How the rows print on stdout (the --out CSV is written either way).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="The seed given to `train` (the test split of --dataset); also seeds "
                    "the sampled masks.")
@@ -192,16 +201,26 @@ def _load_npy(path: Path, param_hint: str):
               default=RESULTS_DIR / "evaluate.csv", show_default=True,
               help="Result CSV; its parameters go to a JSON sidecar next to it.")
 def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
-             max_subnetworks, n_samples, estimator, time_budget, seed, out):
-    """A given network's dropout ensemble against its NWGM and scaled pass.
+             max_subnetworks, n_samples, estimator, time_budget, ks, draws, fmt, seed, out):
+    """A given network's dropout ensemble against every registered predictor.
 
-    Prints, and writes as a tidy CSV, the ensemble's arithmetic mean, its
-    NWGM and the scheme's scaled pass, their gaps, and on a labelled dataset
-    the test error and NLL of each.
+    Prints, and writes as a tidy CSV, the ensemble's arithmetic mean (exact,
+    or estimated with its standard error) and one row per predictor of
+    ensemble_study.predictors (the scaled eval() pass, the exact NWGM and its
+    correction where the ensemble is exact, moment propagation, MC dropout
+    at each --k over --draws draws), each scored against the mean and, on
+    labels, by error, NLL, Brier and ECE. The estimator's choice and
+    estimated cost print on stderr before the work starts.
     """
     import numpy as np
 
-    from ..evaluate import check_labels, dropout_config, evaluate_network, load_network
+    from ..evaluate import (
+        check_labels,
+        dropout_config,
+        evaluate_network,
+        legend_text,
+        load_network,
+    )
     from ..network import check_input
 
     if (dataset is None) == (inputs_path is None):
@@ -260,7 +279,7 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
                               n_samples=n_samples, estimator=estimator,
                               rng=np.random.SeedSequence(seed, spawn_key=(3,)),
-                              time_budget=time_budget,
+                              time_budget=time_budget, ks=ks or (10,), n_draws=draws,
                               report=lambda line: click.echo(line, err=True), progress=True)
     except ValueError as exc:
         if "out of reach" in str(exc) or "estimator=" in str(exc):
@@ -271,15 +290,55 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     shown["reference"] = shown["reference"].fillna("-")
     first = df.iloc[0]
     click.echo(f"{net.architecture} ({net.output} output), {cfg.scheme} dropout on layers "
-               f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:")
-    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    params = {"net": str(net_path), "dataset": dataset, "inputs": inputs_path,
+               f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:",
+               err=fmt != "table")
+    if fmt == "table":
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                                   na_rep=""))
+    elif fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", indent=1))
+    else:
+        click.echo(_markdown(shown))
+    click.echo("columns:\n" + legend_text(shown.columns), err=fmt != "table")
+    params = {"ks": list(ks or (10,)), "draws": draws, "net": str(net_path),
+              "dataset": dataset, "inputs": inputs_path,
               "keep_prob": (dict(cfg.keep_prob) if not isinstance(cfg.keep_prob, float)
                             else cfg.keep_prob), "layers": list(cfg.layers),
               "scheme": cfg.scheme, "output": net.output, "max_subnetworks": max_subnetworks,
               "n_samples": n_samples, "estimator": estimator, "time_budget": time_budget,
               "chosen": df.attrs["choice"].name, "seed": seed}
-    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
+    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)", err=fmt != "table")
 
+
+def _markdown(df) -> str:
+    """A GitHub markdown table of ``df`` (numbers to 4 significant digits)."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and v != v) or v is pd_na():
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+import inspect  # noqa: E402
+
+
+def _legend_help() -> str:
+    from ..evaluate import legend_text
+
+    return "\n\n\b\nColumns of the table:\n" + legend_text()
+
+
+evaluate.help = inspect.cleandoc(evaluate.help or "") + _legend_help()
 
 COMMANDS = (train, evaluate)
