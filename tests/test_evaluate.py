@@ -266,7 +266,7 @@ def _one_line_usage_error(result):
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--layers", "3"], "cannot drop layer 3"),
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--keep-prob", "0.5", "--keep-prob",
       "0.5"], "once per layer"),
-    (["--dataset", "digits_2v3"], "keep_prob is required"),
+    (["--dataset", "digits_2v3", "--layers", "1"], "give keep_prob for them too"),
     (["--keep-prob", "0.5"], "exactly one of --dataset and --inputs"),
     (["--dataset", "digits_2v3", "--inputs", "X.npy", "--keep-prob", "0.5"], "exactly one"),
     (["--dataset", "digits", "--keep-prob", "0.5"], "digits needs 10 output unit(s)"),

@@ -118,7 +118,10 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
     click.echo(f"wrote {out}; {net.architecture}, test error of the scaled pass: "
                f"{history['eval_error'].iloc[-1]:.4f}")
     if save_path is not None:
-        click.echo(f"wrote {net.save(save_path)}")
+        provenance = {"dataset": dataset, "seed": seed,
+                      "split": "load_dataset(dataset, seed=seed)",
+                      "standardise": {"mean": ds.mean.tolist(), "scale": ds.scale.tolist()}}
+        click.echo(f"wrote {net.save(save_path, dropout=cfg, provenance=provenance)}")
     if exact:
         ens = exact_ensemble(net, cfg, ds.X_test, progress=True)
         click.echo(f"exact ensemble of {ens.n_subnetworks:,} subnetworks, test error: mean "
@@ -245,11 +248,44 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     except Exception as exc:  # what unpickling a foreign .pt raises varies
         raise click.BadParameter(f"cannot read {net_path}: {type(exc).__name__}: "
                                  f"{exc}".replace("\n", " "), param_hint="--net") from None
+    info = {}
+    if net_path.suffix == ".npz":
+        from ..network import MLP
+
+        _, default, info = MLP.load_with_dropout(net_path)
+        if default is None and not keep_probs:
+            raise click.BadParameter(
+                f"{net_path} stores no dropout (saved without MLP.save(dropout=) or by an "
+                f"older version); give --keep-prob (and --layers, and --scheme vanilla if it "
+                f"was trained with vanilla dropout), or re-save it with "
+                f"MLP.save(path, dropout=cfg)", param_hint="--keep-prob")
     try:
         cfg = dropout_config(net, keep_probs, layers, scheme, default)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--keep-prob/--layers") from None
+    notes = []  # printed once every input is validated (an error stays one line)
+
+    def note(line, err=True):
+        notes.append(line)
+
+    if default is None:
+        note(f"note: {net_path} stores no dropout: evaluating the options' keep_prob, "
+             f"{cfg.scheme} scheme" + ("" if scheme else " (the default; pass --scheme "
+                                        "vanilla if it was trained with vanilla dropout)"),
+             err=True)
+    else:
+        src = "the file" if net_path.suffix == ".npz" else "the model's nn.Dropout"
+        used = "options" if keep_probs or layers else f"dropout from {src}"
+        note(f"dropout: {used} (keep_prob {_describe(cfg)}, {cfg.scheme})", err=True)
+        if scheme and scheme != default.scheme:
+            note(f"note: --scheme {scheme} overrides the file's {default.scheme}", err=True)
     data_ss, _, _ = seed_streams(seed)
+    if dataset is not None and (info.get("dataset") != dataset or info.get("seed") != seed):
+        trained = (f"it was trained on {info['dataset']} with --seed {info['seed']}"
+                   if "dataset" in info else "its file does not say what it was trained on")
+        note(f"warning: the test split of {dataset} for --seed {seed} may overlap the "
+             f"network's training data ({trained}); score data it never saw with --inputs "
+             f"and --labels, or pass the --seed it was trained with", err=True)
     if dataset is not None:
         from ..datasets import load_dataset
 
@@ -275,6 +311,8 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
             y = check_labels(net, y, X.shape[0])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--labels") from None
+    for line in notes:
+        click.echo(line, err=True)
     try:
         df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
                               n_samples=n_samples, estimator=estimator,
@@ -310,6 +348,10 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
               "n_samples": n_samples, "estimator": estimator, "time_budget": time_budget,
               "chosen": df.attrs["choice"].name, "seed": seed}
     click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)", err=fmt != "table")
+
+
+def _describe(cfg) -> str:
+    return ", ".join(f"{l}: {cfg.layer_keep_prob(l):g}" for l in cfg.layers)
 
 
 def _markdown(df) -> str:
