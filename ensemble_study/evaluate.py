@@ -89,9 +89,10 @@ def legend_text(columns=None) -> str:
 def load_network(path, *, output: str | None = None):
     """Read a network from an ``.npz`` of :meth:`MLP.save` or a ``.pt`` of PyTorch.
 
-    A ``.pt`` file must hold a whole pickled ``nn.Sequential`` (``torch.save(model,
-    path)``); it is read with ``torch.load(weights_only=False)``, which runs
-    the pickle's code: **load only files you trust**.
+    A ``.pt`` file must hold a whole pickled ``nn.Sequential``, or a custom
+    ``nn.Module`` whose forward is a chain of layers (``torch.save(model, path)``;
+    its class must be importable where it is loaded); it is read with
+    ``torch.load(weights_only=False)``, which runs the pickle's code: **load only files you trust**.
 
     Parameters
     ----------
@@ -117,9 +118,9 @@ def load_network(path, *, output: str | None = None):
 
         torch = _torch()
         module = torch.load(path, weights_only=False, map_location="cpu")
-        if not isinstance(module, torch.nn.Sequential):
+        if not isinstance(module, torch.nn.Module):
             raise ValueError(f"{path} holds a {type(module).__name__} object, not an "
-                             f"nn.Sequential; save the whole model with torch.save(model, path) (a "
+                             f"nn.Module; save the whole model with torch.save(model, path) (a "
                              f"state_dict alone does not say how its layers connect)")
         return from_torch(module, output=output)
     raise ValueError(f"a network file must end in .npz (MLP.save) or .pt (a pickled "

@@ -54,6 +54,20 @@ def _readonly(a, name: str) -> np.ndarray:
     return arr
 
 
+_TRANSPOSE_HINT = (". The weights look stored (fan_out, fan_in), as PyTorch and CS231n store "
+                   "them: pass layout='out_in' to MLP.from_arrays (or transpose each W)")
+
+
+def _shape_hint(w, b) -> str:
+    """What fixes a bias that does not match its weights, if a reshape or transpose does."""
+    if b.size == w.shape[1] and b.ndim == 2:
+        return (f"; a column or row bias of {b.size} values: flatten it (b.ravel(), or "
+                f"layout='out_in' for column biases)")
+    if b.size == w.shape[0] and w.shape[0] != w.shape[1]:
+        return _TRANSPOSE_HINT
+    return ""
+
+
 def _layers(value, name: str) -> tuple:
     """A sequence of per-layer arrays as a tuple (a lone array or a string is refused)."""
     if isinstance(value, np.ndarray) or not is_sequence(value):
@@ -114,13 +128,15 @@ class MLP:
             if b.shape != (w.shape[1],):
                 raise ValueError(
                     f"biases[{l}] must have shape ({w.shape[1]},) to match weights[{l}] "
-                    f"of shape {w.shape}; got shape {b.shape}"
+                    f"of shape {w.shape}; got shape {b.shape}" + _shape_hint(w, b)
                 )
             if l > 0 and w.shape[0] != weights[l - 1].shape[1]:
+                hint = (_TRANSPOSE_HINT if w.shape[1] == weights[l - 1].shape[1]
+                        or weights[l - 1].shape[0] == w.shape[0] else "")
                 raise ValueError(
                     f"layer shapes do not chain: weights[{l - 1}] has shape "
                     f"{weights[l - 1].shape} but weights[{l}] has shape {w.shape}; "
-                    f"weights[{l}].shape[0] must equal {weights[l - 1].shape[1]}"
+                    f"weights[{l}].shape[0] must equal {weights[l - 1].shape[1]}" + hint
                 )
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
                 raise ValueError(f"weights[{l}] and biases[{l}] must be finite; got NaN or inf")
@@ -138,22 +154,41 @@ class MLP:
         biases: Sequence,
         hidden: str | Sequence[str] = "relu",
         output: str = "identity",
+        *,
+        layout: str = "in_out",
     ) -> MLP:
         """Build a network from its weight and bias arrays.
 
         Parameters
         ----------
         weights : sequence of array_like
-            ``weights[l]`` of shape ``(fan_in, fan_out)``.
+            ``weights[l]`` of shape ``(fan_in, fan_out)`` (``layout="out_in"``:
+            ``(fan_out, fan_in)``).
         biases : sequence of array_like
-            ``biases[l]`` of shape ``(fan_out,)``.
+            ``biases[l]`` of shape ``(fan_out,)`` (``layout="out_in"``: also
+            a column ``(fan_out, 1)``).
         hidden : str or sequence of str
             One name for every hidden layer, or one name per hidden layer.
             A network with no hidden layer takes ``hidden=[]`` (a single name
             is also accepted and ignored there).
         output : {"identity", "sigmoid", "softmax"}
+        layout : {"in_out", "out_in"}
+            ``"out_in"`` for networks stored as ``y = W x + b`` (PyTorch's
+            ``linear.weight``, CS231n's ``W1`` of shape ``(H, D)`` with column
+            biases): each ``W`` is transposed and each bias flattened. A
+            square layer's layout cannot be told from its shape, so a wrong
+            ``layout`` is caught by the shape checks only when a layer is not
+            square: check the outputs against the original code once.
         """
-        return cls(_layers(weights, "weights"), _layers(biases, "biases"), hidden, output)
+        if layout not in ("in_out", "out_in"):
+            raise ValueError(f"layout must be 'in_out' ((fan_in, fan_out) weights) or 'out_in' "
+                             f"((fan_out, fan_in), as PyTorch and CS231n); got {layout!r}")
+        weights, biases = _layers(weights, "weights"), _layers(biases, "biases")
+        if layout == "out_in":
+            weights = tuple(np.asarray(w).T for w in weights)
+            biases = tuple(np.asarray(b).reshape(-1) if np.ndim(b) == 2 and 1 in np.shape(b)
+                           else b for b in biases)
+        return cls(weights, biases, hidden, output)
 
     @classmethod
     def random(

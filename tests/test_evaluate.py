@@ -312,7 +312,7 @@ def test_evaluate_refuses_a_state_dict_and_a_foreign_pickle(tmp_path):
 
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 1)).state_dict(), tmp_path / "sd.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a pickle")
-    for name, match in (("sd.pt", "holds a OrderedDict object, not an nn.Sequential; save the whole"),
+    for name, match in (("sd.pt", "holds a OrderedDict object, not an nn.Module; save the whole"),
                         ("junk.pt", "cannot read junk.pt")):
         result = _run(["evaluate", "--net", name, "--dataset", "xor", "--keep-prob", "0.5"],
                       tmp_path)

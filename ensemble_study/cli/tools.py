@@ -142,7 +142,8 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--net", "net_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True,
               help="The network: an .npz written by MLP.save or `train --save`, or a .pt "
-                   "holding a whole pickled torch nn.Sequential (torch.save(model, path)), "
+                   "holding a whole pickled torch nn.Sequential or chain-like nn.Module "
+                   "(torch.save(model, path)), "
                    "read with torch.load(weights_only=False), which runs the pickle's code: "
                    "trusted files only.")
 @click.option("--dataset", type=click.Choice(DATASETS), default=None,
