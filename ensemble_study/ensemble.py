@@ -373,9 +373,14 @@ class Cost:
 
     def describe(self) -> str:
         what = "subnetworks" if self.name == "exact" else "samples"
-        return (f"estimator {self.name} ({self.count:,} {what}): estimated at most "
+        return (f"estimator {self.name} ({_count(self.count)} {what}): estimated at most "
                 f"{_seconds(self.seconds)} and {self.memory_bytes / 2**20:,.0f} MiB"
                 + (f"; {self.reason}" if self.reason else ""))
+
+
+def _count(n: int) -> str:
+    """``n`` with thousands separators, or ``2**k`` past 10**12."""
+    return f"{n:,}" if n < 10**12 or n & (n - 1) else f"2**{n.bit_length() - 1}"
 
 
 def _seconds(s: float) -> str:
@@ -477,7 +482,7 @@ def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: i
                                       if mc.seconds > budget else "")
         if estimator == "exact" and cost.count > max_subnetworks:
             raise ValueError(
-                f"the exact ensemble has {cost.count:,} subnetworks, more than "
+                f"the exact ensemble has {_count(cost.count)} subnetworks, more than "
                 f"max_subnetworks={max_subnetworks:,}; use {cheaper} (or estimator='auto')")
         if estimator == "rb_mc" and cost.seconds == math.inf:
             raise ValueError(
@@ -494,9 +499,10 @@ def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: i
             and exact.memory_bytes <= MEMORY_BOUND):
         return Cost(**{**exact.__dict__, "reason": f"{exact.count:,} subnetworks <= "
                        f"max_subnetworks={max_subnetworks:,}"})
-    why = (f"{exact.count:,} subnetworks > max_subnetworks={max_subnetworks:,}"
+    why = (f"{_count(exact.count)} subnetworks > max_subnetworks={max_subnetworks:,}"
            if exact.count > max_subnetworks else
-           f"enumerating {exact.count:,} subnetworks would take about {_seconds(exact.seconds)}")
+           f"enumerating {_count(exact.count)} subnetworks would take about "
+           f"{_seconds(exact.seconds)}")
     rb = estimate_cost(net, cfg, n_examples, n_samples, "rb_mc")
     ratio = rb.seconds / mc.seconds if mc.seconds > 0 else math.inf
     if rb.memory_bytes <= MEMORY_BOUND and ratio <= RB_CHEAP:
