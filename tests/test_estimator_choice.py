@@ -117,7 +117,7 @@ def test_cli_refuses_2_to_the_32_subnetworks_and_out_of_reach_rb_mc(tmp_path):
     r = _cli([*base, "--max-subnetworks", "4294967296"], tmp_path)
     assert r.exit_code == 2 and "16777216" in r.output
     r = _cli([*base, "--estimator", "rb_mc"], tmp_path)
-    assert r.exit_code == 2 and "estimator='mc'" in r.output
+    assert r.exit_code == 2 and "use --estimator mc" in r.output
     r = _cli([*base, "--n-samples", "20"], tmp_path)
     assert r.exit_code == 0, r.output
     assert "ensemble: estimator mc (20 samples): estimated at most" in r.output

@@ -312,17 +312,24 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
             y = check_labels(net, y, X.shape[0])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--labels") from None
-    for line in notes:
+    def report(line):  # once the estimator is accepted: an error stays one line
+        for note_line in notes:
+            click.echo(note_line, err=True)
         click.echo(line, err=True)
+
     try:
         df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
                               n_samples=n_samples, estimator=estimator,
                               rng=np.random.SeedSequence(seed, spawn_key=(3,)),
                               time_budget=time_budget, ks=ks or (10,), n_draws=draws,
-                              report=lambda line: click.echo(line, err=True), progress=True)
+                              report=report, progress=True)
     except ValueError as exc:
         if "out of reach" in str(exc) or "estimator=" in str(exc):
-            raise click.BadParameter(str(exc), param_hint="--estimator") from None
+            msg = str(exc)
+            for name in ("mc", "exact", "auto", "rb_mc"):
+                msg = msg.replace(f"estimator='{name}'", f"--estimator {name}")
+            raise click.BadParameter(msg.replace("n_samples <=", "--n-samples <="),
+                                     param_hint="--estimator") from None
         raise
     shown = df.dropna(axis=1, how="all").drop(columns=["architecture", "output", "scheme",
                                                        "layers", "keep_prob"])
