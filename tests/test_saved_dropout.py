@@ -73,3 +73,21 @@ def test_old_file_names_the_options_to_supply(tmp_path):
     r = _evaluate(tmp_path, "--dataset", "digits_2v3", "--keep-prob", "0.5")
     assert r.exit_code == 0, r.output
     assert "stores no dropout" in r.output and "--scheme vanilla" in r.output
+
+
+def test_errors_name_the_fix(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--dataset", "digits", "--hidden", "30", "--hidden",
+                                  "30", "--out", str(tmp_path / "h.csv")])
+    assert r.exit_code == 2 and "--no-exact" in r.output
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(4, 2))
+    torch.save(model, tmp_path / "m.pt")
+    np.save(tmp_path / "x.npy", np.ones((2, 3)))
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    base = ["evaluate", "--net", str(tmp_path / "m.pt"), "--inputs", str(tmp_path / "x.npy"),
+            "--out", str(tmp_path / "e.csv")]
+    r = CliRunner().invoke(main, [*base, "--labels", str(tmp_path / "y.npy")])
+    assert r.exit_code == 2 and "--output softmax" in r.output
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 0 and "if they are logits, pass --output softmax" in r.output

@@ -23,7 +23,8 @@ def _check_enumerable(n_units: int, what: str, param_hint: str) -> None:
     if n_units > MAX_EXACT_UNITS:
         raise click.BadParameter(
             f"{what}: {n_units} dropped units would need 2**{n_units} subnetworks per exact "
-            f"ensemble; allowed at most {MAX_EXACT_UNITS}", param_hint=param_hint)
+            f"ensemble; allowed at most {MAX_EXACT_UNITS}; pass --no-exact to train without "
+            f"the exact ensemble (evaluate estimates it later)", param_hint=param_hint)
 
 
 def _train_dropout(n_hidden: int, keep_probs: tuple, input_keep_prob: float, scheme: str):
@@ -250,6 +251,12 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         raise click.BadParameter(f"cannot read {net_path}: {type(exc).__name__}: "
                                  f"{exc}".replace("\n", " "), param_hint="--net") from None
     info = {}
+    if net_path.suffix == ".pt" and output is None and net.output == "identity":
+        early_notes = ["note: the model ends in a Linear, so its outputs are averaged as they "
+                       "are (identity); if they are logits, pass --output softmax or "
+                       "--output sigmoid"]
+    else:
+        early_notes = []
     if net_path.suffix == ".npz":
         from ..network import MLP
 
@@ -264,7 +271,7 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         cfg = dropout_config(net, keep_probs, layers, scheme, default)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--keep-prob/--layers") from None
-    notes = []  # printed once every input is validated (an error stays one line)
+    notes = list(early_notes)  # printed once every input is validated (errors stay one line)
 
     def note(line, err=True):
         notes.append(line)
@@ -311,7 +318,10 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         try:
             y = check_labels(net, y, X.shape[0])
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--labels") from None
+            fix = ("; for a .pt of logits pass --output softmax (CrossEntropyLoss) or "
+                   "--output sigmoid (BCEWithLogitsLoss)"
+                   if net.output == "identity" and net_path.suffix == ".pt" else "")
+            raise click.BadParameter(str(exc) + fix, param_hint="--labels") from None
     def report(line):  # once the estimator is accepted: an error stays one line
         for note_line in notes:
             click.echo(note_line, err=True)
