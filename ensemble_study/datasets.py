@@ -140,10 +140,23 @@ def _bundled(name: str):
     return X, y
 
 
+def split_stream(seed: int) -> np.random.SeedSequence:
+    """The stream of the train/test split of ``ensemble-study train --seed SEED``.
+
+    ``SeedSequence(seed).spawn(3)[0]`` (the first of
+    :func:`ensemble_study.train.seed_streams`); ``load_dataset(name, seed=SEED)``
+    uses it.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return np.random.SeedSequence(int(seed)).spawn(3)[0]
+
+
 def load_dataset(
     name: str,
     *,
-    rng,
+    rng=None,
+    seed: int | None = None,
     test_fraction: float = 0.25,
     n_samples: int = 1000,
     noise: float = 0.1,
@@ -157,6 +170,10 @@ def load_dataset(
         second digit 1.
     rng : int, SeedSequence or numpy.random.Generator
         Draws the split (and the examples of a generated task).
+    seed : int, optional
+        Instead of ``rng``: the split of ``ensemble-study train --seed SEED``
+        and ``evaluate --dataset --seed SEED``, drawn from
+        :func:`split_stream` ``(seed)``. Give exactly one of ``rng`` and ``seed``.
     test_fraction : float in (0, 1)
         Share of the examples held out for testing.
     n_samples : int
@@ -174,7 +191,10 @@ def load_dataset(
                                high_open=True)
     noise = check_real(noise, "noise", low=0)
     n_samples = check_positive_int(n_samples, "n_samples")
-    gen = check_rng(rng)
+    if (rng is None) == (seed is None):
+        raise ValueError(f"give exactly one of rng and seed (seed=SEED is the split of "
+                         f"`ensemble-study train --seed SEED`); got rng={rng!r}, seed={seed!r}")
+    gen = check_rng(split_stream(seed) if seed is not None else rng)
     if name in GENERATED:
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             X, y = _generated(name, n_samples, noise, gen)

@@ -312,6 +312,216 @@ def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
 
 
 ESTIMATORS = ("mc", "rb_mc")
+CHOICES = ("auto", "exact", "rb_mc", "mc")
+"""What :func:`choose_estimator` may be asked for (``auto``: it picks)."""
+
+# --- the cost model -------------------------------------------------------------
+# Stated bounds: the working arrays of any run stay below MEMORY_BOUND bytes
+# (inputs and the (n_examples, n_outputs) results aside); no enumeration goes
+# past MAX_SUBNETWORKS (the README's 2**24).
+MEMORY_BOUND = 512 * 2**20
+MAX_SUBNETWORKS = 2**24
+# Multiply-adds per second assumed by the time estimates: a deliberately low
+# figure (measured 2-3e9/s on 2 cores for the compiled kernels, 64-100-10 and
+# 64-16-16-10 on digits), so that estimates are upper bounds on a loaded machine.
+RATE = 1e9
+# auto picks rb_mc only when one of its samples costs at most this many plain ones.
+RB_CHEAP = 16.0
+# Inner blocks of more than this many masks run on the chunked (numpy) kernels,
+# whose tables hold 2**(width/2) rows per half, rather than the compiled ones,
+# which hold two arrays of 2**width doubles per thread.
+_RB_COMPILED_MAX_INNER = 2**22
+
+
+def check_max_subnetworks(value) -> int:
+    """``max_subnetworks`` as an int in ``1..MAX_SUBNETWORKS`` (2**24), or ``ValueError``."""
+    value = check_positive_int(value, "max_subnetworks")
+    if value > MAX_SUBNETWORKS:
+        raise ValueError(
+            f"max_subnetworks must be at most 2**24 = {MAX_SUBNETWORKS:,} (more would run "
+            f"for hours on one machine; spread an exact ensemble with exact_ensemble(..., "
+            f"executor=) instead, or estimate it with estimator='mc'); got {value:,}")
+    return value
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one way of computing the ensemble would cost (an upper estimate).
+
+    Attributes
+    ----------
+    name : {"exact", "rb_mc", "mc"}
+    count : int
+        Subnetworks enumerated (exact) or K samples (sampled).
+    seconds : float
+        Estimated wall time at :data:`RATE` multiply-adds per second.
+    memory_bytes : int
+        Estimated peak of the working arrays.
+    reason : str
+        Why this one was chosen (set by :func:`choose_estimator`).
+    """
+
+    name: str
+    count: int
+    seconds: float
+    memory_bytes: int
+    reason: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        return self.count
+
+    def describe(self) -> str:
+        what = "subnetworks" if self.name == "exact" else "samples"
+        return (f"estimator {self.name} ({_count(self.count)} {what}): estimated at most "
+                f"{_seconds(self.seconds)} and {self.memory_bytes / 2**20:,.0f} MiB"
+                + (f"; {self.reason}" if self.reason else ""))
+
+
+def _count(n: int) -> str:
+    """``n`` with thousands separators, or ``2**k`` past 10**12."""
+    return f"{n:,}" if n < 10**12 or n & (n - 1) else f"2**{n.bit_length() - 1}"
+
+
+def _seconds(s: float) -> str:
+    if s == math.inf:
+        return "forever"
+    return f"{s:.3g} s" if s < 120 else (f"{s / 60:.3g} min" if s < 7200
+                                           else f"{s / 3600:.3g} h")
+
+
+def _inner_cost(net: MLP, plan) -> float:
+    """Multiply-adds per (outer mask, example) of the exact inner block."""
+    if net.output == "identity":
+        return 2.0 * net.sizes[-2] * net.sizes[-1]
+    return 2.0 * 2.0**plan.n_inner * net.sizes[-1]
+
+
+def _rb_memory(net: MLP, plan, n_examples: int) -> int:
+    K, h = net.sizes[-1], plan.n_inner
+    if net.output == "identity":
+        return 8 * 4 * _CHUNK_ELEMENTS * 2 * default_threads()
+    if 2**h <= _RB_COMPILED_MAX_INNER:  # compiled: R1, R2 of 2**h, tables of 2**(h/2)
+        per_thread = 8 * (2 * 2**h + 8 * 2 ** (h - h // 2) * K)
+    else:  # chunked numpy: tables of 2**(h/2) rows, tiles of _BLOCK_ELEMENTS
+        per_thread = 8 * (16 * 2 ** (h - h // 2) * max(K, h) + 3 * 2**19)
+    return int(per_thread * default_threads() + 8 * 4 * _CHUNK_ELEMENTS)
+
+
+def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
+                  estimator: str) -> Cost:
+    """Time and memory of one way of computing the ensemble, from the sizes alone.
+
+    ``estimator`` is ``"exact"`` (``n_samples`` ignored), ``"rb_mc"`` or
+    ``"mc"``. The time is an upper estimate at :data:`RATE` multiply-adds
+    per second; ``seconds`` and ``memory_bytes`` are ``inf``-like (``math.inf``,
+    a huge int) for an ``rb_mc`` that does not apply.
+    """
+    n = int(n_examples)
+    macs = float(sum(w.size for w in net.weights))
+    plan = shortcut_plan(net, cfg)
+    if estimator == "exact":
+        q = unit_keep_probs(net, cfg)
+        n_free = n_free_units(q)
+        if plan is not None:
+            n_outer = 2.0 ** n_free_units(plan.outer_q)
+            seconds = n_outer * n * (macs + _inner_cost(net, plan)) / RATE
+            memory = _rb_memory(net, plan, n)
+        else:
+            seconds = 2.0**n_free * n * macs / RATE
+            memory = 8 * 4 * 2**22 + n_free * 2**16
+        return Cost("exact", 2**n_free, seconds, int(memory))
+    if estimator == "rb_mc":
+        if plan is None:
+            return Cost("rb_mc", n_samples, math.inf, 2**62)
+        return Cost("rb_mc", n_samples, n_samples * n * (macs + _inner_cost(net, plan)) / RATE,
+                    _rb_memory(net, plan, n))
+    if estimator == "mc":
+        return Cost("mc", n_samples, n_samples * n * macs / RATE,
+                    8 * 4 * _CHUNK_ELEMENTS * 2 * default_threads())
+    raise ValueError(f"estimator must be one of exact, rb_mc, mc; got {estimator!r}")
+
+
+def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int, *,
+                     max_subnetworks: int = 2**20, time_budget: float | None = None,
+                     estimator: str = "auto") -> Cost:
+    """The way to compute the ensemble: exact enumeration, ``rb_mc`` or ``mc``.
+
+    This is the one place that decides (a further estimator, such as a
+    certified one, is routed here). With ``estimator="auto"``:
+
+    1. ``exact`` when ``2**n_free <= max_subnetworks`` and it fits the time
+       budget and :data:`MEMORY_BOUND`;
+    2. else ``rb_mc`` when the last dropped layer feeds the output, fits the
+       memory bound, and one of its samples costs at most :data:`RB_CHEAP`
+       plain samples (its exact inner average of ``2**width`` masks is worth
+       that much variance reduction, no more);
+    3. else ``mc``.
+
+    A sampled choice keeps K = ``n_samples`` unless that would exceed
+    ``time_budget``; then K is lowered to what fits (at least 2) and the
+    reason says so. An explicit ``estimator`` is checked, not replaced: when
+    it does not apply, or its memory or time is out of reach, ``ValueError``
+    names the cheaper option.
+
+    Returns
+    -------
+    Cost
+        Its ``name`` is the choice; ``describe()`` is the line to print
+        before starting.
+    """
+    if estimator not in CHOICES:
+        raise ValueError(f"estimator must be one of {CHOICES}; got {estimator!r}")
+    n_samples = check_positive_int(n_samples, "n_samples")
+    max_subnetworks = check_max_subnetworks(max_subnetworks)
+    budget = math.inf if time_budget is None else float(time_budget)
+    mc = estimate_cost(net, cfg, n_examples, n_samples, "mc")
+    if estimator != "auto":
+        cost = estimate_cost(net, cfg, n_examples, n_samples, estimator)
+        cheaper = "estimator='mc'" + (f" with n_samples <= {_fits(mc, budget)}"
+                                      if mc.seconds > budget else "")
+        if estimator == "exact" and cost.count > max_subnetworks:
+            raise ValueError(
+                f"the exact ensemble has {_count(cost.count)} subnetworks, more than "
+                f"max_subnetworks={max_subnetworks:,}; use {cheaper} (or estimator='auto')")
+        if estimator == "rb_mc" and cost.seconds == math.inf:
+            raise ValueError(
+                "estimator='rb_mc' averages the last dropped layer exactly, which needs "
+                f"that layer to feed the output layer; it does not here. Use {cheaper}")
+        if cost.memory_bytes > MEMORY_BOUND or cost.seconds > budget:
+            raise ValueError(
+                f"{estimator} is out of reach here: {cost.describe()} (memory bound "
+                f"{MEMORY_BOUND / 2**20:,.0f} MiB, time budget {_seconds(budget)}); use "
+                f"{cheaper}, which costs about {_seconds(mc.seconds)}")
+        return cost
+    exact = estimate_cost(net, cfg, n_examples, n_samples, "exact")
+    if (exact.count <= max_subnetworks and exact.seconds <= budget
+            and exact.memory_bytes <= MEMORY_BOUND):
+        return Cost(**{**exact.__dict__, "reason": f"{exact.count:,} subnetworks <= "
+                       f"max_subnetworks={max_subnetworks:,}"})
+    why = (f"{_count(exact.count)} subnetworks > max_subnetworks={max_subnetworks:,}"
+           if exact.count > max_subnetworks else
+           f"enumerating {_count(exact.count)} subnetworks would take about "
+           f"{_seconds(exact.seconds)}")
+    rb = estimate_cost(net, cfg, n_examples, n_samples, "rb_mc")
+    ratio = rb.seconds / mc.seconds if mc.seconds > 0 else math.inf
+    if rb.memory_bytes <= MEMORY_BOUND and ratio <= RB_CHEAP:
+        pick, why = rb, why + f"; one rb_mc sample costs {ratio:.3g} plain ones"
+    else:
+        pick = mc
+        if rb.seconds < math.inf:
+            why += f"; one rb_mc sample would cost {ratio:.3g} plain ones"
+    if pick.seconds > budget:
+        k = _fits(pick, budget)
+        why += f"; K lowered from {n_samples:,} to {k:,} to fit the {_seconds(budget)} budget"
+        pick = estimate_cost(net, cfg, n_examples, k, pick.name)
+    return Cost(**{**pick.__dict__, "reason": why})
+
+
+def _fits(cost: Cost, budget: float) -> int:
+    """The largest K (at least 2) whose cost fits ``budget``."""
+    per = cost.seconds / cost.count
+    return max(2, min(cost.count, int(budget / per))) if per > 0 else cost.count
 # The names of an earlier release, accepted with a DeprecationWarning.
 _OLD_ESTIMATORS = {"plain": "mc", "rao_blackwell": "rb_mc"}
 # Refuse K above this: 10**9 forward passes of even the smallest network take
@@ -358,6 +568,7 @@ def sample_ensemble(
     *,
     estimator: str = "mc",
     chunk_size: int | None = None,
+    progress: bool = False,
 ) -> EnsembleResult:
     """A Monte Carlo estimate of the ensemble from K sampled masks.
 
@@ -401,13 +612,19 @@ def sample_ensemble(
     n_samples : int, 1 <= K <= MAX_SAMPLES (10**9)
         K, the number of (outer) masks drawn.
     rng : int, SeedSequence or numpy.random.Generator
-    estimator : {"mc", "rb_mc"}
+    estimator : {"mc", "rb_mc", "auto"}
+        ``"auto"``: :func:`choose_estimator` picks ``rb_mc`` or ``mc`` from
+        their costs; an ``rb_mc`` beyond :data:`MEMORY_BOUND` is refused
+        (naming ``mc``).
         (``"plain"`` and ``"rao_blackwell"``, the earlier names, still work
         with a ``DeprecationWarning``.)
     chunk_size : int, optional
         Masks evaluated per batch (see :func:`exact_ensemble`; for
         ``rb_mc``, outer masks per batch, each of which carries its
         inner block).
+    progress : bool
+        Show progress on stderr (a bar on a terminal, a line every 10% or
+        30 s in a log).
 
     Returns
     -------
@@ -435,13 +652,19 @@ def sample_ensemble(
                       f"estimator={_OLD_ESTIMATORS[estimator]!r}", DeprecationWarning,
                       stacklevel=2)
         estimator = _OLD_ESTIMATORS[estimator]
-    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}")
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS + ("auto",):
+        raise ValueError(f"estimator must be one of {ESTIMATORS + ('auto',)}; "
+                         f"got {estimator!r}")
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
     gen = check_rng(rng)
+    if estimator == "auto":
+        estimator = choose_estimator(net, cfg, X.shape[0], n_samples,
+                                     max_subnetworks=1).name
+    elif estimator == "rb_mc" and shortcut_plan(net, cfg) is not None:
+        choose_estimator(net, cfg, X.shape[0], n_samples, estimator="rb_mc")  # memory
     if estimator == "rb_mc":
-        return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size)
+        return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size, progress)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
     # larger chunks: the chunks fix the merge order, hence the last bits of
@@ -453,7 +676,8 @@ def sample_ensemble(
     task = generic_task(vnet, X, lambda m: mask_multipliers(vnet, vcfg, m))
     chunks = _drawn_chunks(gen, unit_keep_probs(net, cfg), n_samples, chunk_size)
     n_chunks = math.ceil(n_samples / chunk_size)
-    acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1)
+    with _progress_bar(progress, n_chunks, f"{n_samples:,} mc samples") as update:
+        acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1, update)
     variance = acc.m2 / acc.weight
     return EnsembleResult(
         mean=acc.mean,
@@ -472,7 +696,7 @@ def _stderr(variance: np.ndarray, n_samples: int) -> np.ndarray:
     return np.sqrt(variance / (n_samples - 1))
 
 
-def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size) -> EnsembleResult:
+def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size, progress=False) -> EnsembleResult:
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     plan = shortcut_plan(vnet, vcfg)
     if plan is None:
@@ -492,7 +716,15 @@ def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size) -> EnsembleResult:
 
     def task(chunk):
         masks, weights = chunk
-        mean, within, mean_logits = conditional_moments(vnet, plan, X, masks)
+        if 2**plan.n_inner > _RB_COMPILED_MAX_INNER:
+            # Chunked enumeration of the last layer: tables of 2**(width/2) rows
+            # per half and tiles of a fixed size, never 2**width at once.
+            from .kernels import reference
+
+            mean, within, mean_logits = reference.conditional_moments(
+                vnet, plan, X, masks, pairs_per_block=1)
+        else:
+            mean, within, mean_logits = conditional_moments(vnet, plan, X, masks)
         # Within-variances ride along as extra output columns, so that the
         # chunk merge averages them while m2 of the first k columns is the
         # spread of the conditional means alone (the stderr needs it apart).
@@ -503,7 +735,8 @@ def _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size) -> EnsembleResult:
 
     chunks = _drawn_chunks(gen, plan.outer_q, n_samples, chunk_size)
     n_chunks = math.ceil(n_samples / chunk_size)
-    acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1)
+    with _progress_bar(progress, n_chunks, f"{n_samples:,} rb_mc samples") as update:
+        acc = run_chunks(task, chunks, default_threads() if n_chunks > 1 else 1, update)
     between = acc.m2[..., :k] / acc.weight
     return EnsembleResult(
         mean=acc.mean[..., :k],

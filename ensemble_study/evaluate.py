@@ -19,49 +19,80 @@ reference, ``relative_gap`` in units of the subnetworks' standard deviation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._checks import check_positive_int
-from .dropout import DropoutConfig, check_config, scaled_forward, unit_keep_probs
-from .ensemble import exact_ensemble, sample_ensemble
-from .kernels import shortcut_plan
-from .masks import n_free_units
-from .metrics import gap_metrics
+from ._checks import check_positive_int, check_rng
+from .dropout import DropoutConfig, check_config
+from .ensemble import (
+    CHOICES,
+    RATE,
+    check_max_subnetworks,
+    choose_estimator,
+    exact_ensemble,
+    sample_ensemble,
+)
+from .metrics import brier, ece, error_rate, gap_metrics, nll
 from .network import MLP, check_input
-from .train import error_rate, negative_log_likelihood
+from .predictors import PREDICTORS, Case
+from .studies._common import stream
+
+logger = logging.getLogger(__name__)
 
 
-def _auto(net, cfg, X, n_samples, rng):
-    """Rao-Blackwellised MC where it applies (far less variance per sample), else plain."""
-    if shortcut_plan(net, cfg) is not None:
-        return sample_ensemble(net, cfg, X, n_samples, rng, estimator="rb_mc"), "rb_mc"
-    return sample_ensemble(net, cfg, X, n_samples, rng, estimator="mc"), "mc"
-
-
-# Estimators of the ensemble past the enumeration limit, by name; each is
-# called as f(net, cfg, X, n_samples, rng) and returns a sampled EnsembleResult
-# and the name of the estimator that ran.
-ESTIMATORS = {
-    "auto": _auto,
-    "rb_mc": lambda *a: (sample_ensemble(*a, estimator="rb_mc"), "rb_mc"),
-    "mc": lambda *a: (sample_ensemble(*a, estimator="mc"), "mc"),
-}
+# The estimator names evaluate accepts (ensemble.choose_estimator decides "auto").
+ESTIMATORS = {name: name for name in CHOICES}
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
-              "n_subnetworks", "predictor", "reference"]
-METRIC_COLUMNS = ["error", "nll", "mean_stderr", "max_abs_gap", "mean_abs_gap",
-                  "relative_gap", "kl", "total_variation", "disagreement"]
+              "n_subnetworks", "n_samples", "predictor", "k", "n_draws", "reference"]
+METRIC_COLUMNS = ["error", "nll", "brier", "ece", "mean_stderr", "max_abs_gap",
+                  "mean_abs_gap", "relative_gap", "kl", "total_variation", "disagreement",
+                  "error_spread", "tv_spread"]
+
+LEGEND = {
+    "method": "how the ensemble mean (the reference) was computed: exact (every subnetwork "
+              "enumerated), rb_mc or mc (estimated from sampled masks)",
+    "n_subnetworks": "subnetworks enumerated (exact ensemble only)",
+    "n_samples": "masks K sampled to estimate the ensemble mean (estimated only)",
+    "predictor": "mean: the ensemble mean itself; the others predict it (scaled = the "
+                 "eval() pass; mc = MC dropout at K; see ensemble_study.predictors)",
+    "k": "a sampled predictor's K",
+    "n_draws": "independent draws of a sampled predictor; its metrics are their mean",
+    "reference": "what the row is compared with (mean: the ensemble mean)",
+    "error": "test error on the labels (argmax; sigmoid: threshold 0.5)",
+    "nll": "mean -log p(label), natural log",
+    "brier": "mean over examples of sum_k (p_k - [label = k])^2",
+    "ece": "expected calibration error of the top-class confidence, 15 equal-width bins",
+    "mean_stderr": "mean over entries of the estimated mean's standard error (its 95% "
+                   "interval is +-1.96 of it; exact: empty)",
+    "max_abs_gap": "largest |reference - predictor| over examples and outputs",
+    "mean_abs_gap": "mean |reference - predictor|",
+    "relative_gap": "mean |reference - predictor| / the subnetworks' standard deviation",
+    "kl": "KL(reference || predictor), nats, mean over examples (sigmoid: summed over units)",
+    "total_variation": "total variation distance, mean over examples",
+    "disagreement": "fraction of examples whose argmax (sigmoid: 0.5 side) differs",
+    "error_spread": "standard deviation of error over the draws (ddof=1)",
+    "tv_spread": "standard deviation of total_variation over the draws (ddof=1)",
+}
+"""One line per column of :func:`evaluate_network`'s table (printed with it)."""
+
+
+def legend_text(columns=None) -> str:
+    """The legend of ``columns`` (all by default), one ``name: meaning`` per line."""
+    names = [c for c in (columns if columns is not None else LEGEND) if c in LEGEND]
+    return "\n".join(f"  {c}: {LEGEND[c]}" for c in names)
 
 
 def load_network(path, *, output: str | None = None):
     """Read a network from an ``.npz`` of :meth:`MLP.save` or a ``.pt`` of PyTorch.
 
-    A ``.pt`` file must hold a whole pickled ``nn.Sequential`` (``torch.save(model,
-    path)``); it is read with ``torch.load(weights_only=False)``, which runs
-    the pickle's code: **load only files you trust**.
+    A ``.pt`` file must hold a whole pickled ``nn.Sequential``, or a custom
+    ``nn.Module`` whose forward is a chain of layers (``torch.save(model, path)``;
+    its class must be importable where it is loaded); it is read with
+    ``torch.load(weights_only=False)``, which runs the pickle's code: **load only files you trust**.
 
     Parameters
     ----------
@@ -87,9 +118,9 @@ def load_network(path, *, output: str | None = None):
 
         torch = _torch()
         module = torch.load(path, weights_only=False, map_location="cpu")
-        if not isinstance(module, torch.nn.Sequential):
+        if not isinstance(module, torch.nn.Module):
             raise ValueError(f"{path} holds a {type(module).__name__} object, not an "
-                             f"nn.Sequential; save the whole model with torch.save(model, path) (a "
+                             f"nn.Module; save the whole model with torch.save(model, path) (a "
                              f"state_dict alone does not say how its layers connect)")
         return from_torch(module, output=output)
     raise ValueError(f"a network file must end in .npz (MLP.save) or .pt (a pickled "
@@ -176,6 +207,11 @@ def evaluate_network(
     n_samples: int = 10_000,
     estimator: str = "auto",
     rng=None,
+    time_budget: float | None = 60.0,
+    ks=(10,),
+    n_draws: int = 5,
+    report=None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """The ensemble, the NWGM and the scaled pass of ``net`` on ``X``, with their gaps.
 
@@ -186,24 +222,45 @@ def evaluate_network(
     X : array_like, shape (n_examples, n_features)
     y : array_like of int, shape (n_examples,), optional
         Class labels (sigmoid or softmax output): adds test error and NLL.
-    max_subnetworks : int
+    max_subnetworks : int, at most 2**24
         Enumerate the ensemble exactly up to this many subnetworks; past
-        it, estimate it with ``estimator`` from ``n_samples`` masks.
+        it, estimate it from ``n_samples`` masks.
     n_samples : int >= 2
         K of the estimator (two at least, for a standard error).
-    estimator : {"auto", "rb_mc", "mc"}
-        ``"auto"``: the Rao-Blackwellised estimator when the last dropped
-        layer feeds the output layer, plain Monte Carlo otherwise.
+    estimator : {"auto", "exact", "rb_mc", "mc"}
+        ``"auto"``: :func:`ensemble_study.ensemble.choose_estimator` picks
+        from the cost model (exact within ``max_subnetworks`` and the
+        budget, ``rb_mc`` where its samples are cheap, else ``mc``, with K
+        lowered to fit ``time_budget``). An explicit name out of reach
+        (memory, time, or not applicable) is refused before any work, naming
+        the cheaper option.
     rng : int, SeedSequence or Generator
         Required only when the ensemble is estimated.
+    time_budget : float or None
+        Seconds the ensemble's computation may take by the cost model's
+        (upper) estimate; None: no limit.
+    ks : sequence of int
+        K of each row of a sampled predictor (MC dropout, ...).
+    n_draws : int
+        Independent draws of each sampled predictor at each K (streams named
+        ``("evaluate", predictor, K, draw)`` under the seed of ``rng``); its
+        row holds the draws' mean metrics and their spread.
+    report : callable, optional
+        Called with one line (the choice and its estimated cost) before the
+        work starts.
+    progress : bool
+        Progress on stderr while the ensemble is computed.
 
     Returns
     -------
     DataFrame
         ``ID_COLUMNS + METRIC_COLUMNS`` (module docstring). ``method`` is
-        ``"exact"`` or the estimator's name; ``mean_stderr`` (estimated
-        ensembles only, on the ``mean`` row) is the mean over examples and
-        outputs of the standard error of the estimated mean.
+        ``"exact"`` or the estimator's name; ``n_subnetworks`` counts the
+        enumerated subnetworks (exact), ``n_samples`` the sampled masks K
+        (estimated); ``mean_stderr`` (estimated ensembles only, on the
+        ``mean`` row) is the mean over examples and outputs of the standard
+        error of the estimated mean. ``df.attrs["choice"]`` is the
+        :class:`~ensemble_study.ensemble.Cost` of the choice.
     """
     X = check_input(net, X)
     check_config(net, cfg)
@@ -212,36 +269,121 @@ def evaluate_network(
         y = check_labels(net, y, X.shape[0])
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {tuple(ESTIMATORS)}; got {estimator!r}")
-    max_subnetworks = check_positive_int(max_subnetworks, "max_subnetworks")
+    max_subnetworks = check_max_subnetworks(max_subnetworks)
     n_samples = check_positive_int(n_samples, "n_samples")
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 (a standard error needs two); got {n_samples}")
-    n_free = n_free_units(unit_keep_probs(net, cfg))
-    if 2**n_free <= max_subnetworks:
-        ens, method = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks), "exact"
+    choice = choose_estimator(net, cfg, X.shape[0], n_samples, max_subnetworks=max_subnetworks,
+                              time_budget=time_budget, estimator=estimator)
+    method = choice.name
+    if method != "exact" and rng is None:
+        raise ValueError(f"rng is required: the ensemble is estimated ({choice.describe()}); "
+                         f"pass rng= (an int seed)")
+    line = f"ensemble: {choice.describe()}"
+    logger.info(line)
+    if report is not None:
+        report(line)
+    if method == "exact":
+        ens = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks, progress=progress)
     else:
-        ens, method = ESTIMATORS[estimator](net, cfg, X, n_samples, rng)
-    scaled = scaled_forward(net, cfg, X)
-    std = np.sqrt(ens.variance)
+        ens = sample_ensemble(net, cfg, X, choice.count, rng, estimator=method,
+                              progress=progress)
     ids = {"architecture": net.architecture, "output": net.output, **_describe_cfg(cfg),
-           "method": method, "n_subnetworks": ens.n_subnetworks}
-    preds = {"mean": ens.mean, "scaled": scaled}
-    pairs = [("mean", None)]
-    if ens.geometric_mean is not None:
-        preds["nwgm"] = ens.geometric_mean
-        pairs += [("nwgm", "mean"), ("scaled", "mean"), ("scaled", "nwgm")]
-    else:
-        pairs += [("scaled", "mean")]
-    rows = []
-    for predictor, reference in pairs:
-        row = {**ids, "predictor": predictor, "reference": reference}
-        if labelled:
-            row["error"] = error_rate(net.output, preds[predictor], y)
-            row["nll"] = negative_log_likelihood(net.output, preds[predictor], y)
-        if predictor == "mean" and ens.stderr is not None:
-            row["mean_stderr"] = float(np.mean(ens.stderr))
-        if reference is not None:
-            row.update(gap_metrics(preds[reference], preds[predictor], std=std,
-                                   output=net.output))
-        rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=ID_COLUMNS + METRIC_COLUMNS)
+           "method": method,
+           "n_subnetworks": ens.n_subnetworks if method == "exact" else None,
+           "n_samples": ens.n_subnetworks if method != "exact" else None}
+    std = np.sqrt(ens.variance)
+    scores = _scorer(net.output, ens.mean, std, y)
+    mean_row = {**ids, "predictor": "mean", "reference": None, **scores(ens.mean, gaps=False)}
+    if ens.stderr is not None:
+        mean_row["mean_stderr"] = float(np.mean(ens.stderr))
+    rows = [mean_row]
+    case = _EvalCase(net, cfg, X, ens if method == "exact" else None)
+    seed = _seed_of(rng)
+    preds = {}
+    for p in PREDICTORS.values():
+        if p.name == "exact" or not p.applies(net.output):
+            continue
+        if not p.samples:
+            try:
+                preds[p.name] = p.predict(case, 0, None).mean
+            except _NotExact:
+                logger.info("%s: skipped (needs the exact ensemble)", p.name)
+                continue
+            rows.append({**ids, "predictor": p.name, "reference": "mean",
+                         **scores(preds[p.name])})
+            continue
+        for k in ks:
+            cost = p.cost(case, k) * X.shape[0] * case.passes["macs"] * n_draws / RATE
+            if time_budget is not None and cost > time_budget:
+                logger.info("%s at K=%d: skipped (about %.3g s > budget)", p.name, k, cost)
+                continue
+            draws = []
+            for draw in range(n_draws):
+                ss = stream(seed, "evaluate", p.name, int(k), draw)
+                try:
+                    draws.append(scores(p.predict(case, k, ss).mean))
+                except ValueError as exc:  # e.g. rb_mc where it does not apply
+                    logger.info("%s at K=%d: skipped (%s)", p.name, k, exc)
+                    break
+            if len(draws) < n_draws:
+                continue
+            row = {**ids, "predictor": p.name, "k": int(k), "n_draws": n_draws,
+                   "reference": "mean"}
+            for col in draws[0]:
+                row[col] = float(np.mean([d[col] for d in draws]))
+            for col, spread in (("error", "error_spread"), ("total_variation", "tv_spread")):
+                if col in draws[0] and n_draws > 1:
+                    row[spread] = float(np.std([d[col] for d in draws], ddof=1))
+            rows.append(row)
+    if "scaled" in preds and "nwgm" in preds:
+        rows.append({**ids, "predictor": "scaled", "reference": "nwgm",
+                     **_scorer(net.output, preds["nwgm"], std, None)(preds["scaled"])})
+    df = pd.DataFrame(rows).reindex(columns=ID_COLUMNS + METRIC_COLUMNS)
+    for col in ("n_subnetworks", "n_samples", "k", "n_draws"):
+        df[col] = df[col].astype("Int64")
+    df.attrs["choice"] = choice
+    return df
+
+
+class _NotExact(Exception):
+    """A predictor asked for the exact ensemble of a network that was only estimated."""
+
+
+class _EvalCase(Case):
+    """A :class:`~ensemble_study.predictors.Case` whose exact ensemble is the one
+    already computed, or unavailable (``_NotExact``) when it was estimated."""
+
+    def __init__(self, net, cfg, X, exact):
+        super().__init__(net, cfg, X)
+        self._exact = exact
+
+    @property
+    def exact(self):
+        if self._exact is None:
+            raise _NotExact
+        return self._exact
+
+
+def _seed_of(rng) -> int:
+    """An int root seed for the sampled predictors' named streams."""
+    if rng is None:
+        return 0
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return int(rng)
+    if isinstance(rng, np.random.SeedSequence):
+        return int(rng.generate_state(1, np.uint64)[0])
+    return int(check_rng(rng).integers(2**63))
+
+
+def _scorer(output, reference, std, y):
+    """``scores(prediction, gaps=True) -> dict`` of the metric columns."""
+    def scores(pred, gaps=True):
+        out = {}
+        if y is not None:
+            out.update(error=error_rate(pred, y, output), nll=nll(pred, y, output),
+                       brier=brier(pred, y, output), ece=ece(pred, y, output))
+        if gaps:
+            out.update(gap_metrics(reference, pred, std=std, output=output))
+        return out
+    return scores

@@ -141,3 +141,60 @@ def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict
         out["total_variation"] = float(total_variation(p, q, output).mean())
         out["disagreement"] = float(disagreement(p, q, output).mean())
     return out
+
+
+# --- scores on class labels (sigmoid: one unit, labels 0/1; softmax: labels 0..k-1) ----
+
+ECE_BINS = 15
+"""Equal-width confidence bins of :func:`ece` over [0, 1]."""
+
+
+def _labelled(probs, y, output):
+    _check_output(output)
+    p = as_float_array(probs, "probs")
+    y = np.asarray(y)
+    if p.ndim != 2 or y.shape != (p.shape[0],):
+        raise ValueError(f"probs must have shape (n_examples, n_outputs) and y shape "
+                         f"(n_examples,); got {p.shape} and {y.shape}")
+    if output == "sigmoid":
+        if p.shape[1] != 1:
+            raise ValueError(f"sigmoid scores need one output unit; got {p.shape[1]}")
+        p = np.concatenate([1.0 - p, p], axis=1)  # as a two-class categorical
+    return p, y.astype(np.int64)
+
+
+def error_rate(probs, y, output: str) -> float:
+    """Fraction of examples whose most probable class is not the label."""
+    p, y = _labelled(probs, y, output)
+    return float(np.mean(p.argmax(axis=1) != y))
+
+
+def nll(probs, y, output: str) -> float:
+    """Mean ``-log p(label)`` (natural log), probabilities floored at 1e-12."""
+    p, y = _labelled(probs, y, output)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))))
+
+
+def brier(probs, y, output: str) -> float:
+    """Mean over examples of ``sum_k (p_k - [y == k])**2`` (two classes for a sigmoid)."""
+    p, y = _labelled(probs, y, output)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(y)), y] = 1.0
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def ece(probs, y, output: str, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top-class confidence.
+
+    The confidence ``max_k p_k`` is binned into ``n_bins`` equal-width bins
+    of [0, 1] (right-closed, the first includes 0); ECE is
+    ``sum_b (n_b / n) |accuracy_b - mean confidence_b|``.
+    """
+    p, y = _labelled(probs, y, output)
+    conf, pred = p.max(axis=1), p.argmax(axis=1)
+    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        total += sel.sum() * abs(np.mean(pred[sel] == y[sel]) - np.mean(conf[sel]))
+    return float(total / len(y))

@@ -15,6 +15,7 @@ scheme into multipliers.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,20 @@ def _readonly(a, name: str) -> np.ndarray:
     arr = np.array(as_float_array(a, name), copy=True)
     arr.setflags(write=False)
     return arr
+
+
+_TRANSPOSE_HINT = (". The weights look stored (fan_out, fan_in), as PyTorch and CS231n store "
+                   "them: pass layout='out_in' to MLP.from_arrays (or transpose each W)")
+
+
+def _shape_hint(w, b) -> str:
+    """What fixes a bias that does not match its weights, if a reshape or transpose does."""
+    if b.size == w.shape[1] and b.ndim == 2:
+        return (f"; a column or row bias of {b.size} values: flatten it (b.ravel(), or "
+                f"layout='out_in' for column biases)")
+    if b.size == w.shape[0] and w.shape[0] != w.shape[1]:
+        return _TRANSPOSE_HINT
+    return ""
 
 
 def _layers(value, name: str) -> tuple:
@@ -113,13 +128,15 @@ class MLP:
             if b.shape != (w.shape[1],):
                 raise ValueError(
                     f"biases[{l}] must have shape ({w.shape[1]},) to match weights[{l}] "
-                    f"of shape {w.shape}; got shape {b.shape}"
+                    f"of shape {w.shape}; got shape {b.shape}" + _shape_hint(w, b)
                 )
             if l > 0 and w.shape[0] != weights[l - 1].shape[1]:
+                hint = (_TRANSPOSE_HINT if w.shape[1] == weights[l - 1].shape[1]
+                        or weights[l - 1].shape[0] == w.shape[0] else "")
                 raise ValueError(
                     f"layer shapes do not chain: weights[{l - 1}] has shape "
                     f"{weights[l - 1].shape} but weights[{l}] has shape {w.shape}; "
-                    f"weights[{l}].shape[0] must equal {weights[l - 1].shape[1]}"
+                    f"weights[{l}].shape[0] must equal {weights[l - 1].shape[1]}" + hint
                 )
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
                 raise ValueError(f"weights[{l}] and biases[{l}] must be finite; got NaN or inf")
@@ -137,22 +154,41 @@ class MLP:
         biases: Sequence,
         hidden: str | Sequence[str] = "relu",
         output: str = "identity",
+        *,
+        layout: str = "in_out",
     ) -> MLP:
         """Build a network from its weight and bias arrays.
 
         Parameters
         ----------
         weights : sequence of array_like
-            ``weights[l]`` of shape ``(fan_in, fan_out)``.
+            ``weights[l]`` of shape ``(fan_in, fan_out)`` (``layout="out_in"``:
+            ``(fan_out, fan_in)``).
         biases : sequence of array_like
-            ``biases[l]`` of shape ``(fan_out,)``.
+            ``biases[l]`` of shape ``(fan_out,)`` (``layout="out_in"``: also
+            a column ``(fan_out, 1)``).
         hidden : str or sequence of str
             One name for every hidden layer, or one name per hidden layer.
             A network with no hidden layer takes ``hidden=[]`` (a single name
             is also accepted and ignored there).
         output : {"identity", "sigmoid", "softmax"}
+        layout : {"in_out", "out_in"}
+            ``"out_in"`` for networks stored as ``y = W x + b`` (PyTorch's
+            ``linear.weight``, CS231n's ``W1`` of shape ``(H, D)`` with column
+            biases): each ``W`` is transposed and each bias flattened. A
+            square layer's layout cannot be told from its shape, so a wrong
+            ``layout`` is caught by the shape checks only when a layer is not
+            square: check the outputs against the original code once.
         """
-        return cls(_layers(weights, "weights"), _layers(biases, "biases"), hidden, output)
+        if layout not in ("in_out", "out_in"):
+            raise ValueError(f"layout must be 'in_out' ((fan_in, fan_out) weights) or 'out_in' "
+                             f"((fan_out, fan_in), as PyTorch and CS231n); got {layout!r}")
+        weights, biases = _layers(weights, "weights"), _layers(biases, "biases")
+        if layout == "out_in":
+            weights = tuple(np.asarray(w).T for w in weights)
+            biases = tuple(np.asarray(b).reshape(-1) if np.ndim(b) == 2 and 1 in np.shape(b)
+                           else b for b in biases)
+        return cls(weights, biases, hidden, output)
 
     @classmethod
     def random(
@@ -226,8 +262,14 @@ class MLP:
     def __repr__(self) -> str:
         return f"MLP({self.architecture}, hidden={self.hidden!r}, output={self.output!r})"
 
-    def save(self, path) -> Path:
+    def save(self, path, *, dropout=None, provenance: dict | None = None) -> Path:
         """Write the network to one ``.npz`` file (written atomically).
+
+        With ``dropout`` (a :class:`~ensemble_study.dropout.DropoutConfig`) or
+        ``provenance`` (a JSON-able dict, e.g. ``train --save``'s dataset,
+        split seed and standardisation), the file also holds ``meta``, one
+        JSON string; :meth:`load_with_dropout` reads it back, :meth:`load`
+        ignores it.
 
         The file holds ``W0..W{L-1}`` and ``b0..b{L-1}`` (float64, this
         package's ``(fan_in, fan_out)`` layout), ``hidden`` and ``output``
@@ -254,6 +296,14 @@ class MLP:
         arrays.update({f"b{l}": b for l, b in enumerate(self.biases)})
         arrays.update(hidden=np.array(self.hidden, dtype=str), output=np.array(self.output),
                       format=np.array(FILE_FORMAT), version=np.array(__version__))
+        if dropout is not None or provenance is not None:
+            meta = dict(provenance or {})
+            if dropout is not None:
+                meta["dropout"] = {
+                    "keep_prob": {str(l): float(dropout.layer_keep_prob(l))
+                                  for l in dropout.layers},
+                    "scheme": dropout.scheme}
+            arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
         _atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
         return path
 
@@ -285,6 +335,38 @@ class MLP:
             raise ValueError(f"{path}: {exc}") from None
 
     @classmethod
+    def load_with_dropout(cls, path):
+        """Read a network with the dropout and provenance :meth:`save` stored.
+
+        Returns
+        -------
+        net : MLP
+        cfg : DropoutConfig or None
+            None for a file saved without ``dropout`` (an older file).
+        info : dict
+            The ``provenance`` given to :meth:`save` (empty if none).
+        """
+        from .dropout import DropoutConfig
+
+        net = cls.load(path)
+        with np.load(path, allow_pickle=False) as archive:
+            raw = archive["meta"] if "meta" in archive.files else None
+        if raw is None:
+            return net, None, {}
+        try:
+            meta = json.loads(str(raw))
+            drop = meta.pop("dropout", None)
+            cfg = None
+            if drop is not None:
+                kp = {int(l): float(q) for l, q in drop["keep_prob"].items()}
+                cfg = (DropoutConfig(next(iter(kp.values())), sorted(kp), drop["scheme"])
+                       if len(set(kp.values())) == 1 else
+                       DropoutConfig(kp, scheme=drop["scheme"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{path}: meta is not the JSON MLP.save writes ({exc})") from None
+        return net, cfg, meta
+
+    @classmethod
     def _from_saved(cls, arrays: dict) -> MLP:
         required = {"hidden", "output", "format", "version", "W0", "b0"}
         missing = sorted(required - set(arrays))
@@ -302,6 +384,8 @@ class MLP:
         missing = sorted(expected - set(arrays))
         if missing:
             raise ValueError(f"missing array(s) {missing} for a network of {n_layers} layers")
+        if "meta" in arrays:  # dropout and provenance (load_with_dropout)
+            expected.add("meta")
         unexpected = sorted(set(arrays) - expected)
         if unexpected:
             raise ValueError(f"unexpected array(s) {unexpected} (weights must be numbered "

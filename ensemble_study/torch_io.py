@@ -97,8 +97,21 @@ def from_torch(module, *, output: str | None = None):
     """
     torch = _torch()
     nn = torch.nn
+    if isinstance(module, nn.Module) and not isinstance(module, nn.Sequential):
+        # A lone layer (nn.Linear) is a chain of one; any other module is traced.
+        seq, names = ((nn.Sequential(module), [type(module).__name__])
+                      if not list(module.children()) else _trace_chain(module))
+        try:
+            return from_torch(seq, output=output)
+        except ValueError as exc:
+            msg = str(exc)
+            for j, name in enumerate(names):
+                msg = msg.replace(f"module {j} (", f"module {j} {name!r} (")
+            raise ValueError(f"{type(module).__name__} (traced by torch.fx as a chain): "
+                             f"{msg}") from None
     if not isinstance(module, nn.Sequential):
-        raise ValueError(f"module must be a torch.nn.Sequential; got {type(module).__name__}")
+        raise ValueError(f"module must be a torch.nn.Module (an nn.Sequential, or a module "
+                         f"whose forward is a chain of layers); got {type(module).__name__}")
     if output is not None and output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS} or None; got {output!r}")
     # nn.Identity computes nothing; two Linears with nothing between them are an
@@ -185,6 +198,83 @@ def from_torch(module, *, output: str | None = None):
     cfg = (DropoutConfig(values.pop(), layers=sorted(keep), scheme="inverted")
            if len(values) == 1 else DropoutConfig(dict(keep), scheme="inverted"))
     return net, cfg
+
+
+def _trace_chain(module):
+    """A custom ``nn.Module`` as ``(nn.Sequential, names)`` through ``torch.fx`` tracing.
+
+    Its ``forward`` must be a chain: one input, each step taking the
+    previous step's result as its only tensor argument. Steps may be
+    submodules (any that :func:`from_torch` reads in an ``nn.Sequential``) or
+    the functions ``relu``, ``tanh``, ``sigmoid``, ``softmax(dim)``,
+    ``dropout(p, training)`` (``torch.``, ``F.`` or methods) and
+    ``flatten(x, 1)`` (the identity on ``(n_examples, n_features)``).
+    Anything else (a skip connection, an arithmetic step, a branch) is
+    refused naming the module, the step's position and its name.
+    """
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    cls = type(module).__name__
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception as exc:  # data-dependent control flow and the like
+        raise ValueError(f"{cls}: torch.fx cannot trace its forward ({type(exc).__name__}: "
+                         f"{exc}); write it as an nn.Sequential") from None
+    funcs = {F.relu: "relu", torch.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh",
+             torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.softmax: "softmax",
+             torch.softmax: "softmax", F.dropout: "dropout", torch.flatten: "flatten"}
+    steps, names, prev, position = [], [], None, 0
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if prev is not None:
+                raise ValueError(f"{cls}: forward takes more than one input ({node.name}); "
+                                 f"an MLP takes one")
+            prev = node
+            continue
+        if node.op == "output":
+            if node.args[0] is not prev:
+                raise ValueError(f"{cls}: forward does not return the last step of its chain")
+            break
+        tensors = [a for a in (*node.args, *node.kwargs.values())
+                   if isinstance(a, torch.fx.Node)]
+        what = (f"{cls}: step at position {position} ({node.name!r}, {node.op} "
+                f"{getattr(node.target, '__name__', node.target)})")
+        if tensors != [prev] or (node.args and node.args[0] is not prev):
+            raise ValueError(f"{what} is not a chain step (it takes "
+                             f"{[t.name for t in tensors]}, not only the previous step's "
+                             f"result): skip connections and branches have no MLP "
+                             f"counterpart; write the model as an nn.Sequential of nn.Linear, "
+                             f"activations and nn.Dropout")
+        kw = dict(node.kwargs)
+        if node.op == "call_module":
+            step = module.get_submodule(node.target)
+        else:
+            fn = (funcs.get(node.target) if node.op == "call_function"
+                  else node.target if node.op == "call_method" else None)
+            if fn == "relu":
+                step = nn.ReLU()
+            elif fn == "tanh":
+                step = nn.Tanh()
+            elif fn == "sigmoid":
+                step = nn.Sigmoid()
+            elif fn == "softmax":
+                step = nn.Softmax(dim=kw.get("dim", node.args[1] if len(node.args) > 1
+                                             else None))
+            elif fn == "dropout":
+                p = kw.get("p", node.args[1] if len(node.args) > 1 else 0.5)
+                training = kw.get("training", node.args[2] if len(node.args) > 2 else True)
+                step = nn.Dropout(p) if training else nn.Identity()
+            elif fn == "flatten" and (kw.get("start_dim", node.args[1] if len(node.args) > 1
+                                             else 0) in (1, -1)):
+                step = nn.Identity()
+            else:
+                raise ValueError(f"{what}: not supported; a traced forward may call "
+                                 f"submodules and relu, tanh, sigmoid, softmax(dim=-1), "
+                                 f"dropout, flatten(x, 1)")
+        steps.append(step)
+        names.append(str(node.target) if node.op == "call_module" else node.name)
+        prev, position = node, position + 1
+    return nn.Sequential(*steps), names
 
 
 def to_torch(net: MLP, cfg: DropoutConfig | None = None):

@@ -38,7 +38,8 @@ def test_rows_against_brute_force():
     df = evaluate_network(net, cfg, X, y)
     assert list(df.columns) == ID_COLUMNS + METRIC_COLUMNS
     assert list(zip(df.predictor, df.reference.fillna(""))) == [
-        ("mean", ""), ("nwgm", "mean"), ("scaled", "mean"), ("scaled", "nwgm")]
+        ("mean", ""), ("scaled", "mean"), ("nwgm", "mean"), ("nwgm_corrected", "mean"),
+        ("moment_propagation", "mean"), ("mc", "mean"), ("rb_mc", "mean"), ("scaled", "nwgm")]
     assert set(df.method) == {"exact"} and set(df.n_subnetworks) == {2**6}
     assert set(df.layers) == {"0,2"} and set(df.keep_prob) == {"0.75,0.5"}
     ref = brute_force(net, cfg, X)
@@ -66,12 +67,40 @@ def test_scaled_pass_equals_nwgm_when_only_the_last_hidden_layer_is_dropped():
     assert np.isnan(df.error).all() and np.isnan(df.nll).all()
 
 
+def test_rows_of_every_registered_predictor_against_direct_calls():
+    from ensemble_study.approximations import moment_propagation
+    from ensemble_study.metrics import brier, ece, total_variation
+    from ensemble_study.studies._common import stream
+
+    net = MLP.random((3, 5, 4, 3), "relu", "softmax", rng=2)
+    cfg = DropoutConfig(0.5, layers=[1, 2])
+    gen = np.random.default_rng(4)
+    X, y = gen.normal(size=(12, 3)), gen.integers(0, 3, 12)
+    df = evaluate_network(net, cfg, X, y, ks=(3, 10), n_draws=4, rng=11)
+    ref = brute_force(net, cfg, X)
+    mp = moment_propagation(net, cfg, X)
+    r = _row(df, "moment_propagation", "mean")
+    assert r.total_variation == pytest.approx(
+        total_variation(ref.mean, mp.mean, "softmax").mean(), rel=1e-9)
+    assert r.brier == pytest.approx(brier(mp.mean, y, "softmax"))
+    mc = df[(df.predictor == "mc")]
+    assert list(mc.k) == [3, 10] and set(mc.n_draws) == {4}
+    tvs = [total_variation(ref.mean, sample_ensemble(
+        net, cfg, X, 3, stream(11, "evaluate", "mc", 3, d)).mean, "softmax").mean()
+        for d in range(4)]
+    r = mc[mc.k == 3].iloc[0]
+    assert r.total_variation == pytest.approx(np.mean(tvs), rel=1e-9)
+    assert r.tv_spread == pytest.approx(np.std(tvs, ddof=1), rel=1e-9)
+    assert _row(df, "mean").ece == pytest.approx(ece(ref.mean, y, "softmax"), rel=1e-9)
+
+
 def test_identity_output_has_no_nwgm_rows_and_its_mean_is_the_scaled_pass():
     # DESIGN fact 2: identity everywhere, the ensemble mean is the scaled pass.
     net = MLP.random((3, 4, 2), "identity", "identity", rng=4)
     df = evaluate_network(net, DropoutConfig(0.5, layers=[0, 1], scheme="vanilla"),
                           np.ones((2, 3)))
-    assert list(df.predictor) == ["mean", "scaled"]
+    assert "nwgm" not in set(df.predictor)
+    assert list(df.predictor)[:3] == ["mean", "scaled", "moment_propagation"]
     assert _row(df, "scaled", "mean").max_abs_gap < 1e-14
     assert df.kl.isna().all()
 
@@ -82,7 +111,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
     X = np.random.default_rng(6).normal(size=(8, 3))
     df = evaluate_network(net, cfg, X, max_subnetworks=32, n_samples=500, estimator="mc",
                           rng=7)
-    assert set(df.method) == {"mc"} and set(df.n_subnetworks) == {500}
+    assert set(df.method) == {"mc"} and set(df.n_samples) == {500}
     direct = sample_ensemble(net, cfg, X, 500, 7)
     assert _row(df, "mean").mean_stderr == np.mean(direct.stderr)
     exact = evaluate_network(net, cfg, X)
@@ -96,7 +125,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
 @pytest.mark.parametrize("kwargs,match", [
     ({"y": np.array([0, 1])}, r"y must hold one label per example, shape \(3,\); got shape \(2,\)"),
     ({"y": np.array([0, 1, 2])}, r"integer labels in 0..1; got dtype int64, range \[0, 2\]"),
-    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'rb_mc', 'mc'\); got 'qmc'"),
+    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'exact', 'rb_mc', 'mc'\); got 'qmc'"),
     ({"n_samples": 1}, r"n_samples must be >= 2"),
     ({"max_subnetworks": 0}, r"max_subnetworks must be an integer >= 1; got 0"),
 ])
@@ -166,14 +195,14 @@ def test_evaluate_on_a_dataset_with_labels(saved):
     assert result.exit_code == 0, result.output
     assert "64-4-3-1 (sigmoid output), inverted dropout on layers 1,2" in result.output
     df = pd.read_csv(saved / "ev/labels.csv")
-    assert list(df.columns) == ID_COLUMNS + METRIC_COLUMNS and len(df) == 4
+    assert list(df.columns) == ID_COLUMNS + METRIC_COLUMNS and len(df) == 8
     net = MLP.load(saved / "net.npz")
     ds = load_dataset("digits_2v3", rng=seed_streams(4)[0])
     ref = brute_force(net, DropoutConfig({1: 0.8, 2: 0.5}), ds.X_test)
     assert _row(df, "mean").error == np.mean((ref.mean[:, 0] > 0.5) != ds.y_test)
     assert _row(df, "mean").n_subnetworks == 128
     meta = json.loads((saved / "ev/labels.json").read_text())
-    assert meta["params"]["keep_prob"] == {"1": 0.8, "2": 0.5} and meta["rows"] == 4
+    assert meta["params"]["keep_prob"] == {"1": 0.8, "2": 0.5} and meta["rows"] == 8
 
 
 def test_evaluate_on_inputs(saved):
@@ -237,7 +266,7 @@ def _one_line_usage_error(result):
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--layers", "3"], "cannot drop layer 3"),
     (["--dataset", "digits_2v3", "--keep-prob", "0.5", "--keep-prob", "0.5", "--keep-prob",
       "0.5"], "once per layer"),
-    (["--dataset", "digits_2v3"], "keep_prob is required"),
+    (["--dataset", "digits_2v3", "--layers", "1"], "give keep_prob for them too"),
     (["--keep-prob", "0.5"], "exactly one of --dataset and --inputs"),
     (["--dataset", "digits_2v3", "--inputs", "X.npy", "--keep-prob", "0.5"], "exactly one"),
     (["--dataset", "digits", "--keep-prob", "0.5"], "digits needs 10 output unit(s)"),
@@ -283,7 +312,7 @@ def test_evaluate_refuses_a_state_dict_and_a_foreign_pickle(tmp_path):
 
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 1)).state_dict(), tmp_path / "sd.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a pickle")
-    for name, match in (("sd.pt", "holds a OrderedDict object, not an nn.Sequential; save the whole"),
+    for name, match in (("sd.pt", "holds a OrderedDict object, not an nn.Module; save the whole"),
                         ("junk.pt", "cannot read junk.pt")):
         result = _run(["evaluate", "--net", name, "--dataset", "xor", "--keep-prob", "0.5"],
                       tmp_path)

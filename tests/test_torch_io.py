@@ -270,8 +270,9 @@ def test_unsupported_modules_are_refused_by_position(modules, match):
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match=r"torch.nn.Sequential; got Linear"):
-        from_torch(nn.Linear(2, 2))
+    assert from_torch(nn.Linear(2, 3))[0].architecture == "2-3"  # a chain of one
+    with pytest.raises(ValueError, match=r"torch.nn.Module .*; got str"):
+        from_torch("Linear")
     with pytest.raises(ValueError, match=r"output must be one of .*got 'gelu'"):
         from_torch(nn.Sequential(_lin()), output="gelu")
     with pytest.raises(ValueError, match=r"output='softmax' contradicts module 1 .*'sigmoid'"):

@@ -23,7 +23,8 @@ def _check_enumerable(n_units: int, what: str, param_hint: str) -> None:
     if n_units > MAX_EXACT_UNITS:
         raise click.BadParameter(
             f"{what}: {n_units} dropped units would need 2**{n_units} subnetworks per exact "
-            f"ensemble; allowed at most {MAX_EXACT_UNITS}", param_hint=param_hint)
+            f"ensemble; allowed at most {MAX_EXACT_UNITS}; pass --no-exact to train without "
+            f"the exact ensemble (evaluate estimates it later)", param_hint=param_hint)
 
 
 def _train_dropout(n_hidden: int, keep_probs: tuple, input_keep_prob: float, scheme: str):
@@ -118,7 +119,10 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
     click.echo(f"wrote {out}; {net.architecture}, test error of the scaled pass: "
                f"{history['eval_error'].iloc[-1]:.4f}")
     if save_path is not None:
-        click.echo(f"wrote {net.save(save_path)}")
+        provenance = {"dataset": dataset, "seed": seed,
+                      "split": "load_dataset(dataset, seed=seed)",
+                      "standardise": {"mean": ds.mean.tolist(), "scale": ds.scale.tolist()}}
+        click.echo(f"wrote {net.save(save_path, dropout=cfg, provenance=provenance)}")
     if exact:
         ens = exact_ensemble(net, cfg, ds.X_test, progress=True)
         click.echo(f"exact ensemble of {ens.n_subnetworks:,} subnetworks, test error: mean "
@@ -139,7 +143,8 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--net", "net_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True,
               help="The network: an .npz written by MLP.save or `train --save`, or a .pt "
-                   "holding a whole pickled torch nn.Sequential (torch.save(model, path)), "
+                   "holding a whole pickled torch nn.Sequential or chain-like nn.Module "
+                   "(torch.save(model, path)), "
                    "read with torch.load(weights_only=False), which runs the pickle's code: "
                    "trusted files only.")
 @click.option("--dataset", type=click.Choice(DATASETS), default=None,
@@ -165,17 +170,35 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--output", type=click.Choice(OUTPUTS), default=None,
               help="For a .pt ending in nn.Linear (logits): the output function, e.g. softmax "
                    "for a model trained with CrossEntropyLoss. [default: identity]")
-@click.option("--max-subnetworks", type=click.IntRange(1), default=2**20, show_default=True,
-              help="Enumerate the ensemble exactly up to this many subnetworks; beyond, "
-                   "estimate it from --n-samples sampled ones (with standard errors).")
+@click.option("--max-subnetworks", type=click.IntRange(1, 2**24), default=2**20,
+              show_default=True,
+              help="Enumerate the ensemble exactly up to this many subnetworks (at most "
+                   "2**24 = 16777216); beyond, estimate it from --n-samples sampled masks "
+                   "(with standard errors).")
 @click.option("--n-samples", type=click.IntRange(2), default=10_000, show_default=True,
-              help="Sampled subnetworks K past the enumeration limit.")
+              help="Sampled masks K when the ensemble is estimated (auto lowers K to fit "
+                   "--time-budget, and says so).")
 @click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
               show_default=True,
-              help="How to estimate the ensemble past the limit: rb_mc (sample the "
-                   "outer dropped layers, average the last one exactly), mc (plain Monte "
-                   "Carlo), auto (rb_mc where the last dropped layer feeds the "
-                   "output, else mc).")
+              help="How to compute the ensemble: exact (enumerate every subnetwork), rb_mc "
+                   "(sample the outer dropped layers, average the last one exactly), mc "
+                   "(plain Monte Carlo), auto (a cost model picks: exact within "
+                   "--max-subnetworks and the budget, rb_mc where a sample costs at most 16 "
+                   "plain ones, else mc; the choice and its estimated time and memory "
+                   "print before the work starts). An explicit choice out of reach (memory "
+                   "over 512 MiB, time over the budget) is refused, naming the cheaper one.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
+              help="Seconds the ensemble may take by the cost model's (upper) estimate.")
+@click.option("--k", "ks", type=click.IntRange(1), multiple=True,
+              help="K of the MC dropout rows (and of every other sampled predictor); "
+                   "repeat for several. [default: 10]")
+@click.option("--draws", type=click.IntRange(1), default=5, show_default=True,
+              help="Independent draws of each sampled predictor at each K; its row holds "
+                   "their mean and spread.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]),
+              default="table", show_default=True,
+              help="How the rows print on stdout (the --out CSV is written either way).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="The seed given to `train` (the test split of --dataset); also seeds "
                    "the sampled masks.")
@@ -183,16 +206,26 @@ def _load_npy(path: Path, param_hint: str):
               default=RESULTS_DIR / "evaluate.csv", show_default=True,
               help="Result CSV; its parameters go to a JSON sidecar next to it.")
 def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
-             max_subnetworks, n_samples, estimator, seed, out):
-    """A given network's dropout ensemble against its NWGM and scaled pass.
+             max_subnetworks, n_samples, estimator, time_budget, ks, draws, fmt, seed, out):
+    """A given network's dropout ensemble against every registered predictor.
 
-    Prints, and writes as a tidy CSV, the ensemble's arithmetic mean, its
-    NWGM and the scheme's scaled pass, their gaps, and on a labelled dataset
-    the test error and NLL of each.
+    Prints, and writes as a tidy CSV, the ensemble's arithmetic mean (exact,
+    or estimated with its standard error) and one row per predictor of
+    ensemble_study.predictors (the scaled eval() pass, the exact NWGM and its
+    correction where the ensemble is exact, moment propagation, MC dropout
+    at each --k over --draws draws), each scored against the mean and, on
+    labels, by error, NLL, Brier and ECE. The estimator's choice and
+    estimated cost print on stderr before the work starts.
     """
     import numpy as np
 
-    from ..evaluate import check_labels, dropout_config, evaluate_network, load_network
+    from ..evaluate import (
+        check_labels,
+        dropout_config,
+        evaluate_network,
+        legend_text,
+        load_network,
+    )
     from ..network import check_input
 
     if (dataset is None) == (inputs_path is None):
@@ -217,11 +250,50 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     except Exception as exc:  # what unpickling a foreign .pt raises varies
         raise click.BadParameter(f"cannot read {net_path}: {type(exc).__name__}: "
                                  f"{exc}".replace("\n", " "), param_hint="--net") from None
+    info = {}
+    if net_path.suffix == ".pt" and output is None and net.output == "identity":
+        early_notes = ["note: the model ends in a Linear, so its outputs are averaged as they "
+                       "are (identity); if they are logits, pass --output softmax or "
+                       "--output sigmoid"]
+    else:
+        early_notes = []
+    if net_path.suffix == ".npz":
+        from ..network import MLP
+
+        _, default, info = MLP.load_with_dropout(net_path)
+        if default is None and not keep_probs:
+            raise click.BadParameter(
+                f"{net_path} stores no dropout (saved without MLP.save(dropout=) or by an "
+                f"older version); give --keep-prob (and --layers, and --scheme vanilla if it "
+                f"was trained with vanilla dropout), or re-save it with "
+                f"MLP.save(path, dropout=cfg)", param_hint="--keep-prob")
     try:
         cfg = dropout_config(net, keep_probs, layers, scheme, default)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--keep-prob/--layers") from None
+    notes = list(early_notes)  # printed once every input is validated (errors stay one line)
+
+    def note(line, err=True):
+        notes.append(line)
+
+    if default is None:
+        note(f"note: {net_path} stores no dropout: evaluating the options' keep_prob, "
+             f"{cfg.scheme} scheme" + ("" if scheme else " (the default; pass --scheme "
+                                        "vanilla if it was trained with vanilla dropout)"),
+             err=True)
+    else:
+        src = "the file" if net_path.suffix == ".npz" else "the model's nn.Dropout"
+        used = "options" if keep_probs or layers else f"dropout from {src}"
+        note(f"dropout: {used} (keep_prob {_describe(cfg)}, {cfg.scheme})", err=True)
+        if scheme and scheme != default.scheme:
+            note(f"note: --scheme {scheme} overrides the file's {default.scheme}", err=True)
     data_ss, _, _ = seed_streams(seed)
+    if dataset is not None and (info.get("dataset") != dataset or info.get("seed") != seed):
+        trained = (f"it was trained on {info['dataset']} with --seed {info['seed']}"
+                   if "dataset" in info else "its file does not say what it was trained on")
+        note(f"warning: the test split of {dataset} for --seed {seed} may overlap the "
+             f"network's training data ({trained}); score data it never saw with --inputs "
+             f"and --labels, or pass the --seed it was trained with", err=True)
     if dataset is not None:
         from ..datasets import load_dataset
 
@@ -246,23 +318,87 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         try:
             y = check_labels(net, y, X.shape[0])
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--labels") from None
-    df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
-                          n_samples=n_samples, estimator=estimator,
-                          rng=np.random.SeedSequence(seed, spawn_key=(3,)))
+            fix = ("; for a .pt of logits pass --output softmax (CrossEntropyLoss) or "
+                   "--output sigmoid (BCEWithLogitsLoss)"
+                   if net.output == "identity" and net_path.suffix == ".pt" else "")
+            raise click.BadParameter(str(exc) + fix, param_hint="--labels") from None
+    def report(line):  # once the estimator is accepted: an error stays one line
+        for note_line in notes:
+            click.echo(note_line, err=True)
+        click.echo(line, err=True)
+
+    try:
+        df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
+                              n_samples=n_samples, estimator=estimator,
+                              rng=np.random.SeedSequence(seed, spawn_key=(3,)),
+                              time_budget=time_budget, ks=ks or (10,), n_draws=draws,
+                              report=report, progress=True)
+    except ValueError as exc:
+        if "out of reach" in str(exc) or "estimator=" in str(exc):
+            msg = str(exc)
+            for name in ("mc", "exact", "auto", "rb_mc"):
+                msg = msg.replace(f"estimator='{name}'", f"--estimator {name}")
+            raise click.BadParameter(msg.replace("n_samples <=", "--n-samples <="),
+                                     param_hint="--estimator") from None
+        raise
     shown = df.dropna(axis=1, how="all").drop(columns=["architecture", "output", "scheme",
                                                        "layers", "keep_prob"])
     shown["reference"] = shown["reference"].fillna("-")
     first = df.iloc[0]
     click.echo(f"{net.architecture} ({net.output} output), {cfg.scheme} dropout on layers "
-               f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:")
-    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    params = {"net": str(net_path), "dataset": dataset, "inputs": inputs_path,
+               f"{first['layers']} at keep_prob {first['keep_prob']}, {len(X)} inputs:",
+               err=fmt != "table")
+    if fmt == "table":
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                                   na_rep=""))
+    elif fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", indent=1))
+    else:
+        click.echo(_markdown(shown))
+    click.echo("columns:\n" + legend_text(shown.columns), err=fmt != "table")
+    params = {"ks": list(ks or (10,)), "draws": draws, "net": str(net_path),
+              "dataset": dataset, "inputs": inputs_path,
               "keep_prob": (dict(cfg.keep_prob) if not isinstance(cfg.keep_prob, float)
                             else cfg.keep_prob), "layers": list(cfg.layers),
               "scheme": cfg.scheme, "output": net.output, "max_subnetworks": max_subnetworks,
-              "n_samples": n_samples, "estimator": estimator, "seed": seed}
-    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
+              "n_samples": n_samples, "estimator": estimator, "time_budget": time_budget,
+              "chosen": df.attrs["choice"].name, "seed": seed}
+    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)", err=fmt != "table")
 
+
+def _describe(cfg) -> str:
+    return ", ".join(f"{l}: {cfg.layer_keep_prob(l):g}" for l in cfg.layers)
+
+
+def _markdown(df) -> str:
+    """A GitHub markdown table of ``df`` (numbers to 4 significant digits)."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and v != v) or v is pd_na():
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+import inspect  # noqa: E402
+
+
+def _legend_help() -> str:
+    from ..evaluate import legend_text
+
+    return "\n\n\b\nColumns of the table:\n" + legend_text()
+
+
+evaluate.help = inspect.cleandoc(evaluate.help or "") + _legend_help()
 
 COMMANDS = (train, evaluate)
