@@ -110,3 +110,12 @@ def test_bad_inputs():
         reg.logistic_quadratic(np.ones((2, 3)), np.ones(4), 0.5)
     with pytest.raises(ValueError, match="n_features"):
         reg.softmax_exact(np.ones((1, 17)), np.ones((17, 2)), 0.5)
+
+
+def test_holm_and_t_interval():
+    from ensemble_study import stats
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    m, lo, hi = stats.t_interval([1.0, 2.0, 3.0])
+    assert m == 2.0
+    assert hi - m == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3), rel=1e-12)
+    assert stats.t_test_mean([1.0, 2.0, 3.0], 2.0) == pytest.approx(1.0)
