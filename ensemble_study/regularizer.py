@@ -221,3 +221,50 @@ def softmax_quadratic(X, W, q, c=None):
     # W_j' H_i W_j = sum_k p_ik W_jk^2 - (sum_k p_ik W_jk)^2
     quad = P @ (W ** 2).T - (P @ W.T) ** 2          # (n_examples, n_features)
     return float(0.5 * (1.0 - q) / q * np.sum(X ** 2 * quad))
+
+
+def fit_logistic(X, y, q, penalty="exact", *, maxiter=500):
+    """Weights and intercept minimising ``sum_i NLL_i + penalty`` by L-BFGS.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features)
+    y : ndarray of {0, 1}, shape (n_examples,)
+    q : float in (0, 1]
+        keep_prob of the inputs (inverted dropout).
+    penalty : {"exact", "quadratic", "none"}
+        ``"exact"``: the expected dropout loss itself (NLL + exact R);
+        ``"quadratic"``: NLL + Wager's R^q (which may have no finite minimiser on
+        separable data: it tends to 0 along a separating ray).
+    maxiter : int
+
+    Returns
+    -------
+    beta : ndarray, shape (n_features,)
+    b : float
+    converged : bool
+    """
+    from scipy.optimize import minimize
+
+    fns = {"exact": logistic_exact, "quadratic": logistic_quadratic, "none": None}
+    if penalty not in fns:
+        raise ValueError(f"penalty must be one of {tuple(fns)}; got {penalty!r}")
+    X, _ = _check_xb(X, np.zeros(np.shape(X)[1]))
+    y = np.asarray(y, dtype=np.float64)
+    d = X.shape[1]
+
+    def objective(w):
+        beta, b = w[:d], w[d]
+        z = X @ beta + b
+        r = expit(z) - y
+        val = np.sum(np.logaddexp(0.0, z) - y * z)
+        g = np.append(X.T @ r, r.sum())
+        if fns[penalty] is not None:
+            pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            val += pv
+            g += np.append(pg, pb)
+        return val, g
+
+    res = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": 1e-8})
+    return res.x[:d], float(res.x[d]), bool(res.success)

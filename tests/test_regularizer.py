@@ -119,3 +119,37 @@ def test_holm_and_t_interval():
     assert m == 2.0
     assert hi - m == pytest.approx(4.302652729749462 * 1.0 / np.sqrt(3), rel=1e-12)
     assert stats.t_test_mean([1.0, 2.0, 3.0], 2.0) == pytest.approx(1.0)
+
+
+def _separable(seed=0, n=30, d=6):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(4 * n, d))
+    w = rng.normal(size=d)
+    X = X[np.abs(X @ w) > np.linalg.norm(w)][:n]    # a margin of 1
+    y = (X @ w > 0).astype(int)
+    return X, y, w / np.linalg.norm(w)
+
+
+def test_quadratic_surrogate_vanishes_along_a_separating_ray():
+    """NLL + R^q -> 0 along a separating ray: no finite minimiser on separable data."""
+    X, y, w = _separable()
+    vals = []
+    for t in (5.0, 20.0, 80.0):
+        z = X @ (t * w)
+        vals.append(np.sum(np.logaddexp(0, z) - y * z) + reg.logistic_quadratic(X, t * w, 0.5))
+    assert vals[0] > vals[1] > vals[2]
+    assert vals[2] < 1e-3 * vals[0]
+    # the exact expected loss along the same ray stays bounded away from 0
+    t = 20.0
+    z = X @ (t * w)
+    exact = np.sum(np.logaddexp(0, z) - y * z) + reg.logistic_exact(X, t * w, 0.5)
+    assert exact > 1.0
+
+
+@pytest.mark.slow
+def test_fits_exact_finite_quadratic_runs_away():
+    X, y, _ = _separable(1, n=40, d=8)
+    be, _, ok = reg.fit_logistic(X, y, 0.5, "exact")
+    bq, _, _ = reg.fit_logistic(X, y, 0.5, "quadratic", maxiter=3000)
+    assert ok
+    assert np.linalg.norm(bq) > 2 * np.linalg.norm(be)
