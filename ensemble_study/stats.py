@@ -196,3 +196,40 @@ def paired_bootstrap_ci(a, b, statistic: str = "mean", *, level: float = LEVEL,
     if a.shape != b.shape:
         raise ValueError(f"a and b must be paired (same length); got {a.size} and {b.size}")
     return bootstrap_ci(a - b, statistic, level=level, n_resamples=n_resamples, rng=rng)
+
+
+def t_interval(values, *, level: float = LEVEL) -> tuple[float, float, float]:
+    """The mean of ``values`` and its Student-t interval (n >= 2; the rule at n <= 30).
+
+    Returns
+    -------
+    mean, low, high : float
+        With all values equal, the interval is that value.
+    """
+    a = _finite_1d(values, "values")
+    if a.size < 2:
+        raise ValueError(f"t_interval needs at least 2 values; got {a.size}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    mean = float(a.mean())
+    half = float(_stats.t.ppf(0.5 + level / 2, a.size - 1) * a.std(ddof=1) / np.sqrt(a.size))
+    return mean, mean - half, mean + half
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one declared family (same order as given)."""
+    p = _finite_1d(pvalues, "pvalues")
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def t_test_mean(values, null: float = 0.0) -> float:
+    """Two-sided one-sample t-test p-value of mean(values) = null (scipy.stats.ttest_1samp)."""
+    a = _finite_1d(values, "values")
+    if np.all(a == a[0]):
+        return 0.0 if a[0] != null else 1.0
+    return float(_stats.ttest_1samp(a, null).pvalue)

@@ -1,0 +1,270 @@
+"""The dropout regularizer of a GLM, exactly and by its approximations (fact 16).
+
+A GLM with loss ``A(x.beta + b) - y (x.beta + b)`` trained under inverted input
+dropout (``x~_j = m_j x_j / q``, ``m_j ~ Bernoulli(q)``, so ``E x~ = x``) has expected
+loss equal to the loss at ``x`` plus
+
+    R(beta) = sum_i E[A(x~_i.beta + b)] - A(x_i.beta + b)     (Wager, Wang & Liang 2013),
+
+which is >= 0 (Jensen: A is convex) and does not depend on the labels (the term
+linear in ``y`` has the same mean under the noise). Here:
+
+* :func:`logistic_exact`: ``A = softplus``, exactly at any number of features by the
+  Laplace integral of :mod:`ensemble_study.laplace`, with its gradient;
+* :func:`logistic_quadratic`: Wager et al.'s delta-method ``R^q = 1/2 (1-q)/q sum_j
+  beta_j^2 sum_i A''(z_i) x_ij^2`` and its gradient, including the dependence of
+  ``A''(z_i)`` on beta;
+* :func:`logistic_gaussian`: Wang & Manning's (2013) Gaussian surrogate, ``x~.beta``
+  replaced by a Gaussian of the same mean and variance (Gauss-Hermite quadrature);
+* :func:`logistic_mcf_bound`: van der Maaten et al.'s (2013) bound on the expected
+  logistic loss, ``E log(1 + e^{-yZ}) <= log(1 + E e^{-yZ})`` (labels y in {-1, +1}),
+  exact to compute since ``E e^{-yZ}`` factorises over the features;
+* :func:`softmax_exact` and :func:`softmax_quadratic`: softmax regression,
+  ``A = logsumexp``, by enumeration of every mask, and its quadratic term
+  ``1/2 sum_i tr(H_i Cov(z~_i))``, ``H_i = diag(p_i) - p_i p_i'``;
+* :func:`enumerate_regularizer`: the brute-force reference for any ``A``.
+
+For squared loss (``A(z) = z^2 / 2``) ``R = R^q`` exactly (:func:`squared_quadratic`).
+
+Shapes: ``X`` (n_examples, n_features); ``beta`` (n_features,); ``b`` a float;
+softmax ``W`` (n_features, n_classes), ``c`` (n_classes,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logsumexp
+
+from .laplace import expected_softplus
+
+__all__ = ["logistic_exact", "logistic_quadratic", "logistic_gaussian", "logistic_mcf_bound",
+           "softmax_exact", "softmax_quadratic", "squared_quadratic", "enumerate_regularizer",
+           "all_masks"]
+
+MAX_ENUMERATED = 16
+
+
+def _check_q(q):
+    if not 0.0 < float(q) <= 1.0:
+        raise ValueError(f"q (keep_prob) must be in (0, 1]; got {q!r}")
+    return float(q)
+
+
+def _check_xb(X, beta):
+    X = np.asarray(X, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    if X.ndim != 2 or beta.ndim != 1 or X.shape[1] != beta.shape[0]:
+        raise ValueError(f"X must have shape (n_examples, n_features) and beta (n_features,); "
+                         f"got {X.shape} and {beta.shape}")
+    return X, beta
+
+
+def all_masks(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every 0/1 mask over ``n`` units, shape (2^n, n), and its count of kept units."""
+    if not 0 <= n <= MAX_ENUMERATED:
+        raise ValueError(f"enumeration needs 0 <= n_features <= {MAX_ENUMERATED}; got {n}. "
+                         "Reduce the features (PCA, pooling) or use logistic_exact.")
+    m = ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float64)
+    return m, m.sum(axis=1)
+
+
+def _mask_probs(n, q):
+    m, k = all_masks(n)
+    if q == 1.0:
+        return m, (k == n).astype(np.float64)
+    return m, np.exp(k * np.log(q) + (n - k) * np.log1p(-q))
+
+
+def logistic_exact(X, beta, q, b=0.0, *, return_grad=False):
+    """Exact dropout regularizer of logistic regression, ``sum_i E softplus(z~_i) - softplus(z_i)``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features)
+    beta : ndarray, shape (n_features,)
+    q : float in (0, 1]
+        keep_prob of the inputs (inverted scheme).
+    b : float
+        Intercept (never dropped).
+    return_grad : bool
+
+    Returns
+    -------
+    R : float
+    grad_beta : ndarray, shape (n_features,)   (with ``return_grad``)
+    grad_b : float                             (with ``return_grad``)
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    z = X @ beta + b
+    c = X * beta[None, :] / q
+    bb = np.full(X.shape[0], float(b))
+    if not return_grad:
+        return float(np.sum(expected_softplus(bb, c, q)) - np.sum(np.logaddexp(0.0, z)))
+    v, gb, gc = expected_softplus(bb, c, q, return_grad=True)
+    s = expit(z)
+    R = float(np.sum(v) - np.sum(np.logaddexp(0.0, z)))
+    grad = np.sum(gc * X, axis=0) / q - s @ X
+    return R, grad, float(np.sum(gb) - np.sum(s))
+
+
+def logistic_quadratic(X, beta, q, b=0.0, *, return_grad=False):
+    """Wager et al.'s ``R^q = 1/2 (1-q)/q sum_i A''(z_i) sum_j x_ij^2 beta_j^2``, A = softplus.
+
+    Same parameters and returns as :func:`logistic_exact`; the gradient includes the
+    dependence of ``A''(z_i) = s_i (1 - s_i)`` on beta and b.
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    z = X @ beta + b
+    s = expit(z)
+    a2 = s * (1.0 - s)
+    v = (X ** 2) @ (beta ** 2)                      # Var[z~_i] / ((1-q)/q)
+    k = 0.5 * (1.0 - q) / q
+    R = float(k * a2 @ v)
+    if not return_grad:
+        return R
+    a3 = a2 * (1.0 - 2.0 * s)
+    grad = k * (2.0 * beta * (a2 @ X ** 2) + (a3 * v) @ X)
+    return R, grad, float(k * a3 @ v)
+
+
+def squared_quadratic(X, beta, q):
+    """``R^q`` of squared loss, ``A(z) = z^2/2``: ``1/2 (1-q)/q sum_ij x_ij^2 beta_j^2`` (exact)."""
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    return float(0.5 * (1.0 - q) / q * np.sum((X ** 2) @ (beta ** 2)))
+
+
+def logistic_gaussian(X, beta, q, b=0.0, *, n_nodes=80):
+    """Wang & Manning's Gaussian surrogate: ``sum_i E softplus(N(z_i, s_i^2)) - softplus(z_i)``.
+
+    ``s_i^2 = (1-q)/q sum_j x_ij^2 beta_j^2`` (the exact variance of ``z~_i``);
+    Gauss-Hermite quadrature with ``n_nodes`` nodes.
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    z = X @ beta + b
+    sd = np.sqrt((1.0 - q) / q * (X ** 2) @ (beta ** 2))
+    t, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+    w = w / w.sum()
+    vals = np.logaddexp(0.0, z[:, None] + sd[:, None] * t[None, :]) @ w
+    return float(np.sum(vals) - np.sum(np.logaddexp(0.0, z)))
+
+
+def logistic_mcf_bound(X, y, beta, q, b=0.0):
+    """Van der Maaten et al.'s bound on the expected logistic loss, minus the loss at ``x``.
+
+    ``E log(1 + e^{-y Z}) <= log(1 + E e^{-y Z})``, ``E e^{-yZ} = e^{-yb} prod_j
+    (1 - q + q e^{-y x_j beta_j / q})``. Labels ``y`` in {0, 1} (mapped to -1, +1).
+    The result is an upper bound on the exact regularizer and, unlike it, depends on y.
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],) or not np.all(np.isin(y, (0, 1))):
+        raise ValueError(f"y must hold one label in {{0, 1}} per row of X; got shape {y.shape}")
+    sgn = 2.0 * y - 1.0
+    c = -sgn[:, None] * X * beta[None, :] / q
+    if q < 1.0:
+        logm = -sgn * b + np.logaddexp(np.log1p(-q), np.log(q) + c).sum(axis=1)
+    else:
+        logm = -sgn * b + c.sum(axis=1)
+    z = X @ beta + b
+    return float(np.sum(np.logaddexp(0.0, logm)) - np.sum(np.logaddexp(0.0, -sgn * z)))
+
+
+def enumerate_regularizer(A, X, beta, q, b=0.0):
+    """Brute force: ``sum_i sum_m P(m) A(x~_i(m).beta + b) - A(x_i.beta + b)`` for any ``A``.
+
+    ``A`` maps an array of logits to an array of the same shape.
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    m, p = _mask_probs(X.shape[1], q)
+    zt = (m / q) @ (X * beta[None, :]).T + b        # (2^n, n_examples)
+    return float(np.sum(p @ A(zt)) - np.sum(A(X @ beta + b)))
+
+
+def softmax_exact(X, W, q, c=None):
+    """Exact dropout regularizer of softmax regression by enumeration (n_features <= 16).
+
+    ``R = sum_i E logsumexp(x~_i W + c) - logsumexp(x_i W + c)``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features)
+    W : ndarray, shape (n_features, n_classes)
+    q : float in (0, 1]
+    c : ndarray, shape (n_classes,), optional
+    """
+    X = np.asarray(X, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    q = _check_q(q)
+    c = np.zeros(W.shape[1]) if c is None else np.asarray(c, dtype=np.float64)
+    m, p = _mask_probs(X.shape[1], q)
+    total = 0.0
+    for i in range(X.shape[0]):
+        zt = (m * X[i] / q) @ W + c                  # (2^n, n_classes)
+        total += p @ logsumexp(zt, axis=1) - logsumexp(X[i] @ W + c)
+    return float(total)
+
+
+def softmax_quadratic(X, W, q, c=None):
+    """``1/2 sum_i tr(H_i Cov(z~_i))``, ``Cov(z~_i) = (1-q)/q sum_j x_ij^2 W_j W_j'``."""
+    X = np.asarray(X, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    q = _check_q(q)
+    c = np.zeros(W.shape[1]) if c is None else np.asarray(c, dtype=np.float64)
+    z = X @ W + c
+    P = np.exp(z - logsumexp(z, axis=1, keepdims=True))
+    # W_j' H_i W_j = sum_k p_ik W_jk^2 - (sum_k p_ik W_jk)^2
+    quad = P @ (W ** 2).T - (P @ W.T) ** 2          # (n_examples, n_features)
+    return float(0.5 * (1.0 - q) / q * np.sum(X ** 2 * quad))
+
+
+def fit_logistic(X, y, q, penalty="exact", *, maxiter=500):
+    """Weights and intercept minimising ``sum_i NLL_i + penalty`` by L-BFGS.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features)
+    y : ndarray of {0, 1}, shape (n_examples,)
+    q : float in (0, 1]
+        keep_prob of the inputs (inverted dropout).
+    penalty : {"exact", "quadratic", "none"}
+        ``"exact"``: the expected dropout loss itself (NLL + exact R);
+        ``"quadratic"``: NLL + Wager's R^q (which may have no finite minimiser on
+        separable data: it tends to 0 along a separating ray).
+    maxiter : int
+
+    Returns
+    -------
+    beta : ndarray, shape (n_features,)
+    b : float
+    converged : bool
+    """
+    from scipy.optimize import minimize
+
+    fns = {"exact": logistic_exact, "quadratic": logistic_quadratic, "none": None}
+    if penalty not in fns:
+        raise ValueError(f"penalty must be one of {tuple(fns)}; got {penalty!r}")
+    X, _ = _check_xb(X, np.zeros(np.shape(X)[1]))
+    y = np.asarray(y, dtype=np.float64)
+    d = X.shape[1]
+
+    def objective(w):
+        beta, b = w[:d], w[d]
+        z = X @ beta + b
+        r = expit(z) - y
+        val = np.sum(np.logaddexp(0.0, z) - y * z)
+        g = np.append(X.T @ r, r.sum())
+        if fns[penalty] is not None:
+            pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            val += pv
+            g += np.append(pg, pb)
+        return val, g
+
+    res = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": 1e-8})
+    return res.x[:d], float(res.x[d]), bool(res.success)

@@ -1,0 +1,122 @@
+"""The regularizer study's figure and documentation blocks, from its saved table only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ... import stats
+from ...plots import new_figure
+from ...report import ci, table
+from . import STUDY
+
+RATIOS = {"ratio_quadratic": ("Wager's R^q", "tab:red", "o"),
+          "ratio_gaussian": ("Gaussian (Wang & Manning)", "tab:blue", "s"),
+          "ratio_mcf": ("MCF bound (van der Maaten)", "tab:green", "^")}
+
+
+def _geo_ci(values) -> str:
+    """Geometric mean of positive ratios with the t-interval of the mean log (over splits)."""
+    m, lo, hi = stats.t_interval(np.log(np.asarray(values, dtype=float)))
+    return ci(float(np.exp(m)), float(np.exp(lo)), float(np.exp(hi)))
+
+
+@STUDY.block("regularizer-ratios")
+def ratios_table(df: pd.DataFrame) -> str:
+    qs = sorted(df.keep_prob.unique())
+    rows = []
+    for (name, scale), g in df.groupby(["dataset", "scale"], sort=True):
+        cont = g.groupby("split").max_contribution.mean()
+        rows.append([name, f"{scale:g}", f"{np.median(cont):.3g}",
+                     *[_geo_ci(g.loc[g.keep_prob == q, "ratio_quadratic"]) for q in qs]])
+    n = df.split.nunique()
+    return (f"R^q / R (Wager's quadratic approximation over the exact dropout regularizer of "
+            f"logistic regression), geometric mean over {n} splits [95% t-interval of the mean "
+            f"log ratio], at a fraction `scale` of an L2 fit's weights (l2 = "
+            f"{df.l2.iloc[0]:g}, {df.n_train.iloc[0]} training examples); `max |x_j beta_j|/q` "
+            f"is the median over splits of the largest per-feature contribution at "
+            f"keep_prob {qs[0]:g}.\n\n"
+            + table(["dataset", "scale", f"max contribution (q={qs[0]:g})",
+                     *[f"keep_prob {q:g}" for q in qs]], rows))
+
+
+@STUDY.block("regularizer-surrogates")
+def surrogates_table(df: pd.DataFrame) -> str:
+    full = df[df.scale == df.scale.max()]
+    rows = []
+    for (name, q), g in full.groupby(["dataset", "keep_prob"], sort=True):
+        rows.append([name, f"{q:g}", *[_geo_ci(g[col]) for col in RATIOS]])
+    return (f"Each surrogate over the exact regularizer at the fitted weights (scale "
+            f"{df.scale.max():g}), geometric mean over {df.split.nunique()} splits [95% "
+            f"t-interval of the mean log ratio]. The MCF column is an upper bound on the "
+            f"expected loss minus the loss at x, so it is >= 1 by construction.\n\n"
+            + table(["dataset", "keep_prob", *[v[0] for v in RATIOS.values()]], rows))
+
+
+@STUDY.figure("regularizer")
+def figure(df: pd.DataFrame):
+    fig, axes = new_figure(1, 2, width=4.6, height=3.6)
+    ax = axes[0, 0]
+    for col, (label, color, marker) in RATIOS.items():
+        ax.scatter(df.max_contribution, df[col], s=10, alpha=0.5, color=color, marker=marker,
+                   label=label)
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("largest contribution  max |x_ij beta_j| / keep_prob")
+    ax.set_ylabel("surrogate / exact regularizer")
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(True, alpha=0.3)
+    ax = axes[0, 1]
+    for q, g in df.groupby("keep_prob"):
+        med = g.groupby("scale").ratio_quadratic.median()
+        ax.plot(med.index, med.to_numpy(), marker="o", label=f"keep_prob {q:g}")
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("fraction of the L2 fit's weights")
+    ax.set_ylabel("R^q / R (median over splits, all pairs)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle("Dropout regularizer of logistic regression on digits pairs: exact vs "
+                 "approximations", fontsize=10)
+    return fig
+
+
+# The declared family of the claims block: every (dataset, keep_prob, scale) cell's
+# test of mean log(R^q / R) = 0 over splits, Holm-corrected together.
+WITHIN = 0.05
+
+
+@STUDY.block("regularizer-claims")
+def claims(df: pd.DataFrame) -> str:
+    keys = ["dataset", "keep_prob", "scale"]
+    groups = list(df.groupby(keys, sort=True))
+    logs = [np.log(g.ratio_quadratic.to_numpy()) for _, g in groups]
+    p = stats.holm([stats.t_test_mean(v) for v in logs])
+    ivals = [stats.t_interval(v) for v in logs]
+    under = [k for k, (m, _, _), pk in zip(groups, ivals, p) if pk < 0.05 and m < 0]
+    over = [k for k, (m, _, _), pk in zip(groups, ivals, p) if pk < 0.05 and m > 0]
+    close = [k for k, (_, lo, hi) in zip(groups, ivals)
+             if np.exp(lo) >= 1 - WITHIN and np.exp(hi) <= 1 + WITHIN]
+    n = len(groups)
+    full = df[df.scale == df.scale.max()]
+    g_full = full.groupby(keys[:2]).ratio_quadratic.apply(lambda v: np.exp(np.mean(np.log(v))))
+    inv = 1.0 / g_full
+    close_scales = sorted({k[0][2] for k in close})
+    big_contrib = df.groupby(keys).max_contribution.median()
+    close_max = max((big_contrib[k[0]] for k in close), default=float("nan"))
+    return "\n".join([
+        f"- Over the family of {n} cells (dataset x keep_prob x scale; one-sample t-test of "
+        f"the mean log ratio over {df.split.nunique()} splits, Holm-corrected within the "
+        f"family), R^q is smaller than the exact R in {len(under)} cells and larger in "
+        f"{len(over)}; {n - len(under) - len(over)} are undecided.",
+        f"- R^q lies within {WITHIN:.0%} of R (the whole 95% t-interval of the geometric mean "
+        f"ratio inside [{1 - WITHIN:g}, {1 + WITHIN:g}]) in {len(close)} of {n} cells, at "
+        f"scales {', '.join(f'{s:g}' for s in close_scales) or 'none'} of the L2 fit's "
+        f"weights; the largest per-feature contribution max |x_j beta_j|/q in those cells is "
+        f"at most {close_max:.3g} (median over splits).",
+        f"- At the fitted weights (scale {df.scale.max():g}) the exact R is "
+        f"{inv.min():.3g} to {inv.max():.3g} times R^q (geometric means over splits, across "
+        f"{len(inv)} dataset x keep_prob cells).",
+    ])
