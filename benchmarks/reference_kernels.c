@@ -36,17 +36,50 @@ static void mask_probs(int n, double q, double *P) {
 #else
 #define VL 2
 #endif
-typedef double vd __attribute__((vector_size(8 * VL), aligned(8)));
+typedef double vd __attribute__((vector_size(8 * VL)));
+typedef double vdu __attribute__((vector_size(8 * VL), aligned(8), may_alias));  /* unaligned */
 
 int vector_lanes(void) { return VL; }
 
-static inline vd vsplat(double x) { vd v; for (int l = 0; l < VL; l++) v[l] = x; return v; }
-static inline vd vload(const double *p) { vd v; memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(double *p, vd v) { memcpy(p, &v, sizeof v); }
+static inline vd vsplat(double x) { return x - (vd){0}; }
+static inline vd vload(const double *p) { return *(const vdu *)p; }
+static inline void vstore(double *p, vd v) { *(vdu *)p = v; }
 /* a * b + c with one rounding: GCC contracts it to a fused multiply-add
  * (-ffp-contract=fast, its default for GNU C) on a host with FMA. */
 #define VFMA(a, b, c) ((a) * (b) + (c))
 static inline double vsum(vd v) { double s = v[0]; for (int l = 1; l < VL; l++) s += v[l]; return s; }
+
+
+/* Lane-wise exp as the package computes it (ensemble_study.kernels._simd.vexp):
+ * Cody-Waite reduction, a degree-13 Taylor polynomial, two exact powers of two. */
+typedef long long vi __attribute__((vector_size(8 * VL)));
+static inline vd vsel(vi m, vd a, vd b) { return (vd)((m & (vi)a) | (~m & (vi)b)); }
+static const double EXPC[14] = {
+    1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+    2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+    0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5,
+    1.0, 1.0};
+static inline vd vexp(vd v) {
+    const double magic = 1.5 * 4503599627370496.0;
+    vd x = vsel(v < -760.0, vsplat(-760.0), v);
+    x = vsel(x > 710.0, vsplat(710.0), x);
+    vd t = VFMA(x, vsplat(1.4426950408889634), vsplat(magic));
+    vd n = t - magic;
+    vd r = VFMA(-n, vsplat(0x1.62e42fee00000p-1), x);
+    r = VFMA(-n, vsplat(0x1.a39ef35793c76p-33), r);
+    vd p = vsplat(EXPC[0]);
+    for (int k = 1; k < 14; k++) p = VFMA(p, r, vsplat(EXPC[k]));
+    vi ni = (vi)t - 0x4338000000000000LL, h = ni >> 1;
+    vd out = p * (vd)((h + 1023) << 52) * (vd)((ni - h + 1023) << 52);
+    return vsel(v != v, v, out);
+}
+
+/* out[i] = exp(x[i]) for i < m, VL at a time. */
+static void exp_into(double *restrict x, int m) {
+    int i = 0;
+    for (; i + VL <= m; i += VL) vstore(x + i, vexp(vload(x + i)));
+    for (; i < m; i++) x[i] = exp(x[i]);
+}
 
 /* The contraction, in the package's order of operations
  * (ensemble_study.kernels.compiled._softmax_contract and _contract):
@@ -142,6 +175,9 @@ void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
     double *P1 = malloc(sizeof(double) * S1), *P2 = malloc(sizeof(double) * S2);
     mask_probs(n1, q, P1);
     mask_probs(n - n1, q, P2);
+    double btop = b[0], *elb = malloc(sizeof(double) * K);
+    for (int k = 1; k < K; k++) btop = fmax(btop, b[k]);
+    for (int k = 0; k < K; k++) elb[k] = exp(b[k] - btop);
 #pragma omp parallel
     {
         double *T1 = malloc(sizeof(double) * S1 * K), *T2 = malloc(sizeof(double) * K * S2);
@@ -151,14 +187,16 @@ void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
 #pragma omp for schedule(static)
         for (int p = 0; p < n_pairs; p++) {
             const double *a = A + (size_t)p * n;
-            double btop = b[0];
-            for (int k = 1; k < K; k++) btop = fmax(btop, b[k]);
             for (int j = 0; j < n; j++) {
                 double top = -INFINITY;
-                for (int k = 0; k < K; k++) top = fmax(top, a[j] * sW[j * K + k]);
-                for (int k = 0; k < K; k++) E[j * K + k] = exp(a[j] * sW[j * K + k] - top);
+                for (int k = 0; k < K; k++) {
+                    double v = a[j] * sW[j * K + k];
+                    top = v > top ? v : top;
+                }
+                for (int k = 0; k < K; k++) E[j * K + k] = a[j] * sW[j * K + k] - top;
             }
-            for (int k = 0; k < K; k++) { T1[k] = exp(b[k] - btop); T2[k * S2] = 1.0; }
+            exp_into(E, n * K);
+            for (int k = 0; k < K; k++) { T1[k] = elb[k]; T2[k * S2] = 1.0; }
             for (int j = 0; j < n1; j++)
                 for (int s = 0; s < (1 << j); s++)
                     for (int k = 0; k < K; k++)
@@ -191,14 +229,14 @@ void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
                 double acc = b[k];
                 for (int j = 0; j < n; j++) acc += q * a[j] * sW[j * K + k];
                 z[k] = acc;
-                ztop = fmax(ztop, acc);
+                ztop = acc > ztop ? acc : ztop;
             }
             for (int k = 0; k < K; k++) { z[k] = exp(z[k] - ztop); total += z[k]; }
             for (int k = 0; k < K; k++) nwgm[(size_t)p * K + k] = z[k] / total;
         }
         free(T1); free(T2); free(T2w); free(C); free(R); free(E); free(z);
     }
-    free(P1); free(P2);
+    free(P1); free(P2); free(elb);
 }
 
 void gray_expected_hidden(const double *restrict X, const double *restrict W,
