@@ -27,10 +27,8 @@ static void mask_probs(int n, double q, double *P) {
     }
 }
 
-/* The register-blocked micro-kernel for K = 10 classes: VL high-half masks
- * in the lanes of one vector (VL from the compiler's target: 8 with
- * AVX-512, 4 with AVX2), every low-half mask in turn, the 10 class
- * accumulators in registers. T1 is (S1 x K), T2 (K x S2). */
+/* The vector width: 8 doubles with AVX-512 (when -march=native finds it on
+ * the host), 4 with AVX2/AVX, else 2. vector_lanes() reports it. */
 #if defined(__AVX512F__)
 #define VL 8
 #elif defined(__AVX__)
@@ -39,31 +37,135 @@ static void mask_probs(int n, double q, double *P) {
 #define VL 2
 #endif
 typedef double vd __attribute__((vector_size(8 * VL)));
+typedef double vdu __attribute__((vector_size(8 * VL), aligned(8), may_alias));  /* unaligned */
 
-static void blocked10(const double *restrict T1, const double *restrict T2,
-                      const double *restrict P1, const double *restrict P2, int S1, int S2,
-                      double *restrict out) {
-    enum { KK = 10 };
-    double T1s[KK][VL] __attribute__((aligned(64)));
-    double res[KK] = {0};
-    double T2w[S2 * KK];
-    for (int t = 0; t < S2; t++)
-        for (int k = 0; k < KK; k++) T2w[t * KK + k] = P2[t] * T2[k * S2 + t];
-    for (int s0 = 0; s0 < S1; s0 += VL) {
-        for (int k = 0; k < KK; k++)
-            for (int l = 0; l < VL; l++) T1s[k][l] = T1[(s0 + l) * KK + k];
-        vd a[KK], x[KK];
-        for (int k = 0; k < KK; k++) { a[k] = (vd){0}; memcpy(&x[k], T1s[k], sizeof(vd)); }
-        for (int t = 0; t < S2; t++) {
-            vd d = x[0] * T2[t];
-            for (int k = 1; k < KK; k++) d += x[k] * T2[k * S2 + t];
-            vd r = 1.0 / d;
-            for (int k = 0; k < KK; k++) a[k] += r * T2w[t * KK + k];
+int vector_lanes(void) { return VL; }
+
+static inline vd vsplat(double x) { return x - (vd){0}; }
+static inline vd vload(const double *p) { return *(const vdu *)p; }
+static inline void vstore(double *p, vd v) { *(vdu *)p = v; }
+/* a * b + c with one rounding: GCC contracts it to a fused multiply-add
+ * (-ffp-contract=fast, its default for GNU C) on a host with FMA. */
+#define VFMA(a, b, c) ((a) * (b) + (c))
+static inline double vsum(vd v) { double s = v[0]; for (int l = 1; l < VL; l++) s += v[l]; return s; }
+
+
+/* Lane-wise exp as the package computes it (ensemble_study.kernels._simd.vexp):
+ * Cody-Waite reduction, a degree-13 Taylor polynomial, two exact powers of two. */
+typedef long long vi __attribute__((vector_size(8 * VL)));
+static inline vd vsel(vi m, vd a, vd b) { return (vd)((m & (vi)a) | (~m & (vi)b)); }
+static const double EXPC[14] = {
+    1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+    2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+    0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5,
+    1.0, 1.0};
+static inline vd vexp(vd v) {
+    const double magic = 1.5 * 4503599627370496.0;
+    vd x = vsel(v < -760.0, vsplat(-760.0), v);
+    x = vsel(x > 710.0, vsplat(710.0), x);
+    vd t = VFMA(x, vsplat(1.4426950408889634), vsplat(magic));
+    vd n = t - magic;
+    vd r = VFMA(-n, vsplat(0x1.62e42fee00000p-1), x);
+    r = VFMA(-n, vsplat(0x1.a39ef35793c76p-33), r);
+    vd p = vsplat(EXPC[0]);
+    for (int k = 1; k < 14; k++) p = VFMA(p, r, vsplat(EXPC[k]));
+    vi ni = (vi)t - 0x4338000000000000LL, h = ni >> 1;
+    vd out = p * (vd)((h + 1023) << 52) * (vd)((ni - h + 1023) << 52);
+    return vsel(v != v, v, out);
+}
+
+/* out[i] = exp(x[i]) for i < m, VL at a time. */
+static void exp_into(double *restrict x, int m) {
+    int i = 0;
+    for (; i + VL <= m; i += VL) vstore(x + i, vexp(vload(x + i)));
+    for (; i < m; i++) x[i] = exp(x[i]);
+}
+
+/* The contraction, in the package's order of operations
+ * (ensemble_study.kernels.compiled._softmax_contract and _contract):
+ * reciprocals 1 / D[s, t] for every (s, t), D = sum_k T1[s, k] T2T[k, t],
+ * computed as four independent chains of K dependent fused multiply-adds
+ * (4 VL low-half masks at a time); then out[k] = sum_t Tw[k, t] sum_s
+ * C[s, k] R[s, t] with C = P1 T1, two classes by four vector accumulators
+ * per register block, the high half s innermost. */
+static void contract_mean(const double *restrict T1, const double *restrict T2T,
+                          const double *restrict T2w, const double *restrict P1, int S1,
+                          int S2, int K, double *restrict C, double *restrict R,
+                          double *restrict out) {
+    const int step = 4 * VL;
+    const int blocked = S2 % step == 0;
+    for (int s = 0; s < S1; s++) {
+        for (int k = 0; k < K; k++) C[s * K + k] = P1[s] * T1[s * K + k];
+        for (int t = 0; blocked && t < S2; t += step) {
+            vd f = vsplat(T1[s * K]);
+            vd d0 = f * vload(T2T + t), d1 = f * vload(T2T + t + VL);
+            vd d2 = f * vload(T2T + t + 2 * VL), d3 = f * vload(T2T + t + 3 * VL);
+            for (int k = 1; k < K; k++) {
+                const double *w = T2T + (size_t)k * S2 + t;
+                f = vsplat(T1[s * K + k]);
+                d0 = VFMA(f, vload(w), d0);
+                d1 = VFMA(f, vload(w + VL), d1);
+                d2 = VFMA(f, vload(w + 2 * VL), d2);
+                d3 = VFMA(f, vload(w + 3 * VL), d3);
+            }
+            double *r = R + (size_t)s * S2 + t;
+            vstore(r, 1.0 / d0);
+            vstore(r + VL, 1.0 / d1);
+            vstore(r + 2 * VL, 1.0 / d2);
+            vstore(r + 3 * VL, 1.0 / d3);
         }
-        for (int k = 0; k < KK; k++)
-            for (int l = 0; l < VL; l++) res[k] += P1[s0 + l] * x[k][l] * a[k][l];
+        for (int t = 0; !blocked && t < S2; t += VL) {
+            vd d = vsplat(T1[s * K]) * vload(T2T + t);
+            for (int k = 1; k < K; k++)
+                d = VFMA(vsplat(T1[s * K + k]),
+                                              vload(T2T + (size_t)k * S2 + t), d);
+            vstore(R + (size_t)s * S2 + t, 1.0 / d);
+        }
     }
-    for (int k = 0; k < KK; k++) out[k] = res[k];
+    if (!blocked) {
+        for (int k = 0; k < K; k++) {
+            double total = 0.0;
+            for (int t = 0; t < S2; t += VL) {
+                vd a = vsplat(0.0);
+                for (int s = 0; s < S1; s++)
+                    a = VFMA(vsplat(C[s * K + k]),
+                                                  vload(R + (size_t)s * S2 + t), a);
+                total += vsum(a * vload(T2w + (size_t)k * S2 + t));
+            }
+            out[k] = total;
+        }
+        return;
+    }
+    for (int k = 0; k < K; k += 2) {
+        int k2 = k + 1 < K ? k + 1 : K - 1;  /* an odd last class is computed twice */
+        double total = 0.0, total2 = 0.0;
+        for (int t = 0; t < S2; t += step) {
+            vd z = vsplat(0.0);
+            vd a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+            for (int s = 0; s < S1; s++) {
+                const double *r = R + (size_t)s * S2 + t;
+                vd r0 = vload(r), r1 = vload(r + VL), r2 = vload(r + 2 * VL), r3 = vload(r + 3 * VL);
+                vd c = vsplat(C[s * K + k]);
+                a0 = VFMA(c, r0, a0);
+                a1 = VFMA(c, r1, a1);
+                a2 = VFMA(c, r2, a2);
+                a3 = VFMA(c, r3, a3);
+                c = vsplat(C[s * K + k2]);
+                b0 = VFMA(c, r0, b0);
+                b1 = VFMA(c, r1, b1);
+                b2 = VFMA(c, r2, b2);
+                b3 = VFMA(c, r3, b3);
+            }
+            const double *w = T2w + (size_t)k * S2 + t;
+            total += vsum((a0 * vload(w) + a1 * vload(w + VL))
+                          + (a2 * vload(w + 2 * VL) + a3 * vload(w + 3 * VL)));
+            w = T2w + (size_t)k2 * S2 + t;
+            total2 += vsum((b0 * vload(w) + b1 * vload(w + VL))
+                           + (b2 * vload(w + 2 * VL) + b3 * vload(w + 3 * VL)));
+        }
+        out[k] = total;
+        out[k2] = total2;
+    }
 }
 
 void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
@@ -73,22 +175,28 @@ void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
     double *P1 = malloc(sizeof(double) * S1), *P2 = malloc(sizeof(double) * S2);
     mask_probs(n1, q, P1);
     mask_probs(n - n1, q, P2);
+    double btop = b[0], *elb = malloc(sizeof(double) * K);
+    for (int k = 1; k < K; k++) btop = fmax(btop, b[k]);
+    for (int k = 0; k < K; k++) elb[k] = exp(b[k] - btop);
 #pragma omp parallel
     {
         double *T1 = malloc(sizeof(double) * S1 * K), *T2 = malloc(sizeof(double) * K * S2);
-        double *G = malloc(sizeof(double) * K * S2), *R = malloc(sizeof(double) * S2);
+        double *T2w = malloc(sizeof(double) * K * S2), *C = malloc(sizeof(double) * S1 * K);
+        double *R = malloc(sizeof(double) * (size_t)S1 * S2);
         double *E = malloc(sizeof(double) * n * K), *z = malloc(sizeof(double) * K);
 #pragma omp for schedule(static)
         for (int p = 0; p < n_pairs; p++) {
             const double *a = A + (size_t)p * n;
-            double btop = b[0];
-            for (int k = 1; k < K; k++) btop = fmax(btop, b[k]);
             for (int j = 0; j < n; j++) {
                 double top = -INFINITY;
-                for (int k = 0; k < K; k++) top = fmax(top, a[j] * sW[j * K + k]);
-                for (int k = 0; k < K; k++) E[j * K + k] = exp(a[j] * sW[j * K + k] - top);
+                for (int k = 0; k < K; k++) {
+                    double v = a[j] * sW[j * K + k];
+                    top = v > top ? v : top;
+                }
+                for (int k = 0; k < K; k++) E[j * K + k] = a[j] * sW[j * K + k] - top;
             }
-            for (int k = 0; k < K; k++) { T1[k] = exp(b[k] - btop); T2[k * S2] = 1.0; }
+            exp_into(E, n * K);
+            for (int k = 0; k < K; k++) { T1[k] = elb[k]; T2[k * S2] = 1.0; }
             for (int j = 0; j < n1; j++)
                 for (int s = 0; s < (1 << j); s++)
                     for (int k = 0; k < K; k++)
@@ -97,41 +205,38 @@ void softmax_mean_nwgm(const double *restrict A, const double *restrict sW,
                 for (int k = 0; k < K; k++)
                     for (int t = 0; t < (1 << (j - n1)); t++)
                         T2[k * S2 + t + (1 << (j - n1))] = T2[k * S2 + t] * E[j * K + k];
-            if (K == 10 && S1 % VL == 0) {
-                blocked10(T1, T2, P1, P2, S1, S2, mean + (size_t)p * K);
-            } else {
-            memset(G, 0, sizeof(double) * K * S2);
-            for (int s = 0; s < S1; s++) {
-                for (int t = 0; t < S2; t++) R[t] = T1[s * K] * T2[t];
-                for (int k = 1; k < K; k++) {
-                    double f = T1[s * K + k];
-                    for (int t = 0; t < S2; t++) R[t] += f * T2[k * S2 + t];
-                }
-                for (int t = 0; t < S2; t++) R[t] = 1.0 / R[t];
+            for (int k = 0; k < K; k++)
+                for (int t = 0; t < S2; t++) T2w[k * S2 + t] = P2[t] * T2[k * S2 + t];
+            if (S2 % VL == 0) {
+                contract_mean(T1, T2, T2w, P1, S1, S2, K, C, R, mean + (size_t)p * K);
+            } else {  /* fewer low-half masks than lanes */
                 for (int k = 0; k < K; k++) {
-                    double f = P1[s] * T1[s * K + k];
-                    for (int t = 0; t < S2; t++) G[k * S2 + t] += f * R[t];
+                    double m = 0.0;
+                    for (int t = 0; t < S2; t++) {
+                        double g = 0.0;
+                        for (int s = 0; s < S1; s++) {
+                            double d = T1[s * K] * T2[t];
+                            for (int kk = 1; kk < K; kk++) d += T1[s * K + kk] * T2[kk * S2 + t];
+                            g += P1[s] * T1[s * K + k] / d;
+                        }
+                        m += T2w[k * S2 + t] * g;
+                    }
+                    mean[(size_t)p * K + k] = m;
                 }
-            }
-            for (int k = 0; k < K; k++) {
-                double m = 0.0;
-                for (int t = 0; t < S2; t++) m += P2[t] * T2[k * S2 + t] * G[k * S2 + t];
-                mean[(size_t)p * K + k] = m;
-            }
             }
             double ztop = -INFINITY, total = 0.0;
             for (int k = 0; k < K; k++) {
                 double acc = b[k];
                 for (int j = 0; j < n; j++) acc += q * a[j] * sW[j * K + k];
                 z[k] = acc;
-                ztop = fmax(ztop, acc);
+                ztop = acc > ztop ? acc : ztop;
             }
             for (int k = 0; k < K; k++) { z[k] = exp(z[k] - ztop); total += z[k]; }
             for (int k = 0; k < K; k++) nwgm[(size_t)p * K + k] = z[k] / total;
         }
-        free(T1); free(T2); free(G); free(R); free(E); free(z);
+        free(T1); free(T2); free(T2w); free(C); free(R); free(E); free(z);
     }
-    free(P1); free(P2);
+    free(P1); free(P2); free(elb);
 }
 
 void gray_expected_hidden(const double *restrict X, const double *restrict W,
