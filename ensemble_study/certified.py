@@ -62,7 +62,7 @@ the main batch is drawn (the derivatives' cost before anything).
 The NWGM's interval is the delta method on ``E[z]`` (per-sample influence
 ``G (a_z - mean)``, ``G`` the output function's Jacobian at the estimate);
 the variance's is the delta method on ``(E[y], E[y^2])``. Both are
-asymptotic; the coverage study (``scripts/coverage.py``) measures them.
+asymptotic; the coverage study (``scripts/coverage_certified.py``) measures them.
 
 Not done: Rao-Blackwellisation of the last dropped layer (the ``rb_mc``
 estimator does it on its own where it applies).

@@ -21,8 +21,8 @@ sigmoid output) are added with that exact integral as the oracle of the mean.
 
 Usage::
 
-    python scripts/coverage.py                 # 1000 cases -> results/coverage.csv
-    python scripts/coverage.py --cases 100 --out /tmp/c.csv
+    python scripts/coverage_certified.py                 # 1000 cases -> results/coverage.csv
+    python scripts/coverage_certified.py --cases 100 --out /tmp/c.csv
 """
 
 from __future__ import annotations
@@ -33,19 +33,15 @@ import sys
 import time
 from pathlib import Path
 
-# This file is named coverage.py: keep its folder off sys.path, or numba's
-# ``import coverage`` (coverage.py, the tool) would import it instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+import numpy as np
+import pandas as pd
+from scipy import stats as _stats
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats as _stats  # noqa: E402
-
-from ensemble_study.certified import certified_ensemble  # noqa: E402
-from ensemble_study.dropout import DropoutConfig  # noqa: E402
-from ensemble_study.ensemble import exact_ensemble  # noqa: E402
-from ensemble_study.network import MLP  # noqa: E402
-from ensemble_study.studies._common import stream  # noqa: E402
+from ensemble_study.certified import certified_ensemble
+from ensemble_study.dropout import DropoutConfig
+from ensemble_study.ensemble import exact_ensemble
+from ensemble_study.network import MLP
+from ensemble_study.studies._common import stream
 
 ACTS = ("relu", "tanh", "sigmoid", "identity")
 OUTS = ("identity", "sigmoid", "softmax")
