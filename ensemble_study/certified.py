@@ -281,8 +281,12 @@ class _Sampler:
         self.net, self.X, self.lay = net, X, _Layout.of(net, cfg)
         self.order = order
         z0, t1, t2 = taylor_logits(net, cfg, X)
-        self.f0, self.J, self.H = _targets_taylor(net.output, z0, t1, t2)
+        self.f0, J, H = _targets_taylor(net.output, z0, t1, t2)
         self.k = net.sizes[-1]
+        # (U, n * 3k) layouts: the control variates of a batch are two matrix products.
+        n, U, c = J.shape
+        self.J = np.ascontiguousarray(J.transpose(1, 0, 2).reshape(U, n * c))
+        self.H = np.ascontiguousarray(0.5 * H.transpose(1, 0, 2).reshape(U, n * c))
 
     def targets(self, u):
         """u: (K, U) multipliers -> (K, n, 3k) targets."""
@@ -304,8 +308,8 @@ class _Sampler:
             u = np.concatenate([(r < lay.q) * lay.scale, ((1.0 - r) < lay.q) * lay.scale])
             f = self.targets(u)
             dev = u - lay.mu
-            lin = np.einsum("ku,nuc->knc", dev, self.J, optimize=True)
-            quad = 0.5 * np.einsum("ku,nuc->knc", dev * dev - lay.var, self.H, optimize=True)
+            lin = (dev @ self.J).reshape(2 * m, n, c)
+            quad = ((dev * dev - lay.var) @ self.H).reshape(2 * m, n, c)
             sl = slice(s0, s0 + m)
             F[sl] = 0.5 * (f[:m] + f[m:])
             Lc[sl] = 0.5 * (lin[:m] + lin[m:])
