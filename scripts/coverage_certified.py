@@ -77,15 +77,18 @@ def _covers(est, hw, exact):
     return bool(abs(est - exact) <= hw + 1e-12 * max(1.0, abs(exact)))
 
 
-def run_case(seed: int, case: int, n_pairs: int = 100, n_pilot: int = 32) -> dict:
+def run_case(seed: int, case: int, n_pairs: int | None = 100, n_pilot: int = 32,
+             tolerance: float | None = None) -> dict:
+    """One case scored; ``tolerance`` (instead of ``n_pairs``): Stein's two-stage run."""
     c = draw_case(seed, case)
     net, cfg, X, o = c["net"], c["cfg"], c["X"], c["coordinate"]
     ex = exact_ensemble(net, cfg, X)
-    r = certified_ensemble(net, cfg, X, c["gen"], n_pairs=n_pairs, n_pilot=n_pilot,
-                           max_passes=math.inf)
+    r = certified_ensemble(net, cfg, X, c["gen"], n_pairs=None if tolerance else n_pairs,
+                           tolerance=tolerance, n_pilot=n_pilot, max_passes=math.inf)
+    n_pairs = r.n_pairs
     row = {key: c[key] for key in ("architecture", "activation", "output", "keep_prob",
                                    "scheme", "layers", "coordinate")}
-    row.update(case=case, oracle="enumeration", n_subnetworks=ex.n_subnetworks,
+    row.update(case=case, oracle="enumeration", tolerance=tolerance, n_subnetworks=ex.n_subnetworks,
                n_pairs=n_pairs, degenerate=bool(ex.variance[0, o] < 1e-24),
                mean_exact=ex.mean[0, o], mean_est=r.mean[0, o],
                mean_half_width=r.mean_half_width[0, o],
@@ -156,10 +159,13 @@ def main(argv=None):
     ap.add_argument("--wide", type=int, default=200, help="wide sigmoid cases (Laplace oracle)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairs", type=int, default=100)
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="Stein two-stage runs to this half-width instead of --pairs")
     ap.add_argument("--out", type=Path, default=Path("results/coverage.csv"))
     args = ap.parse_args(argv)
     t0 = time.time()
-    rows = [run_case(args.seed, i, args.pairs) for i in range(args.cases)]
+    rows = [run_case(args.seed, i, args.pairs, tolerance=args.tolerance)
+            for i in range(args.cases)]
     for i in range(args.wide):
         row = run_wide_case(args.seed, i, args.pairs)
         if row is None:
