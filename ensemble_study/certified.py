@@ -184,15 +184,23 @@ def taylor_logits(net: MLP, cfg: DropoutConfig, X: np.ndarray):
         for r0 in range(0, n, rows):
             r = slice(r0, min(n, r0 + rows))
             t1 = acts[l][r][:, :, None] * net.weights[l][None]  # (n, w, width_{l+1})
-            t2 = np.zeros_like(t1)
+            t2 = None  # zero until an activation with curvature (none for relu/identity)
             for l2 in range(l + 1, L):
                 Zp = Zs[l2 - 1][r][:, None, :]
                 name = net.hidden[l2 - 1]
-                f1, f2 = _d1(name, Zp), _d2(name, Zp)
-                t1, t2 = f1 * t1, f2 * t1 * t1 + f1 * t2
+                f1 = _d1(name, Zp)
+                if name in ("identity", "relu"):
+                    t1, t2 = f1 * t1, (None if t2 is None else f1 * t2)
+                else:
+                    f2 = _d2(name, Zp)
+                    t1, t2 = f1 * t1, f2 * t1 * t1 + (0.0 if t2 is None else f1 * t2)
                 if l2 in mu:
-                    t1, t2 = t1 * mu[l2], t2 * mu[l2]
-                t1, t2 = t1 @ net.weights[l2], t2 @ net.weights[l2]
+                    t1 = t1 * mu[l2]
+                    t2 = None if t2 is None else t2 * mu[l2]
+                t1 = t1 @ net.weights[l2]
+                t2 = None if t2 is None else t2 @ net.weights[l2]
+            if t2 is None:
+                t2 = np.zeros_like(t1)
             d1[r, start:start + w] = t1
             d2[r, start:start + w] = t2
         start += w
