@@ -311,7 +311,7 @@ def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
     return acc
 
 
-ESTIMATORS = ("mc", "rb_mc")
+ESTIMATORS = ("mc", "rb_mc", "certified")
 CHOICES = ("auto", "exact", "rb_mc", "mc")
 """What :func:`choose_estimator` may be asked for (``auto``: it picks)."""
 
@@ -612,10 +612,13 @@ def sample_ensemble(
     n_samples : int, 1 <= K <= MAX_SAMPLES (10**9)
         K, the number of (outer) masks drawn.
     rng : int, SeedSequence or numpy.random.Generator
-    estimator : {"mc", "rb_mc", "auto"}
+    estimator : {"mc", "rb_mc", "certified", "auto"}
         ``"auto"``: :func:`choose_estimator` picks ``rb_mc`` or ``mc`` from
         their costs; an ``rb_mc`` beyond :data:`MEMORY_BOUND` is refused
-        (naming ``mc``).
+        (naming ``mc``). ``"certified"``:
+        :func:`ensemble_study.certified.certified_ensemble` with ``n_pairs =
+        max(2, K // 2)`` antithetic pairs (its pilot and derivatives come on
+        top; intervals, tolerance and budget there).
         (``"plain"`` and ``"rao_blackwell"``, the earlier names, still work
         with a ``DeprecationWarning``.)
     chunk_size : int, optional
@@ -665,6 +668,11 @@ def sample_ensemble(
         choose_estimator(net, cfg, X.shape[0], n_samples, estimator="rb_mc")  # memory
     if estimator == "rb_mc":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size, progress)
+    if estimator == "certified":  # control variates + antithetic pairs (certified.py)
+        from .certified import certified_ensemble
+
+        return certified_ensemble(net, cfg, X, gen, n_pairs=max(2, n_samples // 2),
+                                  max_passes=float("inf")).to_ensemble_result()
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
     # larger chunks: the chunks fix the merge order, hence the last bits of

@@ -136,7 +136,7 @@ def test_rao_blackwell_refuses_a_last_layer_that_does_not_feed_the_output():
 @pytest.mark.parametrize("estimator", ["rao-blackwell", "RB", None, 1])
 def test_bad_estimator(estimator):
     net = MLP.random((3, 4, 1), "relu", "sigmoid", rng=0)
-    with pytest.raises(ValueError, match=r"estimator must be one of \('mc', 'rb_mc', 'auto'\); got"):
+    with pytest.raises(ValueError, match=r"estimator must be one of \('mc', 'rb_mc', 'certified', 'auto'\); got"):
         sample_ensemble(net, DropoutConfig(0.5, [1]), _X(3, 0), 4, rng=0, estimator=estimator)
 
 

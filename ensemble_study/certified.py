@@ -1,0 +1,471 @@
+"""A certified estimate of the dropout ensemble for networks of any width and depth.
+
+Plain Monte Carlo averages ``f(u)`` over sampled mask multipliers ``u`` (``m``
+under vanilla, ``m / keep_prob`` under inverted). This estimator averages
+
+    f(u) - b1 * L(u) - b2 * Q(u),
+    L(u) = sum_j f_j (u_j - mu_j),
+    Q(u) = 1/2 sum_j f_jj ((u_j - mu_j)^2 - v_j),
+
+where ``mu_j`` and ``v_j`` are the multiplier's mean and variance and
+``f_j``, ``f_jj`` the first and second derivatives of the target along
+``u_j`` at ``u = mu`` (the scheme's scaled pass). ``E[L] = 0`` and
+``E[Q] = 0`` exactly, for any network and either scheme, because the
+multipliers are independent with known means and variances (DESIGN fact 18),
+so the estimator is unbiased whatever the coefficients ``b1, b2``, as long as
+they do not depend on the samples they multiply.
+
+The targets, per example and output unit ``o``: the output ``y_o`` (the
+ensemble mean), its square ``y_o^2`` (the variance is ``E[y^2] - E[y]^2``)
+and the logit ``z_o`` (the NWGM of a sigmoid or softmax output is the output
+function of ``E[z]``, see :mod:`ensemble_study.ensemble`).
+
+How the derivatives are computed (no finite differences). Perturbing one
+multiplier ``u_j`` of dropped layer ``l`` moves the next pre-activation along
+``a_j W_l[j, :]`` exactly (the network is linear in ``u_j`` up to that point).
+That tangent and its second-order companion (zero there) are pushed through
+the rest of the network by forward-mode Taylor arithmetic:
+``(t1, t2) -> (f'(Z) t1, f''(Z) t1^2 + f'(Z) t2)`` at each activation and
+``t -> t @ W`` at each layer, one direction per dropped unit, batched. This
+is exact second-order (Taylor-mode) differentiation: ``t1`` is ``dz/du_j`` and
+``t2`` is ``d^2 z/du_j^2`` (the diagonal only: the multipliers are
+independent, so only the diagonal enters ``E[Q]``). The output function's
+first and second directional derivatives are closed forms (softmax:
+``d log p = t1 - p.t1``, ``d^2 log p = t2 - p.t2 - (p.t1^2 - (p.t1)^2)``).
+The cost is about one forward pass of the rest of the network per dropped
+unit, paid once (``derivative_passes``).
+
+Variance reduction on top:
+
+* antithetic masks: a pair uses uniforms ``r`` and ``1 - r`` (``m = r < q``),
+  so odd-order terms cancel within the pair (exactly at keep_prob 0.5, where
+  the second mask is the complement of the first); a pair is one sample;
+* the coefficients ``b1, b2`` are the least-squares ones of a *pilot* batch
+  of pairs, then held fixed for the main batch, which is independent of the
+  pilot: the main batch's mean is unbiased and its t-interval
+  (``n - 1`` degrees of freedom) is the usual one.
+
+Intervals and stopping. ``n_pairs`` fixed: a t-interval from the main batch.
+``tolerance=h``: Stein's two-stage procedure -- the pilot's standard deviation
+``s0`` (``n0 - 1`` degrees of freedom) fixes ``n = ceil((t_{n0-1} s0 / h)^2)``
+for the worst coordinate *before* the main batch is drawn; the main batch is
+then a fixed-size sample independent of the pilot, so its t-interval keeps its
+nominal coverage (no sequential peeking), and under normality of the pair
+means ``mean +- h`` has coverage at least the nominal level too (Stein 1945).
+The reported half-width is the main batch's own t half-width, which is about
+``h`` (not guaranteed below it).
+
+Budget. ``max_passes`` bounds the forward passes (derivatives, pilot and main
+batch); what cannot be reached within it is refused with the numbers before
+the main batch is drawn (the derivatives' cost before anything).
+
+The NWGM's interval is the delta method on ``E[z]`` (per-sample influence
+``G (a_z - mean)``, ``G`` the output function's Jacobian at the estimate);
+the variance's is the delta method on ``(E[y], E[y^2])``. Both are
+asymptotic; the coverage study (``scripts/coverage_certified.py``) measures them.
+
+Not done: Rao-Blackwellisation of the last dropped layer (the ``rb_mc``
+estimator does it on its own where it applies).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _stats
+
+from ._checks import check_positive_int, check_real, check_rng
+from .dropout import DropoutConfig, check_config
+from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, check_input, softmax
+
+LEVEL = 0.95
+# Elements of the largest tangent array held at once (32 MiB of float64).
+_TANGENT_ELEMENTS = 2**22
+# Default budget in forward passes of the network over X (derivatives included).
+MAX_PASSES = 2_000_000
+MIN_PILOT = 8
+
+
+def _d1(name, z):
+    if name == "identity":
+        return np.ones_like(z)
+    if name == "relu":
+        return (z > 0).astype(np.float64)
+    if name == "tanh":
+        return 1.0 - np.tanh(z) ** 2
+    if name == "sigmoid":
+        s = OUTPUT_FUNCTIONS["sigmoid"](z)
+        return s * (1.0 - s)
+    raise ValueError(f"the certified estimator knows the derivatives of identity, relu, tanh "
+                     f"and sigmoid hidden layers; got {name!r}: add its second derivative "
+                     f"to ensemble_study.certified")
+
+
+def _d2(name, z):
+    if name in ("identity", "relu"):  # relu'' = 0 almost everywhere
+        return np.zeros_like(z)
+    if name == "tanh":
+        t = np.tanh(z)
+        return -2.0 * t * (1.0 - t * t)
+    if name == "sigmoid":
+        s = OUTPUT_FUNCTIONS["sigmoid"](z)
+        return s * (1.0 - s) * (1.0 - 2.0 * s)
+    _d1(name, z)  # raises
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Dropped layers, their multipliers' means and variances, in joint-mask order."""
+
+    layers: tuple
+    widths: tuple
+    q: np.ndarray      # keep prob per dropped unit
+    scale: np.ndarray  # multiplier = m * scale
+    mu: np.ndarray     # E[u] = q * scale
+    var: np.ndarray    # Var[u] = q (1 - q) scale^2
+
+    @classmethod
+    def of(cls, net: MLP, cfg: DropoutConfig) -> _Layout:
+        layers = tuple(cfg.layers)
+        widths = tuple(net.sizes[l] for l in layers)
+        q = np.concatenate([np.full(w, cfg.layer_keep_prob(l)) for l, w in zip(layers, widths)])
+        scale = 1.0 / q if cfg.scheme == "inverted" else np.ones_like(q)
+        return cls(layers, widths, q, scale, q * scale, q * (1.0 - q) * scale**2)
+
+    def split(self, u: np.ndarray) -> dict:
+        """Joint multipliers (..., U) -> {layer: (..., width)}."""
+        out, start = {}, 0
+        for l, w in zip(self.layers, self.widths):
+            out[l] = u[..., start:start + w]
+            start += w
+        return out
+
+
+def derivative_passes(net: MLP, cfg: DropoutConfig) -> float:
+    """The derivatives' cost in forward passes of ``net`` (flops of the layers after each
+    dropped unit's layer, per direction, over the flops of one pass)."""
+    flops = [a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])]
+    total = sum(flops)
+    return float(sum(net.sizes[l] * sum(flops[l:]) / total for l in cfg.layers))
+
+
+def taylor_logits(net: MLP, cfg: DropoutConfig, X: np.ndarray):
+    """First and diagonal second derivatives of the logits along every multiplier.
+
+    Returns
+    -------
+    z : ndarray, shape (n, k)
+        The scaled pass's logits (multipliers at their means).
+    d1, d2 : ndarray, shape (n, U, k)
+        ``dz_o/du_j`` and ``d^2 z_o/du_j^2`` at ``u = mu``, ``U`` dropped units
+        in joint-mask order.
+    """
+    lay = _Layout.of(net, cfg)
+    mu = lay.split(lay.mu)
+    L = net.n_layers
+    # Base pass, keeping each layer's (unscaled) input activation and pre-activations.
+    A, acts, Zs = X, [], []
+    for l in range(L):
+        acts.append(A)
+        At = A * mu[l] if l in mu else A
+        Z = At @ net.weights[l] + net.biases[l]
+        Zs.append(Z)
+        if l < L - 1:
+            A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
+    n, k = X.shape[0], net.sizes[-1]
+    d1 = np.empty((n, lay.q.size, k))
+    d2 = np.empty((n, lay.q.size, k))
+    start = 0
+    for l, w in zip(lay.layers, lay.widths):
+        width_max = max(net.sizes[l + 1:])
+        rows = max(1, _TANGENT_ELEMENTS // (w * width_max))
+        for r0 in range(0, n, rows):
+            r = slice(r0, min(n, r0 + rows))
+            t1 = acts[l][r][:, :, None] * net.weights[l][None]  # (n, w, width_{l+1})
+            t2 = None  # zero until an activation with curvature (none for relu/identity)
+            for l2 in range(l + 1, L):
+                Zp = Zs[l2 - 1][r][:, None, :]
+                name = net.hidden[l2 - 1]
+                f1 = _d1(name, Zp)
+                if name in ("identity", "relu"):
+                    t1, t2 = f1 * t1, (None if t2 is None else f1 * t2)
+                else:
+                    f2 = _d2(name, Zp)
+                    t1, t2 = f1 * t1, f2 * t1 * t1 + (0.0 if t2 is None else f1 * t2)
+                if l2 in mu:
+                    t1 = t1 * mu[l2]
+                    t2 = None if t2 is None else t2 * mu[l2]
+                t1 = t1 @ net.weights[l2]
+                t2 = None if t2 is None else t2 @ net.weights[l2]
+            if t2 is None:
+                t2 = np.zeros_like(t1)
+            d1[r, start:start + w] = t1
+            d2[r, start:start + w] = t2
+        start += w
+    return Zs[-1], d1, d2
+
+
+def _output_taylor(output: str, z, t1, t2):
+    """Value, first and second directional derivatives of the output function.
+
+    z : (n, k); t1, t2 : (n, U, k). Returns y (n, k), dy, d2y (n, U, k).
+    """
+    if output == "identity":
+        return z, t1, t2
+    if output == "sigmoid":
+        s = OUTPUT_FUNCTIONS["sigmoid"](z)[:, None, :]
+        g1, g2 = s * (1 - s), s * (1 - s) * (1 - 2 * s)
+        return s[:, 0], g1 * t1, g2 * t1 * t1 + g1 * t2
+    p = softmax(z)[:, None, :]
+    pt1 = (p * t1).sum(-1, keepdims=True)
+    dlog = t1 - pt1
+    d2log = t2 - (p * t2).sum(-1, keepdims=True) - ((p * t1 * t1).sum(-1, keepdims=True)
+                                                     - pt1 * pt1)
+    return p[:, 0], p * dlog, p * (dlog * dlog + d2log)
+
+
+def _targets_taylor(output, z, t1, t2):
+    """Columns [y, y^2, z] (n, 3k) and their derivatives (n, U, 3k)."""
+    y, dy, d2y = _output_taylor(output, z, t1, t2)
+    yy = y[:, None, :]
+    return (np.concatenate([y, y * y, z], -1),
+            np.concatenate([dy, 2 * yy * dy, t1], -1),
+            np.concatenate([d2y, 2 * dy * dy + 2 * yy * d2y, t2], -1))
+
+
+@dataclass(frozen=True, eq=False)
+class CertifiedResult:
+    """A certified estimate of the ensemble, with intervals at ``level``.
+
+    Attributes
+    ----------
+    mean, mean_half_width : ndarray, shape (n_examples, n_outputs)
+    geometric_mean, geometric_mean_half_width : ndarray or None
+        The NWGM (sigmoid/softmax outputs); delta-method interval.
+    variance, variance_half_width : ndarray, shape (n_examples, n_outputs)
+        The ensemble's variance; delta-method interval.
+    mean_logits, mean_logits_half_width : ndarray, shape (n_examples, n_outputs)
+    stderr : ndarray
+        Standard error of ``mean``.
+    n_pairs, n_pilot : int
+        Antithetic pairs in the main batch and in the pilot.
+    n_passes : float
+        Forward passes spent: derivatives, pilot and main batch.
+    level : float
+    variance_ratio : ndarray, shape (n_examples, n_outputs)
+        Plain MC's variance per pass over this estimator's, per pass
+        (derivatives excluded), from the main batch.
+    """
+
+    mean: np.ndarray
+    mean_half_width: np.ndarray
+    geometric_mean: np.ndarray | None
+    geometric_mean_half_width: np.ndarray | None
+    variance: np.ndarray
+    variance_half_width: np.ndarray
+    mean_logits: np.ndarray
+    mean_logits_half_width: np.ndarray
+    stderr: np.ndarray
+    n_pairs: int
+    n_pilot: int
+    n_passes: float
+    level: float
+    variance_ratio: np.ndarray
+
+    def to_ensemble_result(self):
+        from .ensemble import EnsembleResult
+
+        return EnsembleResult(mean=self.mean, geometric_mean=self.geometric_mean,
+                              variance=self.variance, n_subnetworks=2 * self.n_pairs,
+                              method="sampled", stderr=self.stderr)
+
+
+class _Sampler:
+    """Antithetic pairs of multipliers, the targets and the control variates on them."""
+
+    def __init__(self, net, cfg, X, order):
+        self.net, self.X, self.lay = net, X, _Layout.of(net, cfg)
+        self.order = order
+        z0, t1, t2 = taylor_logits(net, cfg, X)
+        self.f0, J, H = _targets_taylor(net.output, z0, t1, t2)
+        self.k = net.sizes[-1]
+        # (U, n * 3k) layouts: the control variates of a batch are two matrix products.
+        n, U, c = J.shape
+        self.J = np.ascontiguousarray(J.transpose(1, 0, 2).reshape(U, n * c))
+        self.H = np.ascontiguousarray(0.5 * H.transpose(1, 0, 2).reshape(U, n * c))
+
+    def targets(self, u):
+        """u: (K, U) multipliers -> (K, n, 3k) targets."""
+        z = _forward_logits(self.net, self.X, self.lay.split(u))
+        y = OUTPUT_FUNCTIONS[self.net.output](z)
+        return np.concatenate([y, y * y, z], -1)
+
+    def draw(self, gen, n_pairs, chunk=None):
+        """Pair means of (targets, L, Q): three arrays (n_pairs, n, 3k)."""
+        lay = self.lay
+        n, c = self.X.shape[0], 3 * self.k
+        chunk = chunk or max(1, 2**21 // (n * max(self.net.sizes)))
+        F = np.empty((n_pairs, n, c))
+        Lc = np.empty_like(F)
+        Qc = np.empty_like(F)
+        for s0 in range(0, n_pairs, chunk):
+            m = min(chunk, n_pairs - s0)
+            r = gen.random((m, lay.q.size))
+            u = np.concatenate([(r < lay.q) * lay.scale, ((1.0 - r) < lay.q) * lay.scale])
+            f = self.targets(u)
+            dev = u - lay.mu
+            lin = (dev @ self.J).reshape(2 * m, n, c)
+            quad = ((dev * dev - lay.var) @ self.H).reshape(2 * m, n, c)
+            sl = slice(s0, s0 + m)
+            F[sl] = 0.5 * (f[:m] + f[m:])
+            Lc[sl] = 0.5 * (lin[:m] + lin[m:])
+            Qc[sl] = 0.5 * (quad[:m] + quad[m:])
+        if self.order < 2:
+            Qc[:] = 0.0
+        return F, Lc, Qc
+
+
+def _forward_logits(net, X, mults):
+    A = X
+    L = net.n_layers
+    for l in range(L):
+        if l in mults:
+            A = A * mults[l][:, None, :]
+        Z = A @ net.weights[l] + net.biases[l]
+        if l < L - 1:
+            A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
+    return Z
+
+
+def _coefficients(F, Lc, Qc):
+    """Least-squares (b1, b2) per coordinate from a pilot: arrays (n, c)."""
+    Fc, Lm, Qm = F - F.mean(0), Lc - Lc.mean(0), Qc - Qc.mean(0)
+    sll, sqq, slq = (Lm * Lm).sum(0), (Qm * Qm).sum(0), (Lm * Qm).sum(0)
+    sfl, sfq = (Fc * Lm).sum(0), (Fc * Qm).sum(0)
+    det = sll * sqq - slq * slq
+    tiny = 1e-12 * (sll * sqq + 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b1 = np.where(det > tiny, (sfl * sqq - sfq * slq) / det,
+                      np.where(sll > 0, sfl / sll, 0.0))
+        b2 = np.where(det > tiny, (sfq * sll - sfl * slq) / det, 0.0)
+    # Degenerate pilots (a coordinate that does not move): the Taylor coefficients.
+    return np.nan_to_num(b1, nan=1.0), np.nan_to_num(b2, nan=1.0)
+
+
+def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | None = None,
+                       tolerance: float | None = None, n_pilot: int = 64,
+                       level: float = LEVEL, max_passes: float = MAX_PASSES,
+                       order: int = 2) -> CertifiedResult:
+    """Estimate the ensemble's mean, NWGM and variance with calibrated intervals.
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : array_like, shape (n_examples, n_features)
+    rng : int, SeedSequence or numpy.random.Generator
+    n_pairs : int, optional
+        Antithetic pairs (2 forward passes each) in the main batch. Exactly one of
+        ``n_pairs`` and ``tolerance`` is given.
+    tolerance : float > 0, optional
+        The requested half-width of the mean's interval, for every example and
+        output (the worst coordinate sets the sample size; Stein's two-stage
+        procedure, see the module docstring).
+    n_pilot : int >= 8
+        Pairs of the pilot batch (coefficients, and the sample size under ``tolerance``).
+    level : float in (0, 1)
+    max_passes : float >= 1, or math.inf
+        Budget in forward passes over ``X``; what needs more is refused.
+    order : {1, 2}
+        Control variates up to this order in the multipliers.
+
+    Returns
+    -------
+    CertifiedResult
+    """
+    X = check_input(net, X)
+    check_config(net, cfg)
+    gen = check_rng(rng)
+    if (n_pairs is None) == (tolerance is None):
+        raise ValueError("give exactly one of n_pairs (a fixed main batch) and tolerance "
+                         f"(a requested half-width); got n_pairs={n_pairs!r}, "
+                         f"tolerance={tolerance!r}")
+    if n_pairs is not None:
+        n_pairs = check_positive_int(n_pairs, "n_pairs")
+        if n_pairs < 2:
+            raise ValueError(f"n_pairs must be at least 2 (a t-interval needs two); got {n_pairs}")
+    if tolerance is not None:
+        tolerance = check_real(tolerance, "tolerance", low=0, low_open=True)
+    n_pilot = check_positive_int(n_pilot, "n_pilot")
+    if n_pilot < MIN_PILOT:
+        raise ValueError(f"n_pilot must be at least {MIN_PILOT}; got {n_pilot}")
+    level = check_real(level, "level", low=0, high=1, low_open=True, high_open=True)
+    if max_passes != math.inf:  # inf: no budget
+        max_passes = check_real(max_passes, "max_passes", low=1)
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2; got {order!r}")
+    for name in net.hidden:
+        _d1(name, np.zeros(1))
+    cost_d = derivative_passes(net, cfg)
+    cost_fixed = cost_d + 2 * n_pilot + (2 * n_pairs if n_pairs else 0)
+    if cost_fixed > max_passes:
+        raise ValueError(
+            f"the certified estimate needs about {cost_fixed:,.0f} forward passes "
+            f"({cost_d:,.0f} for the derivatives along {sum(net.sizes[l] for l in cfg.layers)} "
+            f"dropped units, {2 * n_pilot} for the pilot"
+            + (f", {2 * n_pairs} for the main batch" if n_pairs else "")
+            + f"), more than max_passes={max_passes:,.0f}; raise max_passes or use "
+            f"sample_ensemble(..., estimator='mc')")
+    sampler = _Sampler(net, cfg, X, order)
+    Fp, Lp, Qp = sampler.draw(gen, n_pilot)
+    b1, b2 = _coefficients(Fp, Lp, Qp)
+    k = sampler.k
+    if tolerance is not None:
+        s0 = (Fp - b1 * Lp - b2 * Qp)[..., :k].std(0, ddof=1).max()
+        t0 = _stats.t.ppf(0.5 + level / 2, n_pilot - 1)
+        n_pairs = max(2, n_pilot, math.ceil((t0 * s0 / tolerance) ** 2))
+        needed = cost_d + 2 * n_pilot + 2 * n_pairs
+        if needed > max_passes:
+            reachable = t0 * s0 / math.sqrt(max(2.0, (max_passes - cost_d) / 2 - n_pilot))
+            raise ValueError(
+                f"tolerance={tolerance!r} needs about {2 * n_pairs:,} more forward passes "
+                f"(pilot standard deviation {s0:.3g} per pair), {needed:,.0f} in all, more "
+                f"than max_passes={max_passes:,.0f}; within that budget the half-width "
+                f"would be about {reachable:.3g}: raise max_passes or the tolerance")
+    F, Lc, Qc = sampler.draw(gen, n_pairs)
+    A = F - b1 * Lc - b2 * Qc
+    est = A.mean(0)
+    t = _stats.t.ppf(0.5 + level / 2, n_pairs - 1)
+    sd = A.std(0, ddof=1)
+    se = sd / math.sqrt(n_pairs)
+    mean, se_y = est[:, :k], se[:, :k]
+    mean_z, se_z = est[:, 2 * k:], se[:, 2 * k:]
+    # Variance: E[y^2] - E[y]^2 (+ se^2, the bias of squaring the estimate).
+    infl_v = A[..., k:2 * k] - 2 * mean * A[..., :k]
+    variance = np.maximum(est[:, k:2 * k] - mean**2 + se_y**2, 0.0)
+    se_v = infl_v.std(0, ddof=1) / math.sqrt(n_pairs)
+    gm = gm_hw = None
+    if net.output != "identity":
+        gm = OUTPUT_FUNCTIONS[net.output](mean_z)
+        Az = A[..., 2 * k:]
+        if net.output == "sigmoid":
+            infl = gm * (1 - gm) * Az
+        else:
+            infl = gm * (Az - (gm * Az).sum(-1, keepdims=True))
+        gm_hw = t * infl.std(0, ddof=1) / math.sqrt(n_pairs)
+    raw = _plain_pass_variance(sampler, F)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = raw / (2 * sd[:, :k] ** 2)
+    return CertifiedResult(
+        mean=mean, mean_half_width=t * se_y, geometric_mean=gm, geometric_mean_half_width=gm_hw,
+        variance=variance, variance_half_width=t * se_v, mean_logits=mean_z,
+        mean_logits_half_width=t * se_z, stderr=se_y, n_pairs=n_pairs, n_pilot=n_pilot,
+        n_passes=cost_d + 2 * n_pilot + 2 * n_pairs, level=level, variance_ratio=ratio)
+
+
+def _plain_pass_variance(sampler, F):
+    """Var of one pass's output, from the main batch: E[y^2] - E[y]^2 averaged over pairs."""
+    k = sampler.k
+    return np.maximum(F[..., k:2 * k].mean(0) - F[..., :k].mean(0) ** 2, 0.0)
