@@ -381,8 +381,8 @@ def _scorer(output, reference, std, y):
     def scores(pred, gaps=True):
         out = {}
         if y is not None:
-            out.update(error=error_rate(pred, y, output), nll=nll(pred, y, output),
-                       brier=brier(pred, y, output), ece=ece(pred, y, output))
+            out.update(error=error_rate(pred, y), nll=nll(pred, y),
+                       brier=brier(pred, y), ece=ece(pred, y))
         if gaps:
             out.update(gap_metrics(reference, pred, std=std, output=output))
         return out

@@ -143,58 +143,102 @@ def gap_metrics(ensemble, single, *, std=None, output: str = "identity") -> dict
     return out
 
 
-# --- scores on class labels (sigmoid: one unit, labels 0/1; softmax: labels 0..k-1) ----
+# ---------------------------------------------------------------------------
+# Scores on the labels: ``f(probs, labels) -> float``.
+#
+# ``probs`` is ``(n, k)`` (a softmax's class probabilities, rows summing to 1)
+# or ``(n,)`` / ``(n, 1)`` (one sigmoid unit: the probability of class 1);
+# ``labels`` is ``(n,)`` integers in ``0..k-1`` (``0/1`` for a sigmoid).
 
 ECE_BINS = 15
-"""Equal-width confidence bins of :func:`ece` over [0, 1]."""
+"""Default number of equal-width confidence bins of :func:`ece` and :func:`reliability_curve`."""
+
+_EPS = 1e-12
 
 
-def _labelled(probs, y, output):
-    _check_output(output)
+def _probs_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Class-probability matrix ``(n, k)`` (a sigmoid column becomes two) and labels."""
     p = as_float_array(probs, "probs")
-    y = np.asarray(y)
-    if p.ndim != 2 or y.shape != (p.shape[0],):
-        raise ValueError(f"probs must have shape (n_examples, n_outputs) and y shape "
-                         f"(n_examples,); got {p.shape} and {y.shape}")
-    if output == "sigmoid":
-        if p.shape[1] != 1:
-            raise ValueError(f"sigmoid scores need one output unit; got {p.shape[1]}")
-        p = np.concatenate([1.0 - p, p], axis=1)  # as a two-class categorical
-    return p, y.astype(np.int64)
+    if p.ndim == 2 and p.shape[1] == 1:
+        p = p[:, 0]
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise ValueError(f"probs must have shape (n, k) or (n,) with n >= 1; got {p.shape}")
+    if (p < -1e-9).any() or (p > 1 + 1e-9).any():
+        raise ValueError("probs must lie in [0, 1]; got values outside: pass probabilities, "
+                         "not logits")
+    y = np.asarray(labels)
+    if y.shape != (p.shape[0],) or not np.issubdtype(y.dtype, np.integer) and not (
+            np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
+        raise ValueError(f"labels must be integers of shape ({p.shape[0]},); got dtype "
+                         f"{y.dtype} and shape {y.shape}")
+    y = y.astype(np.int64)
+    if (y < 0).any() or (y >= p.shape[1]).any():
+        raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}; got {y.min()}..{y.max()}")
+    return p, y
 
 
-def error_rate(probs, y, output: str) -> float:
-    """Fraction of examples whose most probable class is not the label."""
-    p, y = _labelled(probs, y, output)
+def error_rate(probs, labels) -> float:
+    """Fraction of examples whose most probable class is not the label (ties: lowest index)."""
+    p, y = _probs_labels(probs, labels)
     return float(np.mean(p.argmax(axis=1) != y))
 
 
-def nll(probs, y, output: str) -> float:
-    """Mean ``-log p(label)`` (natural log), probabilities floored at 1e-12."""
-    p, y = _labelled(probs, y, output)
-    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))))
+def nll(probs, labels) -> float:
+    """Mean negative log-likelihood ``-mean log p[label]`` (natural log; p clipped at 1e-12)."""
+    p, y = _probs_labels(probs, labels)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], _EPS, None))))
 
 
-def brier(probs, y, output: str) -> float:
-    """Mean over examples of ``sum_k (p_k - [y == k])**2`` (two classes for a sigmoid)."""
-    p, y = _labelled(probs, y, output)
+def brier(probs, labels) -> float:
+    """Mean over examples of ``sum_k (p_k - onehot_k)**2`` (a sigmoid counts both classes,
+    so its score is twice the one-column ``(p - y)**2``)."""
+    p, y = _probs_labels(probs, labels)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(y)), y] = 1.0
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return float(np.mean(((p - onehot) ** 2).sum(axis=1)))
 
 
-def ece(probs, y, output: str, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error of the top-class confidence.
+def reliability_curve(probs, labels, n_bins: int = ECE_BINS) -> dict:
+    """Top-label reliability: per confidence bin, mean confidence, accuracy and count.
 
-    The confidence ``max_k p_k`` is binned into ``n_bins`` equal-width bins
-    of [0, 1] (right-closed, the first includes 0); ECE is
-    ``sum_b (n_b / n) |accuracy_b - mean confidence_b|``.
+    Confidence is the largest class probability; bins are ``n_bins`` equal-width
+    intervals of [0, 1] (the last closed: ``[1 - 1/n_bins, 1]``). Empty bins are
+    reported with count 0 and NaN confidence and accuracy.
+
+    Returns
+    -------
+    dict of ndarray, each of length ``n_bins``:
+        ``lower``, ``upper`` (bin edges), ``confidence``, ``accuracy``, ``count``.
     """
-    p, y = _labelled(probs, y, output)
-    conf, pred = p.max(axis=1), p.argmax(axis=1)
-    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        sel = bins == b
-        total += sel.sum() * abs(np.mean(pred[sel] == y[sel]) - np.mean(conf[sel]))
-    return float(total / len(y))
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}")
+    p, y = _probs_labels(probs, labels)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(idx, conf, n_bins) / count
+        accuracy = np.bincount(idx, correct, n_bins) / count
+    return {"lower": edges[:-1], "upper": edges[1:], "confidence": confidence,
+            "accuracy": accuracy, "count": count}
+
+
+def ece(probs, labels, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top label, ``sum_b (n_b / n) |acc_b - conf_b|``.
+
+    Binning: ``n_bins`` (15 by default) equal-width bins of the top-label
+    confidence on [0, 1], as :func:`reliability_curve`.
+    """
+    r = reliability_curve(probs, labels, n_bins)
+    used = r["count"] > 0
+    n = r["count"].sum()
+    return float(np.sum(r["count"][used] / n
+                        * np.abs(r["accuracy"][used] - r["confidence"][used])))
+
+
+LABEL_SCORES = {"error_rate": error_rate, "nll": nll, "brier": brier, "ece": ece}
+"""The label scores by name, each ``f(probs, labels) -> float``."""

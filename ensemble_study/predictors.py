@@ -68,6 +68,11 @@ class Case:
         return moment_propagation(self.net, self.cfg, self.X)
 
     @functools.cached_property
+    def moments_quadrature(self):
+        """Moment propagation with the Gauss-Hermite output closure (sigmoid or identity)."""
+        return moment_propagation(self.net, self.cfg, self.X, closure="quadrature")
+
+    @functools.cached_property
     def passes(self) -> dict:
         """Sizes of the cost model: multiply-adds of one pass, outer masks, RB's cost.
 
@@ -167,14 +172,25 @@ register(Predictor(
     description="the exact normalized weighted geometric mean, read as an estimate of the mean",
 ))
 register(Predictor(
-    "nwgm_corrected", "NWGM + correction",
+    "nwgm_corrected", "NWGM + B&S correction",
     {"color": "tab:pink", "marker": "D", "ls": "-."}, False,
     predict=lambda case, k, rng: Prediction(
         nwgm_correction(case.exact.geometric_mean, case.moments.variance, case.net.output)),
     cost=lambda case, k: case.passes["n_outer"] + 2.0,
     outputs=_PROBABILITY,
-    description="the NWGM plus Baldi & Sadowski's second-order correction, V from moment "
-                "propagation",
+    description="the NWGM plus Baldi & Sadowski's second-order correction V(1-2E)/(1-2V), "
+                "V from moment propagation",
+))
+register(Predictor(
+    "nwgm_delta", "NWGM + delta correction",
+    {"color": "tab:brown", "marker": "d", "ls": "-."}, False,
+    predict=lambda case, k, rng: Prediction(
+        nwgm_correction(case.exact.geometric_mean, case.moments.variance, case.net.output,
+                        form="delta")),
+    cost=lambda case, k: case.passes["n_outer"] + 2.0,
+    outputs=_PROBABILITY,
+    description="the NWGM plus the delta-method correction V(1-2E)/(2E(1-E)-V) (its softmax "
+                "analogue for a softmax), V from moment propagation",
 ))
 register(Predictor(
     "moment_propagation", "moment propagation", {"color": "tab:green", "marker": "^", "ls": "-"},
@@ -182,6 +198,16 @@ register(Predictor(
     predict=lambda case, k, rng: Prediction(case.moments.mean, case.moments.variance),
     cost=lambda case, k: 2.0,
     description="one pass of means and variances (Wang & Manning 2013)",
+))
+register(Predictor(
+    "moment_quadrature", "moment propagation (quadrature)",
+    {"color": "tab:olive", "marker": "v", "ls": "--"}, False,
+    predict=lambda case, k, rng: Prediction(case.moments_quadrature.mean,
+                                            case.moments_quadrature.variance),
+    cost=lambda case, k: 2.0,
+    outputs=("identity", "sigmoid"),
+    description="moment propagation with the output's mean and variance integrated over its "
+                "Gaussian logit (Gauss-Hermite) instead of the probit closure",
 ))
 register(Predictor(
     "mc", "MC", {"color": "tab:blue", "marker": ".", "ls": "-"}, True,

@@ -46,10 +46,11 @@ def test_columns_and_rows_for_every_predictor(table):
     n_baldi = 2 * 2 * TINY["baldi_networks"] * len(TINY["baldi_keep_probs"]) * study.BALDI_INPUTS
     assert len(baldi) == n_baldi
     assert set(baldi["breaks_bound"].astype(bool)) <= {True, False}
-    # Deterministic predictors give no variance except moment propagation;
+    # Deterministic predictors give no variance except moment propagation (both closures);
     # plain MC gives none at K = 1 (one member).
     has_var = table.dropna(subset=["variance_predicted"])
-    assert set(has_var["predictor"]) == {"exact", "moment_propagation", "mc", "rb_mc"}
+    assert set(has_var["predictor"]) == {"exact", "moment_propagation", "moment_quadrature",
+                                        "mc", "rb_mc"}
     assert not ((has_var["predictor"] == "mc") & (has_var["n_samples"] == 1)).any()
     assert (table.loc[table["predictor"] == "scaled", "cost_passes"] == 1).all()
 

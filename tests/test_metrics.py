@@ -98,3 +98,57 @@ def test_metrics_refuse_mismatched_shapes():
         total_variation(P, Q[0], "softmax")
     with pytest.raises(ValueError, match="output must be one of"):
         gap_metrics(P, Q, output="tanh")
+
+
+# --- scores on the labels ------------------------------------------------------
+
+def test_label_scores_by_hand():
+    from ensemble_study.metrics import brier, ece, error_rate, nll, reliability_curve
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.05, 0.05, 0.9]])
+    y = np.array([0, 2, 2, 2])
+    assert error_rate(p, y) == 0.25
+    np.testing.assert_allclose(nll(p, y), -np.mean(np.log([0.7, 0.3, 0.4, 0.9])))
+    np.testing.assert_allclose(
+        brier(p, y), np.mean([0.09 + 0.04 + 0.01, 0.01 + 0.36 + 0.49,
+                              0.09 + 0.09 + 0.36, 0.0025 + 0.0025 + 0.01]))
+    # 2 bins: confidences 0.7, 0.6, 0.4, 0.9; [0, .5) holds 0.4 (correct),
+    # [.5, 1] holds 0.7 (correct), 0.6 (wrong), 0.9 (correct).
+    r = reliability_curve(p, y, n_bins=2)
+    np.testing.assert_array_equal(r["count"], [1, 3])
+    np.testing.assert_allclose(r["confidence"], [0.4, (0.7 + 0.6 + 0.9) / 3])
+    np.testing.assert_allclose(r["accuracy"], [1.0, 2 / 3])
+    np.testing.assert_allclose(ece(p, y, n_bins=2),
+                               0.25 * 0.6 + 0.75 * abs(2 / 3 - 2.2 / 3))
+
+
+def test_sigmoid_column_is_two_classes():
+    from ensemble_study.metrics import brier, ece, error_rate, nll
+    rng = np.random.default_rng(0)
+    q = rng.uniform(size=50)
+    y = (rng.uniform(size=50) < q).astype(int)
+    two = np.c_[1 - q, q]
+    for f in (error_rate, nll, brier, ece):
+        assert f(q, y) == f(q[:, None], y) == f(two, y)
+    np.testing.assert_allclose(brier(q, y), 2 * np.mean((q - y) ** 2))
+
+
+def test_ece_of_calibrated_predictions_is_small_and_of_overconfident_large():
+    from ensemble_study.metrics import ece
+    rng = np.random.default_rng(1)
+    q = rng.uniform(size=200_000)
+    y = (rng.uniform(size=q.size) < q).astype(int)
+    assert ece(q, y) < 0.01
+    sharp = np.where(q > 0.5, 1.0, 0.0)  # always confident, right 75% of the time
+    np.testing.assert_allclose(ece(sharp, y), 0.25, atol=0.01)
+
+
+def test_label_score_bad_inputs():
+    from ensemble_study.metrics import ece, nll
+    with pytest.raises(ValueError, match="labels must lie in"):
+        nll([[0.5, 0.5]], [2])
+    with pytest.raises(ValueError, match="labels must be integers"):
+        nll([[0.5, 0.5]], [0.5])
+    with pytest.raises(ValueError, match=r"probs must lie in \[0, 1\]"):
+        nll([[3.0, -2.0]], [0])
+    with pytest.raises(ValueError, match="n_bins"):
+        ece([[0.5, 0.5]], [0], n_bins=0)
