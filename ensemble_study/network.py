@@ -16,6 +16,7 @@ scheme into multipliers.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -323,12 +324,18 @@ class MLP:
                 npy = fh.read(6) == b"\x93NUMPY"
             raise ValueError(f"{path}: {'a single .npy array' if npy else 'not a zip archive'}, "
                              f"not an .npz file written by MLP.save")
+        from .budget import check_npz_members
+
+        # Headers first (no member is inflated before its name, shape and size
+        # are checked against the zip directory and the memory budget).
+        check_npz_members(path, _SAVED_MEMBERS)
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
-        except ValueError as exc:  # object arrays: refused rather than unpickled
-            raise ValueError(f"{path}: holds pickled (object) arrays, which are never "
-                             f"loaded ({exc})") from None
+        except zipfile.BadZipFile as exc:  # a CRC mismatch, read while inflating
+            raise ValueError(f"{path}: damaged archive ({exc})") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"{path}: cannot read its arrays ({exc})") from None
         try:
             return cls._from_saved(arrays)
         except ValueError as exc:
@@ -405,6 +412,10 @@ class MLP:
                              f"shapes {hidden.shape} and {output.shape}")
         return cls(tuple(params[:n_layers]), tuple(params[n_layers:]),
                    tuple(str(h) for h in hidden), str(output))
+
+
+# Members an MLP.save file may hold (``meta``: the dropout a file carries).
+_SAVED_MEMBERS = re.compile(r"[Wb]\d{1,4}|hidden|output|format|version|meta")
 
 
 def _hidden_names(hidden, n_hidden: int) -> tuple:

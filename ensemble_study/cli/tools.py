@@ -131,12 +131,12 @@ def train(dataset, keep_prob, input_keep_prob, scheme, hidden, activation, optim
 
 
 def _load_npy(path: Path, param_hint: str):
-    import numpy as np
+    from ..budget import load_npy
 
-    try:
-        return np.load(path, allow_pickle=False)
+    try:  # the header first: shape, dtype and size checked before reading the data
+        return load_npy(path, param_hint)
     except (ValueError, OSError) as exc:
-        raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from None
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
 
 
 @click.command(cls=Command)
