@@ -233,3 +233,18 @@ def t_test_mean(values, null: float = 0.0) -> float:
     if np.all(a == a[0]):
         return 0.0 if a[0] != null else 1.0
     return float(_stats.ttest_1samp(a, null).pvalue)
+
+
+def welch_interval(a, b, *, level: float = LEVEL) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` and its Welch t interval (independent samples, n >= 2 each)."""
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    d = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return d, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return d, d, d
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    h = float(_stats.t.ppf(0.5 + level / 2, df) * se)
+    return d, d - h, d + h

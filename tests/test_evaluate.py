@@ -202,7 +202,7 @@ def test_evaluate_on_a_dataset_with_labels(saved):
     assert _row(df, "mean").error == np.mean((ref.mean[:, 0] > 0.5) != ds.y_test)
     assert _row(df, "mean").n_subnetworks == 128
     meta = json.loads((saved / "ev/labels.json").read_text())
-    assert meta["params"]["keep_prob"] == {"1": 0.8, "2": 0.5} and meta["rows"] == 8
+    assert meta["params"]["keep_prob"] == {"1": 0.8, "2": 0.5} and meta["rows"] == 10
 
 
 def test_evaluate_on_inputs(saved):
