@@ -68,9 +68,9 @@ LEGEND = {
     "ece": "expected calibration error of the top-class confidence, 15 equal-width bins",
     "mean_stderr": "mean over entries of the estimated mean's standard error (its 95% "
                    "interval is +-1.96 of it; exact: empty)",
-    "max_abs_gap": "largest |reference - predictor| over examples and outputs",
-    "mean_abs_gap": "mean |reference - predictor|",
-    "relative_gap": "mean |reference - predictor| / the subnetworks' standard deviation",
+    "max_abs_gap": "largest abs(reference - predictor) over examples and outputs",
+    "mean_abs_gap": "mean abs(reference - predictor)",
+    "relative_gap": "mean abs(reference - predictor) / the subnetworks' standard deviation",
     "kl": "KL(reference || predictor), nats, mean over examples (sigmoid: summed over units)",
     "total_variation": "total variation distance, mean over examples",
     "disagreement": "fraction of examples whose argmax (sigmoid: 0.5 side) differs",
