@@ -56,6 +56,56 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+OVERSUBSCRIBE_ENV = "ENSEMBLE_STUDY_OVERSUBSCRIBE"
+
+
+def capped_jobs(jobs: int) -> int:
+    """``jobs`` capped at the cores this process may use, with a one-line note.
+
+    Each worker holds its own copy of the package (about 250 MB) and more
+    workers than cores only share them (measured 3x slower at 6 on 2). Set
+    ``ENSEMBLE_STUDY_OVERSUBSCRIBE=1`` to start ``jobs`` workers anyway.
+    """
+    cores = available_cores()
+    if jobs <= cores or os.environ.get(OVERSUBSCRIBE_ENV, "").strip() == "1":
+        return jobs
+    _note_cap(jobs, cores)
+    return cores
+
+
+@functools.cache
+def _note_cap(jobs: int, cores: int) -> None:
+    print(f"note: --jobs {jobs} capped at the {cores} core(s) this process may use "
+          f"(set {OVERSUBSCRIBE_ENV}=1 to start {jobs} workers anyway)", file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+WATCHDOG_PERIOD = 0.5
+
+
+def _watchdog(main_pid: int) -> None:
+    """In a pool worker: exit as soon as the main process is gone (whatever
+    signal ended it, SIGKILL included), so that no worker outlives its study."""
+    while True:
+        time.sleep(WATCHDOG_PERIOD)
+        if not _alive(main_pid):
+            os._exit(1)
+
+
 def require_dask():
     """Import ``dask.distributed``, or ``ImportError`` saying which extra installs it."""
     try:
@@ -117,7 +167,14 @@ class Execution:
 
     @property
     def n_workers(self) -> int:
-        return available_cores() if self.jobs is None else self.jobs
+        """Worker processes: ``jobs``, capped at :func:`available_cores` on this
+        machine unless ``ENSEMBLE_STUDY_OVERSUBSCRIBE=1`` (a remote scheduler's
+        workers are not capped)."""
+        if self.jobs is None:
+            return available_cores()
+        if self.scheduler not in (None, "local"):
+            return self.jobs
+        return capped_jobs(self.jobs)
 
 
 def _is_dask(executor) -> bool:
@@ -334,10 +391,14 @@ class Progress:
 _worker_limits = None
 
 
-def _init_worker() -> None:
-    """Pool worker set-up: one thread for exact_ensemble and for BLAS."""
+def _init_worker(main_pid: int | None = None) -> None:
+    """Pool worker set-up: one thread for exact_ensemble and for BLAS, and a
+    watchdog on the main process (:func:`_watchdog`)."""
     global _worker_limits
     os.environ[THREADS_ENV] = "1"
+    if main_pid is not None:
+        threading.Thread(target=_watchdog, args=(main_pid,), daemon=True,
+                         name="ensemble-study-watchdog").start()
     from threadpoolctl import threadpool_limits
 
     _worker_limits = threadpool_limits(limits=1)
@@ -358,7 +419,8 @@ def process_pool(n_workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
-    return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+    return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))
 
 
 def _futures(run_cell, todo, cells, params, pool) -> Iterator:

@@ -125,3 +125,15 @@ def test_evaluate_refuses_an_npy_declaring_a_huge_shape(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--inputs" in result.output and "16.0 TiB" in result.output
     assert "Traceback" not in result.output
+
+
+def test_jobs_capped_at_usable_cores_unless_insisted(monkeypatch, capsys):
+    from ensemble_study.executor import Execution, available_cores
+
+    cores = available_cores()
+    monkeypatch.delenv("ENSEMBLE_STUDY_OVERSUBSCRIBE", raising=False)
+    assert Execution(jobs=cores + 4).n_workers == cores
+    assert "capped" in capsys.readouterr().err
+    monkeypatch.setenv("ENSEMBLE_STUDY_OVERSUBSCRIBE", "1")
+    assert Execution(jobs=cores + 4).n_workers == cores + 4
+    assert Execution(jobs=cores + 4, scheduler="tcp://h:1").n_workers == cores + 4
