@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import _pid_alive
+
 THREADS_ENV = "ENSEMBLE_STUDY_THREADS"
 DASK_EXTRA = "pip install -e '.[dask]'"
 # A log line at least this often when stderr is not a terminal (and every 10%).
@@ -81,12 +83,8 @@ def _note_cap(jobs: int, cores: int) -> None:
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
