@@ -120,3 +120,68 @@ def test_bad_inputs(call, match):
 def test_mcnemar_wants_booleans():
     with pytest.raises(TypeError, match="must be boolean arrays"):
         stats.mcnemar([1, 0], [0, 1])
+
+
+# --- t-intervals, BCa, paired t, Holm, families --------------------------------
+
+def test_t_interval_by_hand_and_coverage():
+    from scipy import stats as st
+
+    from ensemble_study.stats import t_interval
+    m, lo, hi = t_interval([1.0, 2.0, 3.0, 4.0])
+    h = st.t.ppf(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
+    np.testing.assert_allclose([m, lo, hi], [2.5, 2.5 - h, 2.5 + h])
+    # Calibrated at n = 3 (where a percentile bootstrap is not): 95% coverage.
+    rng = np.random.default_rng(0)
+    hits = sum(lo <= 0 <= hi for _, lo, hi in
+               (t_interval(rng.normal(size=3)) for _ in range(4000)))
+    assert 0.94 < hits / 4000 < 0.96
+    assert t_interval([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval([1.0])
+
+
+def test_bca_refuses_small_samples_and_covers():
+    from ensemble_study.stats import bca_interval
+    with pytest.raises(ValueError, match="at least 10 .*t_interval"):
+        bca_interval(np.arange(9.0))
+    rng = np.random.default_rng(1)
+    hits = 0
+    for i in range(300):
+        _, lo, hi = bca_interval(rng.normal(size=30), n_resamples=500, rng=i)
+        hits += lo <= 0 <= hi
+    assert 0.89 < hits / 300 < 0.99
+
+
+def test_paired_t_matches_scipy():
+    from scipy import stats as st
+
+    from ensemble_study.stats import paired_t
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=12), rng.normal(size=12) + 0.3
+    r = paired_t(a, b)
+    np.testing.assert_allclose(r["pvalue"], st.ttest_rel(a, b).pvalue)
+    assert r["low"] < r["mean_difference"] < r["high"]
+    assert paired_t(a, a)["pvalue"] == 1.0
+
+
+def test_holm_by_hand():
+    from ensemble_study.stats import holm
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.2]), [0.04, 0.09, 0.09, 0.2])
+    np.testing.assert_allclose(holm([0.5, 0.5]), [1.0, 1.0])
+
+
+def test_family_states_only_what_survives():
+    from ensemble_study.stats import Family
+    fam = Family("demo")
+    fam.add("strong", 0.001, "A beats B.")
+    fam.add("weak", 0.03, "C beats D.")
+    fam.add("null", 0.4, "E beats F.")
+    assert fam.sentences() == ["A beats B."]
+    assert fam.survives("strong") and not fam.survives("weak")
+    t = fam.table()
+    np.testing.assert_allclose(t["holm"], [0.003, 0.06, 0.4])
+    with pytest.raises(ValueError, match="already"):
+        fam.add("strong", 0.2)
+    with pytest.raises(ValueError, match="no claim"):
+        fam.survives("absent")
