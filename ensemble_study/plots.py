@@ -1,4 +1,4 @@
-"""Figure machinery: the shared style and helpers, and :func:`render_all`.
+"""Figure machinery: the shared style and helpers.
 
 The figures themselves live with their studies (``studies/<name>/show.py``)
 and tables (:mod:`ensemble_study.tables`), registered with
@@ -6,7 +6,7 @@ and tables (:mod:`ensemble_study.tables`), registered with
 matplotlib Figure out. Nothing here changes matplotlib's global state:
 styles are passed as keyword arguments, figures are created with
 ``matplotlib.figure.Figure`` (no pyplot, so no GUI backend and no figure
-manager).
+manager). :func:`ensemble_study.publish.render_all` draws them all.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .activations import ACTIVATIONS
-from .results import load_result, write_files
+from .results import write_files
 from .stats import summarise
 
 
@@ -58,53 +58,6 @@ def new_figure(nrows=1, ncols=1, *, width=4.2, height=3.4, **subplot_kw):
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
     return fig, axes
-
-
-def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
-    """Rebuild every registered PNG under ``figures_dir`` from the CSVs in ``results_dir``.
-
-    CSVs without a registered figure are skipped. Every figure is drawn
-    before any is written, so a malformed CSV writes nothing; each PNG is
-    then written to a temporary name and renamed.
-
-    Returns
-    -------
-    list of Path
-        The PNGs written.
-
-    Raises
-    ------
-    ValueError
-        Naming the CSV and what is wrong with it (not a CSV, no rows, a
-        missing column, a sidecar that does not match), before any PNG is
-        written.
-    """
-    from .studies import tables
-
-    registered = tables()
-    results_dir, figures_dir = Path(results_dir), Path(figures_dir)
-    drawn = []
-    for csv in sorted(results_dir.glob("*.csv")):
-        makers = registered[csv.stem].figures if csv.stem in registered else {}
-        if not makers:
-            continue
-        df = load_result(csv)  # raises ValueError naming the file
-        if df.empty:
-            raise ValueError(f"{csv} has no rows (columns: {', '.join(df.columns) or 'none'}); "
-                             f"rerun the study that writes it")
-        for png, fn in makers.items():
-            try:
-                fig = fn(df)
-            except KeyError as exc:
-                raise ValueError(f"{csv} lacks column {exc} needed for {png}.png; is it the "
-                                 f"table of study {csv.stem!r}?") from None
-            except (ValueError, TypeError, IndexError, AttributeError) as exc:
-                raise ValueError(f"{csv}: cannot draw {png}.png from it "
-                                 f"({type(exc).__name__}: {exc})") from exc
-            drawn.append((figures_dir / f"{png}.png", fig))
-    for out, fig in drawn:
-        save_figure(fig, out, dpi=dpi)
-    return [out for out, _ in drawn]
 
 
 def save_figure(fig: Figure, path, *, dpi: int = 130) -> Path:

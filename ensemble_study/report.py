@@ -6,8 +6,8 @@ registered on a study or table (``@STUDY.block(NAME)``, ``fn(df) -> str``)
 that reads its saved CSV and returns the block's Markdown: tables, and the
 sentences that quote numbers, each comparison with its interval or its
 paired test (:mod:`ensemble_study.stats`). ``ensemble-study report``
-rewrites the blocks; ``--check`` (and a test) fails when a block differs
-from what the CSVs give. Prose outside the blocks quotes no number.
+rewrites the blocks (:mod:`ensemble_study.publish`); ``--check`` (and a
+test) fails when a block differs from what the CSVs give. Prose outside the blocks quotes no number.
 """
 
 from __future__ import annotations
@@ -19,55 +19,12 @@ import numpy as np
 
 from . import stats
 
-_BLOCK = re.compile(r"(<!-- report: ([\w-]+) -->\n)(.*?)(<!-- /report -->)", re.S)
-
-
-def blocks() -> dict:
-    """Every registered block: name -> (table, function)."""
-    from .studies import tables
-
-    out = {}
-    for tab in tables().values():
-        for name, fn in tab.blocks.items():
-            if name in out:
-                raise ValueError(f"block {name!r} is registered by {out[name][0].name!r} and "
-                                 f"{tab.name!r}")
-            out[name] = (tab, fn)
-    return out
-
-
-def render(name: str, results_dir, *, cache: dict | None = None) -> str:
-    """The Markdown of one block, ending with a newline.
-
-    ``cache`` (table name -> DataFrame) lets several blocks share one read of a CSV.
-    """
-    known = blocks()
-    if name not in known:
-        raise ValueError(f"unknown report block {name!r}; known: {sorted(known)}")
-    tab, fn = known[name]
-    cache = {} if cache is None else cache
-    if tab.name not in cache:
-        cache[tab.name] = tab.load(results_dir)
-    return fn(cache[tab.name]).rstrip("\n") + "\n"
-
-
-def update(text: str, results_dir) -> tuple[str, list[str]]:
-    """``text`` with every block regenerated, and the names of the blocks that changed."""
-    changed, cache = [], {}
-
-    def replace(match):
-        head, name, old, tail = match.groups()
-        new = render(name, results_dir, cache=cache)
-        if new != old:
-            changed.append(name)
-        return head + new + tail
-
-    return _BLOCK.sub(replace, text), changed
+BLOCK = re.compile(r"(<!-- report: ([\w-]+) -->\n)(.*?)(<!-- /report -->)", re.S)
 
 
 def blocks_in(text: str) -> list[str]:
     """Names of the blocks in ``text``, in order."""
-    return [m.group(2) for m in _BLOCK.finditer(text)]
+    return [m.group(2) for m in BLOCK.finditer(text)]
 
 
 def documents(root=".") -> list[Path]:

@@ -60,7 +60,8 @@ def refresh_documents(results_dir: Path, root: Path = Path(), *,
 
     Every document is rendered before any is written.
     """
-    from .report import documents, update
+    from .publish import update
+    from .report import documents
     from .results import atomic_write_text
 
     updates = [(doc, *update(doc.read_text(), results_dir)) for doc in documents(root)]

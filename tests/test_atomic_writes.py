@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from ensemble_study import plots, results
+from ensemble_study import plots, publish, results
 from ensemble_study.results import load_params, load_result, save_result
 
 OLD = pd.DataFrame({"study": ["s", "s"], "value": [1.0, 1 / 3]})
@@ -212,6 +212,6 @@ def test_render_all_draws_everything_before_writing_anything(tmp_path):
     figures.mkdir()
     (figures / "bench.png").write_bytes(b"old png")
     with pytest.raises(ValueError, match=r"bench\.csv lacks column"):
-        plots.render_all(good, figures, dpi=10)
+        publish.render_all(good, figures, dpi=10)
     assert sorted(p.name for p in figures.iterdir()) == ["bench.png"]
     assert (figures / "bench.png").read_bytes() == b"old png"

@@ -42,7 +42,7 @@ from ensemble_study.metrics import (
     relative_gap,
     total_variation,
 )
-from ensemble_study.plots import render_all
+from ensemble_study.publish import render_all
 from ensemble_study.results import (
     check_output_folder,
     check_output_path,

@@ -20,7 +20,7 @@ import pytest
 from docs_site import DOCS, ROOT, built_site, pages
 
 import ensemble_study
-from ensemble_study import report
+from ensemble_study import publish
 from ensemble_study.cli import main
 
 SOURCES = [ROOT / "README.md"] + sorted(
@@ -132,7 +132,7 @@ _MARKDOWN_IN_CODE = [
     (re.compile(r"^#{2,6} \S", re.M), "a Markdown heading"),
     (re.compile(r"^!\[[^\]]*\]\([^)]*\)\s*$", re.M), "a Markdown image"),
     (re.compile(r"^\|.*\|\s*\n\|[-:| ]+\|\s*$", re.M), "a Markdown table"),
-    (re.compile(r"^<!-- report: (?:" + "|".join(map(re.escape, report.blocks())) + r") -->",
+    (re.compile(r"^<!-- report: (?:" + "|".join(map(re.escape, publish.blocks())) + r") -->",
                 re.M), "a generated block"),
     (re.compile(r"^(```|~~~)", re.M), "a Markdown fence"),
 ]

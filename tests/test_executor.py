@@ -251,7 +251,7 @@ def test_cli_resumes_and_says_so(tmp_path):
 
 def test_reproduce_resumes_study_by_study(tmp_path, monkeypatch):
     monkeypatch.setattr(studies, "default_studies", lambda: ["spread", "mc"])
-    monkeypatch.setattr("ensemble_study.plots.render_all", lambda *args: [])  # tested elsewhere
+    monkeypatch.setattr("ensemble_study.publish.render_all", lambda *args: [])  # tested elsewhere
     args = ["reproduce", "--quick", "--jobs", "1"]
     with fresh_folder(tmp_path):
         first = CliRunner().invoke(cli.main, args)

@@ -3,7 +3,7 @@
 import pytest
 from matplotlib.figure import Figure
 
-from ensemble_study import plots
+from ensemble_study import plots, publish
 from ensemble_study.results import load_result, save_result
 from ensemble_study.studies import depth, mc, spread, sweep
 
@@ -160,7 +160,7 @@ def test_depth_figure_has_a_line_per_budget_and_per_depth(results):
 
 @pytest.mark.slow  # ~10 s: every figure written at full resolution
 def test_render_all_writes_every_png(results, tmp_path):
-    written = plots.render_all(results, tmp_path)
+    written = publish.render_all(results, tmp_path)
     assert {p.name for p in written} == {"sweep.png", "sweep_slope.png", "mc.png",
                                         "spread.png", "depth.png"}
     assert all(p.stat().st_size > 10_000 for p in written)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ensemble_study import report
+from ensemble_study import publish, report
 from ensemble_study.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ DOCUMENTS = report.documents(ROOT)
 @pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_block_of_every_document_equals_what_the_committed_csvs_give(doc):
     text = doc.read_text()
-    new, changed = report.update(text, RESULTS)
+    new, changed = publish.update(text, RESULTS)
     assert changed == [], f"run `ensemble-study report`: {doc} out of date: {changed}"
     assert new == text
 
@@ -26,7 +26,7 @@ def test_every_block_of_every_document_equals_what_the_committed_csvs_give(doc):
 def test_every_registered_block_is_in_exactly_one_document():
     where = [(name, doc) for doc in DOCUMENTS for name in report.blocks_in(doc.read_text())]
     names = [name for name, _ in where]
-    assert sorted(set(names)) == sorted(report.blocks()), "a block is missing from the docs"
+    assert sorted(set(names)) == sorted(publish.blocks()), "a block is missing from the docs"
     twice = {name for name in names if names.count(name) > 1}
     assert not twice, f"blocks in more than one place: {twice}"
 
@@ -50,18 +50,18 @@ def test_documents_finds_the_readme_and_the_pages_that_hold_blocks(tmp_path):
 def test_update_rewrites_only_the_blocks(tmp_path):
     text = ("Prose 1.5 stays.\n<!-- report: boundary -->\nstale 0.999\n<!-- /report -->\n"
             "tail\n")
-    new, changed = report.update(text, RESULTS)
+    new, changed = publish.update(text, RESULTS)
     assert changed == ["boundary"]
     assert new.startswith("Prose 1.5 stays.\n<!-- report: boundary -->\n| scheme |")
     assert new.endswith("<!-- /report -->\ntail\n") and "stale" not in new
-    assert report.update(new, RESULTS) == (new, [])
+    assert publish.update(new, RESULTS) == (new, [])
 
 
 def test_unknown_block_and_missing_csv_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown report block 'nope'; known: "):
-        report.update("<!-- report: nope -->\n<!-- /report -->\n", RESULTS)
+        publish.update("<!-- report: nope -->\n<!-- /report -->\n", RESULTS)
     with pytest.raises(FileNotFoundError, match="sweep.csv is missing; run `ensemble-study sweep` first"):
-        report.render("sweep-table", tmp_path)
+        publish.render("sweep-table", tmp_path)
 
 
 def test_report_command_check_and_rewrite_every_document_under_root(tmp_path):

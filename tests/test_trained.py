@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from ensemble_study.cli import main
-from ensemble_study.plots import render_all
+from ensemble_study.publish import render_all
 from ensemble_study.results import save_result
 from ensemble_study.studies import boundary, default_studies, trained
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
-from ensemble_study import cli, report
+from ensemble_study import cli, publish, report
 from ensemble_study.cli import maintenance
 from ensemble_study.results import load_result
 from ensemble_study.studies import default_studies, get
@@ -62,5 +62,5 @@ def test_reproduce_leaves_every_generated_block_matching_its_csv(tmp_path, monke
     assert changed_csvs, "the perturbation must change what reproduce writes"
     assert report.documents(tmp_path) == [tmp_path / doc.relative_to(ROOT) for doc in documents]
     for doc in report.documents(tmp_path):
-        assert report.update(doc.read_text(), tmp_path / "results")[1] == [], doc
+        assert publish.update(doc.read_text(), tmp_path / "results")[1] == [], doc
     assert np.isfinite(load_result(tmp_path / "results" / "reproduce_cost.csv")["seconds"]).all()

@@ -26,7 +26,7 @@ from .options import (
 def draw_figures(results_dir: Path, figures_dir: Path, stems=None) -> list[Path]:
     """Every figure whose CSV is there; say which of ``stems``' figures (default:
     all) are skipped because their CSV is missing."""
-    from ..plots import render_all
+    from ..publish import render_all
     from ..studies import tables
 
     for stem, tab in tables().items():
@@ -125,8 +125,8 @@ def _deprecated_readme(ctx, param, value):
               help="Change nothing; exit 1 if a block differs from what the CSVs give.")
 def report(root, documents, readme, results_dir, check):
     """Regenerate the documents' numbers (tables, intervals, tests) from the result CSVs."""
+    from ..publish import update
     from ..report import documents as find_documents
-    from ..report import update
     from ..results import atomic_write_text
 
     if not results_dir.is_dir():

@@ -51,7 +51,7 @@ def run_study(study: Study, *, quick: bool, given: dict, out: Path | None, execu
 
 def print_summary(study: Study, results_dir: Path, echo=click.echo) -> None:
     """Every block of the study, rendered from ``results_dir/NAME.csv``."""
-    from ..report import render
+    from ..publish import render
 
     if not study.blocks:
         echo(f"{study.name} has no summary blocks")

@@ -12,7 +12,8 @@ import functools
 import importlib
 import pkgutil
 
-from ..study import Study
+from .. import tables as _others  # noqa: F401  (importing it registers its tables)
+from ..study import TABLES, Study
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,8 +54,5 @@ def get(name: str) -> Study:
 def tables() -> dict:
     """Every saved table with figures or blocks: the studies, then the others
     (:mod:`ensemble_study.tables`), by CSV stem."""
-    from .. import tables as _others  # noqa: F401  (registers them)
-    from ..study import TABLES
-
     registry()
     return dict(TABLES)
