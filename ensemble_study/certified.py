@@ -274,13 +274,6 @@ class CertifiedResult:
     level: float
     variance_ratio: np.ndarray
 
-    def to_ensemble_result(self):
-        from .ensemble import EnsembleResult
-
-        return EnsembleResult(mean=self.mean, geometric_mean=self.geometric_mean,
-                              variance=self.variance, n_subnetworks=2 * self.n_pairs,
-                              method="sampled", stderr=self.stderr)
-
 
 class _Sampler:
     """Antithetic pairs of multipliers, the targets and the control variates on them."""

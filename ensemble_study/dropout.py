@@ -12,6 +12,7 @@ by unit; a batch of joint masks has shape ``(n_masks, n_dropped_units)``.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -304,3 +305,39 @@ def convert_scheme(net: MLP, cfg: DropoutConfig, scheme: str):
     new_net = MLP(tuple(weights), net.biases, net.hidden, net.output)
     return new_net, DropoutConfig(cfg.keep_prob if not isinstance(cfg.keep_prob, Mapping)
                                   else dict(cfg.keep_prob), cfg.layers, scheme)
+
+
+def load_with_dropout(path):
+    """Read a network with the dropout and provenance :meth:`MLP.save` stored.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by ``MLP.save(path, dropout=..., provenance=...)``
+        (or a plain ``MLP.save`` file).
+
+    Returns
+    -------
+    net : MLP
+    cfg : DropoutConfig or None
+        None for a file saved without ``dropout`` (an older file).
+    info : dict
+        The ``provenance`` given to :meth:`MLP.save` (empty if none).
+    """
+    net = MLP.load(path)  # validates every member before inflating any
+    with np.load(path, allow_pickle=False) as archive:
+        raw = archive["meta"] if "meta" in archive.files else None
+    if raw is None:
+        return net, None, {}
+    try:
+        meta = json.loads(str(raw))
+        drop = meta.pop("dropout", None)
+        cfg = None
+        if drop is not None:
+            kp = {int(l): float(q) for l, q in drop["keep_prob"].items()}
+            cfg = (DropoutConfig(next(iter(kp.values())), sorted(kp), drop["scheme"])
+                   if len(set(kp.values())) == 1 else
+                   DropoutConfig(kp, scheme=drop["scheme"]))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path}: meta is not the JSON MLP.save writes ({exc})") from None
+    return net, cfg, meta

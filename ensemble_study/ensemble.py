@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_positive_int, check_rng
+from .certified import certified_ensemble
 from .dropout import (
     DropoutConfig,
     check_config,
@@ -669,10 +670,11 @@ def sample_ensemble(
     if estimator == "rb_mc":
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size, progress)
     if estimator == "certified":  # control variates + antithetic pairs (certified.py)
-        from .certified import certified_ensemble
-
-        return certified_ensemble(net, cfg, X, gen, n_pairs=max(2, n_samples // 2),
-                                  max_passes=float("inf")).to_ensemble_result()
+        res = certified_ensemble(net, cfg, X, gen, n_pairs=max(2, n_samples // 2),
+                                 max_passes=float("inf"))
+        return EnsembleResult(mean=res.mean, geometric_mean=res.geometric_mean,
+                              variance=res.variance, n_subnetworks=2 * res.n_pairs,
+                              method="sampled", stderr=res.stderr)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
     # larger chunks: the chunks fix the merge order, hence the last bits of

@@ -269,7 +269,7 @@ class MLP:
         With ``dropout`` (a :class:`~ensemble_study.dropout.DropoutConfig`) or
         ``provenance`` (a JSON-able dict, e.g. ``train --save``'s dataset,
         split seed and standardisation), the file also holds ``meta``, one
-        JSON string; :meth:`load_with_dropout` reads it back, :meth:`load`
+        JSON string; :func:`ensemble_study.dropout.load_with_dropout` reads it back, :meth:`load`
         ignores it.
 
         The file holds ``W0..W{L-1}`` and ``b0..b{L-1}`` (float64, this
@@ -342,38 +342,6 @@ class MLP:
             raise ValueError(f"{path}: {exc}") from None
 
     @classmethod
-    def load_with_dropout(cls, path):
-        """Read a network with the dropout and provenance :meth:`save` stored.
-
-        Returns
-        -------
-        net : MLP
-        cfg : DropoutConfig or None
-            None for a file saved without ``dropout`` (an older file).
-        info : dict
-            The ``provenance`` given to :meth:`save` (empty if none).
-        """
-        from .dropout import DropoutConfig
-
-        net = cls.load(path)
-        with np.load(path, allow_pickle=False) as archive:
-            raw = archive["meta"] if "meta" in archive.files else None
-        if raw is None:
-            return net, None, {}
-        try:
-            meta = json.loads(str(raw))
-            drop = meta.pop("dropout", None)
-            cfg = None
-            if drop is not None:
-                kp = {int(l): float(q) for l, q in drop["keep_prob"].items()}
-                cfg = (DropoutConfig(next(iter(kp.values())), sorted(kp), drop["scheme"])
-                       if len(set(kp.values())) == 1 else
-                       DropoutConfig(kp, scheme=drop["scheme"]))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ValueError(f"{path}: meta is not the JSON MLP.save writes ({exc})") from None
-        return net, cfg, meta
-
-    @classmethod
     def _from_saved(cls, arrays: dict) -> MLP:
         required = {"hidden", "output", "format", "version", "W0", "b0"}
         missing = sorted(required - set(arrays))
@@ -391,7 +359,7 @@ class MLP:
         missing = sorted(expected - set(arrays))
         if missing:
             raise ValueError(f"missing array(s) {missing} for a network of {n_layers} layers")
-        if "meta" in arrays:  # dropout and provenance (load_with_dropout)
+        if "meta" in arrays:  # dropout and provenance (dropout.load_with_dropout)
             expected.add("meta")
         unexpected = sorted(set(arrays) - expected)
         if unexpected:

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from ensemble_study import MLP, DropoutConfig
 from ensemble_study.cli import main
 from ensemble_study.datasets import load_dataset
+from ensemble_study.dropout import load_with_dropout
 from ensemble_study.train import seed_streams
 
 
@@ -17,11 +18,11 @@ def test_save_and_load_with_dropout_round_trip(tmp_path):
     net.save(tmp_path / "n.npz", dropout=cfg, provenance={"dataset": "digits", "seed": 3})
     plain = MLP.load(tmp_path / "n.npz")  # old callers: an MLP, as before
     assert isinstance(plain, MLP) and plain.architecture == "3-4-2"
-    back, cfg2, info = MLP.load_with_dropout(tmp_path / "n.npz")
+    back, cfg2, info = load_with_dropout(tmp_path / "n.npz")
     assert cfg2 == cfg and info["dataset"] == "digits" and info["seed"] == 3
     np.testing.assert_array_equal(back.weights[0], net.weights[0])
     net.save(tmp_path / "old.npz")
-    assert MLP.load_with_dropout(tmp_path / "old.npz")[1:] == (None, {})
+    assert load_with_dropout(tmp_path / "old.npz")[1:] == (None, {})
 
 
 def test_load_dataset_exposes_the_cli_split():

@@ -258,9 +258,9 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     else:
         early_notes = []
     if net_path.suffix == ".npz":
-        from ..network import MLP
+        from ..dropout import load_with_dropout
 
-        _, default, info = MLP.load_with_dropout(net_path)
+        _, default, info = load_with_dropout(net_path)
         if default is None and not keep_probs:
             raise click.BadParameter(
                 f"{net_path} stores no dropout (saved without MLP.save(dropout=) or by an "
