@@ -40,16 +40,17 @@ from .dropout import (
 )
 from .kernels import (
     Moments,
-    backend,
     conditional_moments,
     default_threads,
     generic_chunk,
     generic_task,
     n_outer_chunks,
+    outer_per_chunk,
     run_chunks,
     shortcut_chunk,
     shortcut_moments,
     shortcut_plan,
+    shortcut_task,
 )
 from .masks import enumerate_masks, mask_chunk, n_free_units
 from .masks import n_chunks as n_mask_chunks
@@ -243,17 +244,9 @@ class _ExactJob:
         net, cfg, X = self.net, self.cfg, self.X
         plan = shortcut_plan(net, cfg)
         if plan is not None:  # as kernels.shortcut_moments cuts it
-            from .kernels import reference
-
             size = shortcut_chunk(plan, X.shape[0], self.chunk_size)
-            if backend() == "numba":
-                from .kernels import compiled
-
-                task = compiled.shortcut_task(net, plan, X, True, True)
-            else:
-                pairs_per_block = max(1, size * X.shape[0] // 2**plan.n_inner)
-                task = reference._shortcut_task(net, plan, X, True, True, pairs_per_block)
-            return task, plan.outer_q, reference._outer_per_chunk(net, plan, size, True), False
+            task = shortcut_task(net, plan, X, size)
+            return task, plan.outer_q, outer_per_chunk(net, plan, size, True), False
         size = generic_chunk(net, X.shape[0], self.chunk_size)
         task = generic_task(net, X, functools.partial(mask_multipliers, net, cfg))
         return task, unit_keep_probs(net, cfg), size, True

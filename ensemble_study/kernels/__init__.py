@@ -11,32 +11,31 @@ Two implementations of the same algorithms (``reference`` documents them):
 
 The variable is read at every call, so it can be changed between calls.
 Both are exact to float precision and neither depends on the number of
-threads; they differ from each other by rounding only.
+threads; they differ from each other by rounding only. What they share
+(the plan, the accumulator, the chunk runner) is in ``plan``; the choice
+between them is made here only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
-from .reference import (
-    Moments,
-    default_threads,
-    n_outer_chunks,
-    run_chunks,
-    shortcut_chunk,
-    shortcut_moments,
-    shortcut_plan,
-)
-from .reference import conditional_moments as _reference_conditional_moments
-from .reference import generic_task as _reference_generic_task
+import numpy as np
+
+from ..dropout import DropoutConfig
+from ..masks import enumerate_masks
+from ..network import MLP
+from . import reference
+from .plan import _BLOCK_ELEMENTS, Moments, _Plan, default_threads, run_chunks, shortcut_plan
 
 BACKENDS = ("numba", "numpy")
 ENV_VAR = "ENSEMBLE_STUDY_KERNELS"
 
 __all__ = [
     "BACKENDS", "ENV_VAR", "Moments", "backend", "conditional_moments", "default_threads",
-    "generic_chunk", "generic_task", "n_outer_chunks", "run_chunks", "shortcut_chunk",
-    "shortcut_moments", "shortcut_plan",
+    "generic_chunk", "generic_task", "n_outer_chunks", "outer_per_chunk", "run_chunks",
+    "shortcut_chunk", "shortcut_moments", "shortcut_plan", "shortcut_task",
 ]
 
 
@@ -73,7 +72,7 @@ def conditional_moments(net, plan, X, masks, *, arithmetic: bool = True, varianc
 
         return compiled.conditional_moments(net, plan, X, masks, arithmetic=arithmetic,
                                             variance=variance)
-    return _reference_conditional_moments(net, plan, X, masks, arithmetic=arithmetic,
+    return reference.conditional_moments(net, plan, X, masks, arithmetic=arithmetic,
                                           variance=variance, pairs_per_block=pairs_per_block)
 
 
@@ -83,7 +82,7 @@ def generic_task(net, X, multipliers_of):
         from . import compiled
 
         return compiled.generic_task(net, X, multipliers_of)
-    return _reference_generic_task(net, X, multipliers_of)
+    return reference.generic_task(net, X, multipliers_of)
 
 
 def generic_chunk(net, n_examples: int, chunk_size: int | None = None) -> int:
@@ -97,3 +96,98 @@ def generic_chunk(net, n_examples: int, chunk_size: int | None = None) -> int:
         return chunk_size
     per = n_examples * max(net.sizes)
     return max(1, (2**22 if backend() == "numba" else 2**18) // per)
+
+
+# --- the shortcut path's driver ------------------------------------------------------
+
+def shortcut_moments(
+    net: MLP,
+    cfg: DropoutConfig,
+    X: np.ndarray,
+    plan: _Plan,
+    *,
+    chunk_size: int | None = None,
+    arithmetic: bool = True,
+    variance: bool = True,
+    n_threads: int | None = None,
+    progress=None,
+    limit_blas: bool = True,
+) -> Moments:
+    """Exact moments by the shortcut path (see the module docstring).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features), validated
+    plan : from :func:`shortcut_plan`
+    chunk_size : int, optional
+        Sets the memory, which grows with ``chunk_size * n_examples``: a chunk
+        holds ``max(1, chunk_size // 2**n_inner)`` outer masks when the inner
+        masks are enumerated (else ``max(1, chunk_size // (width + 4 n_out))``),
+        and one softmax block ``max(1, chunk_size * n_examples // 2**n_inner)``
+        (outer mask, example) pairs.
+    arithmetic : bool
+        Compute the arithmetic mean of sigmoid/softmax outputs (the only
+        statistic that needs the inner masks enumerated); if False, ``mean``
+        and ``m2`` of the result hold the logits' statistics only.
+    variance : bool
+        Compute the variance (``m2``); if False ``m2`` is meaningless.
+    progress : callable, optional
+        Called with the number of chunks done.
+    limit_blas : bool
+        Hold BLAS to one thread (see :func:`run_chunks`).
+
+    Returns
+    -------
+    Moments
+    """
+    chunk_size = shortcut_chunk(plan, X.shape[0], chunk_size)
+    task = shortcut_task(net, plan, X, chunk_size, arithmetic, variance)
+    chunks = enumerate_masks(plan.outer_q, outer_per_chunk(net, plan, chunk_size, arithmetic))
+    n_threads = default_threads() if n_threads is None else n_threads
+    n_chunks = n_outer_chunks(net, plan, chunk_size, arithmetic)
+    try:
+        return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress,
+                          limit_blas=limit_blas)
+    finally:
+        reference.release_scratch()  # the caller's thread keeps no scratch
+
+
+def shortcut_chunk(plan: _Plan, n_examples: int, chunk_size: int | None = None) -> int:
+    """``chunk_size`` for :func:`shortcut_moments`: the default keeps one block
+    array near ``_BLOCK_ELEMENTS`` elements (the compiled kernels hold no
+    such block; their chunks are 32 times larger: fewer Python calls)."""
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, (_BLOCK_ELEMENTS * (32 if _compiled() else 1)) // n_examples)
+
+
+def _compiled() -> bool:
+    return backend() == "numba"
+
+
+def shortcut_task(net: MLP, plan: _Plan, X: np.ndarray, chunk_size: int,
+                  arithmetic: bool = True, variance: bool = True):
+    """The shortcut path's chunk task of the backend in use (chunks of :func:`shortcut_chunk`)."""
+    if _compiled():
+        from . import compiled
+
+        return compiled.shortcut_task(net, plan, X, arithmetic, variance)
+    pairs_per_block = max(1, chunk_size * X.shape[0] // 2**plan.n_inner)
+    return reference.shortcut_task(net, plan, X, arithmetic, variance, pairs_per_block)
+
+
+def outer_per_chunk(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool) -> int:
+    """Outer masks per chunk of the shortcut path (each a block of inner masks)."""
+    if arithmetic and net.output != "identity":  # each outer mask is a block of 2^n_inner
+        per = max(1, chunk_size // 2**plan.n_inner)
+    else:  # analytic over the inner layer: activations, logits and moments per outer mask
+        per = max(1, chunk_size // (plan.n_inner + 4 * net.sizes[-1]))
+    # Compiled: a power of two, so that 2^n outer masks split into equal chunks
+    # (two threads then finish together).
+    return 2 ** int(math.log2(per)) if _compiled() else per
+
+
+def n_outer_chunks(net: MLP, plan: _Plan, chunk_size: int, arithmetic: bool = True) -> int:
+    """Chunks :func:`shortcut_moments` runs (for a progress bar)."""
+    n_outer = 2 ** int(np.count_nonzero(plan.outer_q < 1))
+    return math.ceil(n_outer / outer_per_chunk(net, plan, chunk_size, arithmetic))

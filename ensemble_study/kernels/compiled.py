@@ -2,7 +2,7 @@
 
 Every kernel is serial, releases the GIL (``nogil``) and is compiled once
 per process, cached on disk (``cache=True``). Threads run over chunks
-(:func:`reference.run_chunks`), each chunk's numbers computed by the same
+(:func:`plan.run_chunks`), each chunk's numbers computed by the same
 code in the same order whatever thread runs it, so results do not depend on
 the number of threads. Activations and outputs are passed as integer codes
 and the network as flat arrays with offsets, so each kernel has one
@@ -59,7 +59,7 @@ from ._simd import (
     vsum,
     vtanh,
 )
-from .reference import (
+from .plan import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
     Moments,
