@@ -207,8 +207,9 @@ def _float_repr(x) -> str:
 
 # Modules and folders that draw, print or dispatch but compute no cell's rows:
 # editing them (a figure's title, a command's help) keeps the stored cells.
-_PRESENTATION = frozenset({"cli", "plots.py", "report.py", "tables.py", "study.py",
-                           "reproduce.py", "bench.py", "_bench_c.py", "_roofline.py"})
+_PRESENTATION = frozenset({"cli", "plots.py", "report.py", "publish.py", "figure_text.py",
+                           "tables.py", "study.py", "reproduce.py", "bench.py", "_bench_c.py",
+                           "_roofline.py"})
 
 
 def _source_files(depends: tuple[str, ...]) -> list[Path]:
