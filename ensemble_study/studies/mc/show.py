@@ -13,7 +13,8 @@ from ...plots import (
     networks_text,
     new_figure,
 )
-from ...report import median_ci, table
+from ...report import median_ci, pvalue, table
+from ...stats import Family, wilcoxon_paired
 from . import STUDY
 
 
@@ -55,6 +56,48 @@ def mc_crossover(df: pd.DataFrame) -> str:
         f"keep_prob {first['keep_prob']:g}; K on the grid {', '.join(f'{k:g}' for k in ks)}); "
         f"median over {df['seed'].nunique()} networks [bootstrap 95% CI].\n\n"
         + table(["hidden units", "arithmetic mean", "NWGM"], rows))
+
+
+@STUDY.block("mc-headline")  # the README's
+@STUDY.block("mc-mean-vs-nwgm")  # the same sentence on the study's page
+def mc_headline(df: pd.DataFrame) -> str:
+    """Per activation, is the crossing K smaller for the mean than for the NWGM?
+
+    One family (this study's networks, the question "fewer samples beat the
+    scaled pass on the mean than on the NWGM"), one paired Wilcoxon test per
+    activation over networks, Holm within the family; a network no K of the
+    grid beats counts as beyond the grid's largest K.
+    """
+    cross = network_crossings(df)
+    ks = sorted(df.loc[df.predictor == "mc", "n_samples"].unique())
+    beyond = 2 * max(ks)
+    fam = Family("mc: crossing K, arithmetic mean against NWGM, per activation")
+    medians = {}
+    for act, g in cross.groupby("activation", sort=False):
+        wide = g.pivot(index="seed", columns="statistic", values="k").fillna(beyond)
+        test = wilcoxon_paired(wide["arithmetic_mean"], wide["nwgm"])
+        medians[act] = (wide["arithmetic_mean"].median(), wide["nwgm"].median())
+        fam.add(act, test["pvalue"], share=test["share_a_less"], n=test["n"])
+    res = fam.table()
+    ks_text = ", ".join(f"{r.key} {medians[r.key][0]:g} / {medians[r.key][1]:g}"
+                        for r in res.itertuples())
+    fewer = [r for r in res.itertuples() if r.survives and medians[r.key][0] < medians[r.key][1]]
+    if len(fewer) == len(res):
+        verdict = "For every activation the mean needs fewer samples"
+    elif fewer:
+        verdict = ("The mean needs fewer samples for " + ", ".join(r.key for r in fewer)
+                   + " units only")
+    else:
+        verdict = "No activation needs significantly fewer samples for the mean"
+    tests = ", ".join(f"{r.key}: smaller in {r.share:.0%} of networks, {pvalue(r.holm)}"
+                      for r in res.itertuples())
+    first = df.iloc[0]
+    return (f"Smallest K from which Monte Carlo dropout beats the scaled pass (mean absolute "
+            f"gap to the exact ensemble, median over {df['draw'].nunique()} draws; "
+            f"{first['architecture']}, {first['output']} output, {first['scheme']} dropout, "
+            f"keep_prob {first['keep_prob']:g}), median over {df['seed'].nunique()} networks, "
+            f"arithmetic mean / NWGM: {ks_text}. {verdict} (paired Wilcoxon over networks, "
+            f"Holm-adjusted within this family of {len(res)}; {tests}).\n")
 
 
 @STUDY.figure("mc")
