@@ -15,6 +15,10 @@ algebraically (analytic for the identity output and the NWGM, two-half
 product tables for the softmax/sigmoid mean and variance) and only the other
 dropped layers are enumerated; otherwise every mask's forward pass is run in
 chunks. Chunks run on up to two threads; results do not depend on them.
+
+(Over 500 lines because the exact and the sampled ensembles share their
+result type, their chunking, their executor hand-off and the estimator
+chooser's cost model; split, each half would import the other's internals.)
 """
 
 from __future__ import annotations
