@@ -71,7 +71,7 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
         ``by`` columns, ``n_pairs``, ``median_a``, ``median_b``,
         ``median_difference`` (a - b), ``share_a_better`` and ``p_value``.
     """
-    per = _per_network(df[df["part"] != "baldi"], metric)
+    per = _per_network(df[df["part"].isin(["random", "trained"])], metric)
     per["network"] = np.where(per["part"] == "trained",
                               per["dataset"] + "/" + per["seed"].astype(str) + "/"
                               + per["keep_prob"].astype(str),
