@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ... import stats
 from ...plots import (
     ACTIVATION_COLORS,
     median_band,
@@ -13,7 +14,7 @@ from ...plots import (
     new_figure,
 )
 from ...predictors import PREDICTORS
-from ...report import num, pvalue, table
+from ...report import ci, num, pvalue, table
 from ...stats import bootstrap_ci
 from . import STUDY
 from . import summary as study
@@ -392,3 +393,146 @@ def plot_approximations_baldi(df: pd.DataFrame) -> Figure:
                  f"layers dropped, keep_prob {qs}\nshare of (network, input) cases breaking "
                  "it, with a 95% bootstrap CI over networks", fontsize=10)
     return fig
+
+
+# --- On the labels, against both ensembles, and claims that survive Holm -----------------
+
+def _cell_name(r) -> str:
+    return f"{r.activation} q={r.keep_prob:g}"
+
+
+def _survivors(fam, *, lower: str, higher: str, units: str = "") -> list[str]:
+    """One line per claim pair (a against b) of a family: the cells where a is
+    significantly lower, and where higher, after Holm within the family, with the mean
+    paired difference [95% t-interval]; nothing stated for the rest."""
+    t = fam.table()
+    if t.empty:
+        return []
+    lines = []
+    for (a, k_a, b, k_b), g in t.groupby(["a", "k_a", "b", "k_b"], sort=False):
+        ok = g[g["survives"]]
+        parts = []
+        for sign, word in ((-1, lower), (1, higher)):
+            s = ok[np.sign(ok["mean_difference"]) == sign]
+            if len(s):
+                parts.append(f"{word} in " + ", ".join(
+                    f"{_cell_name(r)} ({num(r.mean_difference)} "
+                    f"[{num(r.low)}, {num(r.high)}]{units})" for r in s.itertuples()))
+        na, nb = _approx_name(a.split(":")[0], k_a), _approx_name(b.split(":")[0], k_b)
+        what = (f"{na}, its distance to the exact NWGM against to the exact mean"
+                if ":" in a and na == nb else f"{na} against {nb}")
+        rest = len(g) - len(ok)
+        lines.append(f"{what}: " + ("; ".join(parts) if parts else
+                                               "no difference survives")
+                     + (f" ({rest} of {len(g)} cells: no difference survives)"
+                        if parts and rest else "") + ".")
+    return lines
+
+
+def _family_header(fam) -> str:
+    t = fam.table()
+    n = int(t["n"].max()) if not t.empty else 0
+    return (f"Family *{fam.name}* ({len(t)} paired t-tests over networks, n = {n} per cell; "
+            f"Holm within the family, alpha = {fam.alpha:g}; differences a - b with 95% "
+            "t-intervals):")
+
+
+@STUDY.block("approximations-deploy")
+def approximations_deploy(df: pd.DataFrame) -> str:
+    """Which predictor to deploy after dropout training: label scores with t-intervals
+    over training seeds, and each predictor against the scaled pass, Holm per family."""
+    out = []
+    fams = study.deploy_families(df)
+    for ds in dict.fromkeys(df.loc[df.part == "trained", "dataset"]):
+        d = df[(df.part == "trained") & (df.dataset == ds)]
+        arch, output = d.architecture.iloc[0], d.output.iloc[0]
+        out.append(f"**{ds}** ({arch}, {output} output; {d.seed.nunique()} training seeds per "
+                   "cell):")
+        for metric in study.LABEL_METRICS:
+            t = study.label_table(d, metric)
+            cells = list(dict.fromkeys(zip(t.activation, t.keep_prob, strict=True)))
+            rows = []
+            for (name, k), g in t.groupby(["predictor", "n_samples"], sort=False):
+                g = g.set_index(["activation", "keep_prob"])
+                rows.append([_approx_name(name, k)] + [
+                    ci(g.loc[c, "mean"], g.loc[c, "low"], g.loc[c, "high"])
+                    if c in g.index else "" for c in cells])
+            out.append(f"{study.METRIC_NAMES[metric]}, mean over seeds [95% t-interval]:\n\n"
+                       + table(["predictor"] + [f"{a} q={q:g}" for a, q in cells], rows))
+            fam = fams[(ds, metric)]
+            lines = _survivors(fam, lower="lower", higher="higher")
+            out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return ("Scored on the first test examples of each dataset's held-out split "
+            "(the probabilities clipped to [0, 1] and a softmax's renormalised first; "
+            "sampled predictors averaged over their draws); the unit is the trained "
+            "network (one training seed).\n\n" + "\n\n".join(out))
+
+
+@STUDY.block("approximations-target")
+def approximations_target(df: pd.DataFrame) -> str:
+    """Which ensemble does each approximation approximate: its distance to the exact
+    NWGM against its distance to the exact mean, Holm per (part, output)."""
+    out = []
+    for fam in study.target_families(df).values():
+        lines = _survivors(fam, lower="closer to the exact NWGM",
+                           higher="closer to the exact mean")
+        out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return ("Each predictor's mean |predicted - exact NWGM| minus its mean |predicted - "
+            "exact mean| on the same network (negative: closer to the NWGM), per cell "
+            "(trained: activation and keep_prob; random: activation and keep_prob, the same "
+            "networks at each keep_prob). The exact mean and the exact NWGM themselves are "
+            "left out.\n\n" + "\n\n".join(out))
+
+
+@STUDY.block("approximations-closure")
+def approximations_closure(df: pd.DataFrame) -> str:
+    """Moment propagation's variance with the probit closure against quadrature of the
+    same Gaussian logits, sigmoid outputs."""
+    keys = ["part", "activation", "keep_prob", "seed", "predictor"]
+    d = df[df.part.isin(["random", "trained"]) & (df.output == "sigmoid")
+           & df.predictor.isin(["moment_propagation", "moment_quadrature"])]
+    per = d.groupby(keys, as_index=False, sort=False)["variance_log_ratio"].mean()
+    rows = []
+    for (part, act, q), g in per.groupby(["part", "activation", "keep_prob"], sort=False):
+        cells = []
+        for name in ("moment_propagation", "moment_quadrature"):
+            v = g.loc[g.predictor == name, "variance_log_ratio"].dropna().to_numpy()
+            cells.append(ci(*stats.t_interval(v)) if v.size >= 2 else "")
+        rows.append([part, act, f"{q:g}", str(g.seed.nunique()), *cells])
+    fam = study.closure_family(df)
+    lines = _survivors(fam, lower="lower", higher="higher")
+    return ("Mean log(V / V_exact) of the output variance over networks [95% t-interval] "
+            "(> 0 over-predicts), sigmoid outputs: moment propagation with its probit "
+            "closure, and with Gauss-Hermite quadrature of the same Gaussian logits (the "
+            "two differ only at the output).\n\n"
+            + table(["part", "hidden units", "keep_prob", "networks", "probit closure",
+                     "quadrature closure"], rows)
+            + "\n\n" + _family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+
+
+RECOMMEND_PAIRS = [("moment_quadrature", 0, "moment_propagation", 0),
+                   ("moment_propagation", 0, "scaled", 0),
+                   ("nwgm_delta", 0, "nwgm_corrected", 0),
+                   ("nwgm_delta", 0, "moment_propagation", 0),
+                   ("nwgm_corrected", 0, "moment_propagation", 0)]
+
+
+@STUDY.block("approximations-recommend")
+def approximations_recommend(df: pd.DataFrame) -> str:
+    """The cheap estimates of the exact mean compared, Holm per (part, output)."""
+    keys = ["part", "dataset", "output", "activation", "keep_prob", "seed", "predictor",
+            "n_samples"]
+    d = df[df.part.isin(["random", "trained"]) & (df.output != "identity")]
+    per = d.groupby(keys, as_index=False, sort=False)["mean_abs_error"].mean()
+    out = []
+    for (part, output), g in per.groupby(["part", "output"], sort=False):
+        fam = study.paired_family(
+            g, f"recommend: {part} {output}-output networks, mean |predicted - exact mean|",
+            "mean_abs_error", RECOMMEND_PAIRS, ("activation", "keep_prob"))
+        lines = _survivors(fam, lower="closer to the exact mean",
+                           higher="farther from the exact mean")
+        out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return ("The one-pass estimates of the exact arithmetic mean, paired on the same "
+            "networks per (hidden activation, keep_prob) cell; a predictor that does not "
+            "apply to an output (quadrature: sigmoid only) has no claim there.\n\n"
+            + "\n\n".join(out))
