@@ -536,3 +536,52 @@ def approximations_recommend(df: pd.DataFrame) -> str:
             "networks per (hidden activation, keep_prob) cell; a predictor that does not "
             "apply to an output (quadrature: sigmoid only) has no claim there.\n\n"
             + "\n\n".join(out))
+
+
+RELIABILITY_LINES = (("exact", 0), ("nwgm", 0), ("scaled", 0), ("moment_propagation", 0),
+                     ("mc", 10))
+
+
+@STUDY.figure("approximations_reliability")
+def plot_approximations_reliability(df: pd.DataFrame) -> Figure:
+    """Reliability diagrams of the trained networks: accuracy against top-label
+    confidence, the 15 equal-width bins pooled over networks (both hidden activations,
+    every training seed); rows: dataset, columns: keep_prob; one line per predictor,
+    its mean ECE over networks in the legend."""
+    rel = df[df["part"] == "reliability"]
+    per = df[df["part"] == "trained"]
+    datasets = list(dict.fromkeys(rel["dataset"]))
+    qs = sorted(rel["keep_prob"].unique())
+    fig, axes = new_figure(len(datasets), len(qs), width=4.2, height=4.0)
+    for i, ds in enumerate(datasets):
+        for j, q in enumerate(qs):
+            ax = axes[i, j]
+            ax.plot([0, 1], [0, 1], color="k", lw=1, ls=":", label="calibrated")
+            sub = rel[(rel["dataset"] == ds) & (rel["keep_prob"] == q)]
+            for name, k in RELIABILITY_LINES:
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if g.empty:
+                    continue
+                b = g.assign(c=g["bin_count"] * g["bin_confidence"],
+                             a=g["bin_count"] * g["bin_accuracy"]).groupby("bin")[
+                    ["bin_count", "c", "a"]].sum()
+                ece = per.loc[(per["dataset"] == ds) & (per["keep_prob"] == q)
+                              & (per["predictor"] == name) & (per["n_samples"] == k),
+                              "ece"].mean()
+                style = PREDICTORS[name].style
+                ax.plot(b["c"] / b["bin_count"], b["a"] / b["bin_count"],
+                        color=style["color"], marker=style["marker"], markersize=4,
+                        label=f"{_approx_name(name, k)} (ECE {ece:.2f})")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("top-label confidence")
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{ds}, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7.5, loc="lower right", frameon=False)
+    n = per.groupby(["dataset", "activation", "keep_prob", "seed"]).ngroups
+    fig.suptitle("Reliability after dropout training\n15 equal-width confidence bins, "
+                 f"pooled over\n{n // max(len(datasets) * len(qs), 1)} trained networks per "
+                 "panel (relu and tanh, every seed);\nlegend: mean ECE over those networks",
+                 fontsize=10)
+    return fig
