@@ -95,37 +95,44 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
 
 
 def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float = 0.05,
-               by=("part", "activation")) -> pd.DataFrame:
+               by=("part", "output", "activation")) -> pd.DataFrame:
     """The smallest K at which plain and RB Monte Carlo beat each deterministic method.
 
-    "Beats" means: a negative median paired difference over networks and a
-    Wilcoxon signed-rank p-value below ``alpha`` (see :func:`paired`), at that K and every larger
-    K of the grid. NaN when no K of the grid does.
+    The unit is a network (a random network's value averaged over its keep_probs, which
+    share it; a trained network is trained at one keep_prob). One family per (part,
+    output) (:class:`ensemble_study.stats.Family`) holds the paired t-test of every
+    (activation, sampler, K, method) comparison; "beats" means a negative mean paired
+    difference surviving Holm within that family, at that K and every larger K of the
+    grid. NaN when no K of the grid does.
 
     Returns
     -------
     DataFrame
-        ``by`` columns, ``sampler`` (mc or rb_mc), ``against``, ``k``.
+        ``by`` columns, ``sampler`` (mc or rb_mc), ``against``, ``k``, ``family``.
     """
+    per = _per_network(df[df["part"].isin(["random", "trained"])], metric)
+    per["network"] = np.where(per["part"] == "trained",
+                              per["dataset"] + "/" + per["seed"].astype(str) + "/"
+                              + per["keep_prob"].astype(str),
+                              per["output"] + "/" + per["seed"].astype(str))
+    per = per.groupby(list(by) + ["network", "predictor", "n_samples"], as_index=False,
+                      sort=False)[metric].mean()
     ks = sorted(k for k in df.loc[df["predictor"] == "mc", "n_samples"].unique())
+    against = [m for m in DETERMINISTIC if (df["predictor"] == m).any()]
+    pairs = [(s, k, m, 0) for s in SAMPLED for k in ks for m in against]
     rows = []
-    for sampler in SAMPLED:
-        for against in DETERMINISTIC:
-            if not (df["predictor"] == against).any():
-                continue
-            wins = {k: paired(df, sampler, against, metric=metric, k_a=k, by=by) for k in ks}
-            groups = wins[ks[0]][list(by)].itertuples(index=False, name=None)
-            for key in groups:
-                beats = []
-                for k in ks:
-                    w = wins[k]
-                    row = w[(w[list(by)] == pd.Series(key, index=list(by))).all(axis=1)]
-                    beats.append(bool(len(row)) and row["median_difference"].iloc[0] < 0
-                                 and row["p_value"].iloc[0] < alpha)
-                first = next((i for i in range(len(ks)) if all(beats[i:])), None)
-                rows.append({**dict(zip(by, key, strict=True)), "sampler": sampler,
-                             "against": against,
-                             "k": ks[first] if first is not None else np.nan})
+    for fam_key, g in per.groupby(list(by[:-1]), sort=False):
+        name = ("crossover: " + " ".join(map(str, fam_key)) + "-output networks, "
+                + METRIC_NAMES.get(metric, metric))
+        fam = paired_family(g, name, metric, pairs, (by[-1],), unit="network")
+        t = fam.table()
+        t["beats"] = t["survives"] & (t["mean_difference"] < 0)
+        for (act, sampler, m), h in t.groupby([by[-1], "a", "b"], sort=False):
+            beats = h.set_index("k_a")["beats"].reindex(ks, fill_value=False).tolist()
+            first = next((i for i in range(len(ks)) if all(beats[i:])), None)
+            rows.append({**dict(zip(by, (*fam_key, act), strict=True)), "sampler": sampler,
+                         "against": m, "k": ks[first] if first is not None else np.nan,
+                         "family": name})
     return pd.DataFrame(rows)
 
 
@@ -169,7 +176,8 @@ def baldi_summary(df: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
 
 def _wide(cross: pd.DataFrame) -> pd.DataFrame:
     """Crossovers with one column per deterministic method."""
-    wide = cross.pivot(index=["part", "activation", "sampler"], columns="against", values="k")
+    wide = cross.pivot(index=["part", "output", "activation", "sampler"], columns="against",
+                       values="k")
     return wide[[m for m in DETERMINISTIC if m in wide.columns]].reset_index()
 
 
@@ -180,7 +188,8 @@ METRIC_NAMES = {"error": "test error", "nll": "NLL", "brier": "Brier score",
                 "ece": "ECE (15 equal-width top-label bins)",
                 "mean_abs_error": "mean |predicted - exact mean|",
                 "nwgm_abs_error": "mean |predicted - exact NWGM|",
-                "variance_log_ratio": "mean log(V / V_exact)"}
+                "variance_log_ratio": "mean log(V / V_exact)",
+                "variance_rel_error": "mean |V - V_exact| / V_exact"}
 DEPLOY_KS = (10, 100)
 
 
