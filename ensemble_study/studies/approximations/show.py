@@ -538,6 +538,7 @@ def approximations_recommend(df: pd.DataFrame) -> str:
                                   higher="farther from the exact mean"))
 
 
+RELIABILITY_MIN_COUNT = 10  # pooled examples a bin needs to be drawn
 RELIABILITY_LINES = (("exact", 0), ("nwgm", 0), ("scaled", 0), ("moment_propagation", 0),
                      ("mc", 10))
 
@@ -565,6 +566,7 @@ def plot_approximations_reliability(df: pd.DataFrame) -> Figure:
                 b = g.assign(c=g["bin_count"] * g["bin_confidence"],
                              a=g["bin_count"] * g["bin_accuracy"]).groupby("bin")[
                     ["bin_count", "c", "a"]].sum()
+                b = b[b["bin_count"] >= RELIABILITY_MIN_COUNT]
                 ece = per.loc[(per["dataset"] == ds) & (per["keep_prob"] == q)
                               & (per["predictor"] == name) & (per["n_samples"] == k),
                               "ece"].mean()
@@ -578,11 +580,15 @@ def plot_approximations_reliability(df: pd.DataFrame) -> Figure:
             ax.set_ylabel("accuracy")
             ax.set_title(f"{ds}, keep_prob {q:g}", fontsize=10)
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7.5, loc="lower right", frameon=False)
+            # Binary confidences are >= 0.5: the upper left is empty there.
+            binary = (per.loc[per["dataset"] == ds, "output"] == "sigmoid").all()
+            ax.legend(fontsize=7.5, loc="upper left" if binary else "lower right",
+                      frameon=False)
     n = per.groupby(["dataset", "activation", "keep_prob", "seed"]).ngroups
     fig.suptitle("Reliability after dropout training\n15 equal-width confidence bins, "
                  f"pooled over\n{n // max(len(datasets) * len(qs), 1)} trained networks per "
-                 "panel (relu and tanh, every seed);\nlegend: mean ECE over those networks",
+                 "panel (relu and tanh, every seed), bins of\n"
+                 f"{RELIABILITY_MIN_COUNT}+ examples drawn; legend: mean ECE over those networks",
                  fontsize=10)
     return fig
 
@@ -616,6 +622,20 @@ def approximations_which(df: pd.DataFrame) -> str:
                     f"{int((ok['mean_difference'] < 0).sum())} / "
                     f"{int((ok['mean_difference'] > 0).sum())} of {len(g)}")
         rows = [[_approx_name(a, k)] + c for (a, k), c in counts.items()]
+        better = {}
+        for metric in study.LABEL_METRICS:
+            t = fams[(ds, metric)].table()
+            for r in t[t["survives"] & (t["mean_difference"] < 0)].itertuples():
+                better.setdefault(_approx_name(r.a, r.k_a), []).append(
+                    f"{study.METRIC_NAMES[metric].split(' (')[0]} at {_cell_name(r)}")
+        if better:
+            out.append(f"On {ds}, better than the scaled pass somewhere: " + "; ".join(
+                f"{name} ({', '.join(v)})" for name, v in better.items())
+                       + "; no other predictor is better than it in any cell on any of the "
+                       "four scores.")
+        else:
+            out.append(f"On {ds}, no predictor is better than the scaled pass in any cell "
+                       "on any of the four scores.")
         out.append(f"**{ds}**, against the scaled pass, cells where the predictor is "
                    "better / worse (families *deploy: " + ds + ", <metric>, against the "
                    "scaled pass*):\n\n"
