@@ -499,7 +499,7 @@ def approximations_closure(df: pd.DataFrame) -> str:
     fam = study.closure_family(df)
     lines = _survivors(fam, lower="lower", higher="higher")
     t = fam.table()
-    trained = t[t["part"] == "trained"]
+    trained = t[t["part"] == "trained"] if not t.empty else t
     if len(trained) and (trained["survives"] & (trained["mean_difference"] > 0)).all():
         quad = per[(per.part == "trained") & (per.predictor == "moment_quadrature")]
         cells = quad.groupby(["activation", "keep_prob"])["variance_log_ratio"].mean()
@@ -597,6 +597,8 @@ def _tally(fam, *, lower: str, higher: str) -> list[str]:
     """Per (a, b) pair of a family: in how many cells a is significantly lower or higher
     than b after Holm within the family."""
     t = fam.table()
+    if t.empty:
+        return ["no cell has two networks: no test"]
     out = []
     for (a, k_a, b, k_b), g in t.groupby(["a", "k_a", "b", "k_b"], sort=False):
         ok = g[g["survives"]]
@@ -616,15 +618,20 @@ def approximations_which(df: pd.DataFrame) -> str:
         counts = {}
         for metric in study.LABEL_METRICS:
             t = fams[(ds, metric)].table()
+            if t.empty:
+                continue
             for (a, k_a), g in t.groupby(["a", "k_a"], sort=False):
                 ok = g[g["survives"]]
                 counts.setdefault((a, k_a), []).append(
                     f"{int((ok['mean_difference'] < 0).sum())} / "
                     f"{int((ok['mean_difference'] > 0).sum())} of {len(g)}")
-        rows = [[_approx_name(a, k)] + c for (a, k), c in counts.items()]
+        rows = [[_approx_name(a, k)] + c for (a, k), c in counts.items()
+                if len(c) == len(study.LABEL_METRICS)]
         better = {}
         for metric in study.LABEL_METRICS:
             t = fams[(ds, metric)].table()
+            if t.empty:
+                continue
             for r in t[t["survives"] & (t["mean_difference"] < 0)].itertuples():
                 better.setdefault(_approx_name(r.a, r.k_a), []).append(
                     f"{study.METRIC_NAMES[metric].split(' (')[0]} at {_cell_name(r)}")

@@ -126,6 +126,8 @@ def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float
                 + METRIC_NAMES.get(metric, metric))
         fam = paired_family(g, name, metric, pairs, (by[-1],), unit="network")
         t = fam.table()
+        if t.empty:  # fewer than two networks per cell: no test
+            continue
         t["beats"] = t["survives"] & (t["mean_difference"] < 0)
         for (act, sampler, m), h in t.groupby([by[-1], "a", "b"], sort=False):
             beats = h.set_index("k_a")["beats"].reindex(ks, fill_value=False).tolist()
@@ -133,7 +135,7 @@ def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float
             rows.append({**dict(zip(by, (*fam_key, act), strict=True)), "sampler": sampler,
                          "against": m, "k": ks[first] if first is not None else np.nan,
                          "family": name})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*by, "sampler", "against", "k", "family"])
 
 
 def variance_summary(df: pd.DataFrame, *, ks=(10, 100, 1000)) -> pd.DataFrame:
