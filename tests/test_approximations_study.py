@@ -232,3 +232,45 @@ def test_study_rows_score_the_labels_as_metrics_does(output):
         ece = np.sum(g["bin_count"] * np.abs(g["bin_accuracy"] - g["bin_confidence"])) / len(y)
         assert np.isclose(ece, [r for r in rows if r.get("part") != "reliability"
                                 and r["predictor"] == name and r["n_samples"] == k][0]["ece"])
+
+
+def _synthetic(diff_a: float, diff_b: float, n: int = 10) -> pd.DataFrame:
+    """Trained rows of two cells: 'nwgm' worse than 'scaled' by diff_a (cell relu) and
+    by diff_b (cell tanh), with small seed-to-seed noise; same networks paired."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for act, diff in (("relu", diff_a), ("tanh", diff_b)):
+        for seed in range(n):
+            base = 0.5 + 0.1 * rng.normal()
+            for pred, value in (("scaled", base), ("nwgm", base + diff + 0.01 * rng.normal())):
+                rows.append(dict(part="trained", dataset="digits", output="softmax",
+                                 activation=act, keep_prob=0.5, seed=seed, predictor=pred,
+                                 n_samples=0, nll=value))
+    return pd.DataFrame(rows)
+
+
+def test_paired_family_states_only_holm_survivors():
+    from ensemble_study import stats
+
+    d = _synthetic(0.2, 0.0)
+    fam = summary.paired_family(d, "test", "nll", [("nwgm", 0, "scaled", 0)],
+                                ("activation", "keep_prob"))
+    t = fam.table()
+    assert list(t["activation"]) == ["relu", "tanh"]
+    assert list(t["survives"]) == [True, False]
+    # The interval is the paired t-interval of the differences, the p-value Holm's.
+    relu = d[d.activation == "relu"].pivot(index="seed", columns="predictor", values="nll")
+    res = stats.paired_t(relu["nwgm"].to_numpy(), relu["scaled"].to_numpy())
+    assert np.isclose(t["mean_difference"].iloc[0], res["mean_difference"])
+    assert np.isclose(t["low"].iloc[0], res["low"]) and np.isclose(t["high"].iloc[0], res["high"])
+    assert np.allclose(t["holm"], stats.holm(t["pvalue"]))
+    from ensemble_study.studies.approximations import show
+    lines = show._survivors(fam, lower="lower", higher="higher")
+    assert len(lines) == 1 and "higher in relu q=0.5" in lines[0] and "tanh" not in \
+        lines[0].split("(1 of 2")[0]
+    # A tiny shift in both cells survives in neither.
+    fam = summary.paired_family(_synthetic(1e-4, 1e-4), "test", "nll",
+                                [("nwgm", 0, "scaled", 0)], ("activation", "keep_prob"))
+    assert not fam.table()["survives"].any()
+    assert show._survivors(fam, lower="lower", higher="higher")[0].endswith(
+        "no difference survives.")
