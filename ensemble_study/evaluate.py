@@ -331,7 +331,7 @@ def evaluate_network(
     seed = _seed_of(rng)
     preds = {}
     for p in PREDICTORS.values():
-        if p.name == "exact" or not p.applies(net.output):
+        if p.name == "exact" or not p.applies_to(net, cfg):
             continue
         if not p.samples:
             try:
