@@ -339,6 +339,9 @@ def evaluate_network(
             except _NotExact:
                 logger.info("%s: skipped (needs the exact ensemble)", p.name)
                 continue
+            except ValueError as exc:  # e.g. an integral that cannot reach its precision
+                logger.info("%s: skipped (%s)", p.name, exc)
+                continue
             rows.append({**ids, "predictor": p.name, "reference": "mean",
                          **scores(preds[p.name])})
             continue
