@@ -236,7 +236,7 @@ def score_predictors(net: MLP, cfg: DropoutConfig, X, ks, n_draws: int,
     reliability = []
     rows = []
     for name, pred in PREDICTORS.items():
-        if not pred.applies(net.output):
+        if not pred.applies_to(net, cfg):
             continue
         if not pred.samples:
             runs = [(0, 0, None)]
@@ -351,7 +351,7 @@ def timing(params: dict, *, repeats: int = 3) -> pd.DataFrame:
         net, X = c.draw_cell(cell.stream, sizes, cell.activation, cell.output, p["n_inputs"])
         cfg = DropoutConfig(q, layers=list(range(1, p["depth"] + 1)), scheme=p["scheme"])
         for name, pred in PREDICTORS.items():
-            if not pred.applies(net.output):
+            if not pred.applies_to(net, cfg):
                 continue
             for k in p["n_samples"] if pred.samples else (0,):
                 best = np.inf
