@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -451,6 +452,10 @@ def _init_worker(main_pid: int | None = None) -> None:
     watchdog on the main process (:func:`_watchdog`)."""
     global _worker_limits
     os.environ[THREADS_ENV] = "1"
+    # Ctrl-C reaches the terminal's whole process group: the main process
+    # handles it (and ends the pool); a worker that also raised
+    # KeyboardInterrupt would print its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if main_pid is not None:
         threading.Thread(target=_watchdog, args=(main_pid,), daemon=True,
                          name="ensemble-study-watchdog").start()
@@ -476,6 +481,36 @@ def process_pool(n_workers: int) -> ProcessPoolExecutor:
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
     return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))
+
+
+@contextlib.contextmanager
+def _pool(n_workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A :func:`process_pool` for one run: shut down when the run ends, and its
+    workers ended at once if the run fails or is interrupted (no waiting for
+    the cells they are computing)."""
+    pool = process_pool(n_workers)
+    try:
+        yield pool
+    except BaseException:
+        end_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Cancel what is queued, end the workers (SIGTERM, then SIGKILL) and shut down."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def _futures(run_cell, todo, cells, params, pool) -> Iterator:
@@ -527,7 +562,7 @@ def connect(execution: Execution) -> Iterator[Execution]:
         return
     with contextlib.ExitStack() as stack:
         if execution.scheduler is None:
-            live = stack.enter_context(process_pool(execution.n_workers))
+            live = stack.enter_context(_pool(execution.n_workers))
         else:
             distributed = require_dask()
             if execution.scheduler == "local":

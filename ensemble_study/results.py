@@ -195,6 +195,22 @@ _ENVIRONMENTAL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCE
                             errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT})
 
 
+def environmental(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the machine (space, a read-only file
+    system, permission, a lost disk), to be reported in one line."""
+    return isinstance(exc, WriteError) or (isinstance(exc, OSError)
+                                           and exc.errno in _ENVIRONMENTAL)
+
+
+def one_line(exc: OSError) -> str:
+    """An environmental ``OSError`` in one line naming its file."""
+    if isinstance(exc, WriteError):
+        return str(exc)
+    name = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
