@@ -330,7 +330,7 @@ RB_CHEAP = 16.0
 # Inner blocks of more than this many masks run on the chunked (numpy) kernels,
 # whose tables hold 2**(width/2) rows per half, rather than the compiled ones,
 # which hold two arrays of 2**width doubles per thread.
-_RB_COMPILED_MAX_INNER = 2**22
+_RB_COMPILED_MAX_INNER = 2**22  # = kernels.reference.COMPILED_MAX_INNER
 
 
 def check_max_subnetworks(value) -> int:
