@@ -328,7 +328,7 @@ RB_CHEAP = 16.0
 # Inner blocks of more than this many masks run on the chunked (numpy) kernels,
 # whose tables hold 2**(width/2) rows per half, rather than the compiled ones,
 # which hold two arrays of 2**width doubles per thread.
-_RB_COMPILED_MAX_INNER = 2**22
+_RB_COMPILED_MAX_INNER = 2**22  # = kernels.plan.COMPILED_MAX_INNER
 
 
 def check_max_subnetworks(value) -> int:
@@ -552,9 +552,14 @@ def _certified_within(net, cfg, n_examples, n_samples, budget) -> Cost:
         return Cost("certified", n_samples, math.inf, cost.memory_bytes,
                     f"its derivatives and pilot alone take about {_seconds(low.seconds)}, "
                     f"over the {_seconds(budget)} budget")
-    per = (cost.seconds - low.seconds) / (n_samples - 4)  # cost is affine in K
+    per = (cost.seconds - low.seconds) / (n_samples - 4)  # cost is nearly affine in K
     k = max(4, min(n_samples, 4 + int((budget - low.seconds) / per)))
-    return Cost(**{**estimate_cost(net, cfg, n_examples, k, "certified").__dict__,
+    fitted = estimate_cost(net, cfg, n_examples, k, "certified")
+    # Pairs, pilot and batches round: the affine guess can overshoot by a few K.
+    while fitted.seconds > budget and k > 4:
+        k -= 1
+        fitted = estimate_cost(net, cfg, n_examples, k, "certified")
+    return Cost(**{**fitted.__dict__,
                    "reason": f"K lowered from {n_samples:,} to {k:,} to fit the "
                              f"{_seconds(budget)} budget"})
 

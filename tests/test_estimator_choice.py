@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ensemble_study import MLP, DropoutConfig, exact_ensemble, sample_ensemble
@@ -93,6 +93,7 @@ def test_rb_mc_memory_is_chunked_past_the_compiled_tables(monkeypatch):
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=3), st.integers(1, 10_000),
        st.sampled_from([0.5, 0.8]))
+@example(hidden=[346, 462], k=971, p=0.5)  # the affine guess of K overshot by 1e-5 s
 def test_auto_stays_within_its_stated_time_and_memory(hidden, k, p):
     net_sizes = (64, *hidden, 10)
     net = MLP.random(net_sizes, "relu", "softmax", rng=0)
