@@ -460,7 +460,9 @@ def load_result(path) -> pd.DataFrame:
 
 def _read_csv(path: Path, data: bytes) -> pd.DataFrame:
     try:
-        return pd.read_csv(io.BytesIO(data))
+        # One pass over each column: a column empty in some rows (NaN) and boolean in
+        # others gets one dtype, not one per block of rows (and no DtypeWarning).
+        return pd.read_csv(io.BytesIO(data), low_memory=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a readable CSV: {exc}") from None
 
