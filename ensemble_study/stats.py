@@ -351,3 +351,39 @@ class Family:
         """The sentences of the claims that survive Holm, in the order added."""
         t = self.table()
         return [s for s, ok in zip(t["sentence"], t["survives"]) if ok and s]
+
+
+def mannwhitney(a, b) -> dict:
+    """Mann-Whitney U test of two independent samples (two-sided; scipy.stats.mannwhitneyu).
+
+    For medians of different networks (no pairing). Returns ``n_a``, ``n_b``,
+    ``median_difference`` (median(a) - median(b)), ``share_a_greater`` (the
+    common-language effect size, P(a > b) + P(a = b)/2) and ``pvalue`` (1.0
+    when every value is equal).
+    """
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    out = dict(n_a=int(a.size), n_b=int(b.size),
+               median_difference=float(np.median(a) - np.median(b)))
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return {**out, "share_a_greater": 0.5, "statistic": 0.0, "pvalue": 1.0}
+    res = _stats.mannwhitneyu(a, b, alternative="two-sided")
+    return {**out, "share_a_greater": float(res.statistic) / (a.size * b.size),
+            "statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+
+
+def welch_t(a, b) -> dict:
+    """Welch's t-test of ``mean(a) = mean(b)`` (independent samples, two-sided).
+
+    Returns ``mean_difference``, its Welch interval ``low``, ``high``
+    (:func:`welch_interval`) and ``pvalue`` (1.0 when both samples are one
+    constant, 0.0 when they are two different constants).
+    """
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    d, lo, hi = welch_interval(a, b)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"welch_t needs at least 2 values per sample; got {a.size}, {b.size}")
+    if a.var() == 0 and b.var() == 0:
+        p = 1.0 if d == 0 else 0.0
+    else:
+        p = float(_stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {"mean_difference": d, "low": lo, "high": hi, "pvalue": p}
