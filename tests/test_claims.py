@@ -58,3 +58,50 @@ def test_sweep_slope_text_names_only_the_survivors():
     res["survives"] = [True, False]
     text = show._cells_text(res, "the vanilla slope", "in every cell")
     assert "every" not in text and "lower in 1 of 2 cells (relu/sigmoid/nwgm" in text
+
+
+def _depth(effect: float, seed: int = 0) -> pd.DataFrame:
+    """A tiny depth table: depth 1 width 4 (4 dropped), depth 2 width 2 (4 dropped) and
+    width 1; the gap is multiplied by (1 + effect) per extra layer and per doubling."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for act in ("relu", "tanh"):
+        for depth, width in ((1, 2), (1, 4), (2, 1), (2, 2)):
+            for s in range(N):
+                g = 0.1 * (1 + effect) ** (2 * (depth - 1) + np.log2(width)) * np.exp(
+                    0.05 * rng.standard_normal())
+                for stat in ("arithmetic_mean", "nwgm"):
+                    v = 0.0 if (stat == "nwgm" and depth == 1) else g
+                    rows.append(dict(activation=act, depth=depth, width=width,
+                                     n_dropped=depth * width, seed=s, statistic=stat,
+                                     relative_gap=v, mean_abs_gap=v, total_variation=v, kl=v))
+    return pd.DataFrame(rows)
+
+
+def test_depth_verdict_says_every_activation_only_when_every_test_survives():
+    from ensemble_study.studies.depth import show
+
+    strong = show.depth_family(_depth(1.0))
+    assert strong.survives.all()
+    assert show.depth_sentence(strong, "relative_gap") == \
+        "on the relative gap it grows for every activation"
+    null = show.depth_family(_depth(0.0))
+    assert not null.survives.any()
+    assert "no difference that survives Holm" in show.depth_sentence(null, "kl")
+    mixed = strong.copy()
+    mixed.loc[mixed.activation == "tanh", "survives"] = False
+    text = show.depth_sentence(mixed, "total_variation")
+    assert "every" not in text and "grows for relu only" in text
+    down = show.depth_family(_depth(-0.6))
+    assert "shrinks for relu and tanh" in show.depth_sentence(down, "mean_abs_gap")
+
+
+def test_width_verdict_names_the_cells_that_survive():
+    from ensemble_study.studies.depth import show
+
+    strong = show.width_family(_depth(1.0))
+    assert strong.survives.all()
+    text = show.width_sentence(strong, "relative_gap")
+    assert "grows with width for relu at 1 layer, relu at 2 layers, tanh at 1 layer" in text
+    null = show.width_family(_depth(0.0))
+    assert show.width_sentence(null, "kl") == "on the KL divergence, no width difference survives Holm"
