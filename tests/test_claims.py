@@ -105,3 +105,74 @@ def test_width_verdict_names_the_cells_that_survive():
     assert "grows with width for relu at 1 layer, relu at 2 layers, tanh at 1 layer" in text
     null = show.width_family(_depth(0.0))
     assert show.width_sentence(null, "kl") == "on the KL divergence, no width difference survives Holm"
+
+
+def _srivastava(excess: float, seed: int = 0) -> pd.DataFrame:
+    """Tiny srivastava rows: exact/scaled error = baseline + excess (+ noise), per seed."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(N):
+        base = 0.04 + 0.005 * rng.standard_normal()
+        rows.append(dict(architecture="64-20-10", scheme="none", keep_prob=1.0, seed=s,
+                         predictor="no_dropout", error=base))
+        for sc in ("inverted", "vanilla"):
+            for q in (0.5, 0.8):
+                e = base + excess + 0.002 * rng.standard_normal()
+                for pred in ("exact", "scaled"):
+                    rows.append(dict(architecture="64-20-10", scheme=sc, keep_prob=q, seed=s,
+                                     predictor=pred, error=e + (0.0 if pred == "exact" else
+                                                                0.001 * rng.standard_normal())))
+    return pd.DataFrame(rows)
+
+
+def test_srivastava_error_verdict_flips_with_the_data():
+    from ensemble_study.studies.srivastava import show
+
+    worse = show.error_verdict(show.error_family(_srivastava(0.02)))
+    assert "errs more than the same seed's no-dropout network in every cell" in worse
+    better = show.error_verdict(show.error_family(_srivastava(-0.02)))
+    assert "errs less than the same seed's no-dropout network in every cell" in better
+    null = show.error_verdict(show.error_family(_srivastava(0.0)))
+    assert "every cell:" not in null and "errs less than" not in null
+    assert "shows no difference that survives Holm at inverted 0.5" in null
+    assert "no difference between the exact ensemble and the scaled pass" in null
+
+
+def test_srivastava_crossing_verdict_reads_the_interval():
+    from ensemble_study.studies.srivastava import show
+
+    c = pd.DataFrame(dict(reference=["scaled"], keep_prob=[0.5], scheme=["inverted"],
+                          k=[70.0], ci_low=[30.0], ci_high=[np.inf], n_seeds=[10]))
+    text = show.crossing_verdict(c)
+    assert "do not bound it from above" in text and "holds Srivastava" in text
+    c["ci_low"], c["ci_high"] = 100.0, 500.0
+    text = show.crossing_verdict(c)
+    assert "the seeds bound it from above" in text and "does not hold Srivastava" in text
+
+
+def _hinton_rows(gap: float, seed: int = 0) -> pd.DataFrame:
+    """Scaled rows with a Hinton margin of 0.4 (keep_prob 0.5) and 0.4 - gap (0.8)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for arch, extra in (("64-20-10", 0.0), ("64-8-8-10", gap)):
+        for sc in ("inverted", "vanilla"):
+            for q, m in ((0.5, 0.4), (0.8, 0.4 - gap)):
+                for s in range(N):
+                    rows.append(dict(architecture=arch, scheme=sc, keep_prob=q, seed=s,
+                                     predictor="scaled", hinton_pvalue=1e-20,
+                                     hinton_median_diff=0.1,
+                                     hinton_mean_diff=m + extra + 0.01 * rng.standard_normal()))
+    return pd.DataFrame(rows)
+
+
+def test_srivastava_margin_verdict_says_every_only_when_every_test_survives():
+    from ensemble_study.studies.srivastava import show
+
+    strong = show.margin_verdict(show.margin_family(_hinton_rows(0.2)))
+    assert "larger than at 0.8 in every cell" in strong
+    assert "64-8-8-10 networks is larger than that of the 64-20-10 networks in every cell" \
+        in strong
+    null = show.margin_verdict(show.margin_family(_hinton_rows(0.0)))
+    assert "every cell" not in null and null.count("no test of whether") == 2
+    fam = show.hinton_family(_hinton_rows(0.0))
+    assert fam.survives.all() and len(fam) == 4 * 2 * N
