@@ -176,3 +176,41 @@ def test_srivastava_margin_verdict_says_every_only_when_every_test_survives():
     assert "every cell" not in null and null.count("no test of whether") == 2
     fam = show.hinton_family(_hinton_rows(0.0))
     assert fam.survives.all() and len(fam) == 4 * 2 * N
+
+
+def _torch(nll_diff: float, mcnemar_p: float) -> pd.DataFrame:
+    rows = [dict(predictor="exact_mean", n_samples=65536, draw=0, nll_minus_exact=0.0,
+                 nll_minus_exact_low=0.0, nll_minus_exact_high=0.0, error_minus_exact=0.0,
+                 mcnemar_p=1.0, total_variation=0.0, n_test=449)]
+    for pred in ("exact_nwgm", "eval"):
+        rows.append(dict(predictor=pred, n_samples=1, draw=0, nll_minus_exact=nll_diff,
+                         nll_minus_exact_low=nll_diff - 0.05, nll_minus_exact_high=nll_diff + 0.05,
+                         error_minus_exact=0.01, mcnemar_p=mcnemar_p, total_variation=0.2,
+                         n_test=449))
+    for k in (1, 10, 100, 1000):
+        for d in range(5):
+            rows.append(dict(predictor="mc_dropout", n_samples=k, draw=d,
+                             total_variation=0.3 * k ** -0.5 * np.exp(0.02 * np.sin(k + d)),
+                             n_test=449))
+    return pd.DataFrame(rows)
+
+
+def test_torch_verdict_states_a_difference_only_when_it_survives_holm():
+    from ensemble_study import tables
+
+    strong = tables.torch_verdict(tables.torch_family(_torch(-0.2, 1e-4)))
+    assert strong.count("a lower NLL than the exact mean") == 2
+    assert strong.count("a higher test error than the exact mean") == 2
+    null = tables.torch_verdict(tables.torch_family(_torch(-0.02, 0.5)))
+    assert "lower" not in null and "higher" not in null
+    assert null.count("no NLL difference from the exact mean that survives Holm") == 2
+    assert tables.interval_pvalue(-0.2, -0.3, -0.1) < 1e-4
+    assert tables.interval_pvalue(-0.02, -0.07, 0.03) > 0.4
+
+
+def test_torch_mc_slope_recovers_the_k_to_the_minus_half_rate():
+    from ensemble_study import tables
+
+    est, lo, hi, n = tables.mc_slope(_torch(0.0, 1.0))
+    assert n == 5 and abs(est + 0.5) < 0.01 and lo <= -0.5 <= hi
+    assert "the interval holds the K^(-1/2) rate" in tables.torch_example_verdict(_torch(0, 1))
