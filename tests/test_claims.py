@@ -214,3 +214,30 @@ def test_torch_mc_slope_recovers_the_k_to_the_minus_half_rate():
     est, lo, hi, n = tables.mc_slope(_torch(0.0, 1.0))
     assert n == 5 and abs(est + 0.5) < 0.01 and lo <= -0.5 <= hi
     assert "the interval holds the K^(-1/2) rate" in tables.torch_example_verdict(_torch(0, 1))
+
+
+def test_spread_sentence_says_every_row_only_when_every_row_has_it():
+    from ensemble_study.studies.spread import show
+
+    s = pd.DataFrame(dict(subnetwork_range=[0.5, 0.6], summary_range=[0.05, 0.1]))
+    assert show.spread_sentence(s).endswith("in every row the summaries are closer together "
+                                            "than the subnetworks.")
+    s["summary_range"] = [0.05, 0.7]
+    text = show.spread_sentence(s)
+    assert "closer together than the subnetworks in 1 of 2 rows" in text
+    rows = [dict(activation="relu", input=0, quantity="subnetwork", value=v) for v in (0.1, 0.9)]
+    rows += [dict(activation="relu", input=0, quantity=q, value=v)
+             for q, v in (("arithmetic_mean", 0.5), ("nwgm", 0.45), ("scaled", 0.4))]
+    out = show.summary_spread(pd.DataFrame(rows)).iloc[0]
+    assert out.subnetwork_range == 0.8 and abs(out.summary_range - 0.1) < 1e-12
+
+
+def test_boundary_agreement_counts_the_points_whose_class_differs():
+    from ensemble_study.studies.boundary import show
+
+    df = pd.DataFrame(dict(scheme="inverted", keep_prob=0.5,
+                           exact_mean=[0.6, 0.4, 0.7, 0.2], exact_nwgm=[0.6, 0.4, 0.3, 0.2],
+                           scaled=[0.4, 0.6, 0.3, 0.2]))
+    a = show.agreement(df).iloc[0]
+    assert a.mean_vs_nwgm == 0.25 and a.mean_vs_scaled == 0.75
+    assert abs(a.max_abs_mean_minus_scaled - 0.4) < 1e-12
