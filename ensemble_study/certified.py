@@ -70,6 +70,7 @@ estimator does it on its own where it applies).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -98,9 +99,9 @@ def _d1(name, z):
     if name == "sigmoid":
         s = OUTPUT_FUNCTIONS["sigmoid"](z)
         return s * (1.0 - s)
-    raise ValueError(f"the certified estimator knows the derivatives of identity, relu, tanh "
-                     f"and sigmoid hidden layers; got {name!r}: add its second derivative "
-                     f"to ensemble_study.certified")
+    raise ValueError(f"the certified estimator knows the derivatives of "
+                     f"{', '.join(DIFFERENTIABLE)} hidden layers; got {name!r}: add its "
+                     f"second derivative to ensemble_study.certified")
 
 
 def _d2(name, z):
@@ -149,6 +150,53 @@ def derivative_passes(net: MLP, cfg: DropoutConfig) -> float:
     flops = [a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])]
     total = sum(flops)
     return float(sum(net.sizes[l] * sum(flops[l:]) / total for l in cfg.layers))
+
+
+DIFFERENTIABLE = ("identity", "relu", "tanh", "sigmoid")
+"""Hidden activations whose first and second derivatives the estimator knows."""
+PILOT = 64
+"""The default pilot, in antithetic pairs (:func:`certified_ensemble`'s ``n_pilot``)."""
+# Fixed working memory of a run whatever its rows: tangent blocks of _TANGENT_ELEMENTS,
+# sampled chunks of 2**21 elements, and their temporaries (an upper estimate).
+_FIXED_BYTES = 8 * (2 * _TANGENT_ELEMENTS + 4 * 2**21)
+
+
+def cost_model(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
+               memory_bound: float) -> dict:
+    """What :func:`certified_ensemble` with ``n_pairs = n_samples // 2`` would cost.
+
+    From the sizes alone (upper estimates, used by
+    :func:`ensemble_study.ensemble.choose_estimator`): ``macs`` multiply-adds,
+    ``passes`` forward passes (derivatives, pilot, main batch), ``rows``
+    examples per batch (``max_rows``) so that ``memory_bytes`` stays below
+    ``memory_bound`` (0 when a single example does not fit), and ``why_not``,
+    a reason it does not apply (an activation whose derivatives it does not
+    know, or fewer than 4 samples), else None.
+    """
+    bad = [h for h in net.hidden if h not in DIFFERENTIABLE]
+    why = None
+    if bad:
+        why = (f"the certified estimator knows the derivatives of {', '.join(DIFFERENTIABLE)} "
+               f"hidden layers, not {', '.join(sorted(set(bad)))}")
+    elif n_samples < 4:
+        why = (f"the certified estimator needs at least 4 samples (2 antithetic pairs); "
+               f"K={n_samples}")
+    pairs = max(2, n_samples // 2)
+    U = sum(net.sizes[l] for l in cfg.layers)
+    k = net.sizes[-1]
+    curved = any(h in ("tanh", "sigmoid") for h in net.hidden)
+    d_passes = derivative_passes(net, cfg) * (2.0 if curved else 1.0)
+    passes = d_passes + 2 * PILOT + 2 * pairs
+    macs_pass = float(sum(w.size for w in net.weights))
+    # per example: forward passes, and the two control-variate products (U x 3k) per sample
+    per_row = passes * macs_pass + 2 * (pairs + PILOT) * 2 * U * 3 * k
+    # per example, in doubles: derivative arrays (about 20 U k) and the stored pairs
+    # (pilot and main batch, with their temporaries, about 18 k per pair)
+    row_bytes = 8.0 * (20 * U * k + 18 * (pairs + PILOT) * k)
+    n = int(n_examples)
+    rows = int(min(n, max(0, (memory_bound - _FIXED_BYTES) // row_bytes)))
+    return {"macs": per_row * n, "passes": passes, "rows": rows,
+            "memory_bytes": int(_FIXED_BYTES + row_bytes * max(rows, 1)), "why_not": why}
 
 
 def taylor_logits(net: MLP, cfg: DropoutConfig, X: np.ndarray):
@@ -350,7 +398,7 @@ def _coefficients(F, Lc, Qc):
 def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | None = None,
                        tolerance: float | None = None, n_pilot: int = 64,
                        level: float = LEVEL, max_passes: float = MAX_PASSES,
-                       order: int = 2) -> CertifiedResult:
+                       order: int = 2, max_rows: int | None = None) -> CertifiedResult:
     """Estimate the ensemble's mean, NWGM and variance with calibrated intervals.
 
     Parameters
@@ -373,6 +421,12 @@ def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | N
         Budget in forward passes over ``X``; what needs more is refused.
     order : {1, 2}
         Control variates up to this order in the multipliers.
+    max_rows : int, optional
+        Examples per batch (memory: the derivative arrays and the stored pairs grow
+        with the rows of a batch). Every batch sees the same masks, so with
+        ``n_pairs`` the result does not depend on it (up to rounding); with
+        ``tolerance`` each batch sizes its own main batch (``n_pairs`` is then the
+        largest). None: one batch.
 
     Returns
     -------
@@ -411,6 +465,29 @@ def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | N
             + (f", {2 * n_pairs} for the main batch" if n_pairs else "")
             + f"), more than max_passes={max_passes:,.0f}; raise max_passes or use "
             f"sample_ensemble(..., estimator='mc')")
+    n = X.shape[0]
+    rows = n if max_rows is None else check_positive_int(max_rows, "max_rows")
+    starts = list(range(0, n, rows))
+    parts = []
+    for i, r0 in enumerate(starts):
+        # Every batch of examples sees the same masks (a copy of the stream's state; the
+        # last batch consumes the stream itself), as one batch of all rows would.
+        g = gen if i == len(starts) - 1 else copy.deepcopy(gen)
+        parts.append(_certified_rows(net, cfg, X[r0:r0 + rows], g, n_pairs, tolerance,
+                                     n_pilot, level, max_passes, order, cost_d))
+    cat = {key: (None if parts[0][key] is None
+                 else np.concatenate([p[key] for p in parts], axis=0))
+           for key in ("mean", "mean_half_width", "geometric_mean", "geometric_mean_half_width",
+                       "variance", "variance_half_width", "mean_logits",
+                       "mean_logits_half_width", "stderr", "variance_ratio")}
+    main = max(p["n_pairs"] for p in parts)
+    passes = sum(p["n_passes"] * p["mean"].shape[0] for p in parts) / n
+    return CertifiedResult(**cat, n_pairs=main, n_pilot=n_pilot, n_passes=passes, level=level)
+
+
+def _certified_rows(net, cfg, X, gen, n_pairs, tolerance, n_pilot, level, max_passes, order,
+                    cost_d) -> dict:
+    """The estimate on the examples ``X`` (one batch): the fields of :class:`CertifiedResult`."""
     sampler = _Sampler(net, cfg, X, order)
     Fp, Lp, Qp = sampler.draw(gen, n_pilot)
     b1, b2 = _coefficients(Fp, Lp, Qp)
@@ -451,11 +528,13 @@ def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | N
     raw = _plain_pass_variance(sampler, F)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = raw / (2 * sd[:, :k] ** 2)
-    return CertifiedResult(
+    return dict(
         mean=mean, mean_half_width=t * se_y, geometric_mean=gm, geometric_mean_half_width=gm_hw,
         variance=variance, variance_half_width=t * se_v, mean_logits=mean_z,
-        mean_logits_half_width=t * se_z, stderr=se_y, n_pairs=n_pairs, n_pilot=n_pilot,
-        n_passes=cost_d + 2 * n_pilot + 2 * n_pairs, level=level, variance_ratio=ratio)
+        mean_logits_half_width=t * se_z, stderr=se_y, n_pairs=n_pairs,
+        n_passes=cost_d + 2 * n_pilot + 2 * n_pairs, variance_ratio=ratio)
+
+
 
 
 def _plain_pass_variance(sampler, F):

@@ -15,6 +15,10 @@ algebraically (analytic for the identity output and the NWGM, two-half
 product tables for the softmax/sigmoid mean and variance) and only the other
 dropped layers are enumerated; otherwise every mask's forward pass is run in
 chunks. Chunks run on up to two threads; results do not depend on them.
+
+(Over 500 lines because the exact and the sampled ensembles share their
+result type, their chunking, their executor hand-off and the estimator
+chooser's cost model; split, each half would import the other's internals.)
 """
 
 from __future__ import annotations
@@ -306,7 +310,7 @@ def _run_on_executor(executor, job: _ExactJob, progress) -> Moments:
 
 
 ESTIMATORS = ("mc", "rb_mc", "certified")
-CHOICES = ("auto", "exact", "rb_mc", "mc")
+CHOICES = ("auto", "exact", "rb_mc", "certified", "mc")
 """What :func:`choose_estimator` may be asked for (``auto``: it picks)."""
 
 # --- the cost model -------------------------------------------------------------
@@ -324,7 +328,7 @@ RB_CHEAP = 16.0
 # Inner blocks of more than this many masks run on the chunked (numpy) kernels,
 # whose tables hold 2**(width/2) rows per half, rather than the compiled ones,
 # which hold two arrays of 2**width doubles per thread.
-_RB_COMPILED_MAX_INNER = 2**22
+_RB_COMPILED_MAX_INNER = 2**22  # = kernels.plan.COMPILED_MAX_INNER
 
 
 def check_max_subnetworks(value) -> int:
@@ -406,10 +410,13 @@ def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
                   estimator: str) -> Cost:
     """Time and memory of one way of computing the ensemble, from the sizes alone.
 
-    ``estimator`` is ``"exact"`` (``n_samples`` ignored), ``"rb_mc"`` or
-    ``"mc"``. The time is an upper estimate at :data:`RATE` multiply-adds
-    per second; ``seconds`` and ``memory_bytes`` are ``inf``-like (``math.inf``,
-    a huge int) for an ``rb_mc`` that does not apply.
+    ``estimator`` is ``"exact"`` (``n_samples`` ignored), ``"rb_mc"``,
+    ``"certified"`` (``n_samples // 2`` antithetic pairs after a pilot; see
+    :func:`ensemble_study.certified.cost_model`) or ``"mc"``. The time is an
+    upper estimate at :data:`RATE` multiply-adds per second; ``seconds`` and
+    ``memory_bytes`` are ``inf``-like (``math.inf``, a huge int) for an
+    ``rb_mc`` or ``certified`` that does not apply (``reason`` says why for
+    ``certified``).
     """
     n = int(n_examples)
     macs = float(sum(w.size for w in net.weights))
@@ -433,16 +440,22 @@ def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
     if estimator == "mc":
         return Cost("mc", n_samples, n_samples * n * macs / RATE,
                     8 * 4 * _CHUNK_ELEMENTS * 2 * default_threads())
-    raise ValueError(f"estimator must be one of exact, rb_mc, mc; got {estimator!r}")
+    if estimator == "certified":
+        from .certified import cost_model
+
+        model = cost_model(net, cfg, n, n_samples, MEMORY_BOUND)
+        if model["why_not"] is not None or model["rows"] < 1:
+            return Cost("certified", n_samples, math.inf, 2**62, model["why_not"] or "")
+        return Cost("certified", n_samples, model["macs"] / RATE, model["memory_bytes"])
+    raise ValueError(f"estimator must be one of exact, rb_mc, certified, mc; got {estimator!r}")
 
 
 def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int, *,
                      max_subnetworks: int = 2**20, time_budget: float | None = None,
                      estimator: str = "auto") -> Cost:
-    """The way to compute the ensemble: exact enumeration, ``rb_mc`` or ``mc``.
+    """The way to compute the ensemble: exact enumeration, ``rb_mc``, ``certified`` or ``mc``.
 
-    This is the one place that decides (a further estimator, such as a
-    certified one, is routed here). With ``estimator="auto"``:
+    This is the one place that decides. With ``estimator="auto"``:
 
     1. ``exact`` when ``2**n_free <= max_subnetworks`` and it fits the time
        budget and :data:`MEMORY_BOUND`;
@@ -450,7 +463,12 @@ def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: i
        memory bound, and one of its samples costs at most :data:`RB_CHEAP`
        plain samples (its exact inner average of ``2**width`` masks is worth
        that much variance reduction, no more);
-    3. else ``mc``.
+    3. else ``certified`` (:mod:`ensemble_study.certified`: control variates
+       with exactly known means and antithetic pairs, a calibrated t-interval)
+       when every hidden activation is one whose derivatives it knows, K >= 4
+       and it fits the memory bound (examples in batches) and, with K lowered
+       if need be, the time budget;
+    4. else ``mc``.
 
     A sampled choice keeps K = ``n_samples`` unless that would exceed
     ``time_budget``; then K is lowered to what fits (at least 2) and the
@@ -478,6 +496,9 @@ def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: i
             raise ValueError(
                 f"the exact ensemble has {_count(cost.count)} subnetworks, more than "
                 f"max_subnetworks={max_subnetworks:,}; use {cheaper} (or estimator='auto')")
+        if estimator == "certified" and cost.seconds == math.inf:
+            raise ValueError(f"estimator='certified' does not apply here: "
+                             f"{cost.reason or 'its memory exceeds the bound'}; use {cheaper}")
         if estimator == "rb_mc" and cost.seconds == math.inf:
             raise ValueError(
                 "estimator='rb_mc' averages the last dropped layer exactly, which needs "
@@ -502,14 +523,45 @@ def choose_estimator(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: i
     if rb.memory_bytes <= MEMORY_BOUND and ratio <= RB_CHEAP:
         pick, why = rb, why + f"; one rb_mc sample costs {ratio:.3g} plain ones"
     else:
-        pick = mc
         if rb.seconds < math.inf:
             why += f"; one rb_mc sample would cost {ratio:.3g} plain ones"
+        cert = _certified_within(net, cfg, n_examples, n_samples, budget)
+        if cert.seconds < math.inf:
+            return Cost(**{**cert.__dict__, "reason": why + "; " + cert.reason
+                           if cert.reason else why})
+        pick = mc
+        why += f"; not certified: {cert.reason}"
     if pick.seconds > budget:
         k = _fits(pick, budget)
         why += f"; K lowered from {n_samples:,} to {k:,} to fit the {_seconds(budget)} budget"
         pick = estimate_cost(net, cfg, n_examples, k, pick.name)
     return Cost(**{**pick.__dict__, "reason": why})
+
+
+def _certified_within(net, cfg, n_examples, n_samples, budget) -> Cost:
+    """The certified estimate at K = ``n_samples``, K lowered (to 4 at least) to fit
+    ``budget``; ``seconds`` is ``math.inf`` and ``reason`` says why when it cannot."""
+    cost = estimate_cost(net, cfg, n_examples, n_samples, "certified")
+    if cost.seconds == math.inf:
+        return Cost(**{**cost.__dict__, "reason": cost.reason or
+                       f"its memory exceeds {MEMORY_BOUND / 2**20:,.0f} MiB"})
+    if cost.seconds <= budget:
+        return cost
+    low = estimate_cost(net, cfg, n_examples, 4, "certified")
+    if low.seconds > budget:
+        return Cost("certified", n_samples, math.inf, cost.memory_bytes,
+                    f"its derivatives and pilot alone take about {_seconds(low.seconds)}, "
+                    f"over the {_seconds(budget)} budget")
+    per = (cost.seconds - low.seconds) / (n_samples - 4)  # cost is nearly affine in K
+    k = max(4, min(n_samples, 4 + int((budget - low.seconds) / per)))
+    fitted = estimate_cost(net, cfg, n_examples, k, "certified")
+    # Pairs, pilot and batches round: the affine guess can overshoot by a few K.
+    while fitted.seconds > budget and k > 4:
+        k -= 1
+        fitted = estimate_cost(net, cfg, n_examples, k, "certified")
+    return Cost(**{**fitted.__dict__,
+                   "reason": f"K lowered from {n_samples:,} to {k:,} to fit the "
+                             f"{_seconds(budget)} budget"})
 
 
 def _fits(cost: Cost, budget: float) -> int:
@@ -607,8 +659,8 @@ def sample_ensemble(
         K, the number of (outer) masks drawn.
     rng : int, SeedSequence or numpy.random.Generator
     estimator : {"mc", "rb_mc", "certified", "auto"}
-        ``"auto"``: :func:`choose_estimator` picks ``rb_mc`` or ``mc`` from
-        their costs; an ``rb_mc`` beyond :data:`MEMORY_BOUND` is refused
+        ``"auto"``: :func:`choose_estimator` picks ``rb_mc``, ``certified`` or
+        ``mc`` from their costs; an ``rb_mc`` beyond :data:`MEMORY_BOUND` is refused
         (naming ``mc``). ``"certified"``:
         :func:`ensemble_study.certified.certified_ensemble` with ``n_pairs =
         max(2, K // 2)`` antithetic pairs (its pilot and derivatives come on
@@ -664,10 +716,9 @@ def sample_ensemble(
         return _rao_blackwell(net, cfg, X, n_samples, gen, chunk_size, progress)
     if estimator == "certified":  # control variates + antithetic pairs (certified.py)
         res = certified_ensemble(net, cfg, X, gen, n_pairs=max(2, n_samples // 2),
-                                 max_passes=float("inf"))
-        return EnsembleResult(mean=res.mean, geometric_mean=res.geometric_mean,
-                              variance=res.variance, n_subnetworks=2 * res.n_pairs,
-                              method="sampled", stderr=res.stderr)
+                                 max_passes=float("inf"),
+                                 max_rows=certified_rows(net, cfg, X.shape[0], n_samples))
+        return from_certified(res)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
     # larger chunks: the chunks fix the merge order, hence the last bits of
@@ -690,6 +741,22 @@ def sample_ensemble(
         method="sampled",
         stderr=_stderr(variance, n_samples),
     )
+
+
+def from_certified(res) -> EnsembleResult:
+    """The :class:`EnsembleResult` of a :class:`~ensemble_study.certified.CertifiedResult`
+    (its K is the number of masks of the main batch, two per antithetic pair)."""
+    return EnsembleResult(mean=res.mean, geometric_mean=res.geometric_mean,
+                          variance=res.variance, n_subnetworks=2 * res.n_pairs,
+                          method="sampled", stderr=res.stderr)
+
+
+def certified_rows(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int) -> int:
+    """Examples per batch of a certified estimate with K = ``n_samples`` within
+    :data:`MEMORY_BOUND` (1 at least)."""
+    from .certified import cost_model
+
+    return max(1, cost_model(net, cfg, n_examples, n_samples, MEMORY_BOUND)["rows"])
 
 
 def _stderr(variance: np.ndarray, n_samples: int) -> np.ndarray:

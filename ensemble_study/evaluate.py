@@ -31,9 +31,11 @@ from .dropout import DropoutConfig, check_config
 from .ensemble import (
     CHOICES,
     RATE,
+    certified_rows,
     check_max_subnetworks,
     choose_estimator,
     exact_ensemble,
+    from_certified,
     sample_ensemble,
 )
 from .metrics import brier, ece, error_rate, gap_metrics, nll
@@ -48,13 +50,13 @@ logger = logging.getLogger(__name__)
 ESTIMATORS = {name: name for name in CHOICES}
 ID_COLUMNS = ["architecture", "output", "scheme", "layers", "keep_prob", "method",
               "n_subnetworks", "n_samples", "predictor", "k", "n_draws", "reference"]
-METRIC_COLUMNS = ["error", "nll", "brier", "ece", "mean_stderr", "max_abs_gap",
+METRIC_COLUMNS = ["error", "nll", "brier", "ece", "mean_stderr", "max_half_width", "max_abs_gap",
                   "mean_abs_gap", "relative_gap", "kl", "total_variation", "disagreement",
                   "error_spread", "tv_spread"]
 
 LEGEND = {
     "method": "how the ensemble mean (the reference) was computed: exact (every subnetwork "
-              "enumerated), rb_mc or mc (estimated from sampled masks)",
+              "enumerated), rb_mc, certified or mc (estimated from sampled masks)",
     "n_subnetworks": "subnetworks enumerated (exact ensemble only)",
     "n_samples": "masks K sampled to estimate the ensemble mean (estimated only)",
     "predictor": "mean: the ensemble mean itself; the others predict it (scaled = the "
@@ -68,6 +70,8 @@ LEGEND = {
     "ece": "expected calibration error of the top-class confidence, 15 equal-width bins",
     "mean_stderr": "mean over entries of the estimated mean's standard error (its 95% "
                    "interval is +-1.96 of it; exact: empty)",
+    "max_half_width": "largest half-width of the estimated mean's 95% interval over examples "
+                      "and outputs (certified: t-interval; rb_mc, mc: 1.96 stderr; exact: empty)",
     "max_abs_gap": "largest abs(reference - predictor) over examples and outputs",
     "mean_abs_gap": "mean abs(reference - predictor)",
     "relative_gap": "mean abs(reference - predictor) / the subnetworks' standard deviation",
@@ -227,13 +231,15 @@ def evaluate_network(
         it, estimate it from ``n_samples`` masks.
     n_samples : int >= 2
         K of the estimator (two at least, for a standard error).
-    estimator : {"auto", "exact", "rb_mc", "mc"}
+    estimator : {"auto", "exact", "rb_mc", "certified", "mc"}
         ``"auto"``: :func:`ensemble_study.ensemble.choose_estimator` picks
         from the cost model (exact within ``max_subnetworks`` and the
-        budget, ``rb_mc`` where its samples are cheap, else ``mc``, with K
-        lowered to fit ``time_budget``). An explicit name out of reach
-        (memory, time, or not applicable) is refused before any work, naming
-        the cheaper option.
+        budget, ``rb_mc`` where its samples are cheap, else ``certified``
+        (:func:`ensemble_study.certified.certified_ensemble`, ``K // 2``
+        antithetic pairs, examples in batches within the memory bound) where
+        it applies, else ``mc``, with K lowered to fit ``time_budget``). An
+        explicit name out of reach (memory, time, or not applicable) is refused
+        before any work, naming the cheaper option.
     rng : int, SeedSequence or Generator
         Required only when the ensemble is estimated.
     time_budget : float or None
@@ -247,7 +253,8 @@ def evaluate_network(
         row holds the draws' mean metrics and their spread.
     report : callable, optional
         Called with one line (the choice and its estimated cost) before the
-        work starts.
+        work starts and, for an estimated ensemble, with a second line once it
+        is computed: the estimator used and its 95% interval half-width.
     progress : bool
         Progress on stderr while the ensemble is computed.
 
@@ -259,8 +266,10 @@ def evaluate_network(
         enumerated subnetworks (exact), ``n_samples`` the sampled masks K
         (estimated); ``mean_stderr`` (estimated ensembles only, on the
         ``mean`` row) is the mean over examples and outputs of the standard
-        error of the estimated mean. ``df.attrs["choice"]`` is the
-        :class:`~ensemble_study.ensemble.Cost` of the choice.
+        error of the estimated mean and ``max_half_width`` the largest
+        half-width of its 95% interval. ``df.attrs["choice"]`` is the
+        :class:`~ensemble_study.ensemble.Cost` of the choice;
+        ``df.attrs["interval"]`` the second report line (estimated only).
     """
     X = check_input(net, X)
     check_config(net, cfg)
@@ -283,11 +292,30 @@ def evaluate_network(
     logger.info(line)
     if report is not None:
         report(line)
+    interval = None
     if method == "exact":
         ens = exact_ensemble(net, cfg, X, max_subnetworks=max_subnetworks, progress=progress)
+    elif method == "certified":
+        from .certified import certified_ensemble
+
+        cert = certified_ensemble(net, cfg, X, rng, n_pairs=max(2, choice.count // 2),
+                                  max_passes=float("inf"),
+                                  max_rows=certified_rows(net, cfg, X.shape[0], choice.count))
+        ens = from_certified(cert)
+        interval = _interval_line(
+            f"certified estimator ({cert.n_pairs:,} antithetic pairs after a "
+            f"{cert.n_pilot}-pair pilot, {cert.n_passes:,.0f} forward passes in all; "
+            f"control variates with exactly known means)", cert.mean_half_width, "t-interval")
     else:
         ens = sample_ensemble(net, cfg, X, choice.count, rng, estimator=method,
                               progress=progress)
+        interval = _interval_line(f"{method} estimator ({choice.count:,} samples)",
+                                  1.96 * ens.stderr, "mean +- 1.96 stderr")
+    if interval is not None:
+        line2 = f"ensemble: {interval[0]}"
+        logger.info(line2)
+        if report is not None:
+            report(line2)
     ids = {"architecture": net.architecture, "output": net.output, **_describe_cfg(cfg),
            "method": method,
            "n_subnetworks": ens.n_subnetworks if method == "exact" else None,
@@ -297,18 +325,23 @@ def evaluate_network(
     mean_row = {**ids, "predictor": "mean", "reference": None, **scores(ens.mean, gaps=False)}
     if ens.stderr is not None:
         mean_row["mean_stderr"] = float(np.mean(ens.stderr))
+    if interval is not None:
+        mean_row["max_half_width"] = interval[1]
     rows = [mean_row]
     case = _EvalCase(net, cfg, X, ens if method == "exact" else None)
     seed = _seed_of(rng)
     preds = {}
     for p in PREDICTORS.values():
-        if p.name == "exact" or not p.applies(net.output):
+        if p.name == "exact" or not p.applies_to(net, cfg):
             continue
         if not p.samples:
             try:
                 preds[p.name] = p.predict(case, 0, None).mean
             except _NotExact:
                 logger.info("%s: skipped (needs the exact ensemble)", p.name)
+                continue
+            except ValueError as exc:  # e.g. an integral that cannot reach its precision
+                logger.info("%s: skipped (%s)", p.name, exc)
                 continue
             rows.append({**ids, "predictor": p.name, "reference": "mean",
                          **scores(preds[p.name])})
@@ -343,7 +376,19 @@ def evaluate_network(
     for col in ("n_subnetworks", "n_samples", "k", "n_draws"):
         df[col] = df[col].astype("Int64")
     df.attrs["choice"] = choice
+    if interval is not None:
+        df.attrs["interval"] = f"ensemble: {interval[0]}"
     return df
+
+
+def _interval_line(what: str, half_width, kind: str):
+    """``(line, largest half-width)``: the estimator used and its 95% interval's half-width."""
+    hw = np.asarray(half_width, dtype=np.float64)
+    if not np.isfinite(hw).any():
+        return f"estimated by the {what}; no interval (too few samples)", float("nan")
+    top = float(np.nanmax(hw))
+    return (f"estimated by the {what}; 95% {kind} half-width of the mean at most {top:.3g} "
+            f"(median {float(np.nanmedian(hw)):.3g}) over {hw.size:,} example-outputs", top)
 
 
 class _NotExact(Exception):

@@ -28,9 +28,12 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
+import re
+import signal
 import sys
 import threading
 import time
@@ -275,24 +278,79 @@ class CellStore:
         return self.folder / f"cell-{index:06d}.csv"
 
     def load(self, index: int) -> list[dict] | None:
-        """The stored rows of cell ``index``, or None if it is not stored."""
+        """The stored rows of cell ``index``, or None if it must be computed.
+
+        A cell file that does not verify (see :func:`_read_cell`) is not
+        reused: a one-line warning on stderr names it, and the cell is
+        computed again (and stored again over it).
+        """
         path = self.path(index)
-        if not path.exists():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
             return None
-        if path.stat().st_size == 0:
-            return []
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], **_ROUND_TRIP)
-        return df.to_dict("records")
+        except OSError as exc:
+            _warn_cell(path, f"cannot be read ({exc.strerror or exc})")
+            return None
+        try:
+            return _read_cell(data)
+        except ValueError as exc:
+            _warn_cell(path, str(exc))
+            return None
 
     def save(self, index: int, rows: list[dict]) -> None:
         """Write cell ``index`` atomically (and, once, the folder's ``params.json``)."""
-        from .results import atomic_write_text
+        from .results import atomic_write_bytes
 
         meta = self.folder / "params.json"
         if not meta.exists():
-            atomic_write_text(meta, json.dumps(self.meta, indent=2, sort_keys=True))
-        text = pd.DataFrame(rows).to_csv(index=False, float_format=_float_repr) if rows else ""
-        atomic_write_text(self.path(index), text)
+            atomic_write_bytes(meta, json.dumps(self.meta, indent=2, sort_keys=True).encode())
+        atomic_write_bytes(self.path(index), _cell_bytes(rows))
+
+
+# A cell file: one header line with the SHA-256 and row count of the CSV body
+# that follows it (an empty body for a cell without rows).
+_CELL_MAGIC = b"# ensemble-study cell v2"
+_CELL_HEADER = re.compile(rb"# ensemble-study cell v2 rows=(\d+) sha256=([0-9a-f]{64})")
+
+
+def _cell_bytes(rows: list[dict]) -> bytes:
+    body = (pd.DataFrame(rows).to_csv(index=False, float_format=_float_repr).encode()
+            if rows else b"")
+    digest = hashlib.sha256(body).hexdigest()
+    return _CELL_MAGIC + f" rows={len(rows)} sha256={digest}\n".encode() + body
+
+
+def _read_cell(data: bytes) -> list[dict]:
+    """The rows of a cell file's bytes; ``ValueError`` saying why they cannot be trusted."""
+    if not data:
+        raise ValueError("is empty (0 bytes)")
+    head, sep, body = data.partition(b"\n")
+    match = _CELL_HEADER.fullmatch(head)
+    if not sep or match is None:
+        what = ("a damaged header" if head.startswith(_CELL_MAGIC) else
+                "no header with its hash and row count (damaged, or an unverified older cell)")
+        raise ValueError(f"has {what}")
+    n_rows, digest = int(match[1]), match[2].decode()
+    if hashlib.sha256(body).hexdigest() != digest:
+        raise ValueError(f"does not match its recorded SHA-256 ({len(body)} bytes after the "
+                         f"header: truncated or edited)")
+    if n_rows == 0:
+        if body:
+            raise ValueError("records 0 rows but holds data")
+        return []
+    try:
+        df = pd.read_csv(io.BytesIO(body), keep_default_na=False, na_values=[""],
+                         **_ROUND_TRIP)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"is not a readable CSV ({exc})") from None
+    if len(df) != n_rows:
+        raise ValueError(f"holds {len(df)} rows, not the {n_rows} it records")
+    return df.to_dict("records")
+
+
+def _warn_cell(path: Path, reason: str) -> None:
+    print(f"warning: stored cell {path} {reason}; recomputing it", file=sys.stderr, flush=True)
 
 
 # --- progress ------------------------------------------------------------------------
@@ -395,6 +453,10 @@ def _init_worker(main_pid: int | None = None) -> None:
     watchdog on the main process (:func:`_watchdog`)."""
     global _worker_limits
     os.environ[THREADS_ENV] = "1"
+    # Ctrl-C reaches the terminal's whole process group: the main process
+    # handles it (and ends the pool); a worker that also raised
+    # KeyboardInterrupt would print its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if main_pid is not None:
         threading.Thread(target=_watchdog, args=(main_pid,), daemon=True,
                          name="ensemble-study-watchdog").start()
@@ -420,6 +482,36 @@ def process_pool(n_workers: int) -> ProcessPoolExecutor:
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
     return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))
+
+
+@contextlib.contextmanager
+def _pool(n_workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A :func:`process_pool` for one run: shut down when the run ends, and its
+    workers ended at once if the run fails or is interrupted (no waiting for
+    the cells they are computing)."""
+    pool = process_pool(n_workers)
+    try:
+        yield pool
+    except BaseException:
+        end_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Cancel what is queued, end the workers (SIGTERM, then SIGKILL) and shut down."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def _futures(run_cell, todo, cells, params, pool) -> Iterator:
@@ -471,7 +563,7 @@ def connect(execution: Execution) -> Iterator[Execution]:
         return
     with contextlib.ExitStack() as stack:
         if execution.scheduler is None:
-            live = stack.enter_context(process_pool(execution.n_workers))
+            live = stack.enter_context(_pool(execution.n_workers))
         else:
             distributed = require_dask()
             if execution.scheduler == "local":

@@ -24,7 +24,8 @@ import numpy as np
 from .approximations import moment_propagation, nwgm_correction
 from .dropout import DropoutConfig, scaled_forward
 from .ensemble import exact_ensemble, sample_ensemble
-from .network import MLP
+from .laplace import expected_sigmoid
+from .network import ACTIVATION_FUNCTIONS, MLP
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +113,10 @@ class Predictor:
         The output functions it applies to.
     description : str
         One sentence for legends of tables and ``--help``.
+    shape : callable, optional
+        ``shape(net, cfg) -> str | None``: why it does not apply to this network
+        and dropout config (None: it applies). For a predictor that needs more
+        than an output function; callers ask :meth:`applies_to`.
     """
 
     name: str
@@ -123,9 +128,14 @@ class Predictor:
     outputs: tuple = ("identity", "sigmoid", "softmax")
     description: str = ""
     extra: dict = field(default_factory=dict)
+    shape: Callable | None = None
 
     def applies(self, output: str) -> bool:
         return output in self.outputs
+
+    def applies_to(self, net: MLP, cfg: DropoutConfig) -> bool:
+        """Whether it applies to this network and config (output, and ``shape``)."""
+        return self.applies(net.output) and (self.shape is None or self.shape(net, cfg) is None)
 
     def title(self, n_samples: int = 0) -> str:
         """The label, with K for a sampled predictor (``"MC, K = 10"``)."""
@@ -221,6 +231,65 @@ register(Predictor(
     cost=lambda case, k: k * case.passes["rb"],
     description="Rao-Blackwellised MC: K sampled outer masks, the last dropped layer averaged "
                 "exactly",
+))
+
+
+def _one_layer_to_sigmoid(net: MLP, cfg: DropoutConfig) -> str | None:
+    """Why the exact wide-sigmoid integral does not apply (None when it does)."""
+    dropped = [l for l in cfg.layers if cfg.layer_keep_prob(l) < 1]
+    last = net.n_layers - 1
+    if net.output != "sigmoid" or net.sizes[-1] != 1:
+        return (f"it needs one sigmoid output unit; this network has {net.sizes[-1]} "
+                f"{net.output} output(s)")
+    if dropped != [last]:
+        return (f"it needs dropout on exactly one layer, the one feeding the output (layer "
+                f"{last}); this config drops layers {dropped} (keep_prob < 1)")
+    return None
+
+
+def laplace_sigmoid(net: MLP, cfg: DropoutConfig, X, *, rtol: float = 1e-10) -> np.ndarray:
+    """The exact ensemble mean of a sigmoid output fed by the one dropped layer, any width.
+
+    ``E[sigmoid(b + sum_j m_j c_j)]`` with ``c_j = a_j W[j] * scale`` (``a`` the
+    dropped layer's activations, ``scale`` 1 under vanilla or ``1/keep_prob``
+    under inverted dropout) is a one-dimensional integral
+    (:func:`ensemble_study.laplace.expected_sigmoid`, DESIGN fact 17).
+
+    Returns
+    -------
+    ndarray, shape (n_examples, 1)
+
+    Raises
+    ------
+    ValueError
+        For any other shape (naming what it needs and what it got), or where the
+        integral cannot reach ``rtol`` (extreme weights).
+    """
+    why = _one_layer_to_sigmoid(net, cfg)
+    if why is not None:
+        raise ValueError(f"the laplace_sigmoid predictor does not apply: {why}. Use the exact "
+                         f"ensemble (enumeration) or the certified estimator instead")
+    A = np.asarray(X, dtype=np.float64)
+    last = net.n_layers - 1
+    for l in range(last):
+        A = ACTIVATION_FUNCTIONS[net.hidden[l]](A @ net.weights[l] + net.biases[l])
+    q = float(cfg.layer_keep_prob(last))
+    scale = 1.0 / q if cfg.scheme == "inverted" else 1.0
+    c = A * (net.weights[last][:, 0] * scale)
+    b = np.full(A.shape[0], float(net.biases[last][0]))
+    return np.asarray(expected_sigmoid(b, c, q, rtol=rtol), dtype=np.float64).reshape(-1, 1)
+
+
+register(Predictor(
+    "laplace_sigmoid", "exact wide sigmoid", {"color": "tab:gray", "marker": "x", "ls": ":"},
+    False,
+    predict=lambda case, k, rng: Prediction(laplace_sigmoid(case.net, case.cfg, case.X)),
+    # a pass, then (roughly) a few hundred quadrature nodes of one term per dropped unit
+    cost=lambda case, k: 1.0 + 256.0 * case.net.sizes[-2] / case.passes["macs"],
+    outputs=("sigmoid",),
+    shape=_one_layer_to_sigmoid,
+    description="the exact mean of a sigmoid output fed by one dropped layer, at any width, "
+                "as a one-dimensional Laplace-transform integral (DESIGN fact 17)",
 ))
 
 

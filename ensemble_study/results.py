@@ -20,6 +20,8 @@ folder is never replaced, and the folder must be creatable and writable.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -33,6 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system: no cross-process lock
+    fcntl = None
 
 # A temporary file whose writer's pid cannot be read (older naming) is removed
 # once it is this old: no write takes that long.
@@ -182,6 +189,28 @@ def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
+# Failures of the machine, not of the code: reported in one line naming the file.
+_ENVIRONMENTAL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                            errno.EIO, errno.EFBIG, errno.EMFILE, errno.ENFILE,
+                            errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT})
+
+
+def environmental(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the machine (space, a read-only file
+    system, permission, a lost disk), to be reported in one line."""
+    return isinstance(exc, WriteError) or (isinstance(exc, OSError)
+                                           and exc.errno in _ENVIRONMENTAL)
+
+
+def one_line(exc: OSError) -> str:
+    """An environmental ``OSError`` in one line naming its file."""
+    if isinstance(exc, WriteError):
+        return str(exc)
+    name = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}" + (f" ({name})" if name else "")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -196,6 +225,62 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
     rename fails, the files already renamed are put back as they were (the
     old version, or no file). Temporary files are removed on every exit path.
     """
+    folders = sorted({Path(target).parent for target, _ in files})
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(folder, exc, "create folder") from None
+    with contextlib.ExitStack() as locks:
+        for folder in folders:  # in one order: no deadlock between two writers
+            locks.enter_context(folder_lock(folder))
+        _write_files(files)
+
+
+class WriteError(OSError):
+    """A write that failed for an environmental reason (no space, a read-only
+    file system, permission), in one line naming the file."""
+
+    def __init__(self, path, exc: OSError, what: str = "write"):
+        name = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+        reason = exc.strerror or str(exc)
+        super().__init__(exc.errno, f"cannot {what} {path}: {reason}"
+                                    + (f" ({name})" if name else ""))
+        self.filename = str(path)
+
+    def __str__(self):
+        return self.strerror
+
+
+@contextlib.contextmanager
+def folder_lock(folder, *, shared: bool = False):
+    """Hold an advisory lock on ``folder`` (``flock`` on the folder itself, so
+    no lock file is left behind): exclusive for a writer, shared for a reader.
+
+    Every :func:`write_files` into a folder holds it exclusively from its
+    first temporary to its last rename, and :func:`load_result` holds it
+    shared while it reads a CSV and its sidecar: writers from several
+    threads or processes publish their pairs one after the other, and a
+    reader never sees half of one. Where folders cannot be locked (no
+    ``fcntl``, a file system without ``flock``), nothing is held.
+    """
+    fd = None
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            except OSError:
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _write_files(files: list[tuple[Path, bytes]]) -> None:
     temporaries: list[Path] = []
     committed: list[tuple[Path, Path | None]] = []  # (target, backup of the old one)
 
@@ -206,10 +291,10 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
         temporaries.append(Path(name))
         return Path(name)
 
+    target = None
     try:
         staged = []
         for target, data in files:
-            target.parent.mkdir(parents=True, exist_ok=True)
             clean_stale_temporaries(target)
             tmp = temporary(target)
             # mkstemp creates the file private (0600); a result file gets the
@@ -226,12 +311,15 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
                 _link_over(target, backup)
             os.replace(tmp, target)
             committed.append((target, backup))
-    except BaseException:
-        for target, backup in reversed(committed):
+    except BaseException as exc:
+        for done, backup in reversed(committed):
             if backup is None:
-                os.unlink(target)
+                os.unlink(done)
             else:
-                os.replace(backup, target)
+                os.replace(backup, done)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError) \
+                and exc.errno in _ENVIRONMENTAL:
+            raise WriteError(target, exc) from None
         raise
     finally:
         for tmp in temporaries:
@@ -258,6 +346,13 @@ def _link_over(target: Path, backup: Path) -> None:
     except OSError:
         with open(target, "rb") as src, open(backup, "wb") as dst:
             dst.write(src.read())
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Replace ``path`` by ``data`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    write_files([(path, data)])
+    return path
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -322,29 +417,79 @@ def save_result(df: pd.DataFrame, path, params: dict) -> Path:
 
 
 def load_result(path) -> pd.DataFrame:
-    """Read a result CSV written by :func:`save_result`.
+    """Read a result CSV written by :func:`save_result`, checked against its sidecar.
 
     Raises
     ------
     ValueError
-        If the file is not a readable CSV, or if its sidecar records a
-        SHA-256 that the CSV does not have (a write was interrupted between
-        its two renames, or another process is writing the pair right now).
-        Sidecars without a hash (older results) are not checked.
+        If the CSV has no sidecar, or a sidecar that records no SHA-256 (it
+        cannot be checked: rerun the command that wrote it, or, if you trust
+        the CSV, record its hash with :func:`rehash`); if the CSV's SHA-256
+        or row count is not the one its sidecar records (a write was
+        interrupted between its two renames, or the file was edited); or if
+        it is not a readable CSV.
     """
     path = Path(path)
-    data = path.read_bytes()
-    expected = load_params(path).get("csv_sha256")
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+    side = sidecar_path(_resolve(path))
+    with folder_lock(_resolve(path).parent, shared=True):
+        data = path.read_bytes()
+        if not side.exists():
+            raise ValueError(f"{path} has no sidecar {side.name}: it cannot be checked; rerun "
+                             f"the command that writes it")
+        meta = load_params(path)
+    expected = meta.get("csv_sha256")
+    if expected is None:
         raise ValueError(
-            f"{path} does not match its sidecar {sidecar_path(_resolve(path))} (the CSV's "
-            f"SHA-256 differs from the one recorded): a write was interrupted or is under "
-            f"way; rerun the command that made it"
+            f"{side} records no csv_sha256, so {path.name} cannot be checked: rerun the "
+            f"command that wrote it ({meta.get('command', 'see the sidecar')}), or, if you "
+            f"trust the CSV, record its hash: python -c \"from ensemble_study.results import "
+            f"rehash; rehash('{path}')\"")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(
+            f"{path} does not match its sidecar {side} (the CSV's "
+            f"SHA-256 differs from the one recorded): a write was interrupted or the file was "
+            f"edited; rerun the command that made it"
         )
+    df = _read_csv(path, data)
+    rows = meta.get("rows")
+    if rows is not None and rows != len(df):
+        raise ValueError(f"{path} holds {len(df)} rows but its sidecar {side} records {rows}; "
+                         f"rerun the command that made it")
+    return df
+
+
+def _read_csv(path: Path, data: bytes) -> pd.DataFrame:
     try:
         return pd.read_csv(io.BytesIO(data))
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a readable CSV: {exc}") from None
+
+
+def rehash(path) -> Path:
+    """Record the SHA-256 and row count of the CSV at ``path`` in its sidecar, as it is now.
+
+    For a CSV whose sidecar predates the hash (or lost it): the CSV is
+    trusted as it stands, with a one-line warning on stderr saying so; its
+    bytes are not changed. A sidecar that already records a hash is checked
+    and left alone (``ValueError`` if the CSV does not match it).
+    """
+    path = Path(path)
+    side = sidecar_path(_resolve(path))
+    with folder_lock(_resolve(path).parent):
+        data = path.read_bytes()
+        meta = load_params(path)
+        if meta.get("csv_sha256") is not None:
+            if hashlib.sha256(data).hexdigest() != meta["csv_sha256"]:
+                raise ValueError(f"{path} does not match the SHA-256 its sidecar {side} "
+                                 f"records; rehash only records a missing hash")
+            return path
+        meta = dict(meta, csv_sha256=hashlib.sha256(data).hexdigest(),
+                    rows=int(len(_read_csv(path, data))))
+        print(f"warning: {side} had no csv_sha256; recorded the hash of {path.name} as it "
+              f"is now, trusting its content", file=sys.stderr, flush=True)
+        _write_files([(side, json.dumps(meta, indent=2, sort_keys=True,
+                                        allow_nan=False).encode())])
+    return path
 
 
 def load_params(path) -> dict:

@@ -252,6 +252,49 @@ def welch_interval(a, b, *, level: float = LEVEL) -> tuple[float, float, float]:
     return d, d - h, d + h
 
 
+def welch_test(a, b, *, level: float = LEVEL) -> dict:
+    """Welch's two-sample t-test of ``mean(a) - mean(b)`` with its interval.
+
+    Returns
+    -------
+    dict
+        ``difference``, ``low``, ``high`` (:func:`welch_interval`) and the
+        two-sided ``pvalue`` (scipy.stats.ttest_ind, ``equal_var=False``; 1.0
+        when both samples are constant and equal, 0.0 when constant and not).
+    """
+    d, lo, hi = welch_interval(a, b, level=level)
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    if a.var() == 0 and b.var() == 0:
+        p = 1.0 if d == 0 else 0.0
+    else:
+        p = float(_stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {"difference": d, "low": lo, "high": hi, "pvalue": p}
+
+
+def slope_interval(x, y, *, level: float = LEVEL) -> dict:
+    """Least-squares slope of ``y`` on ``x`` with its t interval (``n - 2`` df) and p-value.
+
+    For independent units (each ``(x, y)`` one network, say): the p-value is
+    the two-sided test of a zero slope (scipy.stats.linregress).
+
+    Returns
+    -------
+    dict
+        ``slope``, ``low``, ``high``, ``pvalue``, ``n``.
+    """
+    x, y = _finite_1d(x, "x"), _finite_1d(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length; got {x.size} and {y.size}")
+    if x.size < 3 or np.all(x == x[0]):
+        raise ValueError(f"slope_interval needs at least 3 points and 2 distinct x; got "
+                         f"{x.size} points, {np.unique(x).size} distinct x")
+    res = _stats.linregress(x, y)
+    h = float(_stats.t.ppf(0.5 + level / 2, x.size - 2) * res.stderr)
+    p = float(res.pvalue) if np.isfinite(res.pvalue) else (0.0 if res.slope != 0 else 1.0)
+    return {"slope": float(res.slope), "low": float(res.slope) - h,
+            "high": float(res.slope) + h, "pvalue": p, "n": int(x.size)}
+
+
 MIN_BOOTSTRAP_N = 10
 """Smallest sample a bootstrap interval is computed for (below it, use :func:`t_interval`)."""
 

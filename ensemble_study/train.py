@@ -28,6 +28,9 @@ Two optional pieces make a training recipe (all off by default):
   scheme's scaled pass is scored on it, the weights of the epoch with the
   lowest validation loss are restored at the end, and training stops after
   ``patience`` epochs without a new lowest loss.
+
+(About 500 lines: backprop through masked networks, the optimisers and
+early stopping are one training loop, read together.)
 """
 
 from __future__ import annotations

@@ -27,6 +27,13 @@ ARGS = ["--quick", "--activation", "relu", "--keep-prob", "0.5", "--n-networks",
         "--baldi-networks", "2"]
 
 
+def _every_predictor(names) -> bool:
+    """Every registered predictor, those that apply to some shapes only (a ``shape``
+    hook, e.g. laplace_sigmoid: one dropped layer feeding a sigmoid) where they apply."""
+    always = {n for n, p in PREDICTORS.items() if p.shape is None}
+    return always <= set(names) <= set(PREDICTORS)
+
+
 @pytest.fixture(scope="module")
 def table():
     return STUDY.run(TINY)
@@ -36,11 +43,11 @@ def test_columns_and_rows_for_every_predictor(table):
     assert list(table.columns) == ["study", *study.COLUMNS]
     for part in ("random", "trained"):
         rows = table[table["part"] == part]
-        assert set(rows["predictor"]) == set(PREDICTORS)
+        assert _every_predictor(rows["predictor"])
         for name in summary.SAMPLED:
             got = rows[rows["predictor"] == name].groupby("n_samples")["draw"].nunique()
             assert dict(got) == {k: TINY["n_draws"] for k in TINY["n_samples"]}
-    exact = table[table["predictor"] == "exact"]
+    exact = table[(table["predictor"] == "exact") & table["part"].isin(["random", "trained"])]
     assert np.all(exact["mean_abs_error"] == 0) and np.all(exact["variance_rel_error"] == 0)
     baldi = table[table["part"] == "baldi"]
     n_baldi = 2 * 2 * TINY["baldi_networks"] * len(TINY["baldi_keep_probs"]) * study.BALDI_INPUTS
@@ -48,11 +55,12 @@ def test_columns_and_rows_for_every_predictor(table):
     assert set(baldi["breaks_bound"].astype(bool)) <= {True, False}
     # Deterministic predictors give no variance except moment propagation (both closures);
     # plain MC gives none at K = 1 (one member).
-    has_var = table.dropna(subset=["variance_predicted"])
+    has_var = table[table["part"] != "reliability"].dropna(subset=["variance_predicted"])
     assert set(has_var["predictor"]) == {"exact", "moment_propagation", "moment_quadrature",
                                         "mc", "rb_mc"}
     assert not ((has_var["predictor"] == "mc") & (has_var["n_samples"] == 1)).any()
-    assert (table.loc[table["predictor"] == "scaled", "cost_passes"] == 1).all()
+    scored = table[table["part"] != "reliability"]
+    assert (scored.loc[scored["predictor"] == "scaled", "cost_passes"] == 1).all()
 
 
 def test_rb_at_one_free_layer_and_costs(table):
@@ -97,7 +105,7 @@ def test_random_cells_get_the_sweeps_networks():
 
 def test_summaries(table):
     s = summary.summary(table, keep_probs=(0.5,), ks=(5,))
-    assert set(s["predictor"]) == set(PREDICTORS)
+    assert _every_predictor(s["predictor"])
     assert (s.loc[(s["predictor"] == "exact") & (s["part"] == "random"), ["relu", "tanh"]] == 0).all().all()
     assert {"relu", "tanh"} <= set(s.columns)
     pair = summary.paired(table, "moment_propagation", "scaled")
@@ -137,8 +145,8 @@ def test_command_writes_csv_timing_and_summary(tmp_path):
     assert result.exit_code == 0, result.output
     df = load_result(out)
     assert list(df.columns) == ["study", *study.COLUMNS]
-    assert set(df.loc[df["part"] == "random", "predictor"]) == set(PREDICTORS)
-    assert set(df.loc[df["part"] == "trained", "predictor"]) == set(PREDICTORS)
+    assert _every_predictor(df.loc[df["part"] == "random", "predictor"])
+    assert _every_predictor(df.loc[df["part"] == "trained", "predictor"])
     timing = load_result(out.with_name("approximations_timing.csv"))
     assert {"predictor", "n_samples", "seconds"} <= set(timing.columns)
     assert (timing["seconds"] > 0).all()
@@ -179,3 +187,97 @@ def test_reproduce_quick_runs_the_study(tmp_path, monkeypatch):
     assert {p.name for p in Path(tmp_path / "r").glob("*.csv")} == {
         "approximations.csv", "approximations_timing.csv", "reproduce_cost.csv"}
     assert {p.stem for p in Path(tmp_path / "f").glob("*.png")} == set(STUDY.figures)
+
+
+def test_label_scores_by_hand():
+    # Two sigmoid outputs, both labelled 1: 0.8 (right, confidence 0.8) and 0.3 (wrong,
+    # confidence 0.7 in class 0). Error 1/2; NLL -(log 0.8 + log 0.3)/2; Brier counts both
+    # classes: (2 * 0.2**2 + 2 * 0.7**2) / 2 = 0.53; ECE: bins of 0.8 (acc 1) and 0.7
+    # (acc 0), each half the examples: 0.5 * 0.2 + 0.5 * 0.7 = 0.45.
+    got = study.label_scores(np.array([[0.8], [0.3]]), np.array([1, 1]))
+    assert got["error"] == 0.5
+    assert np.isclose(got["nll"], -(np.log(0.8) + np.log(0.3)) / 2)
+    assert np.isclose(got["brier"], 0.53)
+    assert np.isclose(got["ece"], 0.45)
+    rows = study.reliability_rows(np.array([[0.8], [0.3]]), np.array([1, 1]))
+    assert [(r["bin"], r["bin_count"], r["bin_accuracy"]) for r in rows] == [(10, 1, 0.0),
+                                                                            (12, 1, 1.0)]
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_study_rows_score_the_labels_as_metrics_does(output):
+    from ensemble_study import metrics
+    from ensemble_study.dropout import DropoutConfig, scaled_forward
+    from ensemble_study.ensemble import exact_ensemble
+    from ensemble_study.network import MLP
+
+    rng = np.random.default_rng(5)
+    net = MLP.random((3, 4, 4, 1 if output == "sigmoid" else 3), "tanh", output, rng=1)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 2 if output == "sigmoid" else 3, size=40)
+    cfg = DropoutConfig(0.5, layers=[1, 2])
+    rows = study.score_predictors(net, cfg, X, (10,), 1, np.random.SeedSequence(0), y=y)
+    scored = {r["predictor"]: r for r in rows if r.get("part") != "reliability"}
+    ens = exact_ensemble(net, cfg, X)
+    for name, probs in (("exact", ens.mean), ("nwgm", ens.geometric_mean),
+                        ("scaled", scaled_forward(net, cfg, X))):
+        r = scored[name]
+        assert r["error"] == metrics.error_rate(probs, y)
+        assert np.isclose(r["nll"], metrics.nll(probs, y))
+        assert np.isclose(r["brier"], metrics.brier(probs, y))
+        assert np.isclose(r["ece"], metrics.ece(probs, y))
+    # Distances to the exact NWGM: zero for the NWGM itself, the mean's gap for the exact mean.
+    assert scored["nwgm"]["nwgm_abs_error"] == 0
+    assert np.isclose(scored["exact"]["nwgm_abs_error"],
+                      np.mean(np.abs(ens.mean - ens.geometric_mean)))
+    assert np.isclose(scored["exact"]["nwgm_abs_error"], scored["nwgm"]["mean_abs_error"])
+    # Reliability rows: each predictor's bins hold every example once, and their
+    # count-weighted |accuracy - confidence| is its ECE.
+    rel = pd.DataFrame([r for r in rows if r.get("part") == "reliability"])
+    for (name, k), g in rel.groupby(["predictor", "n_samples"]):
+        assert g["bin_count"].sum() == len(y)
+        ece = np.sum(g["bin_count"] * np.abs(g["bin_accuracy"] - g["bin_confidence"])) / len(y)
+        assert np.isclose(ece, [r for r in rows if r.get("part") != "reliability"
+                                and r["predictor"] == name and r["n_samples"] == k][0]["ece"])
+
+
+def _synthetic(diff_a: float, diff_b: float, n: int = 10) -> pd.DataFrame:
+    """Trained rows of two cells: 'nwgm' worse than 'scaled' by diff_a (cell relu) and
+    by diff_b (cell tanh), with small seed-to-seed noise; same networks paired."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for act, diff in (("relu", diff_a), ("tanh", diff_b)):
+        for seed in range(n):
+            base = 0.5 + 0.1 * rng.normal()
+            for pred, value in (("scaled", base), ("nwgm", base + diff + 0.01 * rng.normal())):
+                rows.append(dict(part="trained", dataset="digits", output="softmax",
+                                 activation=act, keep_prob=0.5, seed=seed, predictor=pred,
+                                 n_samples=0, nll=value))
+    return pd.DataFrame(rows)
+
+
+def test_paired_family_states_only_holm_survivors():
+    from ensemble_study import stats
+
+    d = _synthetic(0.2, 0.0)
+    fam = summary.paired_family(d, "test", "nll", [("nwgm", 0, "scaled", 0)],
+                                ("activation", "keep_prob"))
+    t = fam.table()
+    assert list(t["activation"]) == ["relu", "tanh"]
+    assert list(t["survives"]) == [True, False]
+    # The interval is the paired t-interval of the differences, the p-value Holm's.
+    relu = d[d.activation == "relu"].pivot(index="seed", columns="predictor", values="nll")
+    res = stats.paired_t(relu["nwgm"].to_numpy(), relu["scaled"].to_numpy())
+    assert np.isclose(t["mean_difference"].iloc[0], res["mean_difference"])
+    assert np.isclose(t["low"].iloc[0], res["low"]) and np.isclose(t["high"].iloc[0], res["high"])
+    assert np.allclose(t["holm"], stats.holm(t["pvalue"]))
+    from ensemble_study.studies.approximations import show
+    lines = show._survivors(fam, lower="lower", higher="higher")
+    assert len(lines) == 1 and "higher in relu q=0.5" in lines[0] and "tanh" not in \
+        lines[0].split("(1 of 2")[0]
+    # A tiny shift in both cells survives in neither.
+    fam = summary.paired_family(_synthetic(1e-4, 1e-4), "test", "nll",
+                                [("nwgm", 0, "scaled", 0)], ("activation", "keep_prob"))
+    assert not fam.table()["survives"].any()
+    assert show._survivors(fam, lower="lower", higher="higher")[0].endswith(
+        "no difference survives.")

@@ -124,11 +124,17 @@ def test_sidecar_records_the_hash_and_load_checks_it(tmp_path):
         load_result(path)
 
 
-def test_older_sidecars_without_a_hash_still_load(tmp_path):
+def test_older_sidecars_without_a_hash_are_refused_until_rehashed(tmp_path):
+    # Issue 22: a sidecar without a hash cannot vouch for its CSV.
+    from ensemble_study.results import rehash
+
     path = save_result(NEW, tmp_path / "x.csv", {})
     meta = json.loads((tmp_path / "x.json").read_text())
     del meta["csv_sha256"]
     (tmp_path / "x.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="records no csv_sha256"):
+        load_result(path)
+    rehash(path)
     pd.testing.assert_frame_equal(load_result(path), NEW)
 
 
@@ -207,7 +213,8 @@ def test_a_symlink_inside_the_folder_is_written_through(tmp_path):
 def test_render_all_draws_everything_before_writing_anything(tmp_path):
     good = tmp_path / "results"
     good.mkdir()
-    (good / "bench.csv").write_text("case,method\nsweep,naive\n")  # lacks the bench columns
+    # lacks the bench columns (saved with its sidecar: a CSV without one is refused)
+    save_result(pd.DataFrame({"case": ["sweep"], "method": ["naive"]}), good / "bench.csv", {})
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "bench.png").write_bytes(b"old png")

@@ -125,7 +125,7 @@ def test_past_the_limit_the_ensemble_is_sampled_with_stderr():
 @pytest.mark.parametrize("kwargs,match", [
     ({"y": np.array([0, 1])}, r"y must hold one label per example, shape \(3,\); got shape \(2,\)"),
     ({"y": np.array([0, 1, 2])}, r"integer labels in 0..1; got dtype int64, range \[0, 2\]"),
-    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'exact', 'rb_mc', 'mc'\); got 'qmc'"),
+    ({"estimator": "qmc"}, r"estimator must be one of \('auto', 'exact', 'rb_mc', 'certified', 'mc'\); got 'qmc'"),
     ({"n_samples": 1}, r"n_samples must be >= 2"),
     ({"max_subnetworks": 0}, r"max_subnetworks must be an integer >= 1; got 0"),
 ])
@@ -388,7 +388,7 @@ def test_every_option_has_help(name):
         assert getattr(param, "help", None), f"{name} {param.name}"
 
 
-def test_auto_estimator_is_rb_mc_where_it_applies_and_plain_elsewhere():
+def test_auto_estimator_is_rb_mc_where_it_applies_and_certified_elsewhere():
     X = np.random.default_rng(6).normal(size=(8, 3))
     # The last dropped layer feeds the output: Rao-Blackwellised, and with only
     # that layer dropped a single sample is the exact ensemble (DESIGN fact 12).
@@ -399,7 +399,10 @@ def test_auto_estimator_is_rb_mc_where_it_applies_and_plain_elsewhere():
     exact = evaluate_network(net, cfg, X)
     np.testing.assert_allclose(_row(df, "scaled", "mean").mean_abs_gap,
                                _row(exact, "scaled", "mean").mean_abs_gap, rtol=1e-12)
-    # Input dropout under a hidden layer: plain Monte Carlo.
+    # Input dropout under a hidden layer: the certified estimator (issue 21); plain
+    # Monte Carlo when K is too small for two antithetic pairs.
     cfg = DropoutConfig(0.5, layers=[0])
     df = evaluate_network(net, cfg, X, max_subnetworks=4, n_samples=50, rng=7)
+    assert set(df.method) == {"certified"}
+    df = evaluate_network(net, cfg, X, max_subnetworks=4, n_samples=3, rng=7)
     assert set(df.method) == {"mc"}

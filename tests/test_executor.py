@@ -299,8 +299,7 @@ def test_progress_prints_a_line_every_interval_while_a_cell_runs():
 
 # --- --jobs, --scheduler, --fresh on the command line ----------------------------------
 
-@pytest.mark.parametrize("command", ["sweep", "mc", "spread", "depth", "trained", "boundary",
-                                     "approximations", "reproduce"])
+@pytest.mark.parametrize("command", [*studies.registry(), "reproduce"])
 def test_every_study_command_has_the_execution_options(command):
     names = {p.name for p in cli.main.commands[command].params}
     assert {"jobs", "scheduler", "fresh"} <= names

@@ -24,6 +24,7 @@ from ensemble_study import (  # noqa: E402
     scaled_forward,
     to_torch,
 )
+from ensemble_study.activations import HIDDEN_ACTIVATIONS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +165,7 @@ def test_logits_square_layer_is_transposed():
 def _random_model_pair(seed):
     gen = np.random.default_rng(seed)
     sizes = tuple(int(s) for s in gen.integers(1, 5, size=gen.integers(2, 5)))
-    hidden = tuple(gen.choice(["relu", "tanh", "sigmoid", "identity"], len(sizes) - 2))
+    hidden = tuple(gen.choice(list(HIDDEN_ACTIVATIONS), len(sizes) - 2))
     output = str(gen.choice(["identity", "sigmoid", "softmax"]))
     net = MLP.random(sizes, list(hidden), output, rng=gen)
     layers = sorted(set(gen.integers(0, len(sizes) - 1, size=2).tolist()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..results import environmental, one_line
 from ..studies import registry
 from . import maintenance, tools
 from .options import Command, usage_error  # noqa: F401  (re-exported for callers)
@@ -54,6 +55,21 @@ class Group(click.Group):
 
     def list_commands(self, ctx):
         return list(self.commands)  # in the order they were added, not alphabetical
+
+    def invoke(self, ctx):
+        """Run the command; the machine's failures (no space, read-only, permission)
+        and Ctrl-C end it with one line, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted: files are written whole or not at all, and a study's "
+                       "finished cells are kept under .cells/; rerun the same command to "
+                       "resume", err=True)
+            ctx.exit(130)
+        except OSError as exc:
+            if not environmental(exc):
+                raise
+            raise click.ClickException(one_line(exc)) from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"],

@@ -207,6 +207,14 @@ def check_output_path(path: Path, param_hint: str, *, sidecar: bool = True) -> P
     return path
 
 
+def check_output_folder(folder: Path, param_hint: str) -> Path:
+    """Refuse a folder (a cell store) in which files cannot be created, before any work."""
+    problem = output_folder_problem(folder)
+    if problem:
+        raise click.BadParameter(problem, param_hint=param_hint)
+    return folder
+
+
 def results_option(**kwargs):
     """``--results DIR``: the folder of result CSVs a command reads."""
     return click.option("--results", "results_dir",

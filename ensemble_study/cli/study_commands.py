@@ -9,9 +9,11 @@ import click
 from ..results import save_result
 from ..study import Study
 from .options import (
+    CELLS,
     QUICK_DIR,
     RESULTS_DIR,
     Command,
+    check_output_folder,
     check_output_path,
     execution_options,
     given_values,
@@ -42,6 +44,7 @@ def run_study(study: Study, *, quick: bool, given: dict, out: Path | None, execu
     check_output_path(out, "--out")
     if study.measure is not None:
         check_output_path(timing_path(out), "--out")
+    check_output_folder(out.parent / CELLS, "--out")
     df = study.run(params, progress=True, execution=stored(execution, out.parent))
     echo(f"wrote {save_result(df, out, study.sidecar(params))} ({len(df)} rows)")
     if study.measure is not None:

@@ -181,11 +181,14 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--estimator", type=click.Choice(tuple(ESTIMATORS)), default="auto",
               show_default=True,
               help="How to compute the ensemble: exact (enumerate every subnetwork), rb_mc "
-                   "(sample the outer dropped layers, average the last one exactly), mc "
-                   "(plain Monte Carlo), auto (a cost model picks: exact within "
-                   "--max-subnetworks and the budget, rb_mc where a sample costs at most 16 "
-                   "plain ones, else mc; the choice and its estimated time and memory "
-                   "print before the work starts). An explicit choice out of reach (memory "
+                   "(sample the outer dropped layers, average the last one exactly), "
+                   "certified (control variates with exactly known means and antithetic "
+                   "masks, with a calibrated t-interval), mc (plain Monte Carlo), auto (a "
+                   "cost model picks: exact within --max-subnetworks and the budget, rb_mc "
+                   "where a sample costs at most 16 plain ones, else certified where it "
+                   "applies, else mc; the choice and its estimated time and memory print "
+                   "before the work starts, the estimator used and its interval half-width "
+                   "once it is done). An explicit choice out of reach (memory "
                    "over 512 MiB, time over the budget) is refused, naming the cheaper one.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True,
@@ -325,6 +328,7 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     def report(line):  # once the estimator is accepted: an error stays one line
         for note_line in notes:
             click.echo(note_line, err=True)
+        notes.clear()  # printed once, before the first report line
         click.echo(line, err=True)
 
     try:
@@ -336,7 +340,7 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
     except ValueError as exc:
         if "out of reach" in str(exc) or "estimator=" in str(exc):
             msg = str(exc)
-            for name in ("mc", "exact", "auto", "rb_mc"):
+            for name in ("mc", "exact", "auto", "rb_mc", "certified"):
                 msg = msg.replace(f"estimator='{name}'", f"--estimator {name}")
             raise click.BadParameter(msg.replace("n_samples <=", "--n-samples <="),
                                      param_hint="--estimator") from None

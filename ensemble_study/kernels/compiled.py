@@ -62,10 +62,12 @@ from ._simd import (
 from .plan import (
     _MAX_CANCELLATION,
     _MIN_LOG_FACTOR,
+    COMPILED_MAX_INNER,
     Moments,
     _outer_multipliers,
     _Plan,
 )
+from .reference import conditional_moments as _reference_conditional_moments
 
 # Multiply-add contraction and reciprocal approximations of divisions are
 # allowed; reassociation is not (it changes summation orders), nor are the
@@ -1031,7 +1033,17 @@ def _last_hidden(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray) -> np.
 
 def conditional_moments(net: MLP, plan: _Plan, X: np.ndarray, masks: np.ndarray, *,
                         arithmetic: bool = True, variance: bool = True):
-    """Compiled ``reference.conditional_moments`` (same parameters and results)."""
+    """Compiled ``reference.conditional_moments`` (same parameters and results).
+
+    Above :data:`~ensemble_study.kernels.plan.COMPILED_MAX_INNER` inner
+    masks the compiled kernels' two arrays of ``2**width`` doubles per pair
+    (1 GiB at 26 units) would not be bounded by any chunk size: such blocks
+    run on the chunked numpy kernels instead (tables of ``2**(width/2)`` rows,
+    tiles of a fixed size).
+    """
+    if net.output != "identity" and arithmetic and 2**plan.n_inner > COMPILED_MAX_INNER:
+        return _reference_conditional_moments(net, plan, X, masks, arithmetic=arithmetic,
+                                              variance=variance, pairs_per_block=1)
     W, b = net.weights[-1], net.biases[-1]
     scaled_W = plan.inner_scale * W
     q = plan.inner_q

@@ -26,6 +26,11 @@ from ..network import MLP
 # blocks were measured slower, and slower still on two threads (more numpy calls
 # per subnetwork: Python overhead and GIL hand-offs); 2**20 gained nothing more.
 _BLOCK_ELEMENTS = 2**19
+# Inner blocks of more masks than this run on the chunked numpy kernels even when
+# the compiled ones are selected: the compiled softmax and sigmoid kernels hold
+# two arrays of 2**width doubles per (outer mask, example) pair, 64 MiB at
+# 2**22, which no chunk size bounds (1.2 GB at 26 units, 4.3 GB at 28).
+COMPILED_MAX_INNER = 2**22
 # Below exp(-340) a table product could make 1 / D**2 overflow (e^680 < 1.8e308).
 _MIN_LOG_FACTOR = -340.0
 # Recompute a pair directly when E[y^2] / Var exceeds this (cancellation).

@@ -8,7 +8,8 @@ Three parts, one tidy table (``part`` column):
   are its very networks; both hidden layers dropped, at each keep_prob;
 * ``trained``: small networks trained with dropout on the digits tasks
   (:func:`ensemble_study.train.train`, as in the ``trained`` study), scored
-  on held-out examples;
+  on held-out examples, against both exact ensembles and on the labels;
+* ``reliability``: the trained networks' reliability diagrams (see below);
 * ``baldi``: Baldi & Sadowski's estimate ``E(1-E)|1-2E| / (1-2E(1-E))`` of
   ``|E - NWGM|`` against the measured one, on random sigmoid-output
   networks by hidden activation and weight scale (weights multiplied by
@@ -39,6 +40,15 @@ a variance, ``variance_rel_error`` (mean of |V - V_exact| / V_exact) and
 ``variance_log_ratio`` (mean of log(V / V_exact): > 0 over-predicts), both
 over the entries where both variances are positive; ``variance_exact`` and
 ``variance_predicted`` are the two variances averaged over inputs and outputs.
+Against the exact NWGM (probability outputs): ``nwgm_abs_error`` (mean
+|predicted - exact NWGM|) and ``nwgm_total_variation``. On the test labels
+(trained part): ``error``, ``nll``, ``brier`` and ``ece`` of
+:mod:`ensemble_study.metrics` (ECE over 15 equal-width bins of the top-label
+confidence), the predicted probabilities clipped to [0, 1] (and a softmax's
+renormalised) first. Rows of part ``reliability`` hold, for each trained
+network, deterministic predictor and sampled one at K = 10 and 100 (draw 0),
+one row per non-empty confidence bin: ``bin``, ``bin_count``,
+``bin_confidence``, ``bin_accuracy`` (``bin`` is -1 on the other rows).
 ``cost_passes`` counts forward-pass equivalents: multiply-adds divided by those of one forward
 pass (scaled 1; moment propagation 2, a mean and a variance pass; plain MC K;
 RB MC ``K (1 + 2**h n_out / M)`` for probability outputs, a prefix pass plus
@@ -67,7 +77,7 @@ from ...approximations import baldi_bound
 from ...datasets import DATASETS, load_dataset
 from ...dropout import DropoutConfig
 from ...ensemble import exact_ensemble
-from ...metrics import total_variation
+from ...metrics import ECE_BINS, LABEL_SCORES, reliability_curve, total_variation
 from ...network import MLP
 from ...predictors import PREDICTORS, Case
 from ...study import Param, Study
@@ -82,7 +92,16 @@ ID_COLUMNS = ["part", "dataset", "architecture", "activation", "output", "scheme
 METRIC_COLUMNS = ["mean_abs_error", "total_variation", "variance_rel_error",
                   "variance_log_ratio", "variance_exact", "variance_predicted", "cost_passes"]
 BALDI_COLUMNS = ["exact_mean", "nwgm_value", "baldi_bound", "nwgm_abs_gap", "breaks_bound"]
-COLUMNS = ID_COLUMNS + METRIC_COLUMNS + BALDI_COLUMNS
+# Distances to the exact NWGM (random and trained parts; probability outputs), and the
+# scores on the test labels (trained part): metrics.LABEL_SCORES, ECE over ECE_BINS bins.
+NWGM_COLUMNS = ["nwgm_abs_error", "nwgm_total_variation"]
+LABEL_COLUMNS = ["error", "nll", "brier", "ece"]
+# The trained part's reliability diagram: rows of part "reliability", one per
+# (network, predictor, K, non-empty top-label confidence bin), draw 0 only.
+RELIABILITY_COLUMNS = ["bin", "bin_count", "bin_confidence", "bin_accuracy"]
+RELIABILITY_KS = (10, 100)
+COLUMNS = (ID_COLUMNS + METRIC_COLUMNS + NWGM_COLUMNS + LABEL_COLUMNS + BALDI_COLUMNS
+           + RELIABILITY_COLUMNS)
 # The baldi part's networks: n_features inputs, two dropped hidden layers, one sigmoid.
 BALDI_INPUTS = 8
 
@@ -166,37 +185,58 @@ def _variance_scores(predicted, exact) -> dict:
 
 
 def _scores(exact, mean, variance, output) -> dict:
+    prob = output != "identity"
     return {"mean_abs_error": float(np.mean(np.abs(mean - exact.mean))),
             "total_variation": (float(total_variation(exact.mean, mean, output).mean())
-                                if output != "identity" else np.nan),
+                                if prob else np.nan),
+            "nwgm_abs_error": (float(np.mean(np.abs(mean - exact.geometric_mean)))
+                               if prob else np.nan),
+            "nwgm_total_variation": (float(total_variation(exact.geometric_mean, mean,
+                                                           output).mean())
+                                     if prob else np.nan),
             **_variance_scores(variance, exact.variance)}
 
 
-def _variance_scores(predicted, exact) -> dict:
-    out = {"variance_rel_error": np.nan, "variance_log_ratio": np.nan,
-           "variance_exact": float(np.mean(exact)),
-           "variance_predicted": np.nan if predicted is None else float(np.mean(predicted))}
-    ok = (exact > 0) & (predicted > 0) if predicted is not None else False
-    if np.any(ok):
-        out["variance_rel_error"] = float(np.mean(np.abs(predicted[ok] - exact[ok]) / exact[ok]))
-        out["variance_log_ratio"] = float(np.mean(np.log(predicted[ok] / exact[ok])))
-    return out
+def label_scores(probs, labels) -> dict:
+    """``error, nll, brier, ece`` of predicted probabilities on the labels
+    (:data:`ensemble_study.metrics.LABEL_SCORES`; ECE over ``ECE_BINS`` equal-width
+    top-label confidence bins). Probabilities are clipped to [0, 1] first: the
+    corrected NWGMs and the closures may step outside by rounding or by their
+    expansion."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    if p.ndim == 2 and p.shape[1] > 1:
+        p = p / p.sum(axis=1, keepdims=True)
+    return {"error": LABEL_SCORES["error_rate"](p, labels),
+            **{k: LABEL_SCORES[k](p, labels) for k in ("nll", "brier", "ece")}}
 
 
-def _scores(exact, mean, variance, output) -> dict:
-    return {"mean_abs_error": float(np.mean(np.abs(mean - exact.mean))),
-            "total_variation": (float(total_variation(exact.mean, mean, output).mean())
-                                if output != "identity" else np.nan),
-            **_variance_scores(variance, exact.variance)}
+def reliability_rows(probs, labels) -> list[dict]:
+    """One row per non-empty confidence bin (``RELIABILITY_COLUMNS``), probabilities as
+    in :func:`label_scores`."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+    if p.ndim == 2 and p.shape[1] > 1:
+        p = p / p.sum(axis=1, keepdims=True)
+    r = reliability_curve(p, labels, ECE_BINS)
+    return [{"bin": b, "bin_count": int(r["count"][b]),
+             "bin_confidence": float(r["confidence"][b]),
+             "bin_accuracy": float(r["accuracy"][b])}
+            for b in range(ECE_BINS) if r["count"][b] > 0]
 
 
 def score_predictors(net: MLP, cfg: DropoutConfig, X, ks, n_draws: int,
-                     stream: np.random.SeedSequence) -> list[dict]:
-    """Rows (predictor, n_samples, draw, scores, cost) of every predictor, for one network."""
+                     stream: np.random.SeedSequence, y=None) -> list[dict]:
+    """Rows (predictor, n_samples, draw, scores, cost) of every predictor, for one network.
+
+    With labels ``y`` (a probability output), each row also holds the label
+    scores (:func:`label_scores`), and rows of part ``"reliability"``
+    (:func:`reliability_rows`) follow for the deterministic predictors and the
+    sampled ones at ``RELIABILITY_KS``, draw 0.
+    """
     case = Case(net, cfg, X)
+    reliability = []
     rows = []
     for name, pred in PREDICTORS.items():
-        if not pred.applies(net.output):
+        if not pred.applies_to(net, cfg):
             continue
         if not pred.samples:
             runs = [(0, 0, None)]
@@ -205,10 +245,14 @@ def score_predictors(net: MLP, cfg: DropoutConfig, X, ks, n_draws: int,
                     for k, draw in itertools.product(ks, range(n_draws))]
         for k, draw, rng in runs:
             out = pred.predict(case, k, rng)
-            rows.append({"predictor": name, "n_samples": k, "draw": draw,
-                         **_scores(case.exact, out.mean, out.variance, net.output),
-                         "cost_passes": pred.cost(case, k)})
-    return rows
+            ids = {"predictor": name, "n_samples": k, "draw": draw}
+            labels = label_scores(out.mean, y) if y is not None else {}
+            rows.append({**ids, **_scores(case.exact, out.mean, out.variance, net.output),
+                         **labels, "cost_passes": pred.cost(case, k)})
+            if y is not None and draw == 0 and (k == 0 or k in RELIABILITY_KS):
+                reliability += [{"part": "reliability", **ids, **r}
+                                for r in reliability_rows(out.mean, y)]
+    return rows + reliability
 
 
 def _random_rows(cell: Cell, p: dict) -> list[dict]:
@@ -238,9 +282,9 @@ def _trained_rows(cell: Cell, p: dict) -> list[dict]:
     ids = dict(part="trained", dataset=cell.dataset, architecture=net.architecture,
                activation=cell.activation, output=ds.output, scheme=p["scheme"],
                weight_scale=1.0, keep_prob=cell.keep_prob, seed=cell.seed, input=-1)
-    X = ds.X_test[:p["n_test"]]
+    X, y = ds.X_test[:p["n_test"]], ds.y_test[:p["n_test"]]
     return [{**ids, **r} for r in score_predictors(net, cfg, X, p["n_samples"], p["n_draws"],
-                                                   _child(cell.stream, "scoring"))]
+                                                   _child(cell.stream, "scoring"), y=y)]
 
 
 def _baldi_rows(cell: Cell, p: dict) -> list[dict]:
@@ -277,7 +321,8 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows to the study's table: ``COLUMNS`` in order, integer identifiers."""
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.insert(0, "study", STUDY.name)
-    df = df.astype({"seed": int, "input": int, "n_samples": int, "draw": int})
+    df["bin"] = df["bin"].fillna(-1)
+    df = df.astype({"seed": int, "input": int, "n_samples": int, "draw": int, "bin": int})
     df["breaks_bound"] = df["breaks_bound"].astype("boolean")
     return df
 
@@ -306,7 +351,7 @@ def timing(params: dict, *, repeats: int = 3) -> pd.DataFrame:
         net, X = c.draw_cell(cell.stream, sizes, cell.activation, cell.output, p["n_inputs"])
         cfg = DropoutConfig(q, layers=list(range(1, p["depth"] + 1)), scheme=p["scheme"])
         for name, pred in PREDICTORS.items():
-            if not pred.applies(net.output):
+            if not pred.applies_to(net, cfg):
                 continue
             for k in p["n_samples"] if pred.samples else (0,):
                 best = np.inf
@@ -350,12 +395,14 @@ STUDY = Study(
         Param("trained_keep_probs", "keep_prob", (0.5, 0.8), "keep_prob the trained networks "
               "are trained and scored at; repeat for several.", quick=(0.5,), multiple=True,
               flag="--trained-keep-prob"),
-        Param("n_trained", "int", 2, "Trained networks per (dataset, activation, keep_prob); "
-              "0 skips the trained part.", quick=1, low=0, high=c.MAX_NETWORKS,
+        Param("n_trained", "int", 10, "Trained networks (training seeds) per (dataset, "
+              "activation, keep_prob); 0 skips the trained part.", quick=1, low=0,
+              high=c.MAX_NETWORKS,
               aliases=("--trained-seeds",)),
         Param("trained_width", "int", 6, "Units per hidden layer of the trained networks.",
               quick=4, low=1, high=MAX_DROPPED),
-        Param("n_test", "int", 50, "Test examples each trained network is scored on.",
+        Param("n_test", "int", 200, "Test examples each trained network is scored on "
+              "(at most the dataset's test split).",
               quick=30, low=1, high=c.MAX_INPUTS),
         Param("epochs", "int", 20, "Training epochs of the trained networks.", quick=3, low=1,
               high=100_000),
@@ -371,7 +418,8 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=tidy, check=check, measure=timing, order=70,
-    cost="about 20 seconds on 2 cores",
+    cost="about 1.5 minutes of CPU (4.7 minutes of wall time with --jobs 1 on a loaded "
+         "2-core machine)",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ... import stats
 from ...plots import (
     ACTIVATION_COLORS,
     median_band,
@@ -13,7 +14,7 @@ from ...plots import (
     new_figure,
 )
 from ...predictors import PREDICTORS
-from ...report import num, pvalue, table
+from ...report import ci, num, table
 from ...stats import bootstrap_ci
 from . import STUDY
 from . import summary as study
@@ -54,49 +55,40 @@ def approximations_tables(df: pd.DataFrame) -> str:
             "equivalents.\n\n" + "\n\n".join(parts))
 
 
-def _paired_sentence(study, df, a, b, k_a=0, k_b=0, metric="mean_abs_error",
-                     parts=("random", "trained")) -> str:
-    """'a is closer than b for ...; b for ...; no significant difference for ...'."""
-    res = study.paired(df, a, b, metric=metric, k_a=k_a, k_b=k_b)
-    res = res[res.part.isin(parts)]
-    groups = {"a": [], "b": [], "none": []}
-    for r in res.itertuples():
-        better = round(r.share_a_better * r.n_pairs)
-        cell = f"{r.part} {r.activation} ({better}/{r.n_pairs}, {pvalue(r.p_value)})"
-        side = ("none" if not r.p_value < 0.05
-                else "a" if r.median_difference < 0 else "b")
-        groups[side].append(cell)
-    na, nb = _approx_name(a, k_a), _approx_name(b, k_b)
+PAIRED_PAIRS = [("moment_propagation", 0, "scaled", 0),
+                ("moment_propagation", 0, "nwgm_corrected", 0),
+                ("nwgm", 0, "scaled", 0), ("nwgm_corrected", 0, "nwgm", 0),
+                ("rb_mc", 10, "mc", 10), ("rb_mc", 10, "mc", 50), ("rb_mc", 20, "mc", 100)]
+
+
+def _by_output_families(df, metric, pairs, what, *, lower, higher) -> str:
+    """One declared family per (part, output) of paired t-tests of ``metric`` over
+    networks, per (activation, keep_prob) cell; only Holm survivors are stated."""
+    keys = ["part", "dataset", "output", "activation", "keep_prob", "seed", "predictor",
+            "n_samples"]
+    d = df[df.part.isin(["random", "trained"])]
+    have = set(zip(d.predictor, d.n_samples, strict=True))
+    pairs = [x for x in pairs if (x[0], x[1]) in have and (x[2], x[3]) in have]
+    per = d.groupby(keys, as_index=False, sort=False)[metric].mean()
     out = []
-    if groups["a"]:
-        out.append(f"{na} is closer than {nb} for " + ", ".join(groups["a"]))
-    if groups["b"]:
-        out.append(f"{nb} is closer than {na} for " + ", ".join(groups["b"]))
-    if groups["none"]:
-        out.append(f"{na} against {nb}: no significant difference for "
-                   + ", ".join(groups["none"]))
-    return "; ".join(out) + "."
+    for (part, output), g in per.groupby(["part", "output"], sort=False):
+        fam = study.paired_family(g, f"{what}: {part} {output}-output networks, "
+                                     f"{study.METRIC_NAMES.get(metric, metric)}",
+                                  metric, pairs, ("activation", "keep_prob"))
+        lines = _survivors(fam, lower=lower, higher=higher)
+        out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return "\n\n".join(out)
 
 
 @STUDY.block("approximations-paired")
 def approximations_paired(df: pd.DataFrame) -> str:
-    """Paired comparisons of the mean's error across networks (Wilcoxon signed-rank)."""
-    ks = set(df.loc[df.predictor == "mc", "n_samples"])
-    pairs = [("moment_propagation", 0, "scaled", 0), ("moment_propagation", 0,
-                                                     "nwgm_corrected", 0),
-             ("nwgm", 0, "scaled", 0), ("nwgm_corrected", 0, "nwgm", 0),
-             ("rb_mc", 10, "mc", 10)]
-    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb)}" for a, ka, b, kb in pairs
-             if {ka, kb} - {0} <= ks]
-    for k_rb, k_mc in ((10, 50), (20, 100)):
-        if {k_rb, k_mc} <= ks:
-            lines.append("* At about equal cost on the random networks: "
-                         + _paired_sentence(study, df, "rb_mc", "mc", k_rb, k_mc,
-                                            parts=("random",)))
-    return ("Each network's error (a random network's averaged over its keep_probs, which "
-            "share it), paired across networks; in brackets the networks on which the "
-            "first is closer, and the Wilcoxon signed-rank p (p < 0.05 counts):\n\n"
-            + "\n".join(lines))
+    """Paired comparisons of the mean's error across networks, Holm per (part, output)."""
+    return ("Each network's mean |predicted - exact mean| (sampled predictors averaged over "
+            "their draws), paired across networks in each (hidden activation, keep_prob) "
+            "cell; one family per part and output kind (never pooled):\n\n"
+            + _by_output_families(df, "mean_abs_error", PAIRED_PAIRS, "paired",
+                                  lower="closer to the exact mean",
+                                  higher="farther from the exact mean"))
 
 
 @STUDY.block("approximations-crossover")
@@ -105,20 +97,25 @@ def approximations_crossover(df: pd.DataFrame) -> str:
     cross = study.crossovers(df)
     dets = [d for d in study.DETERMINISTIC if d in set(cross.against)]
     rows = []
-    for (part, act, sampler), g in cross.groupby(["part", "activation", "sampler"],
-                                                 sort=False):
-        k = g.set_index("against")["k"]
-        rows.append([part, act, PREDICTORS[sampler].label]
-                    + ["never" if not k[d] == k[d] else f"{k[d]:g}" for d in dets])
+    for (part, output, act, sampler), g in cross.groupby(
+            ["part", "output", "activation", "sampler"], sort=False):
+        k = g.drop_duplicates("against").set_index("against")["k"]
+        rows.append([part, output, act, PREDICTORS[sampler].label]
+                    + ["never" if not k.get(d, np.nan) == k.get(d, np.nan) else f"{k[d]:g}"
+                       for d in dets])
     ks = sorted(df.loc[df.predictor == "mc", "n_samples"].unique())
     rb = df[(df.predictor == "rb_mc") & (df.part == "random")]
     per_sample = (rb.cost_passes / rb.n_samples).median()
-    exact = df[df.predictor == "exact"].groupby("part")["cost_passes"].median()
+    exact = (df[(df.predictor == "exact") & df.part.isin(["random", "trained"])]
+             .groupby("part")["cost_passes"].median())
     return ("Smallest K of the grid (" + ", ".join(f"{k:g}" for k in ks) + ") from which "
-            "every larger K has a negative median paired difference to the method with "
-            "Wilcoxon p < 0.05 (networks as above); *never*: no K of the grid does.\n\n"
-            + table(["part", "hidden units", "sampler"] + [PREDICTORS[d].label for d in dets],
-                    rows)
+            "every larger K has a negative mean paired difference in mean |predicted - exact "
+            "mean| to the method that survives Holm within its family (one family per part "
+            "and output kind: every activation, sampler, K and method of it; paired t over "
+            "networks, a random network's keep_probs averaged); *never*: no K of the grid "
+            "does.\n\n"
+            + table(["part", "output", "hidden units", "sampler"]
+                    + [PREDICTORS[d].label for d in dets], rows)
             + f"\n\nAn RB MC sample costs {num(per_sample)} forward-pass equivalents on the "
             "random networks; the exact ensemble costs " + " and ".join(
                 f"{num(v)} ({p})" for p, v in exact.items()) + ".")
@@ -137,17 +134,17 @@ def approximations_variance(df: pd.DataFrame) -> str:
         rows.append([part, act] + [
             f"{num(g.loc[c, 'variance_rel_error'])} ({num(g.loc[c, 'variance_log_ratio'], 2)})"
             if c in g.index else "" for c in cols])
-    lines = [f"* {_paired_sentence(study, df, a, b, ka, kb, metric='variance_rel_error')}"
-             for a, ka, b, kb in (("moment_propagation", 0, "mc", 10), ("rb_mc", 10, "mc", 10),
-                                  ("rb_mc", 10, "mc", 100))
-             if ((df.predictor == a) & (df.n_samples == ka)).any()
-             and ((df.predictor == b) & (df.n_samples == kb)).any()]
+    sentences = _by_output_families(
+        df, "variance_rel_error", [("moment_propagation", 0, "mc", 10), ("rb_mc", 10, "mc", 10),
+                                   ("rb_mc", 10, "mc", 100)], "variance",
+        lower="smaller error", higher="larger error")
     return ("Median over networks of the relative error |V - V_exact| / V_exact of the "
             "predicted variance (in brackets the median log-ratio log(V / V_exact): "
-            "negative under-predicts). Plain MC's variance is its K members' (ddof = 0).\n\n"
+            "negative under-predicts; sigmoid and softmax outputs pooled in these "
+            "descriptive medians). Plain MC's variance is its K members' (ddof = 0).\n\n"
             + table(["part", "hidden units"] + [_approx_name(*c) for c in cols], rows)
             + "\n\nPaired across networks, the relative error of the predicted variance:\n\n"
-            + "\n".join(lines))
+            + sentences)
 
 
 @STUDY.block("approximations-baldi")
@@ -203,8 +200,8 @@ def _approx_networks(df) -> pd.DataFrame:
     keys = ["part", "dataset", "architecture", "activation", "output", "keep_prob", "seed",
             "predictor", "n_samples"]
     cols = ["mean_abs_error", "cost_passes", "variance_exact", "variance_predicted"]
-    return (df[df["part"] != "baldi"].groupby(keys, as_index=False, sort=False, dropna=False)
-            [cols].mean())
+    d = df[df["part"].isin(["random", "trained"])]
+    return d.groupby(keys, as_index=False, sort=False, dropna=False)[cols].mean()
 
 
 @STUDY.figure("approximations_keep_prob")
@@ -391,3 +388,278 @@ def plot_approximations_baldi(df: pd.DataFrame) -> Figure:
                  f"layers dropped, keep_prob {qs}\nshare of (network, input) cases breaking "
                  "it, with a 95% bootstrap CI over networks", fontsize=10)
     return fig
+
+
+# --- On the labels, against both ensembles, and claims that survive Holm -----------------
+
+def _cell_name(r) -> str:
+    part = f"{r.part} " if hasattr(r, "part") else ""
+    return f"{part}{r.activation} q={r.keep_prob:g}"
+
+
+def _survivors(fam, *, lower: str, higher: str, units: str = "") -> list[str]:
+    """One line per claim pair (a against b) of a family: the cells where a is
+    significantly lower, and where higher, after Holm within the family, with the mean
+    paired difference [95% t-interval]; nothing stated for the rest."""
+    t = fam.table()
+    if t.empty:
+        return []
+    lines = []
+    for (a, k_a, b, k_b), g in t.groupby(["a", "k_a", "b", "k_b"], sort=False):
+        ok = g[g["survives"]]
+        parts = []
+        for sign, word in ((-1, lower), (1, higher)):
+            s = ok[np.sign(ok["mean_difference"]) == sign]
+            if len(s):
+                parts.append(f"{word} in " + ", ".join(
+                    f"{_cell_name(r)} ({num(r.mean_difference)} "
+                    f"[{num(r.low)}, {num(r.high)}]{units})" for r in s.itertuples()))
+        na, nb = _approx_name(a.split(":")[0], k_a), _approx_name(b.split(":")[0], k_b)
+        what = (f"{na}, its distance to the exact NWGM against to the exact mean"
+                if ":" in a and na == nb else f"{na} against {nb}")
+        rest = len(g) - len(ok)
+        lines.append(f"{what}: " + ("; ".join(parts) if parts else
+                                               "no difference survives")
+                     + (f" ({rest} of {len(g)} cells: no difference survives)"
+                        if parts and rest else "") + ".")
+    return lines
+
+
+def _family_header(fam) -> str:
+    t = fam.table()
+    lo, hi = (int(t["n"].min()), int(t["n"].max())) if not t.empty else (0, 0)
+    n = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return (f"Family *{fam.name}* ({len(t)} paired t-tests over networks, n = {n} per cell; "
+            f"Holm within the family, alpha = {fam.alpha:g}; differences a - b with 95% "
+            "t-intervals):")
+
+
+@STUDY.block("approximations-deploy")
+def approximations_deploy(df: pd.DataFrame) -> str:
+    """Which predictor to deploy after dropout training: label scores with t-intervals
+    over training seeds, and each predictor against the scaled pass, Holm per family."""
+    out = []
+    fams = study.deploy_families(df)
+    for ds in dict.fromkeys(df.loc[df.part == "trained", "dataset"]):
+        d = df[(df.part == "trained") & (df.dataset == ds)]
+        arch, output = d.architecture.iloc[0], d.output.iloc[0]
+        out.append(f"**{ds}** ({arch}, {output} output; {d.seed.nunique()} training seeds per "
+                   "cell):")
+        for metric in study.LABEL_METRICS:
+            t = study.label_table(d, metric)
+            cells = list(dict.fromkeys(zip(t.activation, t.keep_prob, strict=True)))
+            rows = []
+            for (name, k), g in t.groupby(["predictor", "n_samples"], sort=False):
+                g = g.set_index(["activation", "keep_prob"])
+                rows.append([_approx_name(name, k)] + [
+                    ci(g.loc[c, "mean"], g.loc[c, "low"], g.loc[c, "high"])
+                    if c in g.index else "" for c in cells])
+            out.append(f"{study.METRIC_NAMES[metric]}, mean over seeds [95% t-interval]:\n\n"
+                       + table(["predictor"] + [f"{a} q={q:g}" for a, q in cells], rows))
+            fam = fams[(ds, metric)]
+            lines = _survivors(fam, lower="lower", higher="higher")
+            out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return ("Scored on the first test examples of each dataset's held-out split "
+            "(the probabilities clipped to [0, 1] and a softmax's renormalised first; "
+            "sampled predictors averaged over their draws); the unit is the trained "
+            "network (one training seed).\n\n" + "\n\n".join(out))
+
+
+@STUDY.block("approximations-target")
+def approximations_target(df: pd.DataFrame) -> str:
+    """Which ensemble does each approximation approximate: its distance to the exact
+    NWGM against its distance to the exact mean, Holm per (part, output)."""
+    out = []
+    for fam in study.target_families(df).values():
+        lines = _survivors(fam, lower="closer to the exact NWGM",
+                           higher="closer to the exact mean")
+        out.append(_family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+    return ("Each predictor's mean |predicted - exact NWGM| minus its mean |predicted - "
+            "exact mean| on the same network (negative: closer to the NWGM), per cell "
+            "(trained: activation and keep_prob; random: activation and keep_prob, the same "
+            "networks at each keep_prob). The exact mean and the exact NWGM themselves are "
+            "left out.\n\n" + "\n\n".join(out))
+
+
+@STUDY.block("approximations-closure")
+def approximations_closure(df: pd.DataFrame) -> str:
+    """Moment propagation's variance with the probit closure against quadrature of the
+    same Gaussian logits, sigmoid outputs."""
+    keys = ["part", "activation", "keep_prob", "seed", "predictor"]
+    d = df[df.part.isin(["random", "trained"]) & (df.output == "sigmoid")
+           & df.predictor.isin(["moment_propagation", "moment_quadrature"])]
+    per = d.groupby(keys, as_index=False, sort=False)["variance_log_ratio"].mean()
+    rows = []
+    for (part, act, q), g in per.groupby(["part", "activation", "keep_prob"], sort=False):
+        cells = []
+        for name in ("moment_propagation", "moment_quadrature"):
+            v = g.loc[g.predictor == name, "variance_log_ratio"].dropna().to_numpy()
+            cells.append(ci(*stats.t_interval(v)) if v.size >= 2 else "")
+        rows.append([part, act, f"{q:g}", str(g.seed.nunique()), *cells])
+    fam = study.closure_family(df)
+    lines = _survivors(fam, lower="lower", higher="higher")
+    t = fam.table()
+    trained = t[t["part"] == "trained"] if not t.empty else t
+    if len(trained) and (trained["survives"] & (trained["mean_difference"] > 0)).all():
+        quad = per[(per.part == "trained") & (per.predictor == "moment_quadrature")]
+        cells = quad.groupby(["activation", "keep_prob"])["variance_log_ratio"].mean()
+        lines.append(
+            f"In every one of the {len(trained)} trained cells the probit closure's "
+            "log-ratio is above the quadrature closure's fed the same Gaussian logits (by "
+            f"{num(trained['mean_difference'].min(), 2)} to "
+            f"{num(trained['mean_difference'].max(), 2)}): that much of moment "
+            "propagation's over-prediction after training is made at the output; with "
+            f"quadrature the cell means of the log-ratio run from {num(cells.min(), 2)} to "
+            f"{num(cells.max(), 2)}, the error left in the Gaussian logits' moments.")
+    return ("Mean log(V / V_exact) of the output variance over networks [95% t-interval] "
+            "(> 0 over-predicts), sigmoid outputs: moment propagation with its probit "
+            "closure, and with Gauss-Hermite quadrature of the same Gaussian logits (the "
+            "two differ only at the output).\n\n"
+            + table(["part", "hidden units", "keep_prob", "networks", "probit closure",
+                     "quadrature closure"], rows)
+            + "\n\n" + _family_header(fam) + "\n\n" + "\n".join(f"* {x}" for x in lines))
+
+
+RECOMMEND_PAIRS = [("moment_quadrature", 0, "moment_propagation", 0),
+                   ("moment_propagation", 0, "scaled", 0),
+                   ("nwgm_delta", 0, "nwgm_corrected", 0),
+                   ("nwgm_delta", 0, "moment_propagation", 0),
+                   ("nwgm_corrected", 0, "moment_propagation", 0)]
+
+
+@STUDY.block("approximations-recommend")
+def approximations_recommend(df: pd.DataFrame) -> str:
+    """The cheap estimates of the exact mean compared, Holm per (part, output)."""
+    return ("The one-pass estimates of the exact arithmetic mean, paired on the same "
+            "networks per (hidden activation, keep_prob) cell; a predictor that does not "
+            "apply to an output (quadrature: sigmoid only) has no claim there.\n\n"
+            + _by_output_families(df, "mean_abs_error", RECOMMEND_PAIRS, "recommend",
+                                  lower="closer to the exact mean",
+                                  higher="farther from the exact mean"))
+
+
+RELIABILITY_MIN_COUNT = 10  # pooled examples a bin needs to be drawn
+RELIABILITY_LINES = (("exact", 0), ("nwgm", 0), ("scaled", 0), ("moment_propagation", 0),
+                     ("mc", 10))
+
+
+@STUDY.figure("approximations_reliability")
+def plot_approximations_reliability(df: pd.DataFrame) -> Figure:
+    """Reliability diagrams of the trained networks: accuracy against top-label
+    confidence, the 15 equal-width bins pooled over networks (both hidden activations,
+    every training seed); rows: dataset, columns: keep_prob; one line per predictor,
+    its mean ECE over networks in the legend."""
+    rel = df[df["part"] == "reliability"]
+    per = df[df["part"] == "trained"]
+    datasets = list(dict.fromkeys(rel["dataset"]))
+    qs = sorted(rel["keep_prob"].unique())
+    fig, axes = new_figure(len(datasets), len(qs), width=4.2, height=4.0)
+    for i, ds in enumerate(datasets):
+        for j, q in enumerate(qs):
+            ax = axes[i, j]
+            ax.plot([0, 1], [0, 1], color="k", lw=1, ls=":", label="calibrated")
+            sub = rel[(rel["dataset"] == ds) & (rel["keep_prob"] == q)]
+            for name, k in RELIABILITY_LINES:
+                g = sub[(sub["predictor"] == name) & (sub["n_samples"] == k)]
+                if g.empty:
+                    continue
+                b = g.assign(c=g["bin_count"] * g["bin_confidence"],
+                             a=g["bin_count"] * g["bin_accuracy"]).groupby("bin")[
+                    ["bin_count", "c", "a"]].sum()
+                b = b[b["bin_count"] >= RELIABILITY_MIN_COUNT]
+                ece = per.loc[(per["dataset"] == ds) & (per["keep_prob"] == q)
+                              & (per["predictor"] == name) & (per["n_samples"] == k),
+                              "ece"].mean()
+                style = PREDICTORS[name].style
+                ax.plot(b["c"] / b["bin_count"], b["a"] / b["bin_count"],
+                        color=style["color"], marker=style["marker"], markersize=4,
+                        label=f"{_approx_name(name, k)} (ECE {ece:.2f})")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("top-label confidence")
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{ds}, keep_prob {q:g}", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            # Binary confidences are >= 0.5: the upper left is empty there.
+            binary = (per.loc[per["dataset"] == ds, "output"] == "sigmoid").all()
+            ax.legend(fontsize=7.5, loc="upper left" if binary else "lower right",
+                      frameon=False)
+    n = per.groupby(["dataset", "activation", "keep_prob", "seed"]).ngroups
+    fig.suptitle("Reliability after dropout training\n15 equal-width confidence bins, "
+                 f"pooled over\n{n // max(len(datasets) * len(qs), 1)} trained networks per "
+                 "panel (relu and tanh, every seed), bins of\n"
+                 f"{RELIABILITY_MIN_COUNT}+ examples drawn; legend: mean ECE over those networks",
+                 fontsize=10)
+    return fig
+
+
+def _tally(fam, *, lower: str, higher: str) -> list[str]:
+    """Per (a, b) pair of a family: in how many cells a is significantly lower or higher
+    than b after Holm within the family."""
+    t = fam.table()
+    if t.empty:
+        return ["no cell has two networks: no test"]
+    out = []
+    for (a, k_a, b, k_b), g in t.groupby(["a", "k_a", "b", "k_b"], sort=False):
+        ok = g[g["survives"]]
+        n_lo, n_hi = int((ok["mean_difference"] < 0).sum()), int((ok["mean_difference"] > 0).sum())
+        out.append(f"{_approx_name(a, k_a)} against {_approx_name(b, k_b)}: {lower} in "
+                   f"{n_lo} of {len(g)} cells, {higher} in {n_hi}")
+    return out
+
+
+@STUDY.block("approximations-which")
+def approximations_which(df: pd.DataFrame) -> str:
+    """The answer in counts of surviving cells: on the labels (against the scaled pass)
+    and for the exact mean (the recommend pairs), each family named."""
+    fams = study.deploy_families(df)
+    out = []
+    for ds in dict.fromkeys(ds for ds, _ in fams):
+        counts = {}
+        for metric in study.LABEL_METRICS:
+            t = fams[(ds, metric)].table()
+            if t.empty:
+                continue
+            for (a, k_a), g in t.groupby(["a", "k_a"], sort=False):
+                ok = g[g["survives"]]
+                counts.setdefault((a, k_a), []).append(
+                    f"{int((ok['mean_difference'] < 0).sum())} / "
+                    f"{int((ok['mean_difference'] > 0).sum())} of {len(g)}")
+        rows = [[_approx_name(a, k)] + c for (a, k), c in counts.items()
+                if len(c) == len(study.LABEL_METRICS)]
+        better = {}
+        for metric in study.LABEL_METRICS:
+            t = fams[(ds, metric)].table()
+            if t.empty:
+                continue
+            for r in t[t["survives"] & (t["mean_difference"] < 0)].itertuples():
+                better.setdefault(_approx_name(r.a, r.k_a), []).append(
+                    f"{study.METRIC_NAMES[metric].split(' (')[0]} at {_cell_name(r)}")
+        if better:
+            out.append(f"On {ds}, better than the scaled pass somewhere: " + "; ".join(
+                f"{name} ({', '.join(v)})" for name, v in better.items())
+                       + "; no other predictor is better than it in any cell on any of the "
+                       "four scores.")
+        else:
+            out.append(f"On {ds}, no predictor is better than the scaled pass in any cell "
+                       "on any of the four scores.")
+        out.append(f"**{ds}**, against the scaled pass, cells where the predictor is "
+                   "better / worse (families *deploy: " + ds + ", <metric>, against the "
+                   "scaled pass*):\n\n"
+                   + table(["predictor"] + [study.METRIC_NAMES[m].split(" (")[0]
+                                            for m in study.LABEL_METRICS], rows))
+    mean = ["**As estimates of the exact arithmetic mean** (mean |predicted - exact "
+            "mean|; cells are (activation, keep_prob) pairs):"]
+    keys = ["part", "dataset", "output", "activation", "keep_prob", "seed", "predictor",
+            "n_samples"]
+    d = df[df.part.isin(["random", "trained"]) & (df.output != "identity")]
+    per = d.groupby(keys, as_index=False, sort=False)["mean_abs_error"].mean()
+    for (part, output), g in per.groupby(["part", "output"], sort=False):
+        fam = study.paired_family(
+            g, f"recommend: {part} {output}-output networks, mean |predicted - exact mean|",
+            "mean_abs_error", RECOMMEND_PAIRS, ("activation", "keep_prob"))
+        mean.append(f"* family *{fam.name}*: " + "; ".join(_tally(fam, lower="closer",
+                                                                  higher="farther")) + ".")
+    return ("In how many cells (an activation and a keep_prob) a difference survives Holm "
+            "within its family; the families, differences and intervals are those of the "
+            "blocks above.\n\n" + "\n\n".join(out) + "\n\n" + "\n".join(mean))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ... import stats
 from ...network import HIDDEN_ACTIVATIONS
 from ...predictors import PREDICTORS
 from ...stats import wilcoxon_paired
@@ -71,7 +72,7 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
         ``by`` columns, ``n_pairs``, ``median_a``, ``median_b``,
         ``median_difference`` (a - b), ``share_a_better`` and ``p_value``.
     """
-    per = _per_network(df[df["part"] != "baldi"], metric)
+    per = _per_network(df[df["part"].isin(["random", "trained"])], metric)
     per["network"] = np.where(per["part"] == "trained",
                               per["dataset"] + "/" + per["seed"].astype(str) + "/"
                               + per["keep_prob"].astype(str),
@@ -94,38 +95,47 @@ def paired(df: pd.DataFrame, a: str, b: str, *, metric: str = "mean_abs_error",
 
 
 def crossovers(df: pd.DataFrame, *, metric: str = "mean_abs_error", alpha: float = 0.05,
-               by=("part", "activation")) -> pd.DataFrame:
+               by=("part", "output", "activation")) -> pd.DataFrame:
     """The smallest K at which plain and RB Monte Carlo beat each deterministic method.
 
-    "Beats" means: a negative median paired difference over networks and a
-    Wilcoxon signed-rank p-value below ``alpha`` (see :func:`paired`), at that K and every larger
-    K of the grid. NaN when no K of the grid does.
+    The unit is a network (a random network's value averaged over its keep_probs, which
+    share it; a trained network is trained at one keep_prob). One family per (part,
+    output) (:class:`ensemble_study.stats.Family`) holds the paired t-test of every
+    (activation, sampler, K, method) comparison; "beats" means a negative mean paired
+    difference surviving Holm within that family, at that K and every larger K of the
+    grid. NaN when no K of the grid does.
 
     Returns
     -------
     DataFrame
-        ``by`` columns, ``sampler`` (mc or rb_mc), ``against``, ``k``.
+        ``by`` columns, ``sampler`` (mc or rb_mc), ``against``, ``k``, ``family``.
     """
+    per = _per_network(df[df["part"].isin(["random", "trained"])], metric)
+    per["network"] = np.where(per["part"] == "trained",
+                              per["dataset"] + "/" + per["seed"].astype(str) + "/"
+                              + per["keep_prob"].astype(str),
+                              per["output"] + "/" + per["seed"].astype(str))
+    per = per.groupby(list(by) + ["network", "predictor", "n_samples"], as_index=False,
+                      sort=False)[metric].mean()
     ks = sorted(k for k in df.loc[df["predictor"] == "mc", "n_samples"].unique())
+    against = [m for m in DETERMINISTIC if (df["predictor"] == m).any()]
+    pairs = [(s, k, m, 0) for s in SAMPLED for k in ks for m in against]
     rows = []
-    for sampler in SAMPLED:
-        for against in DETERMINISTIC:
-            if not (df["predictor"] == against).any():
-                continue
-            wins = {k: paired(df, sampler, against, metric=metric, k_a=k, by=by) for k in ks}
-            groups = wins[ks[0]][list(by)].itertuples(index=False, name=None)
-            for key in groups:
-                beats = []
-                for k in ks:
-                    w = wins[k]
-                    row = w[(w[list(by)] == pd.Series(key, index=list(by))).all(axis=1)]
-                    beats.append(bool(len(row)) and row["median_difference"].iloc[0] < 0
-                                 and row["p_value"].iloc[0] < alpha)
-                first = next((i for i in range(len(ks)) if all(beats[i:])), None)
-                rows.append({**dict(zip(by, key, strict=True)), "sampler": sampler,
-                             "against": against,
-                             "k": ks[first] if first is not None else np.nan})
-    return pd.DataFrame(rows)
+    for fam_key, g in per.groupby(list(by[:-1]), sort=False):
+        name = ("crossover: " + " ".join(map(str, fam_key)) + "-output networks, "
+                + METRIC_NAMES.get(metric, metric))
+        fam = paired_family(g, name, metric, pairs, (by[-1],), unit="network")
+        t = fam.table()
+        if t.empty:  # fewer than two networks per cell: no test
+            continue
+        t["beats"] = t["survives"] & (t["mean_difference"] < 0)
+        for (act, sampler, m), h in t.groupby([by[-1], "a", "b"], sort=False):
+            beats = h.set_index("k_a")["beats"].reindex(ks, fill_value=False).tolist()
+            first = next((i for i in range(len(ks)) if all(beats[i:])), None)
+            rows.append({**dict(zip(by, (*fam_key, act), strict=True)), "sampler": sampler,
+                         "against": m, "k": ks[first] if first is not None else np.nan,
+                         "family": name})
+    return pd.DataFrame(rows, columns=[*by, "sampler", "against", "k", "family"])
 
 
 def variance_summary(df: pd.DataFrame, *, ks=(10, 100, 1000)) -> pd.DataFrame:
@@ -168,5 +178,142 @@ def baldi_summary(df: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
 
 def _wide(cross: pd.DataFrame) -> pd.DataFrame:
     """Crossovers with one column per deterministic method."""
-    wide = cross.pivot(index=["part", "activation", "sampler"], columns="against", values="k")
+    wide = cross.pivot(index=["part", "output", "activation", "sampler"], columns="against",
+                       values="k")
     return wide[[m for m in DETERMINISTIC if m in wide.columns]].reset_index()
+
+
+# --- The labels, the two ensembles, and claims that survive Holm --------------------------
+
+LABEL_METRICS = ("error", "nll", "brier", "ece")
+METRIC_NAMES = {"error": "test error", "nll": "NLL", "brier": "Brier score",
+                "ece": "ECE (15 equal-width top-label bins)",
+                "mean_abs_error": "mean |predicted - exact mean|",
+                "nwgm_abs_error": "mean |predicted - exact NWGM|",
+                "variance_log_ratio": "mean log(V / V_exact)",
+                "variance_rel_error": "mean |V - V_exact| / V_exact"}
+DEPLOY_KS = (10, 100)
+
+
+def candidates(df: pd.DataFrame, ks=DEPLOY_KS) -> list[tuple[str, int]]:
+    """(predictor, K) pairs of the trained part, in registry order: every deterministic
+    predictor (the exact mean included) and each sampler at each K of ``ks``."""
+    t = df[df["part"] == "trained"]
+    have = set(zip(t["predictor"], t["n_samples"], strict=True))
+    out = []
+    for name in PREDICTOR_ORDER:
+        for k in (ks if name in SAMPLED else (0,)):
+            if (name, k) in have:
+                out.append((name, k))
+    return out
+
+
+def trained_networks(df: pd.DataFrame, metrics) -> pd.DataFrame:
+    """One row per trained network (dataset, activation, keep_prob, seed), predictor and
+    K: ``metrics`` averaged over the sampled predictors' draws."""
+    keys = ["dataset", "output", "activation", "keep_prob", "seed", "predictor", "n_samples"]
+    t = df[df["part"] == "trained"]
+    return t.groupby(keys, as_index=False, sort=False)[list(metrics)].mean()
+
+
+def label_table(df: pd.DataFrame, metric: str, ks=DEPLOY_KS) -> pd.DataFrame:
+    """Mean of ``metric`` over training seeds with its 95% t-interval, per dataset,
+    hidden activation, keep_prob, predictor and K (the unit: one trained network)."""
+    per = trained_networks(df, [metric])
+    rows = []
+    for name, k in candidates(df, ks):
+        g0 = per[(per["predictor"] == name) & (per["n_samples"] == k)]
+        for (ds, out, act, q), g in g0.groupby(["dataset", "output", "activation",
+                                                "keep_prob"], sort=False):
+            v = g[metric].dropna().to_numpy()
+            m, lo, hi = stats.t_interval(v) if v.size >= 2 else (np.nan,) * 3
+            rows.append(dict(dataset=ds, output=out, activation=act, keep_prob=q,
+                             predictor=name, n_samples=k, n=v.size, mean=m, low=lo, high=hi))
+    return pd.DataFrame(rows)
+
+
+def paired_family(per: pd.DataFrame, name: str, metric: str, pairs, cell_keys,
+                  unit: str = "seed") -> stats.Family:
+    """A declared family: for each cell of ``cell_keys`` and each ``(a, k_a, b, k_b)``
+    of ``pairs``, the paired t-test of ``metric`` between predictors a and b over
+    ``unit`` (networks), Holm within the family. Each claim's details: the cell,
+    ``a``, ``b``, ``n``, ``mean_difference`` (a - b), ``low``, ``high``."""
+    fam = stats.Family(name)
+    for cell, g in per.groupby(list(cell_keys), sort=False):
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        for a, k_a, b, k_b in pairs:
+            side = {}
+            for s, pred, k in (("a", a, k_a), ("b", b, k_b)):
+                side[s] = g[(g["predictor"] == pred) & (g["n_samples"] == k)].set_index(
+                    unit)[metric]
+            both = pd.concat(side, axis=1).dropna()
+            if len(both) < 2:
+                continue
+            res = stats.paired_t(both["a"].to_numpy(), both["b"].to_numpy())
+            key = "/".join(map(str, cell)) + f": {a}{k_a or ''} vs {b}{k_b or ''}"
+            fam.add(key, res["pvalue"], **dict(zip(cell_keys, cell, strict=True)),
+                    a=a, k_a=k_a, b=b, k_b=k_b, n=res["n"],
+                    mean_difference=res["mean_difference"], low=res["low"], high=res["high"])
+    return fam
+
+
+def deploy_families(df: pd.DataFrame, ks=DEPLOY_KS) -> dict:
+    """Per (dataset, label metric): every candidate against the scaled pass (what
+    people deploy), paired over training seeds in each (activation, keep_prob) cell.
+    Datasets (and so outputs and tasks) are never pooled."""
+    per = trained_networks(df, LABEL_METRICS)
+    pairs = [(n, k, "scaled", 0) for n, k in candidates(df, ks) if n != "scaled"]
+    out = {}
+    for ds, g in per.groupby("dataset", sort=False):
+        for metric in LABEL_METRICS:
+            out[(ds, metric)] = paired_family(
+                g, f"deploy: {ds}, {METRIC_NAMES[metric]}, against the scaled pass", metric,
+                pairs, ("activation", "keep_prob"))
+    return out
+
+
+def target_families(df: pd.DataFrame, ks=DEPLOY_KS) -> dict:
+    """Per part and output kind: is each predictor closer to the exact NWGM than to the
+    exact arithmetic mean? Paired t of nwgm_abs_error against mean_abs_error (same
+    network), per (dataset or output, activation, keep_prob) cell; the unit is the
+    network (a random network's keep_probs are separate cells: Holm holds under any
+    dependence)."""
+    cols = ["mean_abs_error", "nwgm_abs_error"]
+    keys = ["part", "dataset", "output", "activation", "keep_prob", "seed", "predictor",
+            "n_samples"]
+    d = df[df["part"].isin(["random", "trained"]) & (df["output"] != "identity")]
+    d = d[(d["n_samples"] == 0) | d["n_samples"].isin(ks)]
+    d = d[~d["predictor"].isin(["exact", "nwgm"])]
+    per = d.groupby(keys, as_index=False, sort=False)[cols].mean()
+    long = pd.concat([per.assign(target="nwgm", distance=per["nwgm_abs_error"]),
+                      per.assign(target="mean", distance=per["mean_abs_error"])])
+    long["predictor"] = long["predictor"] + ":" + long["target"]
+    out = {}
+    for (part, output), g in long.groupby(["part", "output"], sort=False):
+        preds = list(dict.fromkeys(zip(per.loc[(per.part == part) & (per.output == output),
+                                               "predictor"],
+                                       per.loc[(per.part == part) & (per.output == output),
+                                               "n_samples"], strict=True)))
+        pairs = [(f"{n}:nwgm", k, f"{n}:mean", k) for n, k in preds]
+        out[(part, output)] = paired_family(
+            g, f"target: {part} {output}-output networks, mean |predicted - exact NWGM| "
+               "against mean |predicted - exact mean|", "distance", pairs,
+            ("dataset", "activation", "keep_prob"))
+    return out
+
+
+def closure_family(df: pd.DataFrame) -> stats.Family:
+    """Sigmoid-output networks (random and trained): the log-ratio of moment
+    propagation's output variance to the exact one, probit closure against
+    Gauss-Hermite quadrature of the same Gaussian logits, paired over networks per
+    (part, activation, keep_prob); plus each closure's log-ratio against 0."""
+    keys = ["part", "dataset", "activation", "keep_prob", "seed", "predictor"]
+    d = df[df["part"].isin(["random", "trained"]) & (df["output"] == "sigmoid")
+           & df["predictor"].isin(["moment_propagation", "moment_quadrature"])]
+    per = d.groupby(keys, as_index=False, sort=False)["variance_log_ratio"].mean()
+    per = per.assign(n_samples=0)
+    fam = paired_family(per, "closure: sigmoid outputs, mean log(V / V_exact), probit "
+                        "against quadrature", "variance_log_ratio",
+                        [("moment_propagation", 0, "moment_quadrature", 0)],
+                        ("part", "activation", "keep_prob"))
+    return fam
