@@ -413,20 +413,3 @@ def mannwhitney(a, b) -> dict:
     return {**out, "share_a_greater": float(res.statistic) / (a.size * b.size),
             "statistic": float(res.statistic), "pvalue": float(res.pvalue)}
 
-
-def welch_t(a, b) -> dict:
-    """Welch's t-test of ``mean(a) = mean(b)`` (independent samples, two-sided).
-
-    Returns ``mean_difference``, its Welch interval ``low``, ``high``
-    (:func:`welch_interval`) and ``pvalue`` (1.0 when both samples are one
-    constant, 0.0 when they are two different constants).
-    """
-    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
-    d, lo, hi = welch_interval(a, b)
-    if a.size < 2 or b.size < 2:
-        raise ValueError(f"welch_t needs at least 2 values per sample; got {a.size}, {b.size}")
-    if a.var() == 0 and b.var() == 0:
-        p = 1.0 if d == 0 else 0.0
-    else:
-        p = float(_stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return {"mean_difference": d, "low": lo, "high": hi, "pvalue": p}

@@ -12,7 +12,7 @@ from ...plots import (
     new_figure,
 )
 from ...report import ci, pvalue, table
-from ...stats import Family, bootstrap_ci, paired_t, t_interval, welch_t
+from ...stats import Family, bootstrap_ci, paired_t, t_interval, welch_test
 from . import STUDY
 
 
@@ -401,20 +401,20 @@ def margin_family(df: pd.DataFrame) -> pd.DataFrame:
         if len(qs) < 2:
             continue
         lo, hi = (g.loc[g.keep_prob == q, "hinton_mean_diff"] for q in (qs[0], qs[-1]))
-        t = welch_t(lo, hi)
+        t = welch_test(lo, hi)
         fam.add(f"{arch} {sc} {qs[0]:g} vs {qs[-1]:g}", t["pvalue"], kind="keep_prob",
                 architecture=arch, scheme=sc, keep_prob=qs[0], other=f"{qs[-1]:g}",
-                difference=t["mean_difference"])
+                difference=t["difference"])
     if len(archs) >= 2:
         shallow, deep = archs[0], archs[-1]
         for (sc, q), g in scaled.groupby(["scheme", "keep_prob"], sort=False):
             a = g.loc[g.architecture == deep, "hinton_mean_diff"]
             b = g.loc[g.architecture == shallow, "hinton_mean_diff"]
             if len(a) >= 2 and len(b) >= 2:
-                t = welch_t(a, b)
+                t = welch_test(a, b)
                 fam.add(f"{deep} vs {shallow} {sc} {q:g}", t["pvalue"], kind="depth",
                         architecture=deep, scheme=sc, keep_prob=q, other=shallow,
-                        difference=t["mean_difference"])
+                        difference=t["difference"])
     return fam.table()
 
 
