@@ -42,7 +42,8 @@ def sweep_table(df: pd.DataFrame) -> str:
         f"Median over {n} networks [bootstrap 95% CI] of the relative gap to the scaled "
         "pass at keep_prob 0.5, inverted dropout. *Ratio*: the per-network ratio of the "
         "two gaps; *closer to NWGM*: the share of networks whose NWGM gap is the smaller, "
-        "and the Wilcoxon signed-rank test of the paired gaps.\n\n"
+        "and the Wilcoxon signed-rank test of the paired gaps (unadjusted: the verdict below "
+        "adjusts it within its family).\n\n"
         + table(["hidden units", "output", "arithmetic mean", "NWGM", "ratio mean / NWGM",
                  "closer to NWGM"], rows))
 
