@@ -172,7 +172,8 @@ def sweep_closer(df: pd.DataFrame) -> str:
                 for (out, act), qs in by) + ")"
         text.append(line + ".")
     return (" ".join(text)
-            + f" One family of {len(res)} paired Wilcoxon tests over {n} networks (every "
+            + f" One family of {len(res)} paired Wilcoxon tests of the relative gap over {n} "
+            f"networks (every "
             f"scheme, keep_prob below 1, output and nonlinear activation; the NWGM gap of "
             f"identity units is exactly 0), Holm-adjusted within it.")
 
