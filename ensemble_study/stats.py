@@ -394,3 +394,22 @@ class Family:
         """The sentences of the claims that survive Holm, in the order added."""
         t = self.table()
         return [s for s, ok in zip(t["sentence"], t["survives"]) if ok and s]
+
+
+def mannwhitney(a, b) -> dict:
+    """Mann-Whitney U test of two independent samples (two-sided; scipy.stats.mannwhitneyu).
+
+    For medians of different networks (no pairing). Returns ``n_a``, ``n_b``,
+    ``median_difference`` (median(a) - median(b)), ``share_a_greater`` (the
+    common-language effect size, P(a > b) + P(a = b)/2) and ``pvalue`` (1.0
+    when every value is equal).
+    """
+    a, b = _finite_1d(a, "a"), _finite_1d(b, "b")
+    out = dict(n_a=int(a.size), n_b=int(b.size),
+               median_difference=float(np.median(a) - np.median(b)))
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return {**out, "share_a_greater": 0.5, "statistic": 0.0, "pvalue": 1.0}
+    res = _stats.mannwhitneyu(a, b, alternative="two-sided")
+    return {**out, "share_a_greater": float(res.statistic) / (a.size * b.size),
+            "statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from . import stats
 from .plots import new_figure
 from .report import ci, num, pvalue, table
 from .study import Table
@@ -61,6 +62,89 @@ def torch_example(df: pd.DataFrame) -> str:
         f"from the exact mean. MC dropout: mean over {n_draws} independent draws (range).\n\n"
         + table(["predictor", "test error", "NLL (nats)", "NLL minus exact mean",
                  "error minus exact mean", "TV from exact mean"], rows))
+
+
+def interval_pvalue(estimate: float, low: float, high: float, level: float = 0.95) -> float:
+    """Two-sided p-value of ``estimate = 0`` read off its interval (normal approximation).
+
+    The standard error is taken from the half of the interval that faces 0
+    (the wider one when 0 lies inside), the conservative choice for a
+    skewed bootstrap interval.
+    """
+    if estimate == 0:
+        return 1.0
+    half = (high - estimate) if estimate < 0 else (estimate - low)
+    if half <= 0:
+        return 0.0
+    from scipy.stats import norm
+
+    se = half / norm.ppf(0.5 + level / 2)
+    return float(2 * norm.sf(abs(estimate) / se))
+
+
+def torch_family(df: pd.DataFrame) -> pd.DataFrame:
+    """The single predictors against the exact mean, on the one network's test images.
+
+    One declared family: per predictor (``eval``, ``exact_nwgm``), the NLL
+    difference (p from its paired bootstrap interval, :func:`interval_pvalue`)
+    and the error difference (McNemar's exact test); Holm within it.
+    """
+    fam = stats.Family("torch_example: eval() pass and exact NWGM against the exact mean, "
+                       "NLL and test error, one network's test images")
+    for r in df[df.predictor.isin(["eval", "exact_nwgm"])].itertuples():
+        fam.add(f"{r.predictor} nll", interval_pvalue(r.nll_minus_exact, r.nll_minus_exact_low,
+                                                      r.nll_minus_exact_high),
+                predictor=r.predictor, metric="NLL", difference=r.nll_minus_exact)
+        fam.add(f"{r.predictor} error", r.mcnemar_p, predictor=r.predictor, metric="test error",
+                difference=r.error_minus_exact)
+    return fam.table()
+
+
+def torch_verdict(res: pd.DataFrame) -> str:
+    """One clause per predictor and metric; a difference is stated only if it survives Holm."""
+    names = {"eval": "the `eval()` pass", "exact_nwgm": "the exact NWGM"}
+    out = []
+    for pred, g in res.groupby("predictor", sort=False):
+        parts = []
+        for r in g.itertuples():
+            if r.survives:
+                word = "lower" if r.difference < 0 else "higher"
+                parts.append(f"a {word} {r.metric} than the exact mean (Holm {pvalue(r.holm)})")
+            else:
+                parts.append(f"no {r.metric} difference from the exact mean that survives Holm "
+                             f"(Holm {pvalue(r.holm)})")
+        out.append(f"{names.get(pred, pred)} has " + " and ".join(parts))
+    return "; ".join(out)
+
+
+def mc_slope(df: pd.DataFrame, metric: str = "total_variation") -> tuple[float, float, float, int]:
+    """Per draw, the least-squares slope of log(metric) against log K; t-interval over draws."""
+    mc = df[df.predictor == "mc_dropout"]
+    slopes = [np.polyfit(np.log(g.n_samples), np.log(g[metric]), 1)[0]
+              for _, g in mc.groupby("draw") if g.n_samples.nunique() >= 2]
+    est, lo, hi = stats.t_interval(slopes)
+    return est, lo, hi, len(slopes)
+
+
+@TORCH_EXAMPLE.block("torch-example-verdict")
+def torch_example_verdict(df: pd.DataFrame) -> str:
+    res = torch_family(df)
+    est, lo, hi, n = mc_slope(df)
+    holds = "holds" if lo <= -0.5 <= hi else "does not hold"
+    mc = df[df.predictor == "mc_dropout"]
+    kmax = mc.n_samples.max()
+    last = mc[mc.n_samples == kmax].total_variation
+    tv_eval = float(df.loc[df.predictor == "eval", "total_variation"].iloc[0])
+    first = df.iloc[0]
+    return (f"On this one network's {first.n_test} test images, " + torch_verdict(res)
+            + f" (family of {len(res)}: *{res['family'].iloc[0]}*; NLL p-values from the paired "
+            f"bootstrap intervals by a normal approximation, error p-values from McNemar's "
+            f"exact test). MC dropout's total variation from the exact mean falls with K with a "
+            f"log-log slope of {ci(est, lo, hi)} (least squares per draw over K = "
+            f"{', '.join(f'{k:g}' for k in sorted(mc.n_samples.unique()))}, t-interval over "
+            f"{n} draws; the interval {holds} the K^(-1/2) rate, slope -0.5); at K = {kmax:g} it "
+            f"is {num(last.mean())} ({num(last.min())} to {num(last.max())} over draws), against "
+            f"{num(tv_eval)} for the `eval()` pass.")
 
 
 @TORCH_EVALUATE.block("torch-evaluate")

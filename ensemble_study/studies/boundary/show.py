@@ -27,6 +27,41 @@ def boundary(df: pd.DataFrame) -> str:
                  rows)
 
 
+def agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (scheme, keep_prob): the share of grid points where two predictors' classes differ.
+
+    The class is ``p >= 0.5``; ``mean_vs_nwgm`` compares the exact mean with
+    the exact NWGM, ``mean_vs_scaled`` the exact mean with the scaled pass.
+    """
+    rows = []
+    for (sc, q), g in df.groupby(["scheme", "keep_prob"], sort=True):
+        mean = g["exact_mean"] >= 0.5
+        rows.append(dict(scheme=sc, keep_prob=q, n_points=len(g),
+                         mean_vs_nwgm=float((mean != (g["exact_nwgm"] >= 0.5)).mean()),
+                         mean_vs_scaled=float((mean != (g["scaled"] >= 0.5)).mean()),
+                         max_abs_mean_minus_scaled=float((g["exact_mean"] - g["scaled"])
+                                                         .abs().max())))
+    return pd.DataFrame(rows)
+
+
+@STUDY.block("boundary-agreement")
+def boundary_agreement(df: pd.DataFrame) -> str:
+    a = agreement(df)
+    def share(x, n):
+        return f"{round(x * n):,} ({x:.1%})"
+
+    rows = [[r.scheme, f"{r.keep_prob:g}", share(r.mean_vs_nwgm, r.n_points),
+             share(r.mean_vs_scaled, r.n_points), f"{r.max_abs_mean_minus_scaled:.3f}"]
+            for r in a.itertuples()]
+    return (f"Share of the {int(a.n_points.iloc[0]):,} grid points where the exact mean's class "
+            f"(p >= 0.5) differs from the NWGM's and from the scaled pass's (points and share), "
+            f"and the largest absolute difference p(exact mean) - p(scaled pass) on the grid. "
+            f"One trained network per cell: exact values that describe it, not a comparison "
+            f"between cells.\n\n"
+            + table(["scheme", "keep_prob", "mean vs NWGM", "mean vs scaled pass",
+                     "largest abs(mean - scaled)"], rows))
+
+
 @STUDY.figure("boundary")
 def plot_boundary(df: pd.DataFrame) -> Figure:
     """Decision boundaries (p = 0.5) of the exact ensemble, its NWGM and the scaled pass."""

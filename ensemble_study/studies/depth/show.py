@@ -80,6 +80,119 @@ def depth_width(df: pd.DataFrame) -> str:
                  "widest minus narrowest"], rows))
 
 
+METRICS = {"relative_gap": "relative gap", "mean_abs_gap": "mean absolute gap",
+           "total_variation": "total variation", "kl": "KL divergence"}
+
+
+def _budget(df: pd.DataFrame) -> int:
+    """The largest number of dropped units that every depth reaches."""
+    reach = df.groupby("n_dropped")["depth"].nunique()
+    return int(reach[reach == reach.max()].index.max())
+
+
+def _names(items: list[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def depth_family(df: pd.DataFrame) -> pd.DataFrame:
+    """Does the arithmetic-mean gap differ between the deepest and the shallowest networks?
+
+    At the largest number of dropped units every depth reaches; one
+    Mann-Whitney test (different networks: not paired) per activation and
+    metric of :data:`METRICS`; Holm within this one family.
+    """
+    budget = _budget(df)
+    d = df[(df.n_dropped == budget) & (df.statistic == "arithmetic_mean")]
+    lo_d, hi_d = d.depth.min(), d.depth.max()
+    fam = stats.Family(f"depth: arithmetic-mean gap at {hi_d} against {lo_d} hidden layers, "
+                       f"{budget} dropped units, per activation and metric")
+    for act, g in d.groupby("activation", sort=False):
+        for metric in METRICS:
+            t = stats.mannwhitney(g.loc[g.depth == hi_d, metric], g.loc[g.depth == lo_d, metric])
+            fam.add(f"{act} {metric}", t["pvalue"], activation=act, metric=metric,
+                    grows=t["median_difference"] > 0, n=t["n_a"])
+    return fam.table()
+
+
+def width_family(df: pd.DataFrame) -> pd.DataFrame:
+    """Does the arithmetic-mean gap differ between the widest and the narrowest layers?
+
+    Per activation, depth and metric: one Mann-Whitney test (different
+    networks); Holm within this one family.
+    """
+    d = df[df.statistic == "arithmetic_mean"]
+    fam = stats.Family("depth: arithmetic-mean gap at the widest against the narrowest hidden "
+                       "layers, per activation, depth and metric")
+    for (act, dep), g in d.groupby(["activation", "depth"], sort=False):
+        widths = sorted(g.width.unique())
+        if len(widths) < 2:
+            continue
+        for metric in METRICS:
+            t = stats.mannwhitney(g.loc[g.width == widths[-1], metric],
+                                  g.loc[g.width == widths[0], metric])
+            fam.add(f"{act} {dep} {metric}", t["pvalue"], activation=act, depth=int(dep),
+                    metric=metric, grows=t["median_difference"] > 0,
+                    widths=f"{widths[0]} to {widths[-1]}")
+    return fam.table()
+
+
+def depth_sentence(res: pd.DataFrame, metric: str) -> str:
+    """The depth verdict on one metric: "every activation" only when every test survives."""
+    r = res[res.metric == metric]
+    up = [x.activation for x in r.itertuples() if x.survives and x.grows]
+    down = [x.activation for x in r.itertuples() if x.survives and not x.grows]
+    name = METRICS.get(metric, metric)
+    if len(up) == len(r):
+        return f"on the {name} it grows for every activation"
+    parts = []
+    if up:
+        parts.append(f"grows for {_names(up)} only")
+    if down:
+        parts.append(f"shrinks for {_names(down)}")
+    return f"on the {name} it " + ("; it ".join(parts) if parts else
+                                   "shows no difference that survives Holm")
+
+
+def width_sentence(res: pd.DataFrame, metric: str) -> str:
+    """The width verdict on one metric, naming each (activation, depth) that survives."""
+    r = res[res.metric == metric]
+    name = METRICS.get(metric, metric)
+    up = [f"{x.activation} at {x.depth} layer{'s' if x.depth > 1 else ''}"
+          for x in r.itertuples() if x.survives and x.grows]
+    down = [f"{x.activation} at {x.depth} layer{'s' if x.depth > 1 else ''}"
+            for x in r.itertuples() if x.survives and not x.grows]
+    if not up and not down:
+        return f"on the {name}, no width difference survives Holm"
+    parts = ([f"grows with width for {_names(up)}"] if up else []) + (
+        [f"shrinks with width for {_names(down)}"] if down else [])
+    rest = len(r) - len(up) - len(down)
+    return (f"on the {name} it " + "; it ".join(parts)
+            + (f" (no difference in the other {rest})" if rest else ""))
+
+
+@STUDY.block("depth-verdict")
+def depth_verdict(df: pd.DataFrame) -> str:
+    res = depth_family(df)
+    wid = width_family(df)
+    budget = _budget(df)
+    d = df[(df.n_dropped == budget) & (df.statistic == "nwgm")]
+    lo_d, hi_d = d.depth.min(), d.depth.max()
+    shallow = d.loc[d.depth == lo_d, "relative_gap"]
+    deep = d.loc[d.depth == hi_d, "relative_gap"]
+    nwgm = (f"The NWGM gap is exactly 0 at {lo_d} hidden layer ({shallow.max():.1e} at most, "
+            f"rounding) and positive in {int((deep > EXACT).sum())} of the {len(deep)} networks "
+            f"(every activation) at {hi_d}." if lo_d == 1 and shallow.max() < EXACT else "")
+    n = int(res["n"].iloc[0])
+    return (f"From {lo_d} to {hi_d} hidden layers at {budget} dropped units ({n} networks per "
+            f"cell, Mann-Whitney tests, Holm within the family of {len(res)}: "
+            f"*{res['family'].iloc[0]}*), the arithmetic-mean gap: "
+            + "; ".join(depth_sentence(res, m) for m in METRICS) + ". " + nwgm
+            + f"\n\nFrom the narrowest to the widest layers of each depth (Mann-Whitney, Holm "
+            f"within the family of {len(wid)}: *{wid['family'].iloc[0]}*), the arithmetic-mean "
+            f"gap: " + "; ".join(width_sentence(wid, m) for m in METRICS) + ".")
+
+
 @STUDY.figure("depth")
 def plot_depth(df: pd.DataFrame) -> Figure:
     """Relative gap against depth (fixed dropped units) and width (per depth).

@@ -26,6 +26,38 @@ def spread(df: pd.DataFrame) -> str:
                   "scaled pass"], rows)
 
 
+def summary_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (activation, input): the range of the subnetwork outputs and of the three summaries."""
+    rows = []
+    for (act, inp), g in df.groupby(["activation", "input"], sort=False):
+        sub = g.loc[g.quantity == "subnetwork", "value"]
+        three = g.loc[g.quantity.isin(["arithmetic_mean", "nwgm", "scaled"]), "value"]
+        rows.append(dict(activation=act, input=inp, subnetwork_range=float(sub.max() - sub.min()),
+                         summary_range=float(three.max() - three.min())))
+    return pd.DataFrame(rows)
+
+
+def spread_sentence(s: pd.DataFrame) -> str:
+    """What the table shows, worded from it: "every row" only when every row has it."""
+    narrower = s.summary_range < s.subnetwork_range
+    text = (f"The three summaries lie within {s.summary_range.max():.3f} of one another in "
+            f"every row; the subnetwork outputs span {s.subnetwork_range.min():.3f} to "
+            f"{s.subnetwork_range.max():.3f}")
+    if narrower.all():
+        return text + ", so in every row the summaries are closer together than the subnetworks."
+    return (text + f"; the summaries are closer together than the subnetworks in "
+            f"{int(narrower.sum())} of {len(s)} rows.")
+
+
+@STUDY.block("spread-verdict")
+def spread_verdict(df: pd.DataFrame) -> str:
+    first = df.iloc[0]
+    return (spread_sentence(summary_spread(df))
+            + f" (Exact values of one {first['architecture']} network per activation at "
+            f"{df['input'].nunique()} inputs: a description of these networks, not a claim "
+            f"about activations.)")
+
+
 @STUDY.figure("spread")
 def plot_spread(df: pd.DataFrame) -> Figure:
     """Distribution of every subnetwork's output, with the ensemble and the scaled pass.

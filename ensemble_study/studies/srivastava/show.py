@@ -12,7 +12,7 @@ from ...plots import (
     new_figure,
 )
 from ...report import ci, pvalue, table
-from ...stats import bootstrap_ci, paired_bootstrap_ci, summarise, wilcoxon_paired
+from ...stats import Family, bootstrap_ci, paired_t, t_interval, welch_test
 from . import STUDY
 
 
@@ -68,24 +68,58 @@ def crossings(df: pd.DataFrame, *, n_resamples: int = 2000, level: float = 0.95,
     return pd.DataFrame(out)
 
 
+def _t(values) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval (NaN ends with fewer than 2 values)."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return float(v.mean()), np.nan, np.nan
+    return t_interval(v)
+
+
 def errors(df: pd.DataFrame) -> pd.DataFrame:
     """Mean test error over seeds per architecture, scheme, keep_prob and predictor,
-    with a bootstrap 95% CI over seeds, and the paired difference from the baseline.
+    with a Student-t 95% CI over seeds, and the paired difference from the baseline.
 
     ``sampled`` rows are left out (see :func:`crossings`). ``minus_baseline``
     is the mean over seeds of (error - the same seed's no-dropout error),
-    with its paired bootstrap CI (``diff_low``, ``diff_high``).
+    with its paired t interval (``diff_low``, ``diff_high``) and the paired
+    t-test's ``pvalue`` (DESIGN: t-intervals at n <= 30 networks, never a
+    percentile bootstrap of a handful of seeds).
     """
     keys = ["architecture", "scheme", "keep_prob", "predictor"]
     single = df[df["predictor"] != "mc"]
-    out = summarise(single, keys, "error", "mean", spread=None)
     base = df[df["predictor"] == "no_dropout"].set_index(["architecture", "seed"])["error"]
-    diffs = []
-    for _, g in single.groupby(keys, sort=False):
-        d = g["error"].to_numpy() - base.loc[list(zip(g["architecture"], g["seed"]))].to_numpy()
-        diffs.append(bootstrap_ci(np.sort(d), "mean", rng=0))
-    out["minus_baseline"], out["diff_low"], out["diff_high"] = np.array(diffs).T
-    return out.drop(columns="statistic").rename(columns={"estimate": "error", "n": "n_seeds"})
+    rows = []
+    for key, g in single.groupby(keys, sort=False):
+        err = g["error"].to_numpy()
+        b = base.loc[list(zip(g["architecture"], g["seed"], strict=True))].to_numpy()
+        est, lo, hi = _t(err)
+        if err.size >= 2:
+            t = paired_t(err, b)
+            diff = (t["mean_difference"], t["low"], t["high"], t["pvalue"])
+        else:
+            diff = (float((err - b).mean()), np.nan, np.nan, np.nan)
+        rows.append(dict(zip(keys, key, strict=True), error=est, ci_low=lo, ci_high=hi,
+                         n_seeds=int(err.size), minus_baseline=diff[0], diff_low=diff[1],
+                         diff_high=diff[2], pvalue=diff[3]))
+    return pd.DataFrame(rows)
+
+
+def hinton_family(df: pd.DataFrame) -> pd.DataFrame:
+    """One Wilcoxon test per network (across its test images) of Hinton et al.'s claim.
+
+    The family is every dropout network of the table (every architecture,
+    scheme and keep_prob); Holm within it. ``higher``: the scaled pass's
+    median difference is positive.
+    """
+    scaled = df[df["predictor"] == "scaled"]
+    fam = Family("srivastava: Hinton et al.'s claim, one Wilcoxon test across images per "
+                 "network")
+    for r in scaled.itertuples():
+        fam.add(f"{r.architecture} {r.scheme} {r.keep_prob:g} {r.seed}", r.hinton_pvalue,
+                architecture=r.architecture, scheme=r.scheme, keep_prob=r.keep_prob,
+                seed=r.seed, higher=r.hinton_median_diff > 0)
+    return fam.table()
 
 
 def hinton(df: pd.DataFrame) -> pd.DataFrame:
@@ -96,22 +130,25 @@ def hinton(df: pd.DataFrame) -> pd.DataFrame:
     log-probability (``min_share`` the lowest network, ``min_diff`` the most
     negative difference of any image and network);
     ``mean_diff`` the mean over networks of the mean difference (nats), with
-    a bootstrap 95% CI over seeds; ``n_significant`` the networks whose
-    Wilcoxon signed-rank test across images gives p < 0.05 with the scaled
-    pass higher (positive median difference); ``nwgm_share`` as ``share`` for
-    the NWGM.
+    a Student-t 95% CI over seeds; ``n_significant`` the networks whose
+    Wilcoxon signed-rank test across images survives Holm within
+    :func:`hinton_family` with the scaled pass higher (positive median
+    difference), ``max_holm`` their largest adjusted p; ``nwgm_share`` as
+    ``share`` for the NWGM.
     """
+    fam = hinton_family(df)
     rows = []
     scaled = df[(df["predictor"] == "scaled")]
     for key, g in scaled.groupby(["architecture", "scheme", "keep_prob"], sort=True):
-        est, lo, hi = bootstrap_ci(g["hinton_mean_diff"].sort_values(), "mean", rng=0)
-        sig = (g["hinton_pvalue"] < 0.05) & (g["hinton_median_diff"] > 0)
+        est, lo, hi = _t(g["hinton_mean_diff"])
+        f = fam[(fam.architecture == key[0]) & (fam.scheme == key[1])
+                & (fam.keep_prob == key[2])]
         rows.append(dict(zip(("architecture", "scheme", "keep_prob"), key),
                          share=g["hinton_share"].mean(), min_share=g["hinton_share"].min(),
                          min_diff=g["hinton_min_diff"].min(),
                          mean_diff=est, ci_low=lo, ci_high=hi,
-                         n_significant=int(sig.sum()), n_networks=len(g),
-                         max_pvalue=g["hinton_pvalue"].max(),
+                         n_significant=int((f.survives & f.higher).sum()), n_networks=len(g),
+                         max_holm=f["holm"].max(), n_family=len(fam),
                          nwgm_share=g["nwgm_share"].mean()))
     return pd.DataFrame(rows)
 
@@ -120,8 +157,8 @@ def exact_minus_scaled(df: pd.DataFrame) -> pd.DataFrame:
     """Test error of the exact ensemble minus the scaled pass's, paired over seeds.
 
     Per (architecture, scheme, keep_prob) with an exact arithmetic mean: the
-    mean over seeds of the same network's difference, its bootstrap 95% CI,
-    and the Wilcoxon signed-rank test across networks.
+    mean over seeds of the same network's difference, its paired t 95% CI,
+    and the paired t-test's p-value across networks.
     """
     rows = []
     single = df[df["predictor"].isin(["exact", "scaled"])]
@@ -129,13 +166,15 @@ def exact_minus_scaled(df: pd.DataFrame) -> pd.DataFrame:
         wide = g.pivot_table("error", "seed", "predictor")
         if "exact" not in wide:
             continue
-        est, lo, hi = paired_bootstrap_ci(wide["exact"], wide["scaled"], rng=0)
-        test = wilcoxon_paired(wide["exact"], wide["scaled"])
+        d = (wide["exact"] - wide["scaled"]).to_numpy()
+        if d.size >= 2:
+            t = paired_t(wide["exact"], wide["scaled"])
+            est, lo, hi, p = t["mean_difference"], t["low"], t["high"], t["pvalue"]
+        else:
+            est, lo, hi, p = float(d.mean()), np.nan, np.nan, np.nan
         rows.append(dict(zip(("architecture", "scheme", "keep_prob"), key), difference=est,
-                         ci_low=lo, ci_high=hi, n_exact_better=int(test["share_a_less"]
-                                                                 * test["n"]),
-                         n_tied=test["n"] - test["n_nonzero"], pvalue=test["pvalue"],
-                         n_seeds=test["n"]))
+                         ci_low=lo, ci_high=hi, n_exact_better=int((d < 0).sum()),
+                         n_tied=int((d == 0).sum()), pvalue=p, n_seeds=int(d.size)))
     return pd.DataFrame(rows)
 
 
@@ -186,10 +225,11 @@ def srivastava_errors(df: pd.DataFrame) -> str:
         # Error rates differ by whole images: a mean difference of 1e-19 is a zero.
         diff = 0.0 if abs(r.difference) < 1e-12 else r.difference
         cells.append(f"{ci(diff, r.ci_low, r.ci_high)}, {pvalue(r.pvalue)}")
-    rows.append(["exact minus scaled (paired; Wilcoxon)", *cells])
-    return (f"Test error of {arch} networks, mean over {int(base.n_seeds)} seeds [bootstrap "
+    rows.append(["exact minus scaled (paired t)", *cells])
+    return (f"Test error of {arch} networks, mean over {int(base.n_seeds)} seeds [Student-t "
             f"95% CI]; the no-dropout baseline errs on "
-            f"{ci(base.error, base.ci_low, base.ci_high)}. Differences are paired by seed.\n\n"
+            f"{ci(base.error, base.ci_low, base.ci_high)}. Differences are paired by seed "
+            f"(paired t interval; the p-values are not adjusted: the verdict below is).\n\n"
             + table(["predictor", *[f"{sc}, {q:g}" for sc, q in cols]], rows))
 
 
@@ -215,11 +255,12 @@ def srivastava_hinton(df: pd.DataFrame) -> str:
     h = hinton(df)
     rows = [[f"{r.architecture}, {r.scheme}, {r.keep_prob:g}", f"{r.share:.4f}; {r.min_share:.4f}",
              f"{r.min_diff:+.4f}", ci(r.mean_diff, r.ci_low, r.ci_high, 4),
-             f"{int(r.n_significant)} of {int(r.n_networks)} (largest p {r.max_pvalue:.1e})",
+             f"{int(r.n_significant)} of {int(r.n_networks)} (largest Holm p {r.max_holm:.1e})",
              f"{r.nwgm_share:.4f}"] for r in h.itertuples()]
     return table(["network, scheme, keep_prob", "share of images (mean over networks; lowest)",
-                  "most negative difference", "mean difference, nats [95% CI over seeds]",
-                  "networks with Wilcoxon p < 0.05", "share for the NWGM version"], rows)
+                  "most negative difference", "mean difference, nats [t 95% CI over seeds]",
+                  f"networks whose Wilcoxon test survives Holm (family of "
+                  f"{int(h.n_family.iloc[0])} networks)", "share for the NWGM version"], rows)
 
 
 @STUDY.block("srivastava-deep-errors")
@@ -230,10 +271,206 @@ def srivastava_deep_errors(df: pd.DataFrame) -> str:
     e = errors(df)
     e = e[(e.architecture == deep[0]) & (e.predictor.isin(["scaled", "no_dropout"]))]
     rows = [[("no dropout" if r.predictor == "no_dropout" else f"{r.scheme}, {r.keep_prob:g}"),
-             ci(r.error, r.ci_low, r.ci_high)] for r in e.itertuples()]
-    return (f"Test error of the {deep[0]} networks' scaled pass (mean over seeds [bootstrap 95% "
-            "CI]), and of their no-dropout baseline:\n\n"
-            + table(["scheme, keep_prob", "test error"], rows))
+             ci(r.error, r.ci_low, r.ci_high),
+             "" if r.predictor == "no_dropout" else ci(r.minus_baseline, r.diff_low, r.diff_high)]
+            for r in e.itertuples()]
+    return (f"Test error of the {deep[0]} networks' scaled pass (mean over seeds [Student-t 95% "
+            "CI]), of their no-dropout baseline, and the difference from the same seed's "
+            "baseline [paired t 95% CI]:\n\n"
+            + table(["scheme, keep_prob", "test error", "minus no-dropout"], rows))
+
+
+def _names(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def error_family(df: pd.DataFrame) -> pd.DataFrame:
+    """The exact ensemble's test error against the baseline and against the scaled pass.
+
+    One declared family for the one-hidden-layer networks: per (scheme,
+    keep_prob), the paired t-test over seeds of exact minus no-dropout
+    (``kind = "baseline"``) and of exact minus scaled (``kind = "scaled"``);
+    Holm within it.
+    """
+    arch = _shallow(df)
+    e = errors(df)
+    e = e[(e.architecture == arch) & (e.predictor == "exact")]
+    d = exact_minus_scaled(df)
+    d = d[d.architecture == arch]
+    fam = Family(f"srivastava: {arch} test error, exact ensemble against the no-dropout "
+                 f"baseline and against the scaled pass, per scheme and keep_prob")
+    for r in e.itertuples():
+        fam.add(f"baseline {r.scheme} {r.keep_prob:g}", 1.0 if np.isnan(r.pvalue) else r.pvalue,
+                kind="baseline", scheme=r.scheme, keep_prob=r.keep_prob,
+                difference=r.minus_baseline)
+    for r in d.itertuples():
+        fam.add(f"scaled {r.scheme} {r.keep_prob:g}", 1.0 if np.isnan(r.pvalue) else r.pvalue,
+                kind="scaled", scheme=r.scheme, keep_prob=r.keep_prob, difference=r.difference)
+    return fam.table()
+
+
+def error_verdict(res: pd.DataFrame) -> str:
+    """Sentences from :func:`error_family`'s table: only what survives Holm is claimed."""
+    def cells(rows):
+        return _names([f"{r.scheme} {r.keep_prob:g}" for r in rows.itertuples()])
+
+    out = []
+    b = res[res.kind == "baseline"]
+    worse, better = b[b.survives & (b.difference > 0)], b[b.survives & (b.difference < 0)]
+    rest = b[~b.survives]
+    if len(better) == len(b):
+        out.append("The exact ensemble errs less than the same seed's no-dropout network in "
+                   "every cell")
+    elif len(worse) == len(b):
+        out.append("The exact ensemble errs more than the same seed's no-dropout network in "
+                   "every cell: dropout does not beat the baseline here")
+    else:
+        parts = []
+        if len(worse):
+            parts.append(f"errs more than the same seed's no-dropout network at {cells(worse)}")
+        if len(better):
+            parts.append(f"errs less at {cells(better)}")
+        if len(rest):
+            parts.append(f"shows no difference that survives Holm at {cells(rest)}")
+        out.append("The exact ensemble " + "; it ".join(parts))
+    sc = res[res.kind == "scaled"]
+    diff = sc[sc.survives]
+    if diff.empty:
+        out.append("no difference between the exact ensemble and the scaled pass survives Holm "
+                   "(every cell)")
+    else:
+        out.append("the exact ensemble and the scaled pass differ at " + _names(
+            [f"{r.scheme} {r.keep_prob:g} (exact {'lower' if r.difference < 0 else 'higher'})"
+             for r in diff.itertuples()]))
+    return "; ".join(out) + "."
+
+
+@STUDY.block("srivastava-verdict")
+def srivastava_verdict(df: pd.DataFrame) -> str:
+    res = error_family(df)
+    return (error_verdict(res) + f" (Test error; paired t-tests over seeds, Holm within the "
+            f"family of {len(res)}: *{res['family'].iloc[0]}*; adjusted p: "
+            + ", ".join(f"{r.key} {pvalue(r.holm)}" for r in res.itertuples()) + ".)")
+
+
+def crossing_verdict(c: pd.DataFrame, keep_prob: float = 0.5, published: float = 50) -> str:
+    """The sentence on the K that matches the scaled pass, from :func:`crossings`' table."""
+    c = c[(c.reference == "scaled") & (c.keep_prob == keep_prob)]
+    if c.empty:
+        return f"No cell at keep_prob {keep_prob:g}."
+    parts = []
+    for r in c.itertuples():
+        k = "no K of the grid" if not np.isfinite(r.k) else f"K = {_k(r.k)}"
+        bound = ("the seeds bound it from above" if np.isfinite(r.ci_high)
+                 else "the seeds do not bound it from above")
+        holds = "holds" if r.ci_low <= published <= r.ci_high else "does not hold"
+        parts.append(f"under {r.scheme} dropout {k} [{_k(r.ci_low)}, {_k(r.ci_high)}] ({bound}; "
+                     f"the interval {holds} Srivastava et al.'s K = {published:g})")
+    return (f"At keep_prob {keep_prob:g}, the first K of the grid where Monte Carlo's mean test "
+            f"error is at most the scaled pass's is " + "; ".join(parts)
+            + f" (percentile bootstrap over {int(c.n_seeds.iloc[0])} seeds).")
+
+
+@STUDY.block("srivastava-crossing-verdict")
+def srivastava_crossing_verdict(df: pd.DataFrame) -> str:
+    c = crossings(df)
+    fam = error_family(df)
+    sc = fam[fam.kind == "scaled"]
+    same = ("the two references' errors do not differ significantly in any cell (above), so "
+            "the order of the two crossings is not a finding" if not sc.survives.any() else
+            "the two references differ where the verdict above says so")
+    return (crossing_verdict(c) + f" Monte Carlo converges to the exact ensemble as K grows "
+            f"(it is unbiased); {same}.")
+
+
+def margin_family(df: pd.DataFrame) -> pd.DataFrame:
+    """Comparisons of Hinton's margin (mean log-probability difference per network).
+
+    One declared family of Welch t-tests over networks: keep_prob 0.5
+    against the largest keep_prob per (architecture, scheme)
+    (``kind = "keep_prob"``), and the deeper architecture against the
+    one-hidden-layer one per (scheme, keep_prob) (``kind = "depth"``). Holm
+    within it.
+    """
+    scaled = df[df["predictor"] == "scaled"]
+    fam = Family("srivastava: Hinton's margin between cells (Welch t over networks)")
+    archs = list(dict.fromkeys(scaled.architecture))
+    for (arch, sc), g in scaled.groupby(["architecture", "scheme"], sort=False):
+        qs = sorted(g.keep_prob.unique())
+        if len(qs) < 2:
+            continue
+        lo, hi = (g.loc[g.keep_prob == q, "hinton_mean_diff"] for q in (qs[0], qs[-1]))
+        t = welch_test(lo, hi)
+        fam.add(f"{arch} {sc} {qs[0]:g} vs {qs[-1]:g}", t["pvalue"], kind="keep_prob",
+                architecture=arch, scheme=sc, keep_prob=qs[0], other=f"{qs[-1]:g}",
+                difference=t["difference"])
+    if len(archs) >= 2:
+        shallow, deep = archs[0], archs[-1]
+        for (sc, q), g in scaled.groupby(["scheme", "keep_prob"], sort=False):
+            a = g.loc[g.architecture == deep, "hinton_mean_diff"]
+            b = g.loc[g.architecture == shallow, "hinton_mean_diff"]
+            if len(a) >= 2 and len(b) >= 2:
+                t = welch_test(a, b)
+                fam.add(f"{deep} vs {shallow} {sc} {q:g}", t["pvalue"], kind="depth",
+                        architecture=deep, scheme=sc, keep_prob=q, other=shallow,
+                        difference=t["difference"])
+    return fam.table()
+
+
+def margin_verdict(res: pd.DataFrame) -> str:
+    """Sentences from :func:`margin_family`: "every" only when every test survives."""
+    out = []
+    for kind in ("keep_prob", "depth"):
+        r = res[res.kind == kind] if len(res) else res
+        if r.empty:
+            continue
+        up = r[r.survives & (r.difference > 0)]
+        down = r[r.survives & (r.difference < 0)]
+        if kind == "keep_prob":
+            what = (f"the margin at keep_prob {r.keep_prob.iloc[0]:g} is larger than at "
+                    f"{r.other.iloc[0]}")
+            cells = [f"{x.architecture} {x.scheme}" for x in up.itertuples()]
+        else:
+            what = (f"the margin of the {r.architecture.iloc[0]} networks is larger than that "
+                    f"of the {r.other.iloc[0]} networks")
+            cells = [f"{x.scheme} {x.keep_prob:g}" for x in up.itertuples()]
+        if len(up) == len(r):
+            out.append(f"{what} in every cell ({len(r)} of {len(r)} survive Holm)")
+        elif len(up):
+            out.append(f"{what} at {_names(cells)} only"
+                       + (f" (smaller in {len(down)})" if len(down) else ""))
+        else:
+            out.append(f"no test of whether {what} survives Holm"
+                       + (f" in that direction ({len(down)} in the other)" if len(down) else ""))
+    return "; ".join(out)
+
+
+@STUDY.block("srivastava-hinton-verdict")
+def srivastava_hinton_verdict(df: pd.DataFrame) -> str:
+    h = hinton(df)
+    fam = hinton_family(df)
+    parts = []
+    for arch, g in h.groupby("architecture", sort=False):
+        f = fam[fam.architecture == arch]
+        n_ok = int((f.survives & f.higher).sum())
+        every = bool((g.min_share >= 1).all())
+        fails = int((df[(df.predictor == "scaled") & (df.architecture == arch)]
+                     .hinton_share < 1).sum())
+        holds = ("holds on every test image of every network" if every else
+                 f"fails on some test images in {fails} of {len(f)} networks (lowest share "
+                 f"{g.min_share.min():.4f})")
+        test = ("every network's test survives Holm with the scaled pass higher"
+                if n_ok == len(f) else
+                f"{n_ok} of {len(f)} networks' tests survive Holm with the scaled pass higher")
+        parts.append(f"{arch}: the claim {holds}; {test}")
+    res = margin_family(df)
+    margins = margin_verdict(res)
+    text = ("; ".join(parts) + f" (family of {len(fam)}: *{fam['family'].iloc[0]}*).")
+    if margins:
+        text += (f" On the mean difference (nats), {margins} (Welch t over networks, Holm "
+                 f"within the family of {len(res)}: *{res['family'].iloc[0]}*).")
+    return text
 
 
 @STUDY.figure("srivastava_fig11")
