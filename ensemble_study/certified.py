@@ -64,8 +64,12 @@ The NWGM's interval is the delta method on ``E[z]`` (per-sample influence
 the variance's is the delta method on ``(E[y], E[y^2])``. Both are
 asymptotic; the coverage study (``scripts/coverage_certified.py``) measures them.
 
-Not done: Rao-Blackwellisation of the last dropped layer (the ``rb_mc``
-estimator does it on its own where it applies).
+Rao-Blackwellisation: for an identity output whose feeding layer is dropped,
+that layer's multipliers are averaged exactly (held at their means, the
+within-variance ``sum_j Var(u_j) (a_j W_j)^2`` added to the ``y^2`` target),
+so with only that layer dropped the estimate is exact. For sigmoid and
+softmax outputs the ``rb_mc`` estimator does it on its own where it applies
+(``2**width`` inner masks); not here.
 """
 
 from __future__ import annotations
@@ -336,12 +340,29 @@ class _Sampler:
         n, U, c = J.shape
         self.J = np.ascontiguousarray(J.transpose(1, 0, 2).reshape(U, n * c))
         self.H = np.ascontiguousarray(0.5 * H.transpose(1, 0, 2).reshape(U, n * c))
+        # Rao-Blackwellisation of an identity output's feeding layer: given the other
+        # masks, the output is linear in that layer's multipliers, so its conditional
+        # mean is the pass with them at their means, and its conditional variance is
+        # sum_j Var(u_j) (a_j W_j)^2. Those multipliers are held at their means (their
+        # control-variate terms vanish: dev = 0 and, below, a variance of 0).
+        self.var = self.lay.var
+        self.rb = None
+        last = net.n_layers - 1
+        if net.output == "identity" and last in self.lay.layers:
+            start = sum(w for l, w in zip(self.lay.layers, self.lay.widths) if l < last)
+            self.rb = slice(start, start + net.sizes[last])
+            self.var = self.lay.var.copy()
+            self.var[self.rb] = 0.0
+            self.within_w = net.weights[last] ** 2 * self.lay.var[self.rb][:, None]
 
     def targets(self, u):
-        """u: (K, U) multipliers -> (K, n, 3k) targets."""
-        z = _forward_logits(self.net, self.X, self.lay.split(u))
+        """u: (K, U) multipliers -> (K, n, 3k) targets (conditional ones under RB)."""
+        z, a_last = _forward_logits(self.net, self.X, self.lay.split(u), last_input=True)
         y = OUTPUT_FUNCTIONS[self.net.output](z)
-        return np.concatenate([y, y * y, z], -1)
+        y2 = y * y
+        if self.rb is not None:
+            y2 = y2 + (a_last * a_last) @ self.within_w
+        return np.concatenate([y, y2, z], -1)
 
     def draw(self, gen, n_pairs, chunk=None):
         """Pair means of (targets, L, Q): three arrays (n_pairs, n, 3k)."""
@@ -355,10 +376,12 @@ class _Sampler:
             m = min(chunk, n_pairs - s0)
             r = gen.random((m, lay.q.size))
             u = np.concatenate([(r < lay.q) * lay.scale, ((1.0 - r) < lay.q) * lay.scale])
+            if self.rb is not None:
+                u[:, self.rb] = lay.mu[self.rb]
             f = self.targets(u)
             dev = u - lay.mu
             lin = (dev @ self.J).reshape(2 * m, n, c)
-            quad = ((dev * dev - lay.var) @ self.H).reshape(2 * m, n, c)
+            quad = ((dev * dev - self.var) @ self.H).reshape(2 * m, n, c)
             sl = slice(s0, s0 + m)
             F[sl] = 0.5 * (f[:m] + f[m:])
             Lc[sl] = 0.5 * (lin[:m] + lin[m:])
@@ -368,16 +391,20 @@ class _Sampler:
         return F, Lc, Qc
 
 
-def _forward_logits(net, X, mults):
+def _forward_logits(net, X, mults, *, last_input=False):
+    """Logits (K, n, k) under multipliers {layer: (K, width)}; with ``last_input``, also
+    the output layer's input activations before their multipliers (K, n, width)."""
     A = X
     L = net.n_layers
     for l in range(L):
+        if l == L - 1:
+            before = A
         if l in mults:
             A = A * mults[l][:, None, :]
         Z = A @ net.weights[l] + net.biases[l]
         if l < L - 1:
             A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
-    return Z
+    return (Z, before) if last_input else Z
 
 
 def _coefficients(F, Lc, Qc):

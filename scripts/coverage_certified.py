@@ -3,12 +3,15 @@
 Each case draws an architecture (depth 1-3 hidden layers, widths 2-6, 2-5
 inputs), a hidden activation (relu, tanh, sigmoid, identity), an output
 (identity, sigmoid, softmax), the dropped layers, a keep_prob (0.3-0.9) and a
-scheme, at most 2**20 subnetworks (enumerated exactly, ``exact_ensemble``),
+scheme, at most 2**12 subnetworks (enumerated exactly, ``exact_ensemble``),
 from its own stream (``stream(seed, "coverage", case)``). The certified
 estimate (``n_pairs`` antithetic pairs after a 32-pair pilot) of one random
 coordinate (example, output) is scored: does its interval hold the exact
 mean, NWGM, variance? One row per case (the case is the unit: one coordinate
 each, so the rows are independent).
+
+``--large`` cases (oracle ``enumeration_large``) reach 2**14 to 2**20
+subnetworks: depth 1-2, widths 6-12, 3-8 inputs, 14 to 20 dropped units.
 
 Cases where the ensemble does not move at that coordinate (exact spread
 below 1e-12, e.g. a ReLU unit dead under every mask) are kept and reported
@@ -21,7 +24,7 @@ sigmoid output) are added with that exact integral as the oracle of the mean.
 
 Usage::
 
-    python scripts/coverage_certified.py   # 1000 + 1000 wide cases -> results/coverage.csv
+    python scripts/coverage_certified.py   # 1000 + 1000 large + 1000 wide -> results/coverage.csv
     python scripts/coverage_certified.py --cases 100 --out /tmp/c.csv
 """
 
@@ -48,19 +51,28 @@ OUTS = ("identity", "sigmoid", "softmax")
 MAX_FREE = 20
 
 
-def draw_case(seed: int, case: int) -> dict:
-    """One case's network, config and input, from its own stream."""
-    gen = np.random.default_rng(stream(seed, "coverage", case))
+LARGE_MIN_FREE = 14  # the large cases: 2**14 to 2**20 subnetworks
+
+
+def draw_case(seed: int, case: int, large: bool = False) -> dict:
+    """One case's network, config and input, from its own stream.
+
+    ``large``: depth 1-2, widths 6-12, 3-8 inputs, 14 to 20 dropped units
+    (2**14 to 2**20 subnetworks), from the stream ``("coverage-large", case)``.
+    """
+    gen = np.random.default_rng(stream(seed, "coverage-large" if large else "coverage", case))
     while True:
-        depth = int(gen.integers(1, 4))
-        n_in = int(gen.integers(2, 6))
-        widths = [int(gen.integers(2, 7)) for _ in range(depth)]
+        depth = int(gen.integers(1, 3 if large else 4))
+        n_in = int(gen.integers(3, 9) if large else gen.integers(2, 6))
+        widths = [int(gen.integers(6, 13) if large else gen.integers(2, 7))
+                  for _ in range(depth)]
         out = OUTS[int(gen.integers(len(OUTS)))]
         k = {"identity": 2, "sigmoid": 1, "softmax": 3}[out]
         sizes = [n_in, *widths, k]
         n_drop = int(gen.integers(1, 3))
         layers = sorted(set(int(x) for x in gen.integers(0, depth + 1, size=n_drop)))
-        if sum(sizes[l] for l in layers) <= MAX_FREE:
+        free = sum(sizes[l] for l in layers)
+        if free <= MAX_FREE and (not large or free >= LARGE_MIN_FREE):
             break
     act = ACTS[int(gen.integers(len(ACTS)))]
     keep = float(np.round(gen.uniform(0.3, 0.9), 2))
@@ -78,9 +90,10 @@ def _covers(est, hw, exact):
 
 
 def run_case(seed: int, case: int, n_pairs: int | None = 100, n_pilot: int = 32,
-             tolerance: float | None = None) -> dict:
-    """One case scored; ``tolerance`` (instead of ``n_pairs``): Stein's two-stage run."""
-    c = draw_case(seed, case)
+             tolerance: float | None = None, large: bool = False) -> dict:
+    """One case scored; ``tolerance`` (instead of ``n_pairs``): Stein's two-stage run;
+    ``large``: a case of 2**14 to 2**20 subnetworks (oracle ``enumeration_large``)."""
+    c = draw_case(seed, case, large)
     net, cfg, X, o = c["net"], c["cfg"], c["X"], c["coordinate"]
     ex = exact_ensemble(net, cfg, X)
     r = certified_ensemble(net, cfg, X, c["gen"], n_pairs=None if tolerance else n_pairs,
@@ -88,7 +101,8 @@ def run_case(seed: int, case: int, n_pairs: int | None = 100, n_pilot: int = 32,
     n_pairs = r.n_pairs
     row = {key: c[key] for key in ("architecture", "activation", "output", "keep_prob",
                                    "scheme", "layers", "coordinate")}
-    row.update(case=case, oracle="enumeration", tolerance=tolerance, n_subnetworks=ex.n_subnetworks,
+    row.update(case=case, oracle="enumeration_large" if large else "enumeration",
+               tolerance=tolerance, n_subnetworks=ex.n_subnetworks,
                n_pairs=n_pairs, degenerate=bool(ex.variance[0, o] < 1e-24),
                mean_exact=ex.mean[0, o], mean_est=r.mean[0, o],
                mean_half_width=r.mean_half_width[0, o],
@@ -157,6 +171,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--wide", type=int, default=1000, help="wide sigmoid cases (Laplace oracle)")
+    ap.add_argument("--large", type=int, default=1000,
+                    help="cases of 2**14 to 2**20 subnetworks (enumerated)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--tolerance", type=float, default=None,
@@ -166,6 +182,8 @@ def main(argv=None):
     t0 = time.time()
     rows = [run_case(args.seed, i, args.pairs, tolerance=args.tolerance)
             for i in range(args.cases)]
+    rows += [run_case(args.seed, i, args.pairs, tolerance=args.tolerance, large=True)
+             for i in range(args.large)]
     for i in range(args.wide):
         row = run_wide_case(args.seed, i, args.pairs)
         if row is None:

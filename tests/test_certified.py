@@ -164,3 +164,14 @@ def test_coverage_wide_sigmoid_against_the_laplace_oracle():
     rows = [mod.run_wide_case(0, i, n_pairs=100) for i in range(40)]
     covered = sum(bool(r["mean_covered"]) for r in rows)
     assert stats.binom.cdf(covered, len(rows), 0.94) >= 0.01, covered
+
+
+@pytest.mark.slow  # about 10 s unloaded (enumerations of up to 2**20 subnetworks)
+def test_coverage_against_enumeration_of_2_to_the_14_to_20_subnetworks():
+    """The large cases (14-20 dropped units, enumerated exactly); calibrated as above."""
+    mod = _coverage_script()
+    rows = [mod.run_case(0, i, n_pairs=100, large=True) for i in range(30)]
+    assert all(2**14 <= r["n_subnetworks"] <= 2**20 for r in rows)
+    for q in ("mean", "variance"):
+        covered = sum(bool(r[f"{q}_covered"]) for r in rows)
+        assert stats.binom.cdf(covered, len(rows), 0.94) >= 0.01, (q, covered)

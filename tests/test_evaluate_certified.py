@@ -121,3 +121,36 @@ def test_cli_evaluate_prints_the_estimator_and_its_half_width(tmp_path):
     assert "ensemble: estimated by the certified estimator (200 antithetic pairs" in r.output
     assert "half-width of the mean at most" in r.output
     assert r.output.count("note: ") <= 1  # the notes print once, not per report line
+
+
+# --- Rao-Blackwellisation of an identity output's feeding layer -------------------------
+
+@pytest.mark.parametrize("scheme", ["vanilla", "inverted"])
+def test_identity_output_with_only_its_feeding_layer_dropped_is_exact(scheme):
+    net = MLP.random((5, 7, 3), "tanh", "identity", rng=2)
+    cfg = DropoutConfig(0.6, layers=[1], scheme=scheme)
+    X = np.random.default_rng(3).normal(size=(4, 5))
+    r = certified_ensemble(net, cfg, X, 0, n_pairs=4, n_pilot=8)
+    ex = exact_ensemble(net, cfg, X)
+    np.testing.assert_allclose(r.mean, ex.mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.variance, ex.variance, rtol=1e-10, atol=1e-12)
+    assert np.all(r.mean_half_width < 1e-10)
+
+
+@pytest.mark.slow  # about 10-30 s on the loaded machine
+def test_identity_output_rao_blackwellised_intervals_cover_the_enumerated_mean():
+    # 60 networks (two dropped layers, 4 + 6 units), one random coordinate each; nominal
+    # 95%: fail when fewer than 51 cover (P(Binomial(60, 0.94) <= 50) = 0.003).
+    covered = 0
+    for seed in range(60):
+        gen = np.random.default_rng(seed)
+        act = ("relu", "tanh", "sigmoid")[seed % 3]
+        net = MLP.random((4, 6, 2), act, "identity", rng=seed)
+        cfg = DropoutConfig(float(gen.choice([0.5, 0.8])), layers=[0, 1],
+                            scheme=("vanilla", "inverted")[seed % 2])
+        X = gen.normal(size=(3, 4))
+        r = certified_ensemble(net, cfg, X, seed, n_pairs=60, n_pilot=16)
+        ex = exact_ensemble(net, cfg, X)
+        i, o = gen.integers(3), gen.integers(2)
+        covered += abs(r.mean[i, o] - ex.mean[i, o]) <= r.mean_half_width[i, o]
+    assert covered >= 51, covered
