@@ -479,6 +479,7 @@ def process_pool(n_workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
+        _start_forkserver()
     return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))
 
@@ -513,8 +514,57 @@ def end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
                 process.join(1.0)
 
 
+def _start_forkserver() -> None:
+    """Start the forkserver with SIGINT ignored (inherited across its exec).
+
+    The forkserver shields itself from Ctrl-C only once it has imported its
+    preload (the package: seconds on a loaded machine); a Ctrl-C meanwhile
+    printed its KeyboardInterrupt traceback. Its workers inherit the
+    disposition too (the main process alone handles Ctrl-C and ends them).
+    """
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done, then raise it.
+
+    Submitting starts the pool's workers; a KeyboardInterrupt inside
+    ``Process.start`` left a worker forked but unknown to the pool, which
+    then failed in its start-up (a traceback) once the main process was gone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _futures(run_cell, todo, cells, params, pool) -> Iterator:
-    futures = {pool.submit(run_cell, cells[i], params): i for i in todo}
+    futures = {}
+    try:
+        with _sigint_deferred():
+            for i in todo:
+                futures[pool.submit(run_cell, cells[i], params)] = i
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
     try:
         pending = set(futures)
         while pending:
