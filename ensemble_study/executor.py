@@ -576,6 +576,10 @@ def _futures(run_cell, todo, cells, params, pool) -> Iterator:
             future.cancel()
 
 
+class SchedulerLost(ConnectionError):
+    """The Dask scheduler went away during a run (one line; the stored cells remain)."""
+
+
 def _threads_plugin():
     """A dask WorkerPlugin that sets ``ENSEMBLE_STUDY_THREADS=1`` while registered."""
     distributed = require_dask()
@@ -643,7 +647,18 @@ def _dask(run_cell, todo, cells, params, client) -> Iterator:
         for i in todo:
             futures[client.submit(run_cell, cells[i], params_future, pure=False)] = i
         for future in distributed.as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                rows = future.result()
+            except (concurrent.futures.CancelledError, distributed.comm.CommClosedError) as exc:
+                where = getattr(client, "scheduler", None)
+                where = getattr(where, "address", None) or "the scheduler"
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(
+                    exc).__name__
+                raise SchedulerLost(
+                    f"lost the dask scheduler at {where} ({reason}); the cells finished so "
+                    f"far are stored: rerun the same command, with a running scheduler, to "
+                    f"resume") from None
+            yield futures[future], rows
     finally:
         client.cancel(list(futures))
         with contextlib.suppress(Exception):
