@@ -514,6 +514,20 @@ def end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
                 process.join(1.0)
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs (processes started
+    meanwhile inherit it across their exec); the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _start_forkserver() -> None:
     """Start the forkserver with SIGINT ignored (inherited across its exec).
 
@@ -524,14 +538,8 @@ def _start_forkserver() -> None:
     """
     from multiprocessing import forkserver
 
-    if threading.current_thread() is not threading.main_thread():
+    with _sigint_ignored():
         forkserver.ensure_running()
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 @contextlib.contextmanager
@@ -620,9 +628,13 @@ def connect(execution: Execution) -> Iterator[Execution]:
         else:
             distributed = require_dask()
             if execution.scheduler == "local":
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=execution.n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None))
+                # Workers started with SIGINT ignored (inherited across their exec):
+                # a Ctrl-C is the main process's to handle; each worker printed a
+                # KeyboardInterrupt traceback. (A Ctrl-C while they start is lost.)
+                with _sigint_ignored():
+                    cluster = stack.enter_context(distributed.LocalCluster(
+                        n_workers=execution.n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None))
                 live = stack.enter_context(distributed.Client(cluster))
             else:
                 try:

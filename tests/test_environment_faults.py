@@ -167,11 +167,14 @@ def _exists(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_ends_cleanly_and_leaves_nothing_running(jobs, tmp_path):
+@pytest.mark.parametrize("where", [["--jobs", "1"], ["--jobs", "2"],
+                                   ["--jobs", "2", "--scheduler", "local"]])
+def test_ctrl_c_ends_cleanly_and_leaves_nothing_running(where, tmp_path):
+    if "local" in where:
+        pytest.importorskip("distributed", reason="needs the [dask] extra")
     env = dict(os.environ, ENSEMBLE_STUDY_OVERSUBSCRIBE="1")
-    args = [sys.executable, "-c", "from ensemble_study.cli import main; main()", "sweep", "--quick", "--jobs", jobs,
-            "--width", "6", "--n-networks", "6"]
+    args = [sys.executable, "-c", "from ensemble_study.cli import main; main()", "sweep",
+            "--quick", *where, "--width", "6", "--n-networks", "6"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
