@@ -80,7 +80,7 @@ def _one_line_error(result, *names):
     assert not isinstance(result.exception, OSError) or result.exit_code in (1, 2), text
 
 
-@pytest.mark.parametrize("study", ["sweep", "srivastava", "approximations"])
+@pytest.mark.parametrize("study", ["sweep", "srivastava", "approximations", "reproduce"])
 def test_a_read_only_cell_store_is_refused_before_any_work(study, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cells = tmp_path / "quick" / "results" / ".cells"
