@@ -94,3 +94,20 @@ def test_kl_at_the_boundary_is_defined():
     soft = kl_divergence(np.array([[1 - 2e-16, 2e-16]]), np.array([[1.0, 0.0]]), "softmax")
     assert soft[0] == pytest.approx(0, abs=1e-13)
     assert kl_divergence(np.array([[0.9, 0.1]]), np.array([[1.0, 0.0]]), "softmax")[0] == np.inf
+
+
+def test_a_nan_ensemble_in_a_command_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ensemble_study import cli
+
+    def overflow(*args, **kwargs):
+        EnsembleResult(mean=np.array([[np.nan]]), geometric_mean=None,
+                       variance=np.zeros((1, 1)), n_subnetworks=2, method="exact")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("ensemble_study.study.Study.run", overflow)
+    result = CliRunner().invoke(cli.main, ["sweep", "--quick", "--jobs", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "came out NaN" in errors[0], result.output
