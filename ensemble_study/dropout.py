@@ -13,6 +13,7 @@ by unit; a batch of joint masks has shape ``(n_masks, n_dropped_units)``.
 from __future__ import annotations
 
 import json
+import math
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,37 @@ from ._checks import as_float_array, check_choice, check_keep_prob, check_rng, i
 from .network import MLP, check_input, check_net, forward
 
 SCHEMES = ("vanilla", "inverted")
+# Under the inverted scheme a kept unit is multiplied by 1/keep_prob in every
+# dropped layer: the product over the layers must stay within 10**150, so that
+# second moments (its square) stay below 1e300 < 1.8e308 with room for the
+# weights and activations. keep_prob 1e-155 on two layers gave NaN before.
+INVERTED_MAX_LOG10 = 150
+
+
+def smallest_inverted_keep_prob(n_layers: int) -> float:
+    """The smallest keep_prob allowed on each of ``n_layers`` dropped layers (inverted)."""
+    e = INVERTED_MAX_LOG10 / n_layers
+    return float(f"1e-{int(e)}") if e == int(e) else 10.0 ** -e
+
+
+def _check_inverted_range(per_layer: dict, single: bool) -> None:
+    """Refuse inverted keep_probs whose multipliers' product passes 10**INVERTED_MAX_LOG10."""
+    dropped = {l: q for l, q in per_layer.items() if q < 1}
+    if not dropped or sum(-math.log10(q) for q in dropped.values()) <= INVERTED_MAX_LOG10 + 1e-9:
+        return
+    n = len(dropped)
+    smallest = smallest_inverted_keep_prob(n)
+    layers = "layer" if n == 1 else f"each of the {n} dropped layers"
+    given = (f"keep_prob={next(iter(dropped.values()))!r}" if single else
+             f"keep_prob={dict(dropped)!r} (product "
+             f"{math.prod(dropped.values()):.3g})")
+    raise ValueError(
+        f"{given} is too small for the inverted scheme: kept units are multiplied by "
+        f"1/keep_prob in every dropped layer and the product must stay within "
+        f"1e{INVERTED_MAX_LOG10} (or the moments overflow to inf and NaN); the smallest "
+        f"keep_prob that works on {layers} is {smallest:g} (or use scheme='vanilla', "
+        f"which never divides)"
+    )
 MODES = ("train", "test")
 
 
@@ -82,6 +114,9 @@ class DropoutConfig:
                     "activation layers to drop, e.g. layers=[1, 2] (0 = input)"
                 )
             layers = _check_layers(self.layers)
+        if self.scheme == "inverted":
+            _check_inverted_range(dict(kp) if isinstance(kp, Mapping) else
+                                  dict.fromkeys(layers, kp), not isinstance(kp, Mapping))
         object.__setattr__(self, "keep_prob", kp)
         object.__setattr__(self, "layers", layers)
 

@@ -96,6 +96,17 @@ class EnsembleResult:
     method: str
     stderr: np.ndarray | None = None
 
+    def __post_init__(self):
+        # No NaN is ever returned without an error (a NaN ``stderr`` at K = 1 is
+        # documented and left alone).
+        for name in ("mean", "geometric_mean", "variance"):
+            value = getattr(self, name)
+            if value is not None and np.isnan(value).any():
+                raise FloatingPointError(
+                    f"the {self.method} ensemble's {name} came out NaN: the forward pass "
+                    f"overflowed (inputs, weights or the inverted multipliers 1/keep_prob "
+                    f"past float range); scale the inputs or weights down, or raise keep_prob")
+
 
 def subnetwork_outputs(net: MLP, cfg: DropoutConfig, X, masks, *, logits: bool = False):
     """Train-time forward pass of each given joint mask.

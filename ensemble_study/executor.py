@@ -480,6 +480,7 @@ def process_pool(n_workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["ensemble_study.studies._common"])
+        _start_forkserver()
     return ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))
 
@@ -514,8 +515,65 @@ def end_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
                 process.join(1.0)
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs (processes started
+    meanwhile inherit it across their exec); the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver with SIGINT ignored (inherited across its exec).
+
+    The forkserver shields itself from Ctrl-C only once it has imported its
+    preload (the package: seconds on a loaded machine); a Ctrl-C meanwhile
+    printed its KeyboardInterrupt traceback. Its workers inherit the
+    disposition too (the main process alone handles Ctrl-C and ends them).
+    """
+    from multiprocessing import forkserver
+
+    with _sigint_ignored():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done, then raise it.
+
+    Submitting starts the pool's workers; a KeyboardInterrupt inside
+    ``Process.start`` left a worker forked but unknown to the pool, which
+    then failed in its start-up (a traceback) once the main process was gone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _futures(run_cell, todo, cells, params, pool) -> Iterator:
-    futures = {pool.submit(run_cell, cells[i], params): i for i in todo}
+    futures = {}
+    try:
+        with _sigint_deferred():
+            for i in todo:
+                futures[pool.submit(run_cell, cells[i], params)] = i
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
     try:
         pending = set(futures)
         while pending:
@@ -525,6 +583,10 @@ def _futures(run_cell, todo, cells, params, pool) -> Iterator:
     finally:
         for future in futures:
             future.cancel()
+
+
+class SchedulerLost(ConnectionError):
+    """The Dask scheduler went away during a run (one line; the stored cells remain)."""
 
 
 def _threads_plugin():
@@ -567,9 +629,13 @@ def connect(execution: Execution) -> Iterator[Execution]:
         else:
             distributed = require_dask()
             if execution.scheduler == "local":
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=execution.n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None))
+                # Workers started with SIGINT ignored (inherited across their exec):
+                # a Ctrl-C is the main process's to handle; each worker printed a
+                # KeyboardInterrupt traceback. (A Ctrl-C while they start is lost.)
+                with _sigint_ignored():
+                    cluster = stack.enter_context(distributed.LocalCluster(
+                        n_workers=execution.n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None))
                 live = stack.enter_context(distributed.Client(cluster))
             else:
                 try:
@@ -594,7 +660,18 @@ def _dask(run_cell, todo, cells, params, client) -> Iterator:
         for i in todo:
             futures[client.submit(run_cell, cells[i], params_future, pure=False)] = i
         for future in distributed.as_completed(futures):
-            yield futures[future], future.result()
+            try:
+                rows = future.result()
+            except (concurrent.futures.CancelledError, distributed.comm.CommClosedError) as exc:
+                where = getattr(client, "scheduler", None)
+                where = getattr(where, "address", None) or "the scheduler"
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(
+                    exc).__name__
+                raise SchedulerLost(
+                    f"lost the dask scheduler at {where} ({reason}); the cells finished so "
+                    f"far are stored: rerun the same command, with a running scheduler, to "
+                    f"resume") from None
+            yield futures[future], rows
     finally:
         client.cancel(list(futures))
         with contextlib.suppress(Exception):

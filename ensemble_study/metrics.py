@@ -13,6 +13,8 @@ import numpy as np
 from ._checks import as_float_array
 
 PROBABILITY_OUTPUTS = ("sigmoid", "softmax")
+BOUNDARY_ROUNDING = 8 * np.finfo(np.float64).eps
+"""Probabilities at most this far from 0 are rounding of 0 (:func:`kl_divergence`)."""
 
 
 def _pair(ensemble, single):
@@ -60,17 +62,24 @@ def _bernoulli_or_categorical(p, output):
 def kl_divergence(ensemble, single, output: str) -> np.ndarray:
     """KL(ensemble || single) per example, summed over sigmoid units.
 
+    At the boundary: an outcome to which the single pass gives probability
+    exactly 0 contributes 0 when the ensemble's probability of it is within
+    rounding of 0 (at most :data:`BOUNDARY_ROUNDING` = 8 ulps of 1, about
+    1.8e-15: a sigmoid of 1 - 4e-16 against a saturated 1.0), and ``inf``
+    otherwise (a real disagreement).
+
     Returns
     -------
     ndarray, shape (n_examples,)
         ``inf`` where the single pass gives probability 0 to an outcome the
-        ensemble does not.
+        ensemble gives more than rounding.
     """
     _check_output(output)
     p, q = _pair(ensemble, single)
     P, Q = _bernoulli_or_categorical(p, output), _bernoulli_or_categorical(q, output)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(P > 0, P * (np.log(P) - np.log(Q)), 0.0)
+    terms = np.where((Q == 0) & (P <= BOUNDARY_ROUNDING), 0.0, terms)
     return terms.reshape(p.shape[0], -1).sum(axis=1)
 
 

@@ -80,7 +80,7 @@ def _one_line_error(result, *names):
     assert not isinstance(result.exception, OSError) or result.exit_code in (1, 2), text
 
 
-@pytest.mark.parametrize("study", ["sweep", "srivastava", "approximations"])
+@pytest.mark.parametrize("study", ["sweep", "srivastava", "approximations", "reproduce"])
 def test_a_read_only_cell_store_is_refused_before_any_work(study, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cells = tmp_path / "quick" / "results" / ".cells"
@@ -167,11 +167,14 @@ def _exists(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_ends_cleanly_and_leaves_nothing_running(jobs, tmp_path):
+@pytest.mark.parametrize("where", [["--jobs", "1"], ["--jobs", "2"],
+                                   ["--jobs", "2", "--scheduler", "local"]])
+def test_ctrl_c_ends_cleanly_and_leaves_nothing_running(where, tmp_path):
+    if "local" in where:
+        pytest.importorskip("distributed", reason="needs the [dask] extra")
     env = dict(os.environ, ENSEMBLE_STUDY_OVERSUBSCRIBE="1")
-    args = [sys.executable, "-c", "from ensemble_study.cli import main; main()", "sweep", "--quick", "--jobs", jobs,
-            "--width", "6", "--n-networks", "6"]
+    args = [sys.executable, "-c", "from ensemble_study.cli import main; main()", "sweep",
+            "--quick", *where, "--width", "6", "--n-networks", "6"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -187,3 +190,50 @@ def test_ctrl_c_ends_cleanly_and_leaves_nothing_running(jobs, tmp_path):
     assert len([line for line in err.splitlines() if "interrupted" in line]) == 1, err
     assert _gone(family) == set()
     assert list(tmp_path.rglob("*.tmp")) == []
+
+
+# --- a lost Dask scheduler ---------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_is_one_line_and_the_stored_cells_resume(tmp_path):
+    pytest.importorskip("distributed", reason="needs the [dask] extra")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", address.rsplit(":")[-1],
+                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                               "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        args = [sys.executable, "-c", "from ensemble_study.cli import main; main()", "sweep",
+                "--quick", "--width", "6", "--n-networks", "6", "--scheduler", address]
+        time.sleep(5)
+        proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("quick/results/.cells/*/cell-*.csv")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        scheduler.kill()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        assert "Traceback" not in err, err
+        errors = [line for line in err.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and "lost the dask scheduler" in errors[0], err
+        stored = len(list(tmp_path.glob("quick/results/.cells/*/cell-*.csv")))
+        assert stored >= 1
+    finally:
+        for p in (scheduler, worker):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)

@@ -66,6 +66,11 @@ class Group(click.Group):
                        "finished cells are kept under .cells/; rerun the same command to "
                        "resume", err=True)
             ctx.exit(130)
+        except FloatingPointError as exc:  # an ensemble that came out NaN (overflow)
+            raise click.ClickException(str(exc)) from None
+        except ConnectionError as exc:  # no scheduler reachable, or lost during the run
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else
+                                       type(exc).__name__) from None
         except OSError as exc:
             if not environmental(exc):
                 raise

@@ -8,6 +8,7 @@ import click
 
 from ..results import save_result
 from .options import (
+    CELLS,
     FIGURES_DIR,
     QUICK_DIR,
     RESULTS_DIR,
@@ -16,6 +17,7 @@ from .options import (
     check_out,
     check_out_file,
     check_out_folder,
+    check_output_folder,
     check_output_path,
     execution_options,
     results_option,
@@ -87,6 +89,10 @@ def reproduce(quick, results_dir, figures_dir, execution):
     root = QUICK_DIR if quick else Path()
     results_dir = root / RESULTS_DIR if results_dir is None else results_dir
     figures_dir = root / FIGURES_DIR if figures_dir is None else figures_dir
+    # The defaults, and the cell store, checked before any study starts.
+    check_output_folder(results_dir, "--results")
+    check_output_folder(results_dir / CELLS, "--results")
+    check_output_folder(figures_dir, "--figures")
 
     def echo(text):
         click.echo(text, err=True)

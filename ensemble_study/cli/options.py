@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..executor import Execution, available_cores, require_dask
+from ..executor import Execution, SchedulerLost, available_cores, require_dask
 from ..results import output_folder_problem, output_path_problem
 from ..study import SAME, Param, Study
 
@@ -245,6 +245,8 @@ def execution_options(fn):
         try:
             return fn(*args, execution=Execution(jobs=jobs, scheduler=scheduler, fresh=fresh),
                       **kwargs)
+        except SchedulerLost as exc:  # during the run: not a bad parameter
+            raise click.ClickException(str(exc)) from None
         except ConnectionError as exc:  # raised before any cell runs or file is written
             raise click.BadParameter(str(exc), param_hint="--scheduler") from None
 
