@@ -163,6 +163,105 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
 
 
 @njit(**_INLINE)
+def _matvec_free(src, s0, dst, d0, Wf, w0, bf, b0, nin, nout):
+    """:func:`_matvec` for a layer with no mask (above the last dropped one),
+    eight output chains at a time, then one: the same chains, so the same bits."""
+    o = 0
+    while o + 8 <= nout:
+        c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
+        c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
+        c4, c5 = vsplat(bf[b0 + o + 4]), vsplat(bf[b0 + o + 5])
+        c6, c7 = vsplat(bf[b0 + o + 6]), vsplat(bf[b0 + o + 7])
+        for j in range(nin):
+            a = vload(src, s0 + j * LANES)
+            w = w0 + j * nout + o
+            c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
+            c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
+            c4, c5 = vfma(a, vsplat(Wf[w + 4]), c4), vfma(a, vsplat(Wf[w + 5]), c5)
+            c6, c7 = vfma(a, vsplat(Wf[w + 6]), c6), vfma(a, vsplat(Wf[w + 7]), c7)
+        vstore(dst, d0 + o * LANES, c0)
+        vstore(dst, d0 + (o + 1) * LANES, c1)
+        vstore(dst, d0 + (o + 2) * LANES, c2)
+        vstore(dst, d0 + (o + 3) * LANES, c3)
+        vstore(dst, d0 + (o + 4) * LANES, c4)
+        vstore(dst, d0 + (o + 5) * LANES, c5)
+        vstore(dst, d0 + (o + 6) * LANES, c6)
+        vstore(dst, d0 + (o + 7) * LANES, c7)
+        o += 8
+    while o < nout:
+        c0 = vsplat(bf[b0 + o])
+        for j in range(nin):
+            c0 = vfma(vload(src, s0 + j * LANES), vsplat(Wf[w0 + j * nout + o]), c0)
+        vstore(dst, d0 + o * LANES, c0)
+        o += 1
+
+
+@njit(**_INLINE)
+def _matvec_free2(src, src2, s0, dst, dst2, d0, Wf, w0, bf, b0, nin, nout):
+    """:func:`_matvec_free` of two masks at once (``src`` into ``dst``, ``src2``
+    into ``dst2``): eight independent chains per pass, each weight loaded once
+    for both; each output's chain is unchanged, so the same bits."""
+    o = 0
+    while o + 4 <= nout:
+        c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
+        c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
+        d0_, d1, d2, d3 = c0, c1, c2, c3
+        for j in range(nin):
+            a, b = vload(src, s0 + j * LANES), vload(src2, s0 + j * LANES)
+            w = w0 + j * nout + o
+            w_0, w_1, w_2, w_3 = vsplat(Wf[w]), vsplat(Wf[w + 1]), vsplat(Wf[w + 2]), \
+                vsplat(Wf[w + 3])
+            c0, c1, c2, c3 = vfma(a, w_0, c0), vfma(a, w_1, c1), vfma(a, w_2, c2), \
+                vfma(a, w_3, c3)
+            d0_, d1, d2, d3 = vfma(b, w_0, d0_), vfma(b, w_1, d1), vfma(b, w_2, d2), \
+                vfma(b, w_3, d3)
+        vstore(dst, d0 + o * LANES, c0)
+        vstore(dst, d0 + (o + 1) * LANES, c1)
+        vstore(dst, d0 + (o + 2) * LANES, c2)
+        vstore(dst, d0 + (o + 3) * LANES, c3)
+        vstore(dst2, d0 + o * LANES, d0_)
+        vstore(dst2, d0 + (o + 1) * LANES, d1)
+        vstore(dst2, d0 + (o + 2) * LANES, d2)
+        vstore(dst2, d0 + (o + 3) * LANES, d3)
+        o += 4
+    while o < nout:
+        c0 = vsplat(bf[b0 + o])
+        d0_ = c0
+        for j in range(nin):
+            w_0 = vsplat(Wf[w0 + j * nout + o])
+            c0 = vfma(vload(src, s0 + j * LANES), w_0, c0)
+            d0_ = vfma(vload(src2, s0 + j * LANES), w_0, d0_)
+        vstore(dst, d0 + o * LANES, c0)
+        vstore(dst2, d0 + o * LANES, d0_)
+        o += 1
+
+
+@njit(**_INLINE)
+def _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts, zs, acts2, zs2, Z1, Z2):
+    """:func:`_table_step` of masks ``i`` (into ``acts``, ``zs``) and ``i + 1``
+    (into ``acts2``, ``zs2``) at once: the two are independent (each reads the
+    half-tables), so their chains interleave. The same operations per mask as
+    :func:`_table_step`, so the same bits. Only the layers above ``tab`` are
+    written: below it both buffers' layers are unused."""
+    L = sizes.size - 1
+    row, trow = acts.shape[1], Z1.shape[1]
+    nout, b0, z0 = sizes[tab + 1], boff[tab], (tab + 1) * row
+    s1, t1 = S[i] * trow, T[i] * trow
+    s2, t2 = S[i + 1] * trow, T[i + 1] * trow
+    for o in range(nout):
+        bias = vsplat(bf[b0 + o])
+        vstore(zs, z0 + o * LANES,
+               vadd(vadd(bias, vload(Z1, s1 + o * LANES)), vload(Z2, t1 + o * LANES)))
+        vstore(zs2, z0 + o * LANES,
+               vadd(vadd(bias, vload(Z1, s2 + o * LANES)), vload(Z2, t2 + o * LANES)))
+    for l in range(tab + 1, L):
+        _activate(hidden[l - 1], zs, acts, l, sizes[l] * LANES)
+        _activate(hidden[l - 1], zs2, acts2, l, sizes[l] * LANES)
+        _matvec_free2(acts, acts2, l * row, zs, zs2, (l + 1) * row, Wf, woff[l], bf, boff[l],
+                      sizes[l], sizes[l + 1])
+
+
+@njit(**_INLINE)
 def _rank_one(i, l, Wf, woff, sizes, M, moff, chg, acts, zs):
     """``zs[l + 1] += (m_i - m_{i-1})_j acts[l, j] W[l][j, :]`` for each unit ``j``
     of layer ``l`` that mask ``i`` changed (``chg[i]``)."""
@@ -275,8 +374,8 @@ def _table_step(i, Wf, woff, bf, boff, sizes, hidden, M, moff, tab, S, T, acts, 
         if l < L:
             _activate(hidden[l - 1], zs, acts, l, sizes[l] * LANES)
         if l < L:
-            _matvec(acts, l * row, M, i, moff[l], zs, (l + 1) * row, Wf, woff[l], bf, boff[l],
-                    sizes[l], sizes[l + 1])
+            _matvec_free(acts, l * row, zs, (l + 1) * row, Wf, woff[l], bf, boff[l], sizes[l],
+                         sizes[l + 1])
 
 
 @njit(**_JIT)
@@ -359,6 +458,7 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
     mu, sq, mz = np.empty(K * LANES), np.empty(K * LANES), np.empty(K * LANES)
     for e0 in range(0, n, LANES):
         acts, zs, Z1, Z2, built = _state(sizes, tab)
+        acts2, zs2 = np.zeros_like(acts), np.zeros_like(zs)
         Xb = _block_of(X, e0)
         mu[:] = 0.0
         sq[:] = 0.0
@@ -370,7 +470,14 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                      tabc, S, T, acts, zs, Z1, Z2, built)
             _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
             i += 1
-            while tab >= 0 and i < c and first[i] == tab:  # the common mask: see _table_step
+            # The common masks (see _table_step), two at a time (see _table_pair).
+            while tab >= 0 and i + 1 < c and first[i] == tab and first[i + 1] == tab:
+                _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts, zs, acts2,
+                            zs2, Z1, Z2)
+                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
+                _output_west(i + 1, output, zs2, y, mu, sq, mz, r, w, L, K)
+                i += 2
+            while tab >= 0 and i < c and first[i] == tab:
                 _table_step(i, Wf, woff, bf, boff, sizes, hidden, M, moff, tab, S, T, acts,
                             zs, Z1, Z2)
                 _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
