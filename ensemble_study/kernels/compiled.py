@@ -470,12 +470,14 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                      tabc, S, T, acts, zs, Z1, Z2, built)
             _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
             i += 1
-            # The common masks (see _table_step), two at a time (see _table_pair).
+            # The common masks (see _table_step), two at a time (see _table_pair): mask
+            # i into the second buffer, i + 1 into the first, which then holds the last
+            # mask's layers, as a mask that changes none (a repeated sampled mask) reads.
             while tab >= 0 and i + 1 < c and first[i] == tab and first[i + 1] == tab:
-                _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts, zs, acts2,
-                            zs2, Z1, Z2)
-                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
-                _output_west(i + 1, output, zs2, y, mu, sq, mz, r, w, L, K)
+                _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts2, zs2, acts,
+                            zs, Z1, Z2)
+                _output_west(i, output, zs2, y, mu, sq, mz, r, w, L, K)
+                _output_west(i + 1, output, zs, y, mu, sq, mz, r, w, L, K)
                 i += 2
             while tab >= 0 and i < c and first[i] == tab:
                 _table_step(i, Wf, woff, bf, boff, sizes, hidden, M, moff, tab, S, T, acts,
