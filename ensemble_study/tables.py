@@ -96,7 +96,8 @@ def bench_table(df: pd.DataFrame) -> str:
         ratio[case, out, stat, n] = (vs_c, pkg["speedup_vs_naive"])
         if isinstance(pkg["limit"], str) and pkg["limit"]:
             shares[case, f"{out} {stat}", n] = (pkg["limit"], float(pkg["limit_share"]))
-            share_of.setdefault(case, float(pkg["limit_share"]))
+            # fma + exp where the bench recorded it: the vector exp runs on the fma pipes
+            share_of.setdefault(case, float(pkg.get("fma_exp_share", pkg["limit_share"])))
         rows.append([
             case, f"{arch} {out}", "input, hidden 1" if case == "g" else "hidden 1, 2",
             _STATISTICS.get(stat, stat), f"2^{n}", str(int(pkg["threads"])),
@@ -126,7 +127,9 @@ def bench_table(df: pd.DataFrame) -> str:
         targets.append(met(f"generic path: {g[1]:.1f}x faster than the naive loop", g[1] >= 30))
         share = share_of.get("g", np.nan)
         if np.isfinite(share):
-            targets.append(met(f"generic path: {share:.0%} of its binding peak", share >= 0.6))
+            targets.append(met(f"generic path: {share:.0%} of its binding peak"
+                               + (" (fma + exp)" if "fma_exp_share" in df else ""),
+                               share >= 0.6))
     ident = ratio.get(("c", "identity", "identity", 24))
     if ident is not None and np.isfinite(ident[0]):
         targets.append(met(f"identity output's mean and variance at 2^24: {ident[0]:.1f}x the "
