@@ -163,44 +163,12 @@ def _matvec(src, s0, M, i, off, dst, d0, Wf, w0, bf, b0, nin, nout):
 
 
 @njit(**_INLINE)
-def _matvec_free(src, s0, dst, d0, Wf, w0, bf, b0, nin, nout):
-    """:func:`_matvec` for a layer with no mask (above the last dropped one),
-    eight output chains at a time, then one: the same chains, so the same bits."""
-    o = 0
-    while o + 8 <= nout:
-        c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
-        c2, c3 = vsplat(bf[b0 + o + 2]), vsplat(bf[b0 + o + 3])
-        c4, c5 = vsplat(bf[b0 + o + 4]), vsplat(bf[b0 + o + 5])
-        c6, c7 = vsplat(bf[b0 + o + 6]), vsplat(bf[b0 + o + 7])
-        for j in range(nin):
-            a = vload(src, s0 + j * LANES)
-            w = w0 + j * nout + o
-            c0, c1 = vfma(a, vsplat(Wf[w]), c0), vfma(a, vsplat(Wf[w + 1]), c1)
-            c2, c3 = vfma(a, vsplat(Wf[w + 2]), c2), vfma(a, vsplat(Wf[w + 3]), c3)
-            c4, c5 = vfma(a, vsplat(Wf[w + 4]), c4), vfma(a, vsplat(Wf[w + 5]), c5)
-            c6, c7 = vfma(a, vsplat(Wf[w + 6]), c6), vfma(a, vsplat(Wf[w + 7]), c7)
-        vstore(dst, d0 + o * LANES, c0)
-        vstore(dst, d0 + (o + 1) * LANES, c1)
-        vstore(dst, d0 + (o + 2) * LANES, c2)
-        vstore(dst, d0 + (o + 3) * LANES, c3)
-        vstore(dst, d0 + (o + 4) * LANES, c4)
-        vstore(dst, d0 + (o + 5) * LANES, c5)
-        vstore(dst, d0 + (o + 6) * LANES, c6)
-        vstore(dst, d0 + (o + 7) * LANES, c7)
-        o += 8
-    while o < nout:
-        c0 = vsplat(bf[b0 + o])
-        for j in range(nin):
-            c0 = vfma(vload(src, s0 + j * LANES), vsplat(Wf[w0 + j * nout + o]), c0)
-        vstore(dst, d0 + o * LANES, c0)
-        o += 1
-
-
-@njit(**_INLINE)
 def _matvec_free2(src, src2, s0, dst, dst2, d0, Wf, w0, bf, b0, nin, nout):
-    """:func:`_matvec_free` of two masks at once (``src`` into ``dst``, ``src2``
-    into ``dst2``): eight independent chains per pass, each weight loaded once
-    for both; each output's chain is unchanged, so the same bits."""
+    """:func:`_matvec` of two masks at once (``src`` into ``dst``, ``src2`` into
+    ``dst2``) for a layer with no mask (above the last dropped one): eight
+    independent chains per pass, each weight loaded once for both; each
+    output's chain is :func:`_matvec`'s (bias, then ``j`` in order), so the
+    same bits."""
     o = 0
     while o + 4 <= nout:
         c0, c1 = vsplat(bf[b0 + o]), vsplat(bf[b0 + o + 1])
@@ -238,11 +206,11 @@ def _matvec_free2(src, src2, s0, dst, dst2, d0, Wf, w0, bf, b0, nin, nout):
 
 @njit(**_INLINE)
 def _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts, zs, acts2, zs2, Z1, Z2):
-    """:func:`_table_step` of masks ``i`` (into ``acts``, ``zs``) and ``i + 1``
-    (into ``acts2``, ``zs2``) at once: the two are independent (each reads the
-    half-tables), so their chains interleave. The same operations per mask as
-    :func:`_table_step`, so the same bits. Only the layers above ``tab`` are
-    written: below it both buffers' layers are unused."""
+    """Masks ``i`` (into ``acts``, ``zs``) and ``i + 1`` (into ``acts2``,
+    ``zs2``), whose first changed layer is ``tab``, at once: the two are
+    independent (each reads the half-tables), so their chains interleave.
+    The same operations per mask as :func:`_advance`'s layer by layer, so the
+    same bits. Only the layers above ``tab`` are written."""
     L = sizes.size - 1
     row, trow = acts.shape[1], Z1.shape[1]
     nout, b0, z0 = sizes[tab + 1], boff[tab], (tab + 1) * row
@@ -255,8 +223,9 @@ def _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts, zs, acts2
         vstore(zs2, z0 + o * LANES,
                vadd(vadd(bias, vload(Z1, s2 + o * LANES)), vload(Z2, t2 + o * LANES)))
     for l in range(tab + 1, L):
-        _activate(hidden[l - 1], zs, acts, l, sizes[l] * LANES)
-        _activate(hidden[l - 1], zs2, acts2, l, sizes[l] * LANES)
+        for b in range(2):  # one inlined copy of _activate (compile cost)
+            _activate(hidden[l - 1], zs if b == 0 else zs2, acts if b == 0 else acts2, l,
+                      sizes[l] * LANES)
         _matvec_free2(acts, acts2, l * row, zs, zs2, (l + 1) * row, Wf, woff[l], bf, boff[l],
                       sizes[l], sizes[l + 1])
 
@@ -354,30 +323,6 @@ def _rank_one_top(i, Wf, woff, sizes, hidden, M, moff, chg, top, acts, zs):
     _activate(hidden[top - 1], zs, acts, top, sizes[top] * LANES)
 
 
-@njit(**_INLINE)
-def _table_step(i, Wf, woff, bf, boff, sizes, hidden, M, moff, tab, S, T, acts, zs, Z1, Z2):
-    """:func:`_advance` for a mask whose first changed layer is ``tab`` (the
-    half-tables are built): ``zs[tab + 1]`` read from them, the layers above
-    recomputed. The same operations in the same order as :func:`_advance`
-    (so the same bits), in a loop of its own (see :func:`_rank_one_top`):
-    inside :func:`_advance`'s loop body this step ran about 4x slower.
-    """
-    L = sizes.size - 1
-    row, trow = acts.shape[1], Z1.shape[1]
-    nout, b0, z0 = sizes[tab + 1], boff[tab], (tab + 1) * row
-    s1, t1 = S[i] * trow, T[i] * trow
-    for o in range(nout):
-        vstore(zs, z0 + o * LANES,
-               vadd(vadd(vsplat(bf[b0 + o]), vload(Z1, s1 + o * LANES)),
-                    vload(Z2, t1 + o * LANES)))
-    for l in range(tab + 1, L + 1):
-        if l < L:
-            _activate(hidden[l - 1], zs, acts, l, sizes[l] * LANES)
-        if l < L:
-            _matvec_free(acts, l * row, zs, (l + 1) * row, Wf, woff[l], bf, boff[l], sizes[l],
-                         sizes[l + 1])
-
-
 @njit(**_JIT)
 def _state(sizes, tab):
     L = sizes.size - 1
@@ -470,20 +415,16 @@ def _generic_moments(Wf, woff, bf, boff, sizes, hidden, output, X, M, moff, firs
                      tabc, S, T, acts, zs, Z1, Z2, built)
             _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
             i += 1
-            # The common masks (see _table_step), two at a time (see _table_pair): mask
-            # i into the second buffer, i + 1 into the first, which then holds the last
-            # mask's layers, as a mask that changes none (a repeated sampled mask) reads.
+            # The common masks (their first changed layer is the tabled one), two at a
+            # time (_table_pair): mask i into the second buffer, i + 1 into the first,
+            # which then holds the last mask's layers, as a mask that changes none (a
+            # repeated sampled mask) reads.
             while tab >= 0 and i + 1 < c and first[i] == tab and first[i + 1] == tab:
                 _table_pair(i, Wf, woff, bf, boff, sizes, hidden, tab, S, T, acts2, zs2, acts,
                             zs, Z1, Z2)
-                _output_west(i, output, zs2, y, mu, sq, mz, r, w, L, K)
-                _output_west(i + 1, output, zs, y, mu, sq, mz, r, w, L, K)
+                for b in range(2):  # one inlined copy (compile cost); an odd mask out: _advance
+                    _output_west(i + b, output, zs2 if b == 0 else zs, y, mu, sq, mz, r, w, L, K)
                 i += 2
-            while tab >= 0 and i < c and first[i] == tab:
-                _table_step(i, Wf, woff, bf, boff, sizes, hidden, M, moff, tab, S, T, acts,
-                            zs, Z1, Z2)
-                _output_west(i, output, zs, y, mu, sq, mz, r, w, L, K)
-                i += 1
             while dense and tab < 0 and i < c:
                 l0 = first[i]
                 for l in range(l0, L):
