@@ -125,4 +125,5 @@ def limit_line(counts: dict, seconds: float, peaks: dict) -> str:
     top = max(use.values())
     verdict = ("" if top >= 0.3 else
                "; no resource above 30% of its peak: latency, branches or Python overhead")
-    return f"{shares} of the measured peaks{verdict}"
+    return (f"{shares} of the measured peaks; fma + exp {use['fma'] + use['exp']:.0%} (the "
+            f"vector exp runs on the multiply-add pipes){verdict}")

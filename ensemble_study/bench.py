@@ -333,6 +333,8 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
                          "kernel_gflops": counts["flops"] / s / 1e9 if package else np.nan,
                          "limit": limit,
                          "limit_share": use.get(limit, np.nan),
+                         # exps run on the multiply-add pipes: their shares add up
+                         "fma_exp_share": (use["fma"] + use["exp"] if package else np.nan),
                          "matmul_peak_gflops": peak,
                          "speedup_vs_naive": naive_s / s,
                          "vs_c": (s / c_seconds if package and c_seconds is not None
@@ -378,7 +380,9 @@ FOOTNOTE = ("* naive loop timed on the first masks only and extrapolated per sub
             "Threads: naive and package_1thread = 1 Python thread, default BLAS threads; "
             "package = threads over chunks, 1 BLAS thread each; c_reference = OpenMP "
             "threads. Kernel GFLOP/s: the package algorithm's own operation count. "
-            "Limit: the resource nearest its measured peak (roofline estimate).")
+            "Limit: the resource nearest its measured peak (roofline estimate); "
+            "fma_exp_share (CSV): the fma and exp shares added, as the vector exp runs on the "
+            "multiply-add pipes.")
 
 
 def save_figure(df: pd.DataFrame, path, *, dpi: int = 130):

@@ -166,10 +166,10 @@ def _seconds(s: float) -> str:
 
 @BENCH.block("bench-table")
 def bench_table(df: pd.DataFrame) -> str:
-    """The benchmark's rows and the issue-8 targets, from results/bench.csv."""
+    """The benchmark's rows and the targets of issues 8 and 23, from results/bench.csv."""
     df = df[df.case != "sweep"]
     keys = ["case", "architecture", "output", "statistics", "n_dropped"]
-    rows, ratio = [], {}
+    rows, ratio, shares, share_of = [], {}, {}, {}
     for key, g in df.groupby(keys, sort=False):
         case, arch, out, stat, n = key
         by = g.set_index("method")
@@ -178,6 +178,10 @@ def bench_table(df: pd.DataFrame) -> str:
         one = by.loc["package_1thread"]["seconds"] if "package_1thread" in by.index else np.nan
         vs_c = pkg["vs_c"]
         ratio[case, out, stat, n] = (vs_c, pkg["speedup_vs_naive"])
+        if isinstance(pkg["limit"], str) and pkg["limit"]:
+            shares[case, f"{out} {stat}", n] = (pkg["limit"], float(pkg["limit_share"]))
+            # fma + exp where the bench recorded it: the vector exp runs on the fma pipes
+            share_of.setdefault(case, float(pkg.get("fma_exp_share", pkg["limit_share"])))
         rows.append([
             case, f"{arch} {out}", "input, hidden 1" if case == "g" else "hidden 1, 2",
             _STATISTICS.get(stat, stat), f"2^{n}", str(int(pkg["threads"])),
@@ -194,19 +198,31 @@ def bench_table(df: pd.DataFrame) -> str:
     def met(value, ok):
         return f"{value} ({'met' if ok else 'not met'})"
 
+    # Issue 23's targets: softmax <= 1.2x the host's C kernel, generic path >= 30x the
+    # naive loop and >= 60% of its binding peak, identity <= 4x the C Gray-code kernel.
     targets = []
     for n in (20, 24):
         r = ratio.get(("b", "softmax", "all", n))
         if r is not None and np.isfinite(r[0]):
             targets.append(met(f"softmax mean, NWGM and variance at 2^{n}: {r[0]:.2f}x the C "
-                               f"kernel's time for the mean and NWGM", r[0] <= 1.5))
+                               f"kernel's time for the mean and NWGM", r[0] <= 1.2))
     g = next((v for k, v in ratio.items() if k[0] == "g"), None)
     if g is not None:
-        targets.append(met(f"generic path: {g[1]:.1f}x faster than the naive loop", g[1] >= 10))
+        targets.append(met(f"generic path: {g[1]:.1f}x faster than the naive loop", g[1] >= 30))
+        share = share_of.get("g", np.nan)
+        if np.isfinite(share):
+            targets.append(met(f"generic path: {share:.0%} of its binding peak"
+                               + (" (fma + exp)" if "fma_exp_share" in df else ""),
+                               share >= 0.6))
     ident = ratio.get(("c", "identity", "identity", 24))
     if ident is not None and np.isfinite(ident[0]):
         targets.append(met(f"identity output's mean and variance at 2^24: {ident[0]:.1f}x the "
                            f"C Gray-code kernel", ident[0] <= 4))
+    below = [f"{case} {stat} 2^{n} ({limit} {share:.0%})"
+             for (case, stat, n), (limit, share) in shares.items() if share < 0.6]
+    if below:
+        targets.append("below 60% of their binding peak (see \"What limits each path\" "
+                       "below): " + ", ".join(below))
     first = df.iloc[0]
     return (
         f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
