@@ -56,7 +56,8 @@ def test_quadratic_is_the_small_weight_limit():
     assert abs(ratios[1] - 1) < abs(ratios[0] - 1) * 200
 
 
-@pytest.mark.parametrize("fn", [reg.logistic_exact, reg.logistic_quadratic])
+@pytest.mark.parametrize("fn", [reg.logistic_exact, reg.logistic_quadratic,
+                                reg.logistic_gaussian])
 def test_gradients_central_differences(fn):
     X, beta, _ = data(5, n=20, d=12, scale=0.8)
     b = -0.2
@@ -153,3 +154,128 @@ def test_fits_exact_finite_quadratic_runs_away():
     bq, _, _ = reg.fit_logistic(X, y, 0.5, "quadratic", maxiter=3000)
     assert ok
     assert np.linalg.norm(bq) > 2 * np.linalg.norm(be)
+
+
+# --- training by the surrogates (the regularizer_fits study) ------------------------------
+
+def test_gaussian_surrogate_against_adaptive_quadrature():
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    X, beta, _ = data(11, n=3, d=5, scale=1.2)
+    q, b = 0.4, 0.3
+    z = X @ beta + b
+    sd = np.sqrt((1 - q) / q * (X ** 2) @ (beta ** 2))
+    brute = sum(quad(lambda t: softplus(zi + si * t) * norm.pdf(t), -40, 40, epsabs=1e-13,
+                     epsrel=1e-13)[0] - softplus(zi) for zi, si in zip(z, sd))
+    assert reg.logistic_gaussian(X, beta, q, b) == pytest.approx(brute, rel=1e-10)
+
+
+def test_fisher_ridge_strengths_reproduce_quadratic_at_the_frozen_point():
+    X, beta, _ = data(12, d=7, scale=0.9)
+    q, b = 0.3, -0.4
+    s = reg.fisher_ridge_strengths(X, beta, q, b)
+    assert 0.5 * s @ beta ** 2 == pytest.approx(reg.logistic_quadratic(X, beta, q, b),
+                                                rel=1e-12)
+
+
+def test_penalty_strengths_small_weight_limit_and_l2_definition():
+    """At small weights every penalty's pull per unit weight is R^q's frozen Fisher."""
+    X, beta, _ = data(13, n=25, d=6, scale=0.01)
+    q = 0.5
+    ridge = reg.fisher_ridge_strengths(X, beta, q)
+    for kind in ("exact", "quadratic", "gaussian"):
+        np.testing.assert_allclose(reg.penalty_strengths(kind, X, beta, q), ridge, rtol=2e-3)
+    with pytest.raises(ValueError, match="penalty must be one of"):
+        reg.penalty_strengths("l1", X, beta, q)
+
+
+@pytest.mark.parametrize("kw", [{"l2": 0.7}, {"ridge": "fisher"}])
+def test_fit_logistic_penalised_fits_are_stationary(kw):
+    X, beta0, y = data(14, n=40, d=5)
+    if kw.get("ridge") == "fisher":
+        kw = {"ridge": reg.fisher_ridge_strengths(X, beta0, 0.5)}
+    strengths = np.full(5, kw.get("l2", 0.0)) + kw.get("ridge", np.zeros(5))
+    beta, b, ok = reg.fit_logistic(X, y, 1.0, "none", **kw)
+    r = 1 / (1 + np.exp(-(X @ beta + b))) - y
+    assert ok
+    np.testing.assert_allclose(X.T @ r + strengths * beta, 0, atol=1e-4)
+    assert abs(r.sum()) < 1e-4
+
+
+def test_fit_logistic_gaussian_minimises_its_objective():
+    X, _, y = data(15, n=40, d=4)
+    q = 0.5
+    beta, b, ok = reg.fit_logistic(X, y, q, "gaussian")
+    assert ok
+
+    def obj(w, c):
+        z = X @ w + c
+        return np.sum(softplus(z) - y * z) + reg.logistic_gaussian(X, w, q, c)
+
+    best = obj(beta, b)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert obj(beta + 0.01 * rng.normal(size=4), b + 0.01 * rng.normal()) >= best - 1e-9
+
+
+def test_fit_logistic_bad_penalties():
+    X, _, y = data(16, n=10, d=3)
+    with pytest.raises(ValueError, match="l2 must be"):
+        reg.fit_logistic(X, y, 0.5, "none", l2=-1.0)
+    with pytest.raises(ValueError, match="ridge must hold 3"):
+        reg.fit_logistic(X, y, 0.5, "none", ridge=np.ones(4))
+
+
+def test_fit_l2_validated_picks_the_best_validation_nll():
+    X, _, y = data(17, n=60, d=6)
+    lams = [1e-3, 0.1, 1.0, 10.0, 100.0]
+    beta, b, lam = reg.fit_l2_validated(X, y, lams, rng=5)
+    order = np.random.default_rng(5).permutation(60)
+    val, fit = order[:15], order[15:]
+    scores = []
+    for lm in lams:
+        w, c, _ = reg.fit_logistic(X[fit], y[fit], 1.0, "none", l2=lm)
+        scores.append(reg.nll(X[val], y[val], w, c))
+    assert lam == lams[int(np.argmin(scores))]
+    w, c, _ = reg.fit_logistic(X, y, 1.0, "none", l2=lam)
+    np.testing.assert_allclose(beta, w)
+    with pytest.raises(ValueError, match="lams must be"):
+        reg.fit_l2_validated(X, y, [], rng=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        reg.fit_l2_validated(X, y, lams, rng=0, val_fraction=1.0)
+
+
+def test_dropout_sgd_reaches_the_exact_dropout_minimiser():
+    """Sampled masks, averaged iterates: the minimiser of E[loss] is the exact fit's."""
+    rng = np.random.default_rng(18)
+    X = rng.normal(size=(60, 4))
+    y = (rng.random(60) < 1 / (1 + np.exp(-(X @ [1.0, -1.0, 0.5, 0.0])))).astype(int)
+    q = 0.6
+    beta, b, _ = reg.fit_logistic(X, y, q, "exact")
+    sgd, sgd_b = reg.fit_dropout_sgd(X, y, q, rng=3, epochs=400, batch_size=10, lr=0.5)
+    assert np.linalg.norm(sgd - beta) < 0.1 * np.linalg.norm(beta)
+    assert abs(sgd_b - b) < 0.1
+    # ... and not the unregularised fit's (dropout shrinks here).
+    plain, _, _ = reg.fit_logistic(X, y, q, "none")
+    assert np.linalg.norm(plain - beta) > 3 * np.linalg.norm(sgd - beta)
+    again, _ = reg.fit_dropout_sgd(X, y, q, rng=3, epochs=400, batch_size=10, lr=0.5)
+    np.testing.assert_array_equal(again, sgd)
+
+
+def test_rare_features_simulation_rates():
+    n, n_rare, rate, flip = 4000, 10, 0.1, 0.1
+    X, y = reg.rare_features(n, rng=2, n_rare=n_rare, n_common=5, rare_rate=rate, flip=flip)
+    assert X.shape == (n, 15) and set(np.unique(y)) == {0, 1}
+    active = X[:, :n_rare] != 0
+    k, m = active.sum(), n * n_rare
+    assert abs(k - m * rate) < 4 * np.sqrt(m * rate * (1 - rate))
+    s = (2 * y - 1)[:, None]
+    wrong = (X[:, :n_rare] * s < 0)[active].sum()
+    assert abs(wrong - k * flip) < 4 * np.sqrt(k * flip * (1 - flip))
+    shift = (X[:, n_rare:] * s).mean()
+    assert abs(shift - 0.25) < 4 / np.sqrt(n * 5)
+    with pytest.raises(ValueError, match="rare_rate"):
+        reg.rare_features(10, rng=0, rare_rate=1.5)
+    with pytest.raises(ValueError, match="n_rare"):
+        reg.rare_features(10, rng=0, n_rare=0)
