@@ -263,6 +263,8 @@ def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x
     beta : ndarray, shape (n_features,)
     b : float
     converged : bool
+        False when L-BFGS stopped early, or when the exact integral could not reach its
+        accuracy at some trial point (weights running away: the step was refused).
     """
     from scipy.optimize import minimize
 
@@ -283,6 +285,8 @@ def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x
                              f"got shape {ridge.shape}")
         r2 = r2 + ridge
 
+    failed = []
+
     def objective(w):
         beta, b = w[:d], w[d]
         z = X @ beta + b
@@ -290,7 +294,13 @@ def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x
         val = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(r2 * beta ** 2)
         g = np.append(X.T @ r + r2 * beta, r.sum())
         if fns[penalty] is not None:
-            pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            try:
+                pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            except ValueError:
+                # The exact integral cannot reach its accuracy this far out: refuse the
+                # step (the line search backs off) and report the fit as not converged.
+                failed.append(True)
+                return np.inf, np.zeros_like(w)
             val += pv
             g += np.append(pg, pb)
         return val, g
@@ -298,7 +308,7 @@ def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x
     start = np.zeros(d + 1) if x0 is None else np.asarray(x0, dtype=np.float64)
     res = minimize(objective, start, jac=True, method="L-BFGS-B",
                    options={"maxiter": maxiter, "gtol": gtol})
-    return res.x[:d], float(res.x[d]), bool(res.success)
+    return res.x[:d], float(res.x[d]), bool(res.success) and not failed
 
 
 def fisher_ridge_strengths(X, beta, q, b=0.0):
