@@ -35,12 +35,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logsumexp
 
+from .dropout import scaled_forward, unit_keep_probs
+from .ensemble import subnetwork_outputs
 from .laplace import expected_softplus
+from .masks import enumerate_masks, n_masks
 
 __all__ = ["logistic_exact", "logistic_quadratic", "logistic_gaussian", "logistic_mcf_bound",
            "softmax_exact", "softmax_quadratic", "squared_quadratic", "enumerate_regularizer",
            "all_masks", "fit_logistic", "fisher_ridge_strengths", "penalty_strengths", "nll",
-           "fit_l2_validated", "fit_dropout_sgd", "rare_features"]
+           "fit_l2_validated", "fit_dropout_sgd", "rare_features", "mlp_regularizer"]
 
 MAX_ENUMERATED = 16
 
@@ -445,3 +448,89 @@ def rare_features(n, *, rng, n_rare=10, n_common=20, rare_rate=0.1, flip=0.1,
     rare = active * sign * s[:, None]
     common = common_shift * s[:, None] + rng.standard_normal((n, n_common))
     return np.hstack([rare, common]), y.astype(np.int64)
+
+
+_A = {"identity": lambda z: 0.5 * np.sum(z ** 2, axis=-1),
+      "sigmoid": lambda z: np.logaddexp(0.0, z[..., 0]),
+      "softmax": lambda z: logsumexp(z, axis=-1)}
+
+
+def _label_term(output, z, y):
+    """``t(y) . z`` of the loss ``A(z) - t(y).z``, shape z.shape[:-1]."""
+    if output == "softmax":
+        return np.take_along_axis(z, y[:, None], axis=-1)[..., 0] if z.ndim == 2 else \
+            np.take_along_axis(z, np.broadcast_to(y[None, :, None], z.shape[:-1] + (1,)),
+                               axis=-1)[..., 0]
+    if output == "sigmoid":
+        return y * z[..., 0]
+    return np.sum(y * z, axis=-1)
+
+
+def mlp_regularizer(net, cfg, X, y, *, max_masks=2 ** 16, chunk_size=4096):
+    """The exact dropout regularizer of an MLP, and its two parts, by enumeration.
+
+    With the output loss written ``A(z) - t(y).z`` (softmax: ``A = logsumexp``,
+    ``t(y)`` one-hot; sigmoid: ``A = softplus``, ``t(y) = y``; identity: ``A = |z|^2/2``,
+    ``t(y) = y``), the regularizer summed over the examples is
+
+        E_m[NLL(subnetwork)] - NLL(scaled pass)
+          = sum_i (E[A(z~_i)] - A(z_i))  -  sum_i t(y_i).(E[z~_i] - z_i),
+
+    the first part free of the labels, the second label-dependent; the second is
+    exactly 0 when ``E[z~]`` equals the scaled logits, in particular when every
+    activation after the first dropped layer is the identity (fact 10).
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : ndarray, shape (n_examples, n_features)
+    y : ndarray
+        softmax: class indices, shape (n_examples,); sigmoid: {0, 1}, shape
+        (n_examples,); identity: targets, shape (n_examples, n_outputs).
+    max_masks : int
+        Refuse (``ValueError``) beyond this many masks.
+    chunk_size : int
+
+    Returns
+    -------
+    dict
+        ``total``, ``label_free``, ``label_dependent`` (floats, summed over examples).
+    """
+    output = net.output
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n = X.shape[0]
+    if output == "softmax":
+        k = net.sizes[-1]
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or \
+                y.max() >= k:
+            raise ValueError(f"y must hold one class index in 0..{k - 1} per row of X for a "
+                             f"softmax output; got shape {y.shape}")
+    elif output == "sigmoid":
+        if y.shape != (n,) or not np.all(np.isin(y, (0, 1))):
+            raise ValueError(f"y must hold one label in {{0, 1}} per row of X for a sigmoid "
+                             f"output; got shape {y.shape}")
+        y = y.astype(np.float64)
+    else:
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (n, net.sizes[-1]):
+            raise ValueError(f"y must have shape (n_examples, n_outputs) = "
+                             f"({n}, {net.sizes[-1]}) for an identity output; got {y.shape}")
+    q = unit_keep_probs(net, cfg)
+    total_masks = n_masks(q)
+    if total_masks > max_masks:
+        raise ValueError(f"enumeration needs {total_masks} masks, more than max_masks = "
+                         f"{max_masks}; drop fewer units or raise max_masks")
+    A = _A[output]
+    z_s = scaled_forward(net, cfg, X, logits=True)
+    EA = np.zeros(n)
+    Ez = np.zeros_like(z_s)
+    for masks, logp in enumerate_masks(q, chunk_size):
+        zt = subnetwork_outputs(net, cfg, X, masks, logits=True)      # (m, n, k)
+        w = np.exp(logp)
+        EA += np.tensordot(w, A(zt), axes=1)
+        Ez += np.tensordot(w, zt, axes=1)
+    free = float(np.sum(EA - A(z_s)))
+    dep = -float(np.sum(_label_term(output, Ez, y) - _label_term(output, z_s, y)))
+    return {"total": free + dep, "label_free": free, "label_dependent": dep}

@@ -317,3 +317,107 @@ def test_fit_reports_not_converged_when_the_integral_fails(monkeypatch):
     monkeypatch.setattr(reg, "logistic_exact", refuse)
     beta, b, ok = reg.fit_logistic(X, y, 0.5, "exact")
     assert not ok and np.all(np.isfinite(beta))
+
+
+# --- the exact MLP regularizer and its two parts (issue 20, item 1; fact 10) --------------
+
+def _mlp_brute(net, cfg, X, y):
+    """A plain loop over every mask: E_m[NLL(subnetwork)] - NLL(scaled pass)."""
+    import itertools
+
+    from ensemble_study.dropout import scaled_forward, unit_keep_probs
+    from ensemble_study.ensemble import subnetwork_outputs
+
+    q = unit_keep_probs(net, cfg)
+
+    def nll(z):
+        if net.output == "softmax":
+            return np.sum(logsumexp(z, axis=1) - z[np.arange(len(y)), y])
+        if net.output == "sigmoid":
+            return np.sum(softplus(z[:, 0]) - y * z[:, 0])
+        return np.sum(0.5 * (z - y) ** 2 - 0.5 * y ** 2)
+
+    total = 0.0
+    for bits in itertools.product((0, 1), repeat=len(q)):
+        m = np.array(bits, dtype=float)
+        p = np.prod(np.where(m == 1, q, 1 - q))
+        total += p * nll(subnetwork_outputs(net, cfg, X, m[None, :], logits=True)[0])
+    return total - nll(scaled_forward(net, cfg, X, logits=True))
+
+
+def _net(hidden, output, seed, sizes=(3, 4, 3, 3)):
+    from ensemble_study.network import MLP
+
+    return MLP.random(sizes, hidden, output, rng=seed)
+
+
+def _labels(output, n, k, seed):
+    rng = np.random.default_rng(seed)
+    if output == "softmax":
+        return rng.integers(0, k, n)
+    if output == "sigmoid":
+        return rng.integers(0, 2, n)
+    return rng.normal(size=(n, k))
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("scheme", ["inverted", "vanilla"])
+def test_mlp_regularizer_against_brute_force(output, scheme):
+    from ensemble_study.dropout import DropoutConfig
+
+    k = 1 if output == "sigmoid" else 3
+    net = _net(("tanh", "relu"), output, 1, sizes=(3, 4, 3, k))
+    cfg = DropoutConfig(0.6, layers=(0, 1), scheme=scheme)
+    X = np.random.default_rng(2).normal(size=(7, 3))
+    y = _labels(output, 7, k, 3)
+    r = reg.mlp_regularizer(net, cfg, X, y, chunk_size=5)
+    assert r["total"] == pytest.approx(_mlp_brute(net, cfg, X, y), rel=1e-10, abs=1e-12)
+    assert r["total"] == pytest.approx(r["label_free"] + r["label_dependent"], abs=1e-12)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_mlp_label_dependent_part_vanishes_after_identity_activations(output):
+    """Fact 10: every activation after the first dropped layer is the identity (a tanh
+    before it is allowed): E[z~] equals the scaled logits, so the label-dependent part is
+    0, the regularizer is free of the labels and >= 0 (Jensen)."""
+    from ensemble_study.dropout import DropoutConfig
+
+    k = 1 if output == "sigmoid" else 3
+    net = _net(("tanh", "identity"), output, 4, sizes=(3, 4, 3, k))
+    X = np.random.default_rng(5).normal(size=(6, 3))
+    for scheme in ("inverted", "vanilla"):
+        cfg = DropoutConfig(0.5, layers=(1, 2), scheme=scheme)
+        totals = []
+        for seed in (6, 7):
+            r = reg.mlp_regularizer(net, cfg, X, _labels(output, 6, k, seed))
+            assert abs(r["label_dependent"]) < 1e-12
+            assert r["label_free"] > 0
+            totals.append(r["total"])
+        assert totals[0] == pytest.approx(totals[1], rel=1e-12)
+    # ... and with a tanh after the first dropped layer it is not 0.
+    net = _net(("tanh", "tanh"), output, 4, sizes=(3, 4, 3, k))
+    r = reg.mlp_regularizer(net, DropoutConfig(0.5, layers=(1,)), X, _labels(output, 6, k, 6))
+    assert abs(r["label_dependent"]) > 1e-6
+
+
+def test_mlp_regularizer_matches_logistic_exact_without_hidden_layer():
+    from ensemble_study.dropout import DropoutConfig
+    from ensemble_study.network import MLP
+
+    X, beta, y = data(21, n=9, d=5)
+    net = MLP.from_arrays([beta[:, None]], [np.array([0.3])], hidden=(), output="sigmoid")
+    r = reg.mlp_regularizer(net, DropoutConfig(0.4, layers=(0,)), X, y)
+    assert r["label_dependent"] == pytest.approx(0.0, abs=1e-12)
+    assert r["total"] == pytest.approx(reg.logistic_exact(X, beta, 0.4, 0.3), rel=1e-10)
+
+
+def test_mlp_regularizer_bad_inputs():
+    from ensemble_study.dropout import DropoutConfig
+
+    net = _net("relu", "softmax", 8)
+    X = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="class index"):
+        reg.mlp_regularizer(net, DropoutConfig(0.5, layers=(1,)), X, np.array([0, 5]))
+    with pytest.raises(ValueError, match="max_masks"):
+        reg.mlp_regularizer(net, DropoutConfig(0.5, layers=(0, 1, 2)), X, np.array([0, 1]),
+                            max_masks=100)
