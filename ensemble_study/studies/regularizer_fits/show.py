@@ -138,18 +138,21 @@ def fits_table(df: pd.DataFrame) -> str:
             g = d[d.method == method]
             rows.append([dataset, LABELS[method], _mean_ci(g.test_error), _mean_ci(g.test_nll),
                          ci(*_geo(g.weight_norm)), _mean_ci(g.cosine_exact),
-                         _mean_ci(g.dropout_loss)])
+                         _mean_ci(g.dropout_loss),
+                         f"{int(g.converged.astype(bool).sum())}/{len(g)}"])
     n = df.split.nunique()
     lam = df[df.method == "l2"].groupby("dataset").l2.median()
     return (f"Each fit's test error and test NLL (mean over {n} splits [95% t-interval]), its "
             f"weight norm (geometric mean [t-interval of the mean log]), the cosine between "
             f"its weights and the exact-dropout fit's, and its exact expected dropout loss on "
             f"the training set per example (the objective the exact fit minimises); "
-            f"keep_prob {df.keep_prob.iloc[0]:g}, {df.n_train.iloc[0]} training examples. "
+            f"keep_prob {df.keep_prob.iloc[0]:g}, {df.n_train.iloc[0]} training examples; "
+            f"`converged`: fits whose optimiser reported convergence (the exact fit does "
+            f"not when its integral cannot reach its accuracy at a trial step). "
             f"Validated L2's chosen strength (median over splits): "
             + ", ".join(f"{k} {num(v)}" for k, v in lam.items()) + ".\n\n"
             + table(["dataset", "method", "test error", "test NLL", "weight norm",
-                     "cosine with exact", "dropout loss"], rows))
+                     "cosine with exact", "dropout loss", "converged"], rows))
 
 
 @STUDY.block("regularizer-fits-claims")
