@@ -158,7 +158,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=c.tidy, order=96, reproduce=False,
-    cost="about 35 minutes on one core of a loaded 2-core machine (--jobs 1)",
+    cost="about 18 minutes with --jobs 1 on the loaded 2-core machine",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)

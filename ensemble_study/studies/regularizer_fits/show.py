@@ -15,7 +15,7 @@ from matplotlib.ticker import NullFormatter
 from ... import stats
 from ...plots import new_figure
 from ...report import ci, num, table
-from . import METHODS, STUDY
+from . import L2_GRID, METHODS, STUDY
 
 LABELS = {"exact": "exact dropout", "quadratic": "Wager's R^q", "gaussian": "Gaussian",
           "l2": "validated L2", "fisher_ridge": "Fisher-frozen ridge", "sgd": "dropout SGD"}
@@ -149,7 +149,8 @@ def fits_table(df: pd.DataFrame) -> str:
             f"keep_prob {df.keep_prob.iloc[0]:g}, {df.n_train.iloc[0]} training examples; "
             f"`converged`: fits whose optimiser reported convergence (the exact fit does "
             f"not when its integral cannot reach its accuracy at a trial step). "
-            f"Validated L2's chosen strength (median over splits): "
+            f"Validated L2's chosen strength (median over splits; the grid runs from "
+            f"{L2_GRID[0]:g} to {L2_GRID[-1]:g}): "
             + ", ".join(f"{k} {num(v)}" for k, v in lam.items()) + ".\n\n"
             + table(["dataset", "method", "test error", "test NLL", "weight norm",
                      "cosine with exact", "dropout loss", "converged"], rows))
