@@ -35,11 +35,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logsumexp
 
+from .dropout import scaled_forward, unit_keep_probs
+from .ensemble import subnetwork_outputs
 from .laplace import expected_softplus
+from .masks import enumerate_masks, n_masks
 
 __all__ = ["logistic_exact", "logistic_quadratic", "logistic_gaussian", "logistic_mcf_bound",
            "softmax_exact", "softmax_quadratic", "squared_quadratic", "enumerate_regularizer",
-           "all_masks"]
+           "all_masks", "fit_logistic", "fisher_ridge_strengths", "penalty_strengths", "nll",
+           "fit_l2_validated", "fit_dropout_sgd", "rare_features", "mlp_regularizer"]
 
 MAX_ENUMERATED = 16
 
@@ -136,20 +140,30 @@ def squared_quadratic(X, beta, q):
     return float(0.5 * (1.0 - q) / q * np.sum((X ** 2) @ (beta ** 2)))
 
 
-def logistic_gaussian(X, beta, q, b=0.0, *, n_nodes=80):
+def logistic_gaussian(X, beta, q, b=0.0, *, n_nodes=80, return_grad=False):
     """Wang & Manning's Gaussian surrogate: ``sum_i E softplus(N(z_i, s_i^2)) - softplus(z_i)``.
 
     ``s_i^2 = (1-q)/q sum_j x_ij^2 beta_j^2`` (the exact variance of ``z~_i``);
-    Gauss-Hermite quadrature with ``n_nodes`` nodes.
+    Gauss-Hermite quadrature with ``n_nodes`` nodes. Same returns as
+    :func:`logistic_exact`. The gradient uses Stein's identity
+    ``d/ds E g(z + s t) = s E g''(z + s t)`` (t standard normal), so it has no ``1/s``.
     """
     X, beta = _check_xb(X, beta)
     q = _check_q(q)
     z = X @ beta + b
-    sd = np.sqrt((1.0 - q) / q * (X ** 2) @ (beta ** 2))
+    k2 = (1.0 - q) / q
+    sd = np.sqrt(k2 * (X ** 2) @ (beta ** 2))
     t, w = np.polynomial.hermite_e.hermegauss(n_nodes)
     w = w / w.sum()
-    vals = np.logaddexp(0.0, z[:, None] + sd[:, None] * t[None, :]) @ w
-    return float(np.sum(vals) - np.sum(np.logaddexp(0.0, z)))
+    zt = z[:, None] + sd[:, None] * t[None, :]
+    R = float(np.sum(np.logaddexp(0.0, zt) @ w) - np.sum(np.logaddexp(0.0, z)))
+    if not return_grad:
+        return R
+    st = expit(zt)
+    g1 = st @ w - expit(z)                         # d/dz_i
+    h = (st * (1.0 - st)) @ w                      # (d/d sd_i) / sd_i
+    grad = g1 @ X + k2 * beta * (h @ X ** 2)
+    return R, grad, float(np.sum(g1))
 
 
 def logistic_mcf_bound(X, y, beta, q, b=0.0):
@@ -223,7 +237,8 @@ def softmax_quadratic(X, W, q, c=None):
     return float(0.5 * (1.0 - q) / q * np.sum(X ** 2 * quad))
 
 
-def fit_logistic(X, y, q, penalty="exact", *, maxiter=500):
+def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x0=None,
+                 gtol=1e-8):
     """Weights and intercept minimising ``sum_i NLL_i + penalty`` by L-BFGS.
 
     Parameters
@@ -232,39 +247,290 @@ def fit_logistic(X, y, q, penalty="exact", *, maxiter=500):
     y : ndarray of {0, 1}, shape (n_examples,)
     q : float in (0, 1]
         keep_prob of the inputs (inverted dropout).
-    penalty : {"exact", "quadratic", "none"}
+    penalty : {"exact", "quadratic", "gaussian", "none"}
         ``"exact"``: the expected dropout loss itself (NLL + exact R);
         ``"quadratic"``: NLL + Wager's R^q (which may have no finite minimiser on
-        separable data: it tends to 0 along a separating ray).
+        separable data: it tends to 0 along a separating ray);
+        ``"gaussian"``: NLL + Wang & Manning's Gaussian surrogate.
     maxiter : int
+    l2 : float >= 0
+        Added ``l2/2 |beta|^2`` (the intercept is never penalised).
+    ridge : ndarray, shape (n_features,), optional
+        Added ``1/2 sum_j ridge_j beta_j^2`` (per-feature strengths, for example
+        :func:`fisher_ridge_strengths` frozen at a solution).
+    x0 : ndarray, shape (n_features + 1,), optional
+        Starting weights and intercept (zeros by default).
 
     Returns
     -------
     beta : ndarray, shape (n_features,)
     b : float
     converged : bool
+        False when L-BFGS stopped early, or when the exact integral could not reach its
+        accuracy at some trial point (weights running away: the step was refused).
     """
     from scipy.optimize import minimize
 
-    fns = {"exact": logistic_exact, "quadratic": logistic_quadratic, "none": None}
+    fns = {"exact": logistic_exact, "quadratic": logistic_quadratic,
+           "gaussian": logistic_gaussian, "none": None}
     if penalty not in fns:
         raise ValueError(f"penalty must be one of {tuple(fns)}; got {penalty!r}")
     X, _ = _check_xb(X, np.zeros(np.shape(X)[1]))
     y = np.asarray(y, dtype=np.float64)
     d = X.shape[1]
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0; got {l2!r}")
+    r2 = np.full(d, float(l2))
+    if ridge is not None:
+        ridge = np.asarray(ridge, dtype=np.float64)
+        if ridge.shape != (d,) or not np.all(np.isfinite(ridge)) or np.any(ridge < 0):
+            raise ValueError(f"ridge must hold {d} finite strengths >= 0, one per feature; "
+                             f"got shape {ridge.shape}")
+        r2 = r2 + ridge
+
+    failed = []
 
     def objective(w):
         beta, b = w[:d], w[d]
         z = X @ beta + b
         r = expit(z) - y
-        val = np.sum(np.logaddexp(0.0, z) - y * z)
-        g = np.append(X.T @ r, r.sum())
+        val = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(r2 * beta ** 2)
+        g = np.append(X.T @ r + r2 * beta, r.sum())
         if fns[penalty] is not None:
-            pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            try:
+                pv, pg, pb = fns[penalty](X, beta, q, b, return_grad=True)
+            except ValueError:
+                # The exact integral cannot reach its accuracy this far out: refuse the
+                # step (the line search backs off) and report the fit as not converged.
+                failed.append(True)
+                return np.inf, np.zeros_like(w)
             val += pv
             g += np.append(pg, pb)
         return val, g
 
-    res = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
-                   options={"maxiter": maxiter, "gtol": 1e-8})
-    return res.x[:d], float(res.x[d]), bool(res.success)
+    start = np.zeros(d + 1) if x0 is None else np.asarray(x0, dtype=np.float64)
+    res = minimize(objective, start, jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": gtol})
+    return res.x[:d], float(res.x[d]), bool(res.success) and not failed
+
+
+def fisher_ridge_strengths(X, beta, q, b=0.0):
+    """Per-feature strengths of ``R^q`` with the diagonal Fisher frozen at ``(beta, b)``.
+
+    ``s_j = (1-q)/q sum_i A''(z_i) x_ij^2``, so that ``1/2 sum_j s_j beta_j^2`` equals
+    :func:`logistic_quadratic` at ``(beta, b)``. Shape (n_features,).
+    """
+    X, beta = _check_xb(X, beta)
+    q = _check_q(q)
+    s = expit(X @ beta + b)
+    return (1.0 - q) / q * ((s * (1.0 - s)) @ X ** 2)
+
+
+def penalty_strengths(penalty, X, beta, q, b=0.0):
+    """How hard a penalty pulls on each weight at ``beta``: ``(dR/dbeta_j) / beta_j``.
+
+    For an L2 penalty ``lam/2 |beta|^2`` this is ``lam`` for every feature; for a
+    ridge with strengths ``s_j`` it is ``s_j``. ``penalty`` is "exact", "quadratic" or
+    "gaussian". Shape (n_features,); ``nan`` where ``beta_j = 0``.
+    """
+    fns = {"exact": logistic_exact, "quadratic": logistic_quadratic,
+           "gaussian": logistic_gaussian}
+    if penalty not in fns:
+        raise ValueError(f"penalty must be one of {tuple(fns)}; got {penalty!r}")
+    X, beta = _check_xb(X, beta)
+    _, g, _ = fns[penalty](X, beta, q, b, return_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(beta != 0, g / beta, np.nan)
+
+
+def nll(X, y, beta, b=0.0):
+    """Mean logistic negative log-likelihood (nats) of labels ``y`` in {0, 1}."""
+    z = np.asarray(X, dtype=np.float64) @ beta + b
+    return float(np.mean(np.logaddexp(0.0, z) - np.asarray(y, dtype=np.float64) * z))
+
+
+def fit_l2_validated(X, y, lams, *, rng, val_fraction=0.25):
+    """Plain L2 logistic regression, its strength chosen on a held-out part of ``X``.
+
+    The rows are split once (``rng``) into a fitting part and a validation part
+    (``val_fraction``); each ``lam`` in ``lams`` is fitted on the first and scored by
+    the mean NLL on the second; the best is refitted on all rows.
+
+    Returns
+    -------
+    beta : ndarray, shape (n_features,)
+    b : float
+    lam : float
+        The chosen strength.
+    """
+    lams = np.asarray(lams, dtype=np.float64).ravel()
+    if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
+        raise ValueError(f"lams must be a non-empty list of finite strengths >= 0; got {lams!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction!r}")
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    rng = np.random.default_rng(rng)
+    order = rng.permutation(len(y))
+    n_val = max(1, int(round(val_fraction * len(y))))
+    val, fit = order[:n_val], order[n_val:]
+    scores = []
+    for lam in lams:
+        beta, b, _ = fit_logistic(X[fit], y[fit], 1.0, "none", l2=lam)
+        scores.append(nll(X[val], y[val], beta, b))
+    lam = float(lams[int(np.argmin(scores))])
+    beta, b, _ = fit_logistic(X, y, 1.0, "none", l2=lam)
+    return beta, b, lam
+
+
+def fit_dropout_sgd(X, y, q, *, rng, epochs=300, batch_size=10, lr=0.5):
+    """Logistic regression trained by dropout SGD: the masks sampled, not integrated.
+
+    Minibatch SGD on the mean NLL of ``x~ = m * x / q`` (inverted input dropout,
+    fresh masks every step), step ``lr / sqrt(1 + epoch)``, and the average of the
+    iterates over the second half of the epochs (Polyak-Ruppert), which estimates
+    the minimiser of the expected dropout loss (the same minimiser as
+    ``fit_logistic(..., "exact")``).
+
+    Returns
+    -------
+    beta : ndarray, shape (n_features,)
+    b : float
+    """
+    X, _ = _check_xb(X, np.zeros(np.shape(X)[1]))
+    q = _check_q(q)
+    y = np.asarray(y, dtype=np.float64)
+    rng = np.random.default_rng(rng)
+    n, d = X.shape
+    w, b = np.zeros(d), 0.0
+    avg_w, avg_b, n_avg = np.zeros(d), 0.0, 0
+    for epoch in range(epochs):
+        step = lr / np.sqrt(1.0 + epoch)
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xt = X[idx] * (rng.random((len(idx), d)) < q) / q
+            r = expit(xt @ w + b) - y[idx]
+            w -= step * (xt.T @ r) / len(idx)
+            b -= step * float(r.mean())
+            if epoch >= epochs // 2:
+                n_avg += 1
+                avg_w += (w - avg_w) / n_avg
+                avg_b += (b - avg_b) / n_avg
+    return avg_w, float(avg_b)
+
+
+def rare_features(n, *, rng, n_rare=10, n_common=20, rare_rate=0.1, flip=0.1,
+                  common_shift=0.25):
+    """A simulation after Wager et al. (2013): rare discriminative against common weak features.
+
+    ``y ~ Bernoulli(1/2)``, ``s = 2y - 1``. Each of the first ``n_rare`` features is active
+    with probability ``rare_rate`` and then equals ``s`` (``-s`` with probability
+    ``flip``), else 0; each of the ``n_common`` others is ``common_shift * s + N(0, 1)``.
+    The features are not standardised (that would inflate the rare ones).
+
+    Returns
+    -------
+    X : ndarray, shape (n, n_rare + n_common)
+    y : ndarray of {0, 1}, shape (n,)
+    """
+    for name, v in (("n", n), ("n_rare", n_rare), ("n_common", n_common)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    for name, v in (("rare_rate", rare_rate), ("flip", flip)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1]; got {v!r}")
+    rng = np.random.default_rng(rng)
+    y = rng.integers(0, 2, n)
+    s = 2.0 * y - 1.0
+    active = rng.random((n, n_rare)) < rare_rate
+    sign = np.where(rng.random((n, n_rare)) < flip, -1.0, 1.0)
+    rare = active * sign * s[:, None]
+    common = common_shift * s[:, None] + rng.standard_normal((n, n_common))
+    return np.hstack([rare, common]), y.astype(np.int64)
+
+
+_A = {"identity": lambda z: 0.5 * np.sum(z ** 2, axis=-1),
+      "sigmoid": lambda z: np.logaddexp(0.0, z[..., 0]),
+      "softmax": lambda z: logsumexp(z, axis=-1)}
+
+
+def _label_term(output, z, y):
+    """``t(y) . z`` of the loss ``A(z) - t(y).z``, shape z.shape[:-1]."""
+    if output == "softmax":
+        return np.take_along_axis(z, y[:, None], axis=-1)[..., 0] if z.ndim == 2 else \
+            np.take_along_axis(z, np.broadcast_to(y[None, :, None], z.shape[:-1] + (1,)),
+                               axis=-1)[..., 0]
+    if output == "sigmoid":
+        return y * z[..., 0]
+    return np.sum(y * z, axis=-1)
+
+
+def mlp_regularizer(net, cfg, X, y, *, max_masks=2 ** 16, chunk_size=4096):
+    """The exact dropout regularizer of an MLP, and its two parts, by enumeration.
+
+    With the output loss written ``A(z) - t(y).z`` (softmax: ``A = logsumexp``,
+    ``t(y)`` one-hot; sigmoid: ``A = softplus``, ``t(y) = y``; identity: ``A = |z|^2/2``,
+    ``t(y) = y``), the regularizer summed over the examples is
+
+        E_m[NLL(subnetwork)] - NLL(scaled pass)
+          = sum_i (E[A(z~_i)] - A(z_i))  -  sum_i t(y_i).(E[z~_i] - z_i),
+
+    the first part free of the labels, the second label-dependent; the second is
+    exactly 0 when ``E[z~]`` equals the scaled logits, in particular when every
+    activation after the first dropped layer is the identity (fact 10).
+
+    Parameters
+    ----------
+    net : MLP
+    cfg : DropoutConfig
+    X : ndarray, shape (n_examples, n_features)
+    y : ndarray
+        softmax: class indices, shape (n_examples,); sigmoid: {0, 1}, shape
+        (n_examples,); identity: targets, shape (n_examples, n_outputs).
+    max_masks : int
+        Refuse (``ValueError``) beyond this many masks.
+    chunk_size : int
+
+    Returns
+    -------
+    dict
+        ``total``, ``label_free``, ``label_dependent`` (floats, summed over examples).
+    """
+    output = net.output
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n = X.shape[0]
+    if output == "softmax":
+        k = net.sizes[-1]
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or \
+                y.max() >= k:
+            raise ValueError(f"y must hold one class index in 0..{k - 1} per row of X for a "
+                             f"softmax output; got shape {y.shape}")
+    elif output == "sigmoid":
+        if y.shape != (n,) or not np.all(np.isin(y, (0, 1))):
+            raise ValueError(f"y must hold one label in {{0, 1}} per row of X for a sigmoid "
+                             f"output; got shape {y.shape}")
+        y = y.astype(np.float64)
+    else:
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (n, net.sizes[-1]):
+            raise ValueError(f"y must have shape (n_examples, n_outputs) = "
+                             f"({n}, {net.sizes[-1]}) for an identity output; got {y.shape}")
+    q = unit_keep_probs(net, cfg)
+    total_masks = n_masks(q)
+    if total_masks > max_masks:
+        raise ValueError(f"enumeration needs {total_masks} masks, more than max_masks = "
+                         f"{max_masks}; drop fewer units or raise max_masks")
+    A = _A[output]
+    z_s = scaled_forward(net, cfg, X, logits=True)
+    EA = np.zeros(n)
+    Ez = np.zeros_like(z_s)
+    for masks, logp in enumerate_masks(q, chunk_size):
+        zt = subnetwork_outputs(net, cfg, X, masks, logits=True)      # (m, n, k)
+        w = np.exp(logp)
+        EA += np.tensordot(w, A(zt), axes=1)
+        Ez += np.tensordot(w, zt, axes=1)
+    free = float(np.sum(EA - A(z_s)))
+    dep = -float(np.sum(_label_term(output, Ez, y) - _label_term(output, z_s, y)))
+    return {"total": free + dep, "label_free": free, "label_dependent": dep}

@@ -92,7 +92,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=c.tidy, order=95, reproduce=False,
-    cost="about a minute on 2 cores",
+    cost="about 10 minutes with --jobs 1 on the loaded 2-core machine",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)
