@@ -299,7 +299,7 @@ def test_generic_path_with_input_dropout_matches_brute_force_and_numpy(data):
     chunk = data.draw(st.sampled_from([None, 3, 16]), label="chunk_size")
     net, X = _net(sizes, output, data.draw(st.integers(0, 2**16), label="seed"), hidden)
     cfg = DropoutConfig(layers, scheme=scheme)
-    assert reference.shortcut_plan(net, cfg) is None  # the generic path
+    assert kernels.shortcut_plan(net, cfg) is None  # the generic path
     ref = brute_force(net, cfg, X)
     got = exact_ensemble(net, cfg, X, chunk_size=chunk)
     with pytest.MonkeyPatch.context() as patch:
