@@ -261,8 +261,8 @@ def taylor_logits(net: MLP, cfg: DropoutConfig, X: np.ndarray):
                 if l2 in mu:
                     t1 = t1 * mu[l2]
                     t2 = None if t2 is None else t2 * mu[l2]
-                t1 = t1 @ net.weights[l2]
-                t2 = None if t2 is None else t2 @ net.weights[l2]
+                t1 = _mm(t1, net.weights[l2])
+                t2 = None if t2 is None else _mm(t2, net.weights[l2])
             if t2 is None:
                 t2 = np.zeros_like(t1)
             d1[r, start:start + w] = t1
@@ -373,7 +373,7 @@ class _Sampler:
         y = OUTPUT_FUNCTIONS[self.net.output](z)
         y2 = y * y
         if self.rb is not None:
-            y2 = y2 + (a_last * a_last) @ self.within_w
+            y2 = y2 + _mm(a_last * a_last, self.within_w)
         return np.concatenate([y, y2, z], -1)
 
     def draw(self, gen, n_pairs, chunk=None):
@@ -413,10 +413,19 @@ def _forward_logits(net, X, mults, *, last_input=False):
             before = A
         if l in mults:
             A = A * mults[l][:, None, :]
-        Z = A @ net.weights[l] + net.biases[l]
+        Z = _mm(A, net.weights[l]) + net.biases[l]
         if l < L - 1:
             A = ACTIVATION_FUNCTIONS[net.hidden[l]](Z)
     return (Z, before) if last_input else Z
+
+
+def _mm(A, W):
+    """``A @ W`` for a stack ``A`` (..., m) as one 2-D product: numpy's stacked matmul
+    loops over the stack outside BLAS (measured 35x slower for (64, 25, 512) @ (512, 512))."""
+    if A.ndim <= 2:
+        return A @ W
+    return (np.ascontiguousarray(A).reshape(-1, A.shape[-1]) @ W).reshape(*A.shape[:-1],
+                                                                         W.shape[1])
 
 
 def _coefficients(F, Lc, Qc):
