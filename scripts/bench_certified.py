@@ -34,7 +34,8 @@ not runs to ``h``. Compute is counted two ways:
   the pilot and the control variates' products). On a loaded machine the seconds
   are indicative; the ratio of passes does not depend on the load.
 
-One CSV row per (network, criterion), to ``--out`` (``results/bench_certified.csv``).
+One CSV row per (network, criterion), to ``--out`` (``results/bench_certified.csv``,
+with its JSON sidecar).
 
 Usage::
 
@@ -56,6 +57,7 @@ from ensemble_study.certified import certified_ensemble, derivative_cost
 from ensemble_study.dropout import DropoutConfig
 from ensemble_study.ensemble import certified_rows, sample_ensemble
 from ensemble_study.network import MLP
+from ensemble_study.results import save_result
 
 SIZES = (784, 512, 512, 10)
 KEEP = 0.5
@@ -143,9 +145,8 @@ def main(argv=None):
                   f"{row['certified_seconds']:,.0f} s): {row['pass_ratio']:.2f}x fewer passes, "
                   f"{row['seconds_ratio']:.2f}x fewer seconds; median per-coordinate variance "
                   f"ratio {row['median_variance_ratio']:.2f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.6g")
-    print(f"wrote {args.out}")
+    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    print(f"wrote {save_result(pd.DataFrame(rows), args.out, params)}")
 
 
 if __name__ == "__main__":
