@@ -406,6 +406,11 @@ def _rb_memory(net: MLP, plan, n_examples: int) -> int:
     return int(per_thread * default_threads() + 8 * 4 * _CHUNK_ELEMENTS)
 
 
+def _pow2(n: int) -> float:
+    """``2.0 ** n``, or ``math.inf`` where that float would overflow."""
+    return 2.0**n if n < 1000 else math.inf
+
+
 def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
                   estimator: str) -> Cost:
     """Time and memory of one way of computing the ensemble, from the sizes alone.
@@ -425,11 +430,12 @@ def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
         q = unit_keep_probs(net, cfg)
         n_free = n_free_units(q)
         if plan is not None:
-            n_outer = 2.0 ** n_free_units(plan.outer_q)
+            # 2.0 ** 1024 overflows a float: past 2**1000 masks the count is inf
+            n_outer = _pow2(n_free_units(plan.outer_q))
             seconds = n_outer * n * (macs + _inner_cost(net, plan)) / RATE
             memory = _rb_memory(net, plan, n)
         else:
-            seconds = 2.0**n_free * n * macs / RATE
+            seconds = _pow2(n_free) * n * macs / RATE
             memory = 8 * 4 * 2**22 + n_free * 2**16
         return Cost("exact", 2**n_free, seconds, int(memory))
     if estimator == "rb_mc":
