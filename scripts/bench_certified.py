@@ -39,7 +39,8 @@ with its JSON sidecar).
 
 Usage::
 
-    python scripts/bench_certified.py --images 200 --pairs 128 --epochs 3
+    python scripts/bench_certified.py --images 1000 --pairs 128 --epochs 3 \\
+        --network trained --network random
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def needed(sd: np.ndarray, h: float, criterion: str) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--pairs", type=int, default=128)
     ap.add_argument("--tolerance", type=float, default=0.001)
     ap.add_argument("--epochs", type=int, default=3)
