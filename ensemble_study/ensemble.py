@@ -417,6 +417,11 @@ def _rb_memory(net: MLP, plan, n_examples: int) -> int:
     return int(per_thread * default_threads() + 8 * 4 * _CHUNK_ELEMENTS)
 
 
+def _pow2(n: int) -> float:
+    """``2.0 ** n``, or ``math.inf`` where that float would overflow."""
+    return 2.0**n if n < 1000 else math.inf
+
+
 def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
                   estimator: str) -> Cost:
     """Time and memory of one way of computing the ensemble, from the sizes alone.
@@ -436,11 +441,12 @@ def estimate_cost(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int,
         q = unit_keep_probs(net, cfg)
         n_free = n_free_units(q)
         if plan is not None:
-            n_outer = 2.0 ** n_free_units(plan.outer_q)
+            # 2.0 ** 1024 overflows a float: past 2**1000 masks the count is inf
+            n_outer = _pow2(n_free_units(plan.outer_q))
             seconds = n_outer * n * (macs + _inner_cost(net, plan)) / RATE
             memory = _rb_memory(net, plan, n)
         else:
-            seconds = 2.0**n_free * n * macs / RATE
+            seconds = _pow2(n_free) * n * macs / RATE
             memory = 8 * 4 * 2**22 + n_free * 2**16
         return Cost("exact", 2**n_free, seconds, int(memory))
     if estimator == "rb_mc":
@@ -626,6 +632,7 @@ def sample_ensemble(
     estimator: str = "mc",
     chunk_size: int | None = None,
     progress: bool = False,
+    executor=None,
 ) -> EnsembleResult:
     """A Monte Carlo estimate of the ensemble from K sampled masks.
 
@@ -685,6 +692,12 @@ def sample_ensemble(
     progress : bool
         Show progress on stderr (a bar on a terminal, a line every 10% or
         30 s in a log).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        ``certified`` only: its batches of examples (:func:`certified_rows`) run as
+        tasks there, merged in batch order, so the result is the local one to the
+        last bit. ``mc`` and ``rb_mc`` run on this process's threads; asking for
+        them with an executor is refused (``auto`` uses it only if it picks
+        ``certified``).
 
     Returns
     -------
@@ -717,6 +730,10 @@ def sample_ensemble(
                          f"got {estimator!r}")
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if executor is not None and estimator in ("mc", "rb_mc"):
+        raise ValueError(f"executor= runs the batches of estimator='certified' (or 'auto' "
+                         f"when it picks certified); estimator={estimator!r} runs on this "
+                         f"process's threads: drop executor=, or use estimator='certified'")
     gen = check_rng(rng)
     if estimator == "auto":
         estimator = choose_estimator(net, cfg, X.shape[0], n_samples,
@@ -728,7 +745,8 @@ def sample_ensemble(
     if estimator == "certified":  # control variates + antithetic pairs (certified.py)
         res = certified_ensemble(net, cfg, X, gen, n_pairs=max(2, n_samples // 2),
                                  max_passes=float("inf"),
-                                 max_rows=certified_rows(net, cfg, X.shape[0], n_samples))
+                                 max_rows=certified_rows(net, cfg, X.shape[0], n_samples),
+                                 executor=executor)
         return from_certified(res)
     vnet, vcfg = _vanilla_equivalent(net, cfg)
     # Kept at the numpy path's size (2 MiB arrays), not the compiled path's
@@ -762,12 +780,21 @@ def from_certified(res) -> EnsembleResult:
                           method="sampled", stderr=res.stderr)
 
 
+CERTIFIED_BATCHES = 8
+"""A certified estimate's examples are cut into at least this many batches (when there are
+as many examples): the tasks an executor spreads over its workers. Fixed, not the number
+of workers, so that the result does not depend on them."""
+
+
 def certified_rows(net: MLP, cfg: DropoutConfig, n_examples: int, n_samples: int) -> int:
-    """Examples per batch of a certified estimate with K = ``n_samples`` within
-    :data:`MEMORY_BOUND` (1 at least)."""
+    """Examples per batch of a certified estimate with K = ``n_samples``: within
+    :data:`MEMORY_BOUND`, and at most ``ceil(n_examples / CERTIFIED_BATCHES)`` (1 at least).
+    The batches share their masks, so with a fixed K the estimate depends on this only
+    through rounding."""
     from .certified import cost_model
 
-    return max(1, cost_model(net, cfg, n_examples, n_samples, MEMORY_BOUND)["rows"])
+    fits = cost_model(net, cfg, n_examples, n_samples, MEMORY_BOUND)["rows"]
+    return max(1, min(fits, math.ceil(n_examples / CERTIFIED_BATCHES)))
 
 
 def _stderr(variance: np.ndarray, n_samples: int) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""The certified estimator on a process pool and a Dask cluster: the same bits; its budget
+counts the derivatives as its cost model does."""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from ensemble_study.certified import (
+    certified_ensemble,
+    cost_model,
+    derivative_cost,
+    derivative_passes,
+)
+from ensemble_study.dropout import DropoutConfig
+from ensemble_study.ensemble import CERTIFIED_BATCHES, certified_rows, sample_ensemble
+from ensemble_study.executor import process_pool
+from ensemble_study.network import MLP
+
+FIELDS = ("mean", "mean_half_width", "geometric_mean", "geometric_mean_half_width",
+          "variance", "variance_half_width", "mean_logits", "mean_logits_half_width",
+          "stderr", "variance_ratio")
+
+
+def _case(output="softmax", act="tanh"):
+    net = MLP.random([6, 16, 12, 3], act, output, rng=5)
+    cfg = DropoutConfig(0.6, layers=[0, 1, 2])
+    X = np.random.default_rng(6).normal(size=(11, 6))
+    return net, cfg, X
+
+
+def _same_bits(a, b):
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or np.array_equal(x, y), name
+    assert (a.n_pairs, a.n_pilot, a.n_passes) == (b.n_pairs, b.n_pilot, b.n_passes)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with process_pool(2) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_pairs=40), dict(tolerance=0.05)])
+def test_same_bits_on_threads_and_a_process_pool(pool, kwargs):
+    net, cfg, X = _case()
+    local = certified_ensemble(net, cfg, X, 3, max_rows=3, **kwargs)
+    assert local.mean.shape == (11, 3)
+    with ThreadPoolExecutor(3) as threads:
+        _same_bits(certified_ensemble(net, cfg, X, 3, max_rows=3, executor=threads, **kwargs),
+                   local)
+    _same_bits(certified_ensemble(net, cfg, X, 3, max_rows=3, executor=pool, **kwargs), local)
+
+
+def test_stream_ends_where_the_local_run_leaves_it(pool):
+    _, cfg, X = _case()
+    net = MLP.random([6, 16, 12, 1], "relu", "sigmoid", rng=2)
+    g1, g2 = np.random.default_rng(9), np.random.default_rng(9)
+    a = certified_ensemble(net, cfg, X, g1, n_pairs=20, max_rows=4)
+    b = certified_ensemble(net, cfg, X, g2, n_pairs=20, max_rows=4, executor=pool)
+    _same_bits(a, b)
+    assert g1.random() == g2.random()
+    # and, up to rounding, the one-batch result (the batches share their masks)
+    one = certified_ensemble(net, cfg, X, 9, n_pairs=20)
+    np.testing.assert_allclose(a.mean, one.mean, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow  # a LocalCluster of two worker processes: ~10 s on a busy machine
+def test_same_bits_on_a_local_dask_cluster(cluster_client, pool):
+    net, cfg, X = _case()
+    local = certified_ensemble(net, cfg, X, 3, n_pairs=40, max_rows=3)
+    _same_bits(certified_ensemble(net, cfg, X, 3, n_pairs=40, max_rows=3,
+                                  executor=cluster_client), local)
+    ref = sample_ensemble(net, cfg, X, 80, 4, estimator="certified")
+    for executor in (pool, cluster_client):
+        res = sample_ensemble(net, cfg, X, 80, 4, estimator="certified", executor=executor)
+        for name in ("mean", "variance", "geometric_mean", "stderr"):
+            assert np.array_equal(getattr(res, name), getattr(ref, name)), name
+
+
+def test_sample_ensemble_certified_on_a_pool_is_the_serial_result(pool):
+    net, cfg, X = _case("identity", "relu")
+    assert certified_rows(net, cfg, X.shape[0], 60) == math.ceil(11 / CERTIFIED_BATCHES)
+    ref = sample_ensemble(net, cfg, X, 60, 4, estimator="certified")
+    res = sample_ensemble(net, cfg, X, 60, 4, estimator="certified", executor=pool)
+    for name in ("mean", "variance", "stderr"):
+        assert np.array_equal(getattr(res, name), getattr(ref, name)), name
+
+
+def test_bad_executor_and_mc_with_an_executor_are_refused(pool):
+    net, cfg, X = _case()
+    with pytest.raises(TypeError, match=r"executor must be None, a concurrent.futures.Executor "
+                                        r"or a dask.distributed.Client; got str"):
+        certified_ensemble(net, cfg, X, 0, n_pairs=4, executor="tcp://localhost:8786")
+    for estimator in ("mc", "rb_mc"):
+        with pytest.raises(ValueError, match=rf"estimator='{estimator}' runs on this process"):
+            sample_ensemble(net, cfg, X, 10, 0, estimator=estimator, executor=pool)
+
+
+@pytest.mark.parametrize("act, factor", [("tanh", 2.0), ("sigmoid", 2.0), ("relu", 1.0),
+                                         ("identity", 1.0)])
+def test_max_passes_counts_the_derivatives_as_the_cost_model_does(act, factor):
+    net = MLP.random([5, 40, 30, 2], act, "softmax", rng=1)
+    cfg = DropoutConfig(0.5, layers=[1, 2])
+    X = np.random.default_rng(0).normal(size=(3, 5))
+    d = derivative_passes(net, cfg)
+    assert derivative_cost(net, cfg) == pytest.approx(factor * d)
+    n_pairs, n_pilot = 10, 8
+    needed = factor * d + 2 * n_pilot + 2 * n_pairs
+    model = cost_model(net, cfg, 3, 2 * n_pairs, 2**30)
+    # the model's pilot is the default 64 pairs; the derivatives are counted alike
+    assert model["passes"] - 2 * 64 - 2 * n_pairs == pytest.approx(factor * d)
+    res = certified_ensemble(net, cfg, X, 0, n_pairs=n_pairs, n_pilot=n_pilot,
+                             max_passes=needed + 0.5)
+    assert res.n_passes == pytest.approx(needed)
+    with pytest.raises(ValueError, match=r"more than max_passes"):
+        certified_ensemble(net, cfg, X, 0, n_pairs=n_pairs, n_pilot=n_pilot,
+                           max_passes=needed - 0.5)
