@@ -188,7 +188,11 @@ def check_labels(net: MLP, y, n_examples: int) -> np.ndarray:
         raise ValueError(f"y must hold one label per example, shape ({n_examples},); got "
                          f"shape {y.shape}")
     n_classes = net.sizes[-1] if net.output == "softmax" else 2
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+    if not np.issubdtype(y.dtype, np.integer):
+        # no min/max here: a string or object array has none (numpy raises a TypeError)
+        raise ValueError(f"y must hold integer labels in 0..{n_classes - 1}; got dtype "
+                         f"{y.dtype}: save them as integers (np.save(path, y.astype(int)))")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"y must hold integer labels in 0..{n_classes - 1}; got dtype "
                          f"{y.dtype}, range [{y.min()}, {y.max()}]")
     return y

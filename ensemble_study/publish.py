@@ -18,6 +18,29 @@ from .report import BLOCK
 from .results import load_result
 from .studies import tables
 
+DRAW_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError, ArithmeticError)
+"""What a figure or block function raises on a table whose content is not what its study
+writes (a column dropped or renamed, a string among numbers, a missing identifier, no rows)."""
+
+
+def explain(csv, df, what: str, exc: BaseException) -> str:
+    """One line naming ``csv``, the figure or block ``what`` and what is wrong with the table."""
+    missing = None
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        missing = exc.args[0]
+    elif isinstance(exc, AttributeError) and getattr(exc, "name", None) and \
+            type(getattr(exc, "obj", None)).__name__ in ("DataFrame", "Series", "Pandas"):
+        missing = exc.name
+    if missing is not None and missing.isidentifier() and missing not in df.columns:
+        problem = f"lacks column {missing!r}"
+    elif df.empty:
+        problem = "has no rows"
+    else:
+        detail = " ".join(str(exc).split())[:200]
+        problem = f"has content its study does not write ({type(exc).__name__}: {detail})"
+    return (f"{csv} {problem}, so {what} cannot be made from it; is it the table of "
+            f"study {Path(csv).stem!r}? Rerun the command that writes it")
+
 
 def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
     """Rebuild every registered PNG under ``figures_dir`` from the CSVs in ``results_dir``.
@@ -52,12 +75,8 @@ def render_all(results_dir, figures_dir, *, dpi: int = 130) -> list[Path]:
         for png, fn in makers.items():
             try:
                 fig = fn(df)
-            except KeyError as exc:
-                raise ValueError(f"{csv} lacks column {exc} needed for {png}.png; is it the "
-                                 f"table of study {csv.stem!r}?") from None
-            except (ValueError, TypeError, IndexError, AttributeError) as exc:
-                raise ValueError(f"{csv}: cannot draw {png}.png from it "
-                                 f"({type(exc).__name__}: {exc})") from exc
+            except DRAW_ERRORS as exc:
+                raise ValueError(explain(csv, df, f"figure {png}.png", exc)) from None
             drawn.append((figures_dir / f"{png}.png", fig))
     for out, fig in drawn:
         save_figure(fig, out, dpi=dpi)
@@ -88,7 +107,11 @@ def render(name: str, results_dir, *, cache: dict | None = None) -> str:
     cache = {} if cache is None else cache
     if tab.name not in cache:
         cache[tab.name] = tab.load(results_dir)
-    return fn(cache[tab.name]).rstrip("\n") + "\n"
+    df = cache[tab.name]
+    try:
+        return fn(df).rstrip("\n") + "\n"
+    except DRAW_ERRORS as exc:
+        raise ValueError(explain(tab.csv(results_dir), df, f"block {name!r}", exc)) from None
 
 
 def update(text: str, results_dir) -> tuple[str, list[str]]:

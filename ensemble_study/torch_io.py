@@ -60,6 +60,27 @@ def _torch():
     return torch
 
 
+def _as_float64(torch, tensor, where: str) -> np.ndarray:
+    """``tensor`` as a float64 numpy array, or a ValueError naming ``where`` and the fix."""
+    t = tensor.detach()
+    if t.device.type == "meta":
+        raise ValueError(f"{where} is on the meta device (shape only, no values): materialise "
+                         f"the weights first, e.g. model.to_empty(device='cpu') then load a "
+                         f"state_dict, or build the model without device='meta'")
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in (
+            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
+        raise ValueError(f"{where} has dtype {t.dtype}, which has no float64 value; convert "
+                         f"the model first, e.g. model.to(torch.float64)")
+    if t.layout is not torch.strided:
+        t = t.to_dense()
+    try:
+        return t.to("cpu", torch.float64).numpy()
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        raise ValueError(f"{where} on device {t.device} cannot be copied to the CPU as "
+                         f"float64 ({' '.join(str(exc).split())[:150]}); move the model "
+                         f"first with model.to('cpu', torch.float64)") from None
+
+
 def _describe(position: int, module) -> str:
     text = repr(module)
     return f"module {position} ({text if chr(10) not in text else type(module).__name__})"
@@ -149,9 +170,9 @@ def from_torch(module, *, output: str | None = None):
         kind = type(m)
         layer = len(weights)  # the activation layer that the modules here act on
         if kind is nn.Linear:
-            W = m.weight.detach().to("cpu", torch.float64).numpy().T.copy()
+            W = _as_float64(torch, m.weight, f"{_describe(j, m)}.weight").T.copy()
             b = (np.zeros(W.shape[1]) if m.bias is None
-                 else m.bias.detach().to("cpu", torch.float64).numpy().copy())
+                 else _as_float64(torch, m.bias, f"{_describe(j, m)}.bias").copy())
             if weights and W.shape[0] != weights[-1].shape[1]:
                 raise ValueError(f"{_describe(j, m)}: in_features={W.shape[0]} does not "
                                  f"match the previous Linear's out_features="
