@@ -30,6 +30,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -638,6 +639,9 @@ def connect(execution: Execution) -> Iterator[Execution]:
                         dashboard_address=None))
                 live = stack.enter_context(distributed.Client(cluster))
             else:
+                # A lost scheduler is reported in one line (SchedulerLost); the
+                # client's own reconnect and close log the same loss as tracebacks.
+                stack.enter_context(_quiet_logger("distributed.client"))
                 try:
                     client = distributed.Client(execution.scheduler, timeout=CONNECT_TIMEOUT)
                 except (OSError, TimeoutError, ValueError) as exc:
@@ -645,6 +649,18 @@ def connect(execution: Execution) -> Iterator[Execution]:
                                           f"{execution.scheduler!r}: {exc}") from exc
                 live = stack.enter_context(client)
         yield dataclasses.replace(execution, executor=live)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Hold logger ``name`` to CRITICAL for the block (restored after)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _dask(run_cell, todo, cells, params, client) -> Iterator:
