@@ -19,6 +19,10 @@ uninterrupted one's, bit for bit.
 Worker processes run ``exact_ensemble`` on one thread
 (``ENSEMBLE_STUDY_THREADS=1``, read by ``kernels.default_threads``) and hold
 BLAS to one thread: the workers already share the cores.
+
+(Over 500 lines: the cell store, the process pool and Dask share one
+Execution and one ordering rule, and their fault handling (checksums, locks,
+signals, a lost scheduler) is read together.)
 """
 
 from __future__ import annotations

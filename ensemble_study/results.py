@@ -16,6 +16,9 @@ same folder removes those left by a killed process.
 Outputs are checked before any work (:func:`check_output_path`): a target
 that is a folder, a device, a pipe, or a symbolic link pointing outside its
 folder is never replaced, and the folder must be creatable and writable.
+
+(About 500 lines: the CSV, its sidecar, their hashes and the folder lock
+are one publication rule.)
 """
 
 from __future__ import annotations

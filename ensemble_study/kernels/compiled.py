@@ -31,6 +31,11 @@ Kernels:
 * ``_outer_moments``: identity output and NWGM: over the outer masks only
   the mean and the centred co-moment matrix of the last hidden layer are
   needed (the output is affine in it), accumulated the same way.
+
+(Over 500 lines: every kernel here uses the same inlined per-subnetwork
+helpers, activation codes and flat network layout, and each is checked
+against its sibling in ``reference``; one module keeps them read, compiled
+and cached together.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The approximations study's figures and documentation blocks, from its saved table only."""
+"""The approximations study's figures and documentation blocks, from its saved table only.
+
+(Over 500 lines: one figure or block per question of the study, each
+reading the one CSV; the statistics they share are in ``summary.py``.)
+"""
 
 from __future__ import annotations
 

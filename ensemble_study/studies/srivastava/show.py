@@ -1,4 +1,8 @@
-"""The srivastava study's figures and documentation blocks, from its saved table only."""
+"""The srivastava study's figures and documentation blocks, from its saved table only.
+
+(Over 500 lines: one figure or block per claim of the page, each with its
+declared family.)
+"""
 
 from __future__ import annotations
 
