@@ -13,10 +13,19 @@ from ensemble_study.studies.helps import (
     METRIC_COLUMNS,
     n_dropped,
     pair,
+    run_cell,
     train_config,
     width,
 )
-from ensemble_study.studies.helps.show import families, helps_claims, helps_paired, verdicts
+from ensemble_study.studies.helps.show import (
+    deploy_differences,
+    deploy_verdicts,
+    families,
+    helps_claims,
+    helps_deploy,
+    helps_paired,
+    verdicts,
+)
 from ensemble_study.train import train, validation_split
 
 STUDY = registry()["helps"]
@@ -142,3 +151,101 @@ def test_bad_values_name_the_parameter():
         STUDY.check_params(quick=True, validation_fraction=1.0)
     with pytest.raises(ValueError, match="n_train"):
         STUDY.check_params(quick=True, n_train=3)
+
+
+# --- helps-deploy: which predictor to deploy on these networks ----------------------
+
+
+def _synthetic_deploy(helps: float, gain: float, n_seeds: int = 10, seed: int = 1):
+    """Baseline; scaled pass = baseline - ``helps``; MC = scaled - ``gain`` (per metric,
+    exactly in the mean: antithetic noise over seed pairs)."""
+    gen = np.random.default_rng(seed)
+    rows, noises = [], {}
+    for s in range(n_seeds):
+        base = {m: 0.3 + 0.05 * gen.standard_normal() for m in METRIC_COLUMNS}
+        ids = {"dataset": "digits", "architecture": "64-64-10", "keep_prob": 0.5,
+               "input_keep_prob": 0.8, "n_train": 300, "seed": s, "epochs_run": 50}
+        sign = 1 if s % 2 == 0 else -1
+        scaled = {}
+        for pred, k, d in (("scaled", 0, helps), ("mc", 10, gain)):
+            noise = noises.setdefault((pred, s // 2), gen.standard_normal(4))
+            ref = base if pred == "scaled" else scaled
+            vals = {m: ref[m] - d + sign * 0.002 * noise[i] for i, m in enumerate(METRIC_COLUMNS)}
+            if pred == "scaled":
+                scaled = vals
+            rows.append({**ids, "network": "dropout", "predictor": pred, "n_samples": k, **vals})
+        rows.append({**ids, "network": "baseline", "predictor": "plain", "n_samples": 0, **base})
+    return pd.DataFrame(rows)
+
+
+def test_deploy_verdict_flips_with_the_sign_of_the_gain_over_the_scaled_pass():
+    better = deploy_verdicts(_synthetic_deploy(helps=0.05, gain=0.03))
+    assert len(better) == len(METRIC_COLUMNS)
+    assert all("deploy the MC dropout, K = 10: it scores lower than the scaled pass" in s
+               for s in better)
+    worse = deploy_verdicts(_synthetic_deploy(helps=0.05, gain=-0.03))
+    assert len(worse) == len(METRIC_COLUMNS)
+    assert all(s.split(": ", 1)[1].startswith("the scaled pass: no predictor scores lower "
+                                               "after Holm, and these score higher") and
+               "seeds): MC dropout, K = 10 0.03 [" in s and "deploy" not in s for s in worse)
+    none = deploy_verdicts(_synthetic_deploy(helps=0.05, gain=0.0))
+    assert all(s.endswith("no predictor differs from the scaled pass after Holm (1 "
+                          "comparisons at this keep_prob): the labels do not choose between "
+                          "them.") for s in none)
+
+
+def test_deploy_recommends_nothing_where_dropout_does_not_beat_its_baseline():
+    lines = deploy_verdicts(_synthetic_deploy(helps=-0.05, gain=0.03))
+    assert lines == ["On digits at keep_prob 0.5, the dropout networks do not beat their "
+                     "no-dropout baseline on test error (no gain survives Holm in "
+                     "helps-claims): no predictor is recommended there."]
+    block = helps_deploy(_synthetic_deploy(helps=-0.05, gain=0.03))
+    assert "| digits | 0.5 | no | MC dropout, K = 10 |" in block
+    assert block.count("]*") == 4  # the table still marks what survives
+
+
+def test_deploy_differences_are_predictor_minus_scaled_paired_over_seeds():
+    df = _synthetic_deploy(helps=0.05, gain=0.03)
+    d = deploy_differences(df)
+    assert set(d.label) == {"MC dropout, K = 10"}
+    np.testing.assert_allclose(d.mean_difference, -0.03, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_certified_nwgm_row_is_the_output_function_of_the_certified_mean_logits():
+    from ensemble_study.certified import certified_ensemble
+    from ensemble_study.ensemble import certified_rows
+    from ensemble_study.metrics import brier, ece, error_rate, nll
+    from ensemble_study.network import OUTPUT_FUNCTIONS
+
+    p = _params(n_test=80, certified_samples=20)
+    cell = ("digits", 0.5, 2)
+    rows = pd.DataFrame(run_cell(cell, p))
+    r = pair(cell, p)
+    net, cfg = r["dropout"], r["cfg"]
+    assert n_dropped(net, cfg) > 20  # the certified branch
+    X, y = r["dataset"].X_test[:80], r["dataset"].y_test[:80]
+    k = p["certified_samples"]
+    res = certified_ensemble(net, cfg, X, c.stream(2, "certified", "digits", 0.5, k),
+                             n_pairs=max(2, k // 2), max_rows=certified_rows(net, cfg, 80, k))
+    P = OUTPUT_FUNCTIONS["softmax"](res.mean_logits)
+    np.testing.assert_allclose(P, res.geometric_mean, rtol=1e-12)
+    row = rows[(rows.predictor == "certified_nwgm") & rows.bin.isna()].iloc[0]
+    assert row.n_samples == k and row.network == "dropout"
+    for m, f in (("error", error_rate), ("nll", nll), ("brier", brier), ("ece", ece)):
+        assert row[m] == pytest.approx(f(P, y), rel=1e-12)
+    mean_row = rows[(rows.predictor == "certified") & rows.bin.isna()].iloc[0]
+    assert mean_row.nll == pytest.approx(nll(np.clip(res.mean, 0, 1)
+                                             / np.clip(res.mean, 0, 1).sum(1, keepdims=True),
+                                             y), rel=1e-12)
+    # Reliability rows: per predictor the bins hold every test example once, and their
+    # count-weighted gaps are the row's ECE.
+    rel = rows[rows.bin.notna()]
+    scored = rows[rows.bin.isna()]
+    assert len(scored) == 7 and set(rel.predictor) == set(scored.predictor)
+    for (pred, kk), g in rel.groupby(["predictor", "n_samples"]):
+        assert g.bin_count.sum() == 80
+        assert g.bin.between(0, 14).all() and g.bin.is_unique
+        gap = (g.bin_count * (g.bin_accuracy - g.bin_confidence).abs()).sum() / 80
+        s = scored[(scored.predictor == pred) & (scored.n_samples == kk)].iloc[0]
+        assert gap == pytest.approx(s.ece, abs=1e-12)

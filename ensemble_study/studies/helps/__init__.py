@@ -21,7 +21,15 @@ One row per (dataset, keep_prob, seed, network, predictor, n_samples).
 ``dropout`` (predictors ``scaled``, ``mc`` at each K, ``moment_propagation``,
 and the ensemble itself: ``exact`` and ``nwgm`` by enumeration when at most
 2**20 masks, otherwise ``certified``, the certified estimate of the
-arithmetic mean, clipped to [0, 1] and renormalised).
+arithmetic mean, clipped to [0, 1] and renormalised, and ``certified_nwgm``, the
+NWGM of the same certified call: the output function of its estimate of the
+mean logits, ``CertifiedResult.geometric_mean``).
+
+After a cell's scoring rows come its reliability rows (``RELIABILITY_COLUMNS``
+filled, metric columns empty): per network and predictor, one row per non-empty
+bin of top-label confidence (15 equal-width bins), with the bin's count, mean
+confidence and accuracy (:func:`ensemble_study.studies.approximations.reliability_rows`).
+The new columns come last, so a scoring row's first columns are what they were.
 """
 
 from __future__ import annotations
@@ -40,10 +48,12 @@ from ...network import MLP, predict
 from ...study import Param, Study
 from ...train import TrainConfig, train
 from .. import _common as c
+from ..approximations import RELIABILITY_COLUMNS, reliability_rows
 
 ID_COLUMNS = ["dataset", "architecture", "keep_prob", "input_keep_prob", "n_train", "seed",
               "network", "predictor", "n_samples", "epochs_run"]
 METRIC_COLUMNS = ["error", "nll", "brier", "ece"]
+COLUMNS = ID_COLUMNS + METRIC_COLUMNS + RELIABILITY_COLUMNS
 # At most this many dropped units are enumerated (2**20 masks); above, "certified".
 MAX_EXACT_DROPPED = 20
 
@@ -154,22 +164,35 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
         est = sample_ensemble(net, cfg, X, k, c.stream(seed, "certified", name, q, k),
                               estimator="certified")
         preds.append(("dropout", "certified", k, est.mean))
+        preds.append(("dropout", "certified_nwgm", k, est.geometric_mean))
     epochs = {"baseline": len(r["histories"][1]), "dropout": len(r["histories"][0])}
     ids = {"dataset": name, "architecture": net.architecture, "keep_prob": q,
            "input_keep_prob": p["input_keep_prob"], "n_train": len(r["train_index"]),
            "seed": seed}
-    rows = []
+    rows, reliability = [], []
     for network, predictor, k, P in preds:
         P = _probabilities(np.asarray(P, dtype=np.float64))
-        rows.append({**ids, "network": network, "predictor": predictor, "n_samples": k,
-                     "epochs_run": epochs[network], **_scores(P, y)})
-    return rows
+        key = {**ids, "network": network, "predictor": predictor, "n_samples": k,
+               "epochs_run": epochs[network]}
+        rows.append({**key, **_scores(P, y)})
+        reliability += [{**key, **b} for b in reliability_rows(P, y)]
+    return rows + reliability
+
+
+def scores(df):
+    """The scoring rows of a table (not the reliability rows)."""
+    return df[df["bin"].isna()] if "bin" in df.columns else df
+
+
+def reliability(df):
+    """The reliability rows of a table (empty if it has none)."""
+    return df[df["bin"].notna()] if "bin" in df.columns else df.iloc[:0]
 
 
 def tidy(rows: list[dict]):
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=ID_COLUMNS + METRIC_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 STUDY = Study(

@@ -17,14 +17,19 @@ from matplotlib.figure import Figure
 from ... import stats
 from ...plots import new_figure
 from ...report import ci, num, table
-from . import METRIC_COLUMNS, STUDY
+from . import METRIC_COLUMNS, STUDY, reliability, scores
 
 METRIC_NAMES = {"error": "test error", "nll": "test NLL", "brier": "Brier score",
                 "ece": "ECE (15 bins)"}
 PREDICTOR_NAMES = {"scaled": "scaled pass", "mc": "MC dropout", "moment_propagation":
                    "moment propagation", "exact": "exact ensemble mean", "nwgm": "exact NWGM",
-                   "certified": "ensemble mean (certified)"}
-ORDER = ["scaled", "exact", "nwgm", "certified", "moment_propagation", "mc"]
+                   "certified": "ensemble mean (certified)",
+                   "certified_nwgm": "NWGM (certified)", "plain": "no-dropout baseline"}
+ORDER = ["scaled", "exact", "nwgm", "certified", "certified_nwgm", "moment_propagation", "mc"]
+# Predictors added after the baseline comparison was committed: left out of its families
+# (helps-paired, helps-claims, the helps figure) so that those claims keep their Holm
+# family; they are compared with the scaled pass in helps-deploy.
+NOT_AGAINST_BASELINE = ("certified_nwgm",)
 
 
 def _label(predictor: str, k: int) -> str:
@@ -39,6 +44,8 @@ def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
     ``high`` (t-interval) and the paired t-test's ``pvalue``.
     """
     rows = []
+    df = scores(df)
+    df = df[~df.predictor.isin(NOT_AGAINST_BASELINE)]
     for (ds, q), g in df.groupby(["dataset", "keep_prob"], sort=False):
         base = g[g.network == "baseline"].set_index("seed")
         drop = g[g.network == "dropout"]
@@ -101,6 +108,7 @@ def verdicts(df: pd.DataFrame) -> list[str]:
 def helps_recipe(df: pd.DataFrame) -> str:
     """Per dataset and keep_prob: architecture, training examples, epochs run, test error."""
     rows = []
+    df = scores(df)
     for (ds, q), g in df.groupby(["dataset", "keep_prob"], sort=False):
         base = g[g.network == "baseline"]
         scaled = g[g.predictor == "scaled"]
@@ -173,4 +181,208 @@ def plot_helps(df: pd.DataFrame) -> Figure:
                ncols=len(qs), fontsize=8, frameon=False)
     fig.suptitle("Dropout against its paired no-dropout baseline (right of 0: dropout "
                  "better)\nmean over seeds, bars: t 95% CI", fontsize=9)
+    return fig
+
+
+# --- Which predictor to deploy on these networks (issue 19) ---------------------------
+
+DEPLOY_REFERENCE = "scaled"
+# The reliability figure's lines: (predictor, K; None: the largest K of the table).
+RELIABILITY_LINES = [("plain", 0), ("scaled", 0), ("mc", None), ("moment_propagation", 0),
+                     ("certified", None), ("certified_nwgm", None)]
+RELIABILITY_STYLE = {"plain": ("black", "s"), "scaled": ("tab:blue", "o"),
+                     "mc": ("tab:orange", "^"), "moment_propagation": ("tab:green", "D"),
+                     "certified": ("tab:red", "v"), "certified_nwgm": ("tab:purple", "P")}
+RELIABILITY_MIN_COUNT = 10
+
+
+def helped(df: pd.DataFrame) -> set:
+    """The (dataset, keep_prob) cells whose dropout networks beat their no-dropout baseline
+    on test error: some dropout predictor's gain survives Holm in :func:`families`."""
+    fam = families(df)
+    if fam.empty:
+        return set()
+    g = fam[(fam.metric == "error") & fam.survives & (fam.mean_difference > 0)]
+    return {(r.dataset, r.keep_prob) for r in g.itertuples()}
+
+
+def deploy_differences(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, keep_prob, dropout predictor and metric: predictor minus scaled pass.
+
+    Paired over seeds (the same dropout network); negative means the predictor
+    scores lower (better) than the scaled pass. One row each with ``n``,
+    ``mean_difference``, ``low``, ``high`` and the paired t-test's ``pvalue``.
+    """
+    df = scores(df)
+    rows = []
+    for (ds, q), g in df.groupby(["dataset", "keep_prob"], sort=False):
+        drop = g[g.network == "dropout"]
+        ref = drop[drop.predictor == DEPLOY_REFERENCE].set_index("seed")
+        keys = sorted({(p, int(k)) for p, k in zip(drop.predictor, drop.n_samples)
+                       if p != DEPLOY_REFERENCE},
+                      key=lambda t: (ORDER.index(t[0]) if t[0] in ORDER else 99, t[1]))
+        for pred, k in keys:
+            d = drop[(drop.predictor == pred) & (drop.n_samples == k)].set_index("seed")
+            seeds = d.index.intersection(ref.index)
+            if len(seeds) < 2:
+                continue
+            for m in METRIC_COLUMNS:
+                t = stats.paired_t(d.loc[seeds, m].to_numpy(), ref.loc[seeds, m].to_numpy())
+                rows.append({"dataset": ds, "keep_prob": q, "predictor": pred, "n_samples": k,
+                             "label": _label(pred, k), "metric": m, **t})
+    return pd.DataFrame(rows)
+
+
+def deploy_families(df: pd.DataFrame) -> pd.DataFrame:
+    """Holm within each (dataset, metric): every keep_prob and predictor against the
+    scaled pass is a claim."""
+    diffs = deploy_differences(df)
+    out = []
+    if diffs.empty:
+        return pd.DataFrame()
+    for (ds, m), g in diffs.groupby(["dataset", "metric"], sort=False):
+        fam = stats.Family(f"helps-deploy: {ds}, {METRIC_NAMES[m]}, predictor minus scaled pass")
+        for r in g.itertuples():
+            fam.add(f"{r.keep_prob:g} {r.label}", r.pvalue, dataset=ds, metric=m,
+                    keep_prob=r.keep_prob, label=r.label, predictor=r.predictor,
+                    mean_difference=r.mean_difference, low=r.low, high=r.high, n=r.n)
+        out.append(fam.table())
+    return pd.concat(out, ignore_index=True)
+
+
+def deploy_verdicts(df: pd.DataFrame) -> list[str]:
+    """Per dataset, keep_prob and metric: which predictor to deploy, only where a claim
+    survives Holm, and only on networks that beat their no-dropout baseline."""
+    fam = deploy_families(df)
+    if fam.empty:
+        return []
+    good = helped(df)
+    lines = []
+    for (ds, q), g in fam.groupby(["dataset", "keep_prob"], sort=False):
+        if (ds, q) not in good:
+            lines.append(f"On {ds} at keep_prob {q:g}, the dropout networks do not beat their "
+                         f"no-dropout baseline on test error (no gain survives Holm in "
+                         f"helps-claims): no predictor is recommended there.")
+            continue
+        for m in METRIC_COLUMNS:
+            gm = g[g.metric == m]
+            if gm.empty:
+                continue
+            better = gm[gm.survives & (gm.mean_difference < 0)].sort_values("mean_difference")
+            worse = gm[gm.survives & (gm.mean_difference > 0)]
+            head = f"On {ds} at keep_prob {q:g}, {METRIC_NAMES[m]}: "
+
+            def said(rows):
+                return "; ".join(f"{r.label} {ci(r.mean_difference, r.low, r.high)} "
+                                 f"(Holm p = {num(r.holm, 2)})" for r in rows.itertuples())
+
+            n = int(gm.n.iloc[0])
+            if len(better):
+                best = better.iloc[0]
+                text = (head + f"deploy the {best.label}: it scores lower than the scaled "
+                        f"pass (predictor minus scaled pass, paired t over n = {n} seeds: "
+                        f"{said(better)})")
+                if len(better) > 1:
+                    text += (f"; of the {len(better)} that beat the scaled pass it has the "
+                             f"lowest mean, not tested against the others")
+            elif len(worse):
+                text = (head + f"the scaled pass: no predictor scores lower after Holm, and "
+                        f"these score higher (predictor minus scaled pass, paired t over "
+                        f"n = {n} seeds): {said(worse)}")
+            else:
+                text = (head + f"no predictor differs from the scaled pass after Holm "
+                        f"({len(gm)} comparisons at this keep_prob): the labels do not "
+                        f"choose between them")
+            if len(better) and len(worse):
+                text += f"; worse than the scaled pass: {said(worse)}"
+            lines.append(text + ".")
+    return lines
+
+
+@STUDY.block("helps-deploy")
+def helps_deploy(df: pd.DataFrame) -> str:
+    """Every dropout predictor against the scaled pass, per metric, and the verdicts."""
+    fam = deploy_families(df)
+    if fam.empty:
+        return "No dropout predictor besides the scaled pass in the table."
+    good = helped(df)
+    rows = []
+    for (ds, q, label), g in fam.groupby(["dataset", "keep_prob", "label"], sort=False):
+        cells = []
+        for m in METRIC_COLUMNS:
+            r = g[g.metric == m]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            cells.append(f"{ci(r.mean_difference, r.low, r.high)}{'*' if r.survives else ''}")
+        rows.append([ds, f"{q:g}", "yes" if (ds, q) in good else "no", label, *cells])
+    return ("Predictor minus the scaled pass on the same dropout network, mean over seeds of "
+            "the paired difference [t 95% CI]; negative: the predictor scores better. `*`: "
+            "survives Holm within its (dataset, metric) family (every keep_prob and predictor "
+            "of the dataset). *Beats baseline*: the cell's dropout networks have a lower test "
+            "error than their no-dropout baseline (a gain that survives in helps-claims).\n\n"
+            + table(["dataset", "keep_prob", "beats baseline", "predictor",
+                     *(METRIC_NAMES[m] for m in METRIC_COLUMNS)], rows)
+            + "\n\n" + "\n".join(f"- {s}" for s in deploy_verdicts(df)))
+
+
+def _pooled(rel: pd.DataFrame) -> pd.DataFrame:
+    """Bins pooled over seeds: count, mean confidence and accuracy weighted by count."""
+    b = rel.assign(c=rel.bin_count * rel.bin_confidence, a=rel.bin_count * rel.bin_accuracy)
+    b = b.groupby("bin")[["bin_count", "c", "a"]].sum()
+    b = b[b.bin_count >= RELIABILITY_MIN_COUNT]
+    return pd.DataFrame({"confidence": b.c / b.bin_count, "accuracy": b.a / b.bin_count,
+                         "count": b.bin_count})
+
+
+@STUDY.figure("helps_reliability")
+def plot_helps_reliability(df: pd.DataFrame) -> Figure:
+    """Reliability diagrams: accuracy against top-label confidence, the 15 equal-width
+    bins pooled over seeds; rows: dataset, columns: keep_prob; one line per predictor,
+    its mean ECE over seeds in the legend."""
+    rel, per = reliability(df), scores(df)
+    datasets = list(dict.fromkeys(rel.dataset))
+    qs = sorted(rel.keep_prob.unique())[:3]
+    good = helped(df)
+    fig, axes = new_figure(len(datasets), len(qs), width=4.2, height=4.2)
+    for i, ds in enumerate(datasets):
+        for j, q in enumerate(qs):
+            ax = axes[i, j]
+            ax.plot([0, 1], [0, 1], color="k", lw=1, ls=":", label="calibrated")
+            sub = rel[(rel.dataset == ds) & (rel.keep_prob == q)]
+            sp = per[(per.dataset == ds) & (per.keep_prob == q)]
+            eces = []
+            for name, k in RELIABILITY_LINES:
+                g = sub[sub.predictor == name]
+                if g.empty:
+                    continue
+                k = int(g.n_samples.max()) if k is None else k
+                g = g[g.n_samples == k]
+                b = _pooled(g)
+                ece = sp.loc[(sp.predictor == name) & (sp.n_samples == k), "ece"].mean()
+                color, marker = RELIABILITY_STYLE[name]
+                label = "no-dropout baseline" if name == "plain" else _label(name, k)
+                ax.plot(b.confidence, b.accuracy, color=color, marker=marker, markersize=4,
+                        lw=1.2, label=label)
+                eces.append((f"{label}: {ece:.3f}", color))
+            # Top-label confidence >= accuracy down there is rare: the corner is free.
+            ax.text(0.98, 0.02 + 0.055 * len(eces), "mean ECE over seeds", ha="right",
+                    va="bottom", fontsize=8, transform=ax.transAxes)
+            for n, (text, color) in enumerate(reversed(eces)):
+                ax.text(0.98, 0.02 + 0.055 * n, text, color=color, ha="right", va="bottom",
+                        fontsize=8, transform=ax.transAxes)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("top-label confidence")
+            ax.set_ylabel("accuracy")
+            mark = "beats its baseline" if (ds, q) in good else "does not beat its baseline"
+            ax.set_title(f"{ds}, keep_prob {q:g}\n(dropout {mark} on test error)", fontsize=10)
+            ax.grid(True, alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=9,
+               frameon=False)
+    fig.suptitle("Reliability of the helps networks' predictors\n15 equal-width confidence "
+                 f"bins pooled over seeds, bins of {RELIABILITY_MIN_COUNT}+ examples drawn",
+                 fontsize=10)
     return fig
