@@ -281,3 +281,23 @@ def test_paired_family_states_only_holm_survivors():
     assert not fam.table()["survives"].any()
     assert show._survivors(fam, lower="lower", higher="higher")[0].endswith(
         "no difference survives.")
+
+
+def test_a_family_does_not_test_rounding_differences():
+    """Two predictors equal to rounding (fact 10's NWGM and scaled pass) make no claim,
+    however many networks agree on the sign of their 1e-17 differences."""
+    from ensemble_study.studies.approximations.summary import paired_family
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.01, 0.1, 30)
+    rows = [dict(cell="c", seed=s, predictor=p, n_samples=0, err=v)
+            for s, (x, y) in enumerate(zip(base, base * (1 - 1e-15), strict=True))
+            for p, v in (("nwgm", y), ("scaled", x))]
+    per = pd.DataFrame(rows)
+    fam = paired_family(per, "rounding", "err", [("nwgm", 0, "scaled", 0)], ("cell",))
+    t = fam.table()
+    assert t["pvalue"].tolist() == [1.0] and not t["survives"].any()
+    # A real difference of the same sign still survives.
+    per.loc[per.predictor == "nwgm", "err"] *= 0.9
+    fam = paired_family(per, "real", "err", [("nwgm", 0, "scaled", 0)], ("cell",))
+    assert fam.table()["survives"].all()
