@@ -87,3 +87,20 @@ def median_ci(values) -> str:
     return ci(*stats.bootstrap_ci(np.sort(np.asarray(values, dtype=float))))
 
 
+def names(items) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def trend_sentence(metric_name: str, up: list[str], down: list[str], total: int,
+                   along: str = "width") -> str:
+    """One verdict on one metric: the cells where the gap grows or shrinks along
+    ``along`` (those that survive their family's correction), and how many showed none."""
+    if not up and not down:
+        return f"on the {metric_name}, no {along} difference survives Holm"
+    parts = ([f"grows with {along} for {names(up)}"] if up else []) + (
+        [f"shrinks with {along} for {names(down)}"] if down else [])
+    rest = total - len(up) - len(down)
+    return (f"on the {metric_name} it " + "; it ".join(parts)
+            + (f" (no difference in the other {rest})" if rest else ""))

@@ -13,7 +13,7 @@ from ...plots import (
     median_band,
     new_figure,
 )
-from ...report import ci, median_ci, table
+from ...report import ci, median_ci, names, table, trend_sentence
 from . import STUDY
 
 
@@ -90,10 +90,6 @@ def _budget(df: pd.DataFrame) -> int:
     return int(reach[reach == reach.max()].index.max())
 
 
-def _names(items: list[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
 
 def depth_family(df: pd.DataFrame) -> pd.DataFrame:
     """Does the arithmetic-mean gap differ between the deepest and the shallowest networks?
@@ -147,9 +143,9 @@ def depth_sentence(res: pd.DataFrame, metric: str) -> str:
         return f"on the {name} it grows for every activation"
     parts = []
     if up:
-        parts.append(f"grows for {_names(up)} only")
+        parts.append(f"grows for {names(up)} only")
     if down:
-        parts.append(f"shrinks for {_names(down)}")
+        parts.append(f"shrinks for {names(down)}")
     return f"on the {name} it " + ("; it ".join(parts) if parts else
                                    "shows no difference that survives Holm")
 
@@ -162,13 +158,7 @@ def width_sentence(res: pd.DataFrame, metric: str) -> str:
           for x in r.itertuples() if x.survives and x.grows]
     down = [f"{x.activation} at {x.depth} layer{'s' if x.depth > 1 else ''}"
             for x in r.itertuples() if x.survives and not x.grows]
-    if not up and not down:
-        return f"on the {name}, no width difference survives Holm"
-    parts = ([f"grows with width for {_names(up)}"] if up else []) + (
-        [f"shrinks with width for {_names(down)}"] if down else [])
-    rest = len(r) - len(up) - len(down)
-    return (f"on the {name} it " + "; it ".join(parts)
-            + (f" (no difference in the other {rest})" if rest else ""))
+    return trend_sentence(name, up, down, len(r))
 
 
 @STUDY.block("depth-verdict")

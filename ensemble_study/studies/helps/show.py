@@ -65,10 +65,16 @@ def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
 
 def families(df: pd.DataFrame) -> pd.DataFrame:
     """Holm within each (dataset, metric): every keep_prob and predictor compared is a claim."""
-    diffs = paired_differences(df)
+    return _holm_per_dataset_metric(paired_differences(df), "helps: {ds}, {metric}, "
+                                    "baseline minus dropout")
+
+
+def _holm_per_dataset_metric(diffs: pd.DataFrame, title: str) -> pd.DataFrame:
+    """One declared family per (dataset, metric) of the paired differences ``diffs``
+    (one claim per keep_prob and predictor), Holm within it; ``title`` names it."""
     out = []
     for (ds, m), g in diffs.groupby(["dataset", "metric"], sort=False):
-        fam = stats.Family(f"helps: {ds}, {METRIC_NAMES[m]}, baseline minus dropout")
+        fam = stats.Family(title.format(ds=ds, metric=METRIC_NAMES[m]))
         for r in g.itertuples():
             fam.add(f"{r.keep_prob:g} {r.label}", r.pvalue, dataset=ds, metric=m,
                     keep_prob=r.keep_prob, label=r.label, predictor=r.predictor,
@@ -236,18 +242,8 @@ def deploy_differences(df: pd.DataFrame) -> pd.DataFrame:
 def deploy_families(df: pd.DataFrame) -> pd.DataFrame:
     """Holm within each (dataset, metric): every keep_prob and predictor against the
     scaled pass is a claim."""
-    diffs = deploy_differences(df)
-    out = []
-    if diffs.empty:
-        return pd.DataFrame()
-    for (ds, m), g in diffs.groupby(["dataset", "metric"], sort=False):
-        fam = stats.Family(f"helps-deploy: {ds}, {METRIC_NAMES[m]}, predictor minus scaled pass")
-        for r in g.itertuples():
-            fam.add(f"{r.keep_prob:g} {r.label}", r.pvalue, dataset=ds, metric=m,
-                    keep_prob=r.keep_prob, label=r.label, predictor=r.predictor,
-                    mean_difference=r.mean_difference, low=r.low, high=r.high, n=r.n)
-        out.append(fam.table())
-    return pd.concat(out, ignore_index=True)
+    return _holm_per_dataset_metric(deploy_differences(df), "helps-deploy: {ds}, {metric}, "
+                                    "predictor minus scaled pass")
 
 
 def deploy_verdicts(df: pd.DataFrame) -> list[str]:

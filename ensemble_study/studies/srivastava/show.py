@@ -15,7 +15,7 @@ from ...dropout import SCHEMES
 from ...plots import (
     new_figure,
 )
-from ...report import ci, pvalue, table
+from ...report import ci, names, pvalue, table
 from ...stats import Family, bootstrap_ci, paired_t, t_interval, welch_test
 from . import STUDY
 
@@ -284,10 +284,6 @@ def srivastava_deep_errors(df: pd.DataFrame) -> str:
             + table(["scheme, keep_prob", "test error", "minus no-dropout"], rows))
 
 
-def _names(items) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
 
 def error_family(df: pd.DataFrame) -> pd.DataFrame:
     """The exact ensemble's test error against the baseline and against the scaled pass.
@@ -317,7 +313,7 @@ def error_family(df: pd.DataFrame) -> pd.DataFrame:
 def error_verdict(res: pd.DataFrame) -> str:
     """Sentences from :func:`error_family`'s table: only what survives Holm is claimed."""
     def cells(rows):
-        return _names([f"{r.scheme} {r.keep_prob:g}" for r in rows.itertuples()])
+        return names([f"{r.scheme} {r.keep_prob:g}" for r in rows.itertuples()])
 
     out = []
     b = res[res.kind == "baseline"]
@@ -344,7 +340,7 @@ def error_verdict(res: pd.DataFrame) -> str:
         out.append("no difference between the exact ensemble and the scaled pass survives Holm "
                    "(every cell)")
     else:
-        out.append("the exact ensemble and the scaled pass differ at " + _names(
+        out.append("the exact ensemble and the scaled pass differ at " + names(
             [f"{r.scheme} {r.keep_prob:g} (exact {'lower' if r.difference < 0 else 'higher'})"
              for r in diff.itertuples()]))
     return "; ".join(out) + "."
@@ -442,7 +438,7 @@ def margin_verdict(res: pd.DataFrame) -> str:
         if len(up) == len(r):
             out.append(f"{what} in every cell ({len(r)} of {len(r)} survive Holm)")
         elif len(up):
-            out.append(f"{what} at {_names(cells)} only"
+            out.append(f"{what} at {names(cells)} only"
                        + (f" (smaller in {len(down)})" if len(down) else ""))
         else:
             out.append(f"no test of whether {what} survives Holm"

@@ -19,6 +19,7 @@ from ...plots import (
     new_figure,
 )
 from ...report import ci, median_ci, num, pvalue, table
+from ...report import names as _names
 from . import STUDY
 
 
@@ -93,12 +94,6 @@ def sweep_slopes(df: pd.DataFrame) -> str:
         f"keep_prob {', '.join(f'{q:g}' for q in qs)}; median over networks [bootstrap 95% "
         f"CI]. Over every inverted-dropout curve the median slope is {ci(*summary)}.\n\n"
         + table(["output", "hidden units", "statistic", "inverted", "vanilla"], rows))
-
-
-def _names(items: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def closer_family(df: pd.DataFrame, metric: str = "relative_gap") -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ... import stats
-from ...report import ci, num, table
+from ...report import ci, names, num, table, trend_sentence
 from . import STUDY
 
 METRICS = {"relative_gap": "relative gap", "mean_abs_gap": "mean absolute gap",
@@ -20,10 +20,6 @@ METRICS = {"relative_gap": "relative gap", "mean_abs_gap": "mean absolute gap",
 INIT_NAMES = {"lecun": "LeCun", "he": "He", "glorot": "Glorot"}
 FAN_IN = ("lecun", "he")
 
-
-def _names(items: list[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _layers(depth: int) -> str:
@@ -33,7 +29,7 @@ def _layers(depth: int) -> str:
 def _design(df: pd.DataFrame, dropped: str) -> str:
     if dropped == "input":
         k = sorted(df.loc[df.dropped == "input", "n_dropped"].unique())
-        return (f"the {_names([str(int(x)) for x in k])} inputs dropped (the same number at "
+        return (f"the {names([str(int(x)) for x in k])} inputs dropped (the same number at "
                 f"every width)")
     return "every hidden unit dropped (depth x width units)"
 
@@ -77,13 +73,7 @@ def width_sentence(res: pd.DataFrame, metric: str) -> str:
 
     up = [label(x) for x in r.itertuples() if x.survives and x.grows]
     down = [label(x) for x in r.itertuples() if x.survives and not x.grows]
-    if not up and not down:
-        return f"on the {name}, no width difference survives Holm"
-    parts = ([f"grows with width for {_names(up)}"] if up else []) + (
-        [f"shrinks with width for {_names(down)}"] if down else [])
-    rest = len(r) - len(up) - len(down)
-    return (f"on the {name} it " + "; it ".join(parts)
-            + (f" (no difference in the other {rest})" if rest else ""))
+    return trend_sentence(name, up, down, len(r))
 
 
 @STUDY.block("width-table")
@@ -161,8 +151,8 @@ def glorot_sentence(res: pd.DataFrame, metric: str) -> str:
              if x.survives and not x.smaller]
     if not small and not large:
         return f"on the {name}, no difference survives Holm"
-    parts = ([f"smaller under Glorot for {_names(small)}"] if small else []) + (
-        [f"larger under Glorot for {_names(large)}"] if large else [])
+    parts = ([f"smaller under Glorot for {names(small)}"] if small else []) + (
+        [f"larger under Glorot for {names(large)}"] if large else [])
     return f"on the {name} it is " + "; ".join(parts)
 
 
