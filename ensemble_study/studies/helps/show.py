@@ -186,7 +186,8 @@ def plot_helps(df: pd.DataFrame) -> Figure:
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center",
                ncols=len(qs), fontsize=8, frameon=False)
     fig.suptitle("Dropout against its paired no-dropout baseline (right of 0: dropout "
-                 "better)\nmean over seeds, bars: t 95% CI", fontsize=9)
+                 f"better)\nmean over {int(diffs['n'].max())} seeds, bars: t 95% CI",
+                 fontsize=9)
     return fig
 
 
