@@ -127,3 +127,40 @@ def test_max_passes_counts_the_derivatives_as_the_cost_model_does(act, factor):
     with pytest.raises(ValueError, match=r"more than max_passes"):
         certified_ensemble(net, cfg, X, 0, n_pairs=n_pairs, n_pilot=n_pilot,
                            max_passes=needed - 0.5)
+
+
+def test_same_bits_whatever_the_blas_threads():
+    """The sampled passes' blocks depend on the shapes alone: 1 or 2 BLAS threads give
+    the same bits, on a network wide enough for OpenBLAS to split its products."""
+    net = MLP.random([40, 96, 96, 4], "relu", "softmax", rng=8)
+    cfg = DropoutConfig(0.5, layers=[1, 2])
+    X = np.random.default_rng(9).normal(size=(64, 40))
+    one = certified_ensemble(net, cfg, X, 4, n_pairs=40, n_pilot=8, threads=1)
+    two = certified_ensemble(net, cfg, X, 4, n_pairs=40, n_pilot=8, threads=2)
+    _same_bits(one, two)
+
+
+def test_blocked_passes_equal_the_plain_forward_pass():
+    """The sampled targets (prefix computed once, blocks of masks, in-place activations)
+    equal the plain forward pass of every subnetwork, and the threads option is checked."""
+    from ensemble_study.certified import _forward_logits, _Sampler
+    from ensemble_study.network import OUTPUT_FUNCTIONS
+
+    for act, out, layers in [("relu", "softmax", [1, 2]), ("tanh", "sigmoid", [0, 2]),
+                             ("sigmoid", "identity", [2])]:
+        net = MLP.random([5, 9, 7, 3], act, out, rng=1)
+        cfg = DropoutConfig(0.7, layers=layers, scheme="vanilla")
+        X = np.random.default_rng(2).normal(size=(4, 5))
+        s = _Sampler(net, cfg, X, 2)
+        u = (np.random.default_rng(3).random((33, s.lay.q.size)) < s.lay.q) * s.lay.scale
+        if s.rb is not None:
+            u[:, s.rb] = s.lay.mu[s.rb]
+        got = s.targets(u)
+        z = _forward_logits(net, X, s.lay.split(u))
+        y = OUTPUT_FUNCTIONS[out](z)
+        np.testing.assert_allclose(got[..., 6:], z, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(got[..., :3], y, rtol=1e-13, atol=1e-13)
+        if s.rb is None:
+            np.testing.assert_allclose(got[..., 3:6], y * y, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="threads"):
+        certified_ensemble(net, cfg, X, 0, n_pairs=4, threads=0)
