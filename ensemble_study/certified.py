@@ -90,6 +90,7 @@ from scipy import stats as _stats
 from threadpoolctl import threadpool_limits
 
 from ._checks import check_positive_int, check_real, check_rng
+from .activations import ACTIVATIONS
 from .dropout import DropoutConfig, check_config
 from .network import ACTIVATION_FUNCTIONS, MLP, OUTPUT_FUNCTIONS, check_input, softmax
 
@@ -174,6 +175,15 @@ def derivative_cost(net: MLP, cfg: DropoutConfig) -> float:
     through every later layer (relu and identity carry ``t1`` alone)."""
     curved = any(h in ("tanh", "sigmoid") for h in net.hidden)
     return derivative_passes(net, cfg) * (2.0 if curved else 1.0)
+
+
+def surrogate_passes(net: MLP, cfg: DropoutConfig) -> float:
+    """The surrogate's extra work per sampled pass, in forward passes of ``net``: the
+    products of the layers after the first activation that follows the first dropped
+    layer (the surrogate shares the pass up to there), over the flops of one pass."""
+    flops = [a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])]
+    first = min(cfg.layers)
+    return float(sum(flops[first + 1:]) / sum(flops))
 
 
 DIFFERENTIABLE = ("identity", "relu", "tanh", "sigmoid")
@@ -349,7 +359,7 @@ class CertifiedResult:
 class _Sampler:
     """Antithetic pairs of multipliers, the targets and the control variates on them."""
 
-    def __init__(self, net, cfg, X, order):
+    def __init__(self, net, cfg, X, order, surrogate=True):
         self.net, self.X, self.lay = net, X, _Layout.of(net, cfg)
         self.order = order
         z0, t1, t2 = taylor_logits(net, cfg, X)
@@ -370,6 +380,12 @@ class _Sampler:
         for l in range(self.first):
             A = ACTIVATION_FUNCTIONS[net.hidden[l]](A @ net.weights[l] + net.biases[l])
         self.prefix = A
+        # The gated-linear surrogate (see _gates): its logits are multilinear in the
+        # multipliers, so their mean is exactly the surrogate at u = mu (DESIGN fact 10).
+        self.surrogate = surrogate and any(l >= self.first for l in range(net.n_layers - 1)
+                                           if net.hidden[l] != "identity")
+        if self.surrogate:
+            self.gates = _gates(net, cfg, X, self.first)
         self.var = self.lay.var
         self.rb = None
         last = net.n_layers - 1
@@ -379,36 +395,53 @@ class _Sampler:
             self.var = self.lay.var.copy()
             self.var[self.rb] = 0.0
             self.within_w = net.weights[last] ** 2 * self.lay.var[self.rb][:, None]
+        if self.surrogate:
+            self.zg_mean = self.targets(self.lay.mu[None], surrogate=True)[1][0]
 
-    def targets(self, u):
-        """u: (K, U) multipliers -> (K, n, 3k) targets (conditional ones under RB).
+    def targets(self, u, surrogate=False):
+        """u: (K, U) multipliers -> (K, n, 3k) targets (conditional ones under RB); with
+        ``surrogate``, also the gated-linear surrogate's logits (K, n, k).
 
         The sampled forward passes: the layers before the first dropped one do not
         depend on the masks and were computed once (``self.prefix``); the rest runs
         over blocks of masks stacked into one GEMM per layer (``_BLOCK_ELEMENTS``
         elements a layer, cache-sized), with the mask, bias and activation applied in
         place. The blocks depend on the shapes alone, never on the threads, so the
-        result is the same to the bit whatever the thread count."""
+        result is the same to the bit whatever the thread count.
+
+        The surrogate shares the pass up to the first activation after the first
+        dropped layer, then replaces every activation ``f(Z)`` by ``G Z + c`` with
+        the fixed gates of :func:`_gates` (one more product per later layer)."""
         K = u.shape[0]
         n, k, L = self.X.shape[0], self.k, self.net.n_layers
         mults = self.lay.split(u)
         out = np.empty((K, n, 3 * k))
+        zg = np.empty((K, n, k)) if surrogate else None
         block = max(1, _BLOCK_ELEMENTS // (n * max(self.net.sizes[self.first:])))
         for b0 in range(0, K, block):
             b = slice(b0, min(K, b0 + block))
             m = b.stop - b.start
             A = self.prefix
+            Zg = None
             for l in range(self.first, L):
                 if l == L - 1:
                     before = A
+                if surrogate and Zg is not None:
+                    Ag = self.gates[l - 1][0] * Zg + self.gates[l - 1][1]
+                    if l in mults:
+                        Ag *= mults[l][b, None, :]
+                    Zg = _mm(Ag, self.net.weights[l])
+                    Zg += self.net.biases[l]
                 if l in mults:
                     A = A * mults[l][b, None, :]  # (m, n, w): a fresh block
                 elif A.ndim == 2:
                     A = np.broadcast_to(A, (m,) + A.shape)
                 Z = _mm(A, self.net.weights[l])
                 Z += self.net.biases[l]
+                if surrogate and Zg is None:
+                    Zg = Z  # shared until the first activation
                 if l < L - 1:
-                    A = _activate_inplace(self.net.hidden[l], Z)
+                    A = _activate_inplace(self.net.hidden[l], Z if Zg is not Z else Z.copy())
             o = out[b]
             o[..., 2 * k:] = Z
             y = OUTPUT_FUNCTIONS[self.net.output](Z)
@@ -418,33 +451,84 @@ class _Sampler:
                 if before.ndim == 2:
                     before = np.broadcast_to(before, (m,) + before.shape)
                 o[..., k:2 * k] += _mm(before * before, self.within_w)
-        return out
+            if surrogate:
+                zg[b] = Zg
+        return (out, zg) if surrogate else out
 
     def draw(self, gen, n_pairs, chunk=None):
-        """Pair means of (targets, L, Q): three arrays (n_pairs, n, 3k)."""
+        """Pair means of the targets (n_pairs, n, 3k) and of the control variates
+        (n_pairs, n, 3k, p): [L, Q] and, with the surrogate, S."""
         lay = self.lay
         n, c = self.X.shape[0], 3 * self.k
         chunk = chunk or max(1, 2**21 // (n * max(self.net.sizes)))
         F = np.empty((n_pairs, n, c))
-        Lc = np.empty_like(F)
-        Qc = np.empty_like(F)
+        R = np.zeros((n_pairs, n, c, 3 if self.surrogate else 2))
         for s0 in range(0, n_pairs, chunk):
             m = min(chunk, n_pairs - s0)
             r = gen.random((m, lay.q.size))
             u = np.concatenate([(r < lay.q) * lay.scale, ((1.0 - r) < lay.q) * lay.scale])
             if self.rb is not None:
                 u[:, self.rb] = lay.mu[self.rb]
-            f = self.targets(u)
-            dev = u - lay.mu
-            lin = (dev @ self.J).reshape(2 * m, n, c)
-            quad = ((dev * dev - self.var) @ self.H).reshape(2 * m, n, c)
             sl = slice(s0, s0 + m)
+            if self.surrogate:
+                f, zg = self.targets(u, surrogate=True)
+                R[sl, ..., 2] = self._surrogate_cv(0.5 * (zg[:m] + zg[m:]))
+            else:
+                f = self.targets(u)
             F[sl] = 0.5 * (f[:m] + f[m:])
-            Lc[sl] = 0.5 * (lin[:m] + lin[m:])
-            Qc[sl] = 0.5 * (quad[:m] + quad[m:])
-        if self.order < 2:
-            Qc[:] = 0.0
-        return F, Lc, Qc
+            # The control variates are linear in dev: the pair's mean dev, then one product.
+            dev = u - lay.mu
+            R[sl, ..., 0] = (0.5 * (dev[:m] + dev[m:]) @ self.J).reshape(m, n, c)
+            if self.order >= 2:
+                dq = dev * dev - self.var
+                R[sl, ..., 1] = (0.5 * (dq[:m] + dq[m:]) @ self.H).reshape(m, n, c)
+        return F, R
+
+    def _surrogate_cv(self, zg):
+        """Pair-mean surrogate logits (P, n, k) -> control variates (P, n, 3k) of exactly
+        known mean 0: for ``z`` the surrogate's deviation ``s = zg - E[zg]``, for ``y``
+        its image under the output function's Jacobian at the scaled pass, for ``y^2``
+        that times ``2 y``."""
+        d = zg - self.zg_mean
+        k = self.k
+        y0 = self.f0[:, :k]
+        if self.net.output == "identity":
+            dy = d
+        elif self.net.output == "sigmoid":
+            dy = y0 * (1.0 - y0) * d
+        else:
+            dy = y0 * (d - (y0 * d).sum(-1, keepdims=True))
+        return np.concatenate([dy, 2.0 * y0 * dy, d], -1)
+
+
+def _gates(net, cfg, X, first):
+    """Statistical linearisation of every activation after the first dropped layer:
+    ``{l: (G, c)}`` with ``G = E[f'(Z)]`` and ``c = E[f(Z)] - G E[Z]`` for the
+    pre-activation ``Z`` of hidden layer ``l`` taken as Gaussian with the moments that
+    moment propagation gives it (24-node Gauss-Hermite). The gates only shape a control
+    variate: any fixed gates leave its mean exactly known and the estimate unbiased."""
+    nodes, weights = np.polynomial.hermite.hermgauss(24)
+    weights = weights / math.sqrt(math.pi)
+    mu, s2 = X, np.zeros_like(X)
+    out = {}
+    for l in range(net.n_layers - 1):
+        if l in cfg.layers:
+            q = cfg.layer_keep_prob(l)
+            sc = 1.0 if cfg.scheme == "vanilla" else 1.0 / q
+            mu, s2 = sc * q * mu, sc * sc * (q * s2 + q * (1.0 - q) * mu * mu)
+        mu, s2 = mu @ net.weights[l] + net.biases[l], s2 @ (net.weights[l] ** 2)
+        name = net.hidden[l]
+        if l >= first:
+            sd = np.sqrt(2.0 * s2)
+            G = np.zeros_like(mu)
+            E = np.zeros_like(mu)
+            for x, w in zip(nodes, weights):
+                z = mu + sd * x
+                G += w * _d1(name, z)
+                E += w * ACTIVATION_FUNCTIONS[name](z)
+            out[l] = (G, E - G * mu)
+        mu, s2 = ACTIVATIONS[name].moments(mu, s2)
+    return out
 
 
 def _forward_logits(net, X, mults, *, last_input=False):
@@ -483,26 +567,27 @@ def _mm(A, W):
                                                                          W.shape[1])
 
 
-def _coefficients(F, Lc, Qc):
-    """Least-squares (b1, b2) per coordinate from a pilot: arrays (n, c)."""
-    Fc, Lm, Qm = F - F.mean(0), Lc - Lc.mean(0), Qc - Qc.mean(0)
-    sll, sqq, slq = (Lm * Lm).sum(0), (Qm * Qm).sum(0), (Lm * Qm).sum(0)
-    sfl, sfq = (Fc * Lm).sum(0), (Fc * Qm).sum(0)
-    det = sll * sqq - slq * slq
-    tiny = 1e-12 * (sll * sqq + 1e-300)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b1 = np.where(det > tiny, (sfl * sqq - sfq * slq) / det,
-                      np.where(sll > 0, sfl / sll, 0.0))
-        b2 = np.where(det > tiny, (sfq * sll - sfl * slq) / det, 0.0)
-    # Degenerate pilots (a coordinate that does not move): the Taylor coefficients.
-    return np.nan_to_num(b1, nan=1.0), np.nan_to_num(b2, nan=1.0)
+def _coefficients(F, R):
+    """Least-squares coefficients per coordinate from a pilot: F (P, n, c) targets,
+    R (P, n, c, p) control variates -> b (n, c, p). The pseudo-inverse of the p x p
+    covariance gives 0 to a control variate that does not move (antithetic pairs cancel
+    the linear ones exactly at keep_prob 0.5) and the minimum-norm solution to collinear
+    ones."""
+    Fc = F - F.mean(0)
+    Rc = R - R.mean(0)
+    S = np.einsum("pnci,pncj->ncij", Rc, Rc)
+    r = np.einsum("pnci,pnc->nci", Rc, Fc)
+    scale = np.maximum(np.einsum("ncii->nc", S), 1e-300)[..., None, None]
+    inv = np.linalg.pinv(S / scale, rcond=1e-10) / scale
+    return np.nan_to_num(np.einsum("ncij,ncj->nci", inv, r))
 
 
 def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | None = None,
                        tolerance: float | None = None, n_pilot: int = 64,
                        level: float = LEVEL, max_passes: float = MAX_PASSES,
                        order: int = 2, max_rows: int | None = None,
-                       executor=None, threads: int | None = None) -> CertifiedResult:
+                       executor=None, threads: int | None = None,
+                       surrogate: bool = True) -> CertifiedResult:
     """Estimate the ensemble's mean, NWGM and variance with calibrated intervals.
 
     Parameters
@@ -543,6 +628,8 @@ def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | N
         process too). None: the library's default here, 1 in a process pool's workers.
         The blocks of the products depend on the shapes alone, so the result is the
         same to the bit whatever the threads (tested).
+    surrogate : bool
+        Add the gated-linear surrogate's control variate (see the module docstring).
 
     Returns
     -------
@@ -594,7 +681,8 @@ def certified_ensemble(net: MLP, cfg: DropoutConfig, X, rng, *, n_pairs: int | N
     # last batch left it. Batches are fixed by max_rows alone, so the result is the
     # same to the bit whatever runs them (this process, a pool, Dask) and in any order.
     jobs = [_Batch(net, cfg, X[r0:r0 + rows], copy.deepcopy(gen), n_pairs, tolerance, n_pilot,
-                   level, max_passes, order, cost_d, threads) for r0 in range(0, n, rows)]
+                   level, max_passes, order, cost_d, threads, bool(surrogate))
+            for r0 in range(0, n, rows)]
     parts = _map_in_order(executor, jobs)
     gen.bit_generator.state = parts[-1].pop("state")
     for p in parts[:-1]:
@@ -630,6 +718,7 @@ class _Batch:
     order: int
     cost_d: float
     threads: int | None = None
+    surrogate: bool = True
 
 
 def _run_batch(job: _Batch) -> dict:
@@ -637,7 +726,8 @@ def _run_batch(job: _Batch) -> dict:
     gen = copy.deepcopy(job.gen)  # a local executor shares the job: leave it untouched
     with threadpool_limits(job.threads):
         out = _certified_rows(job.net, job.cfg, job.X, gen, job.n_pairs, job.tolerance,
-                              job.n_pilot, job.level, job.max_passes, job.order, job.cost_d)
+                              job.n_pilot, job.level, job.max_passes, job.order, job.cost_d,
+                              job.surrogate)
     out["state"] = gen.bit_generator.state
     return out
 
@@ -672,14 +762,14 @@ def _map_in_order(executor, jobs: list) -> list[dict]:
 
 
 def _certified_rows(net, cfg, X, gen, n_pairs, tolerance, n_pilot, level, max_passes, order,
-                    cost_d) -> dict:
+                    cost_d, surrogate=True) -> dict:
     """The estimate on the examples ``X`` (one batch): the fields of :class:`CertifiedResult`."""
-    sampler = _Sampler(net, cfg, X, order)
-    Fp, Lp, Qp = sampler.draw(gen, n_pilot)
-    b1, b2 = _coefficients(Fp, Lp, Qp)
+    sampler = _Sampler(net, cfg, X, order, surrogate)
+    Fp, Rp = sampler.draw(gen, n_pilot)
+    b = _coefficients(Fp, Rp)
     k = sampler.k
     if tolerance is not None:
-        s0 = (Fp - b1 * Lp - b2 * Qp)[..., :k].std(0, ddof=1).max()
+        s0 = (Fp - np.einsum("pnci,nci->pnc", Rp, b))[..., :k].std(0, ddof=1).max()
         t0 = _stats.t.ppf(0.5 + level / 2, n_pilot - 1)
         n_pairs = max(2, n_pilot, math.ceil((t0 * s0 / tolerance) ** 2))
         needed = cost_d + 2 * n_pilot + 2 * n_pairs
@@ -690,8 +780,8 @@ def _certified_rows(net, cfg, X, gen, n_pairs, tolerance, n_pilot, level, max_pa
                 f"(pilot standard deviation {s0:.3g} per pair), {needed:,.0f} in all, more "
                 f"than max_passes={max_passes:,.0f}; within that budget the half-width "
                 f"would be about {reachable:.3g}: raise max_passes or the tolerance")
-    F, Lc, Qc = sampler.draw(gen, n_pairs)
-    A = F - b1 * Lc - b2 * Qc
+    F, R = sampler.draw(gen, n_pairs)
+    A = F - np.einsum("pnci,nci->pnc", R, b)
     est = A.mean(0)
     t = _stats.t.ppf(0.5 + level / 2, n_pairs - 1)
     sd = A.std(0, ddof=1)
