@@ -42,10 +42,27 @@ Variance reduction on top:
 * antithetic masks: a pair uses uniforms ``r`` and ``1 - r`` (``m = r < q``),
   so odd-order terms cancel within the pair (exactly at keep_prob 0.5, where
   the second mask is the complement of the first); a pair is one sample;
-* the coefficients ``b1, b2`` are the least-squares ones of a *pilot* batch
-  of pairs, then held fixed for the main batch, which is independent of the
+* the coefficients ``b1, b2`` (and the surrogate's) are the least-squares ones of a
+  *pilot* batch of pairs, then held fixed for the main batch, which is independent of the
   pilot: the main batch's mean is unbiased and its t-interval
-  (``n - 1`` degrees of freedom) is the usual one.
+  (``n - 1`` degrees of freedom) is the usual one; the coefficients solve the
+  pilot's least squares by the pseudo-inverse of the control variates' covariance,
+  so one that does not move gets 0;
+* a third control variate from a cheaper *surrogate* whose mean is exactly known
+  (``surrogate=True``, the default): the network with every activation after the
+  first dropped layer replaced by a fixed affine gate ``G Z + c`` (its statistical
+  linearisation: ``G = E[f'(Z)]``, ``c = E[f(Z)] - G E[Z]`` for ``Z`` Gaussian with
+  moment propagation's moments, :func:`_gates`). Its logits ``zg`` are multilinear in
+  the independent multipliers, so ``E[zg]`` is ``zg`` at ``u = mu`` exactly (DESIGN
+  fact 10), whatever the gates; the control variate is ``zg - E[zg]`` mapped through
+  the output function's Jacobian at the scaled pass (and ``2 y`` times that for
+  ``y^2``). It shares the sampled pass up to the first activation and costs one more
+  product per later layer (:func:`surrogate_passes`; 0.8% of a pass on
+  784-512-512-10). Why it matters: at keep_prob 0.5 the antithetic partner is the
+  complement mask, so the pair's mean deviation ``u - mu`` is exactly 0 and the
+  Taylor control variates (linear in it, and the diagonal second-order term is too
+  for 0/1 masks: ``(m - q)^2 - q(1 - q) = (1 - 2q)(m - q)``) vanish from every pair;
+  the surrogate carries the cross-layer products that survive.
 
 Intervals and stopping. ``n_pairs`` fixed: a t-interval from the main batch.
 ``tolerance=h``: Stein's two-stage procedure -- the pilot's standard deviation

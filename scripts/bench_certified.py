@@ -1,12 +1,12 @@
-"""Certified estimator against plain MC at equal half-width, on a 784-512-512-10 network.
+"""Certified estimator against plain MC at equal half-width, on 784-512-512-10 networks.
 
-The network: 784-512-512-10, ReLU, softmax, trained on the MNIST 5k training split
-(3,750 images, ``load_dataset("mnist")``) by ``ensemble_study.train`` with inverted
-dropout at keep_prob 0.5 on both hidden layers (Adam, step 1e-3, batches of 64,
-``--epochs`` epochs from He initialisation); ``--network random`` benches the He
-initialisation itself instead. Inputs: ``--images`` MNIST test images. The
-ensemble is the one the network was trained for: inverted dropout, keep_prob 0.5,
-hidden layers 1 and 2 (1,024 dropped units).
+The networks: 784-512-512-10, softmax, ``trained:ACT:KEEP`` trained on the MNIST 5k
+training split (3,750 images, ``load_dataset("mnist")``) by ``ensemble_study.train``
+with inverted dropout at keep_prob KEEP on both hidden layers (Adam, step 1e-3,
+batches of 64, ``--epochs`` epochs from the initialisation), ``random:ACT:KEEP`` at
+the initialisation itself (He for ReLU, Glorot otherwise). Inputs: ``--images``
+MNIST test images. The ensemble is the one the network was (or would be) trained
+for: inverted dropout at KEEP on hidden layers 1 and 2 (1,024 dropped units).
 
 From one run of each estimator with ``--pairs`` antithetic pairs (certified) and
 ``2 * --pairs`` masks (plain MC), per image and class: plain MC's per-pass
@@ -57,8 +57,9 @@ One CSV row per (network, control variates, criterion), to ``--out``
 Usage::
 
     python scripts/bench_certified.py --images 1000 --pairs 128 --epochs 3 \\
-        --network trained:relu:0.5 --network random:relu:0.5 --network random:relu:0.8 \\
-        --network random:tanh:0.5 --network random:tanh:0.8 --network random:sigmoid:0.8
+        --network trained:relu:0.5 --network random:relu:0.5 --network trained:relu:0.8 \\
+        --network random:relu:0.8 --network random:tanh:0.5 --network trained:tanh:0.8 \\
+        --network random:tanh:0.8 --network random:sigmoid:0.8
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def network(spec: str, epochs: int, seed: int, data) -> tuple[MLP, DropoutConfig
     keep = float(keep)
     cfg = DropoutConfig(keep, layers=[1, 2])
     net = MLP.random(SIZES, act, "softmax", rng=seed)
-    init = "He" if act == "relu" else "LeCun/Glorot (MLP.random's default)"
+    init = "He" if act == "relu" else "Glorot"
     if kind == "random":
         return net, cfg, f"random {act} ({init} initialisation)"
     from ensemble_study.train import TrainConfig, train
