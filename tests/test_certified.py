@@ -228,7 +228,7 @@ def test_a_control_variate_moving_by_rounding_alone_gets_no_coefficient():
     assert b[1] == 0.0
     assert b[0] == pytest.approx((fc @ xc) / (0.1 * xc @ xc), rel=1e-10)
     # three moving control variates: the least-squares coefficients of the centred pilot
-    R3 = gen.normal(size=(P, 3)) * [1.0, 1e-3, 50.0]
+    R3 = gen.normal(size=(P, 3)) * [1.0, 0.1, 5.0]
     F3 = 0.5 + R3 @ [0.2, -3.0, 0.01] + 0.01 * gen.normal(size=P)
     b3 = _coefficients(F3[:, None, None], R3[:, None, None, :])[0, 0]
     ref = np.linalg.lstsq(R3 - R3.mean(0), F3 - F3.mean(), rcond=None)[0]
