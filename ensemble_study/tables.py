@@ -345,8 +345,8 @@ def bench_certified(df: pd.DataFrame) -> str:
         tp = df.drop_duplicates(["description", "keep_prob"])
         shares = "; ".join(f"{r.description}, keep_prob {num(r.keep_prob)}: "
                            f"{r.subnetwork_examples_per_s:,.0f} subnetwork-examples per s, "
-                           f"{r.peak_share:.0%} of the peak (passes alone "
-                           f"{r.passes_peak_share:.0%})" for r in tp.itertuples())
+                           f"{r.peak_share:.1%} of the peak (passes alone "
+                           f"{r.passes_peak_share:.1%})" for r in tp.itertuples())
         lines += ["", f"Throughput of the certified estimator's sampled forward passes "
                   f"(forward passes, targets and control variates of {int(r0.pairs)} pairs on "
                   f"one batch of {int(r0.throughput_rows)} images, one BLAS thread, CPU "
