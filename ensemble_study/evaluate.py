@@ -19,6 +19,7 @@ reference, ``relative_gap`` in units of the subnetworks' standard deviation.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -220,6 +221,7 @@ def evaluate_network(
     n_draws: int = 5,
     report=None,
     progress: bool = False,
+    executor=None,
 ) -> pd.DataFrame:
     """The ensemble, the NWGM and the scaled pass of ``net`` on ``X``, with their gaps.
 
@@ -261,6 +263,13 @@ def evaluate_network(
         is computed: the estimator used and its 95% interval half-width.
     progress : bool
         Progress on stderr while the ensemble is computed.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Where the certified estimator runs its batches of examples
+        (:func:`ensemble_study.executor.process_pool`, or a Dask client). The
+        batches are fixed by the sizes alone
+        (:func:`ensemble_study.ensemble.certified_rows`) and merged in order, so
+        the table is the same to the bit with or without it, whatever the number
+        of workers. The other estimators and the predictors run in this process.
 
     Returns
     -------
@@ -277,6 +286,11 @@ def evaluate_network(
     """
     X = check_input(net, X)
     check_config(net, cfg)
+    if executor is not None and not isinstance(executor, concurrent.futures.Executor) and not (
+            hasattr(executor, "scatter") and hasattr(executor, "submit")):
+        raise TypeError(f"executor must be None, a concurrent.futures.Executor (e.g. "
+                        f"ensemble_study.executor.process_pool(2)) or a dask.distributed.Client; "
+                        f"got {type(executor).__name__}")
     labelled = y is not None
     if labelled:
         y = check_labels(net, y, X.shape[0])
@@ -304,7 +318,8 @@ def evaluate_network(
 
         cert = certified_ensemble(net, cfg, X, rng, n_pairs=max(2, choice.count // 2),
                                   max_passes=float("inf"),
-                                  max_rows=certified_rows(net, cfg, X.shape[0], choice.count))
+                                  max_rows=certified_rows(net, cfg, X.shape[0], choice.count),
+                                  executor=executor)
         ens = from_certified(cert)
         interval = _interval_line(
             f"certified estimator ({cert.n_pairs:,} antithetic pairs after a "

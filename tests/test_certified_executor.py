@@ -164,3 +164,81 @@ def test_blocked_passes_equal_the_plain_forward_pass():
             np.testing.assert_allclose(got[..., 3:6], y * y, rtol=1e-13, atol=1e-13)
     with pytest.raises(ValueError, match="threads"):
         certified_ensemble(net, cfg, X, 0, n_pairs=4, threads=0)
+
+
+# --- evaluate --jobs / evaluate_network(executor=) --------------------------------------
+
+def _past_the_limit():
+    """14 dropped units forced past max_subnetworks=2**10: the certified estimator, on 13
+    examples (8 batches of 2, the last of 1)."""
+    net = MLP.random((6, 8, 8, 3), "tanh", "softmax", rng=3)
+    cfg = DropoutConfig(0.7, layers=[0, 1])
+    X = np.random.default_rng(4).normal(size=(13, 6))
+    return net, cfg, X
+
+
+def test_evaluate_network_on_a_pool_is_the_serial_table_to_the_bit(pool):
+    import pandas as pd
+
+    from ensemble_study.evaluate import evaluate_network
+
+    net, cfg, X = _past_the_limit()
+    y = np.arange(13) % 3
+    kwargs = dict(max_subnetworks=2**10, n_samples=400, rng=11, ks=(4,), n_draws=2)
+    ref = evaluate_network(net, cfg, X, y, **kwargs)
+    assert set(ref.method) == {"certified"}
+    assert certified_rows(net, cfg, 13, 400) == 2  # several batches: the pool has work
+    for executor in (pool, ThreadPoolExecutor(3)):
+        got = evaluate_network(net, cfg, X, y, executor=executor, **kwargs)
+        pd.testing.assert_frame_equal(got, ref, check_exact=True)
+        assert got.attrs["interval"] == ref.attrs["interval"]
+    # and the table's mean is the certified estimate itself, batch for batch
+    direct = certified_ensemble(net, cfg, X, 11, n_pairs=200, max_passes=math.inf,
+                                max_rows=2)
+    assert ref[ref.predictor == "mean"].max_half_width.iloc[0] == direct.mean_half_width.max()
+    with pytest.raises(TypeError, match=r"executor must be None, a concurrent.futures.Executor "
+                                        r"\(e.g. ensemble_study.executor.process_pool\(2\)\) "
+                                        r"or a dask.distributed.Client; got int"):
+        evaluate_network(net, cfg, X, executor=2, **kwargs)
+
+
+def test_cli_evaluate_jobs_writes_the_same_bytes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ensemble_study import executor as executor_module
+    from ensemble_study.cli import main
+
+    started = []
+
+    def spy(n_workers):
+        started.append(n_workers)
+        return process_pool(n_workers)
+
+    monkeypatch.setattr(executor_module, "process_pool", spy)
+
+    net, cfg, X = _past_the_limit()
+    net.save(tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", X)
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"e{jobs}.csv"
+        r = CliRunner().invoke(main, ["evaluate", "--net", str(tmp_path / "n.npz"),
+                                      "--inputs", str(tmp_path / "x.npy"), "--keep-prob", "0.7",
+                                      "--layers", "0", "--layers", "1", "--max-subnetworks",
+                                      "1024", "--n-samples", "400", "--k", "4", "--draws", "2",
+                                      "--jobs", jobs, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert "ensemble: estimated by the certified estimator (200 antithetic pairs" in r.output
+        outs.append(out.read_bytes())
+    assert started == [2]  # --jobs 2 ran the certified batches on a pool of 2; --jobs 1 none
+    assert outs[0] == outs[1]
+    # enumerated (2**14 subnetworks): no pool starts, whatever --jobs
+    r = CliRunner().invoke(main, ["evaluate", "--net", str(tmp_path / "n.npz"), "--inputs",
+                                  str(tmp_path / "x.npy"), "--keep-prob", "0.7", "--layers",
+                                  "0", "--layers", "1", "--k", "2", "--draws", "1", "--jobs",
+                                  "2", "--out", str(tmp_path / "exact.csv")])
+    assert r.exit_code == 0, r.output
+    assert "estimator exact" in r.output and started == [2]
+    help_text = CliRunner().invoke(main, ["evaluate", "--help"]).output
+    assert "--jobs" in help_text and "same to the bit whatever --jobs" in " ".join(
+        help_text.split())

@@ -208,8 +208,15 @@ def _load_npy(path: Path, param_hint: str):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=RESULTS_DIR / "evaluate.csv", show_default=True,
               help="Result CSV; its parameters go to a JSON sidecar next to it.")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Local worker processes for the certified estimator: its batches of "
+                   "examples run on them (capped at the cores this process may use). The "
+                   "batches are fixed by the sizes alone, so the table is the same to the "
+                   "bit whatever --jobs; the other estimators and the predictors run in "
+                   "this process, and no pool starts unless the certified estimator runs.")
 def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, scheme, output,
-             max_subnetworks, n_samples, estimator, time_budget, ks, draws, fmt, seed, out):
+             max_subnetworks, n_samples, estimator, time_budget, ks, draws, fmt, seed, out,
+             jobs):
     """A given network's dropout ensemble against every registered predictor.
 
     Prints, and writes as a tidy CSV, the ensemble's arithmetic mean (exact,
@@ -331,12 +338,26 @@ def evaluate(net_path, dataset, inputs_path, labels_path, keep_probs, layers, sc
         notes.clear()  # printed once, before the first report line
         click.echo(line, err=True)
 
+    from ..executor import Execution, connect
+
+    pool = 1
+    if jobs > 1:
+        from ..ensemble import choose_estimator
+
+        try:  # a pool only for the certified estimator (evaluate_network reports errors)
+            chosen = choose_estimator(net, cfg, X.shape[0], n_samples,
+                                      max_subnetworks=max_subnetworks,
+                                      time_budget=time_budget, estimator=estimator).name
+        except ValueError:
+            chosen = None
+        pool = jobs if chosen == "certified" else 1
     try:
-        df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
-                              n_samples=n_samples, estimator=estimator,
-                              rng=np.random.SeedSequence(seed, spawn_key=(3,)),
-                              time_budget=time_budget, ks=ks or (10,), n_draws=draws,
-                              report=report, progress=True)
+        with connect(Execution(jobs=pool)) as execution:
+            df = evaluate_network(net, cfg, X, y, max_subnetworks=max_subnetworks,
+                                  n_samples=n_samples, estimator=estimator,
+                                  rng=np.random.SeedSequence(seed, spawn_key=(3,)),
+                                  time_budget=time_budget, ks=ks or (10,), n_draws=draws,
+                                  report=report, progress=True, executor=execution.executor)
     except ValueError as exc:
         if "out of reach" in str(exc) or "estimator=" in str(exc):
             msg = str(exc)
