@@ -167,7 +167,15 @@ def _seconds(s: float) -> str:
 
 @BENCH.block("bench-table")
 def bench_table(df: pd.DataFrame) -> str:
-    """The benchmark's rows and the targets of issues 8 and 23, from results/bench.csv."""
+    """The benchmark's rows and the targets of issues 8 and 23, one table per host
+    (column ``host``; older CSVs without it make one table), from results/bench.csv."""
+    if "host" not in df:
+        return _bench_host_table(df)
+    return "\n\n".join(_bench_host_table(g, host) for host, g in df.groupby("host", sort=False))
+
+
+def _bench_host_table(df: pd.DataFrame, host: str | None = None) -> str:
+    runs = df
     df = df[df.case != "sweep"]
     keys = ["case", "architecture", "output", "statistics", "n_dropped"]
     rows, ratio, shares, share_of = [], {}, {}, {}
@@ -225,8 +233,19 @@ def bench_table(df: pd.DataFrame) -> str:
         targets.append("below 60% of their binding peak (see \"What limits each path\" "
                        "below): " + ", ".join(below))
     first = df.iloc[0]
+    head = f"**{host}**: " if host else ""
+    load = runs["load_1min"].dropna() if "load_1min" in runs else pd.Series(dtype=float)
+    if not load.empty:
+        head += (f"1-minute load average {load.min():.1f} to {load.max():.1f} while the cases "
+                 f"ran (timings of a loaded host are slower and noisier); ")
+    elif host:
+        head += "load not recorded; "
+    shapes = (sorted({s for s in runs["kernel_shape"].dropna().astype(str) if s})
+              if "kernel_shape" in runs else [])
+    if shapes:
+        head += f"softmax kernel shape {', '.join(shapes)}; "
     return (
-        f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
+        head + f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
         f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
         + "\n\n\\* extrapolated from the first masks. The kernels' targets in this run: "
         + "; ".join(targets) + ".")
@@ -337,6 +356,8 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     """Seconds against the number of dropped units: naive per-mask loop vs the package."""
     fig, axes = new_figure(width=7.2, height=4.4)
     ax = axes[0, 0]
+    if "host" in df:  # the last host measured (its rows come last)
+        df = df[df["host"] == df["host"].iloc[-1]]
     sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
     arch = "8-h-h-10 softmax"
     # Each legend entry is drawn exactly as its points are: the naive line
@@ -380,6 +401,7 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     fig.legend(loc="outside lower center", ncols=2, fontsize=7)
     first = df.iloc[0]
     ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
-                 f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
+                 + f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s"
+                 + (f"\n{first['host']}" if "host" in df else ""),
                  fontsize=9)
     return fig

@@ -211,7 +211,8 @@ def current(work: float = 0.0) -> Shape:
             _chosen["looked"] = True  # the file is read once per process
             cached = _read_cache().get(key)
             try:
-                _chosen.update(shape=Shape(**cached["shape"]), source="cached")
+                _chosen.update(shape=Shape(**cached["shape"]), source="cached",
+                               medians=dict(cached.get("medians_s", {})))
                 return _chosen["shape"]
             except (KeyError, TypeError, ValueError):
                 pass  # no entry, or a damaged one: measure when worth it
@@ -233,11 +234,11 @@ def describe() -> str:
     if override and override.lower() != "calibrate":
         source = f"from {ENV_VAR}={override}"
     else:
-        source = {"cached": f"calibrated on this host (cached in {cache_path()})",
+        source = {"cached": f"calibrated on this host, cached in {cache_path()}",
                   "calibrated": "calibrated on this host in this process"}.get(
-                      _chosen.get("source"), "default for the vector width (not calibrated)")
+                      _chosen.get("source"), "default for the vector width, not calibrated")
     text = f"softmax kernel shape {shape} ({source})"
-    if "medians" in _chosen:
+    if _chosen.get("medians") and not override:
         best = min(_chosen["medians"].values())
         text += "; medians vs best: " + ", ".join(
             f"{s} {m / best:.2f}x" for s, m in _chosen["medians"].items())
