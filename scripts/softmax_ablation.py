@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the softmax kernels' time goes to, on this host: C ablations and the package's shapes.
 
-    python scripts/softmax_ablation.py [--rounds 41] [--pairs 256] [--out results/softmax_ablation.csv]
+    python scripts/softmax_ablation.py [--rounds 41] [--pairs 256] [--out CSV]
 
 On one thread, in alternating rounds (every variant once per round, so that
 a loaded machine slows them alike), on ``--pairs`` (outer mask, example)
@@ -25,6 +25,7 @@ docs/results/bench.md reads them.
 import ctypes
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -62,7 +63,8 @@ def _pairs(sizes, n_pairs, rng=0):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("results/softmax_ablation.csv"), show_default=True)
 def main(rounds, pairs, out):
-    """Time the C softmax kernel's ablations and the package's shapes, one thread."""
+    """Time the C softmax kernel's ablations and the package's shapes, one thread
+    (default --out results/softmax_ablation.csv)."""
     libs = {}
     for name, defines in (("c", ()), ("c_no_division", ("ES_ABLATE_DIVISION",)),
                           ("c_no_contraction", ("ES_ABLATE_CONTRACTION",))):
@@ -80,18 +82,14 @@ def main(rounds, pairs, out):
         K = sW.shape[1]
         mean, nwgm, var = np.empty((B, K)), np.empty((B, K)), np.empty((B, K))
 
-        def c_run(lib):
-            return lambda: lib.softmax_mean_nwgm(P(A), P(sW), P(b), ctypes.c_double(q), B, n, K,
-                                                 P(mean), P(nwgm))
-
-        def package(variance, s):
-            return lambda: _softmax_pairs_kernel(A, sW, b, q, variance, mean, var, s.tile,
-                                                 s.fused)
-
-        variants = {name: c_run(lib) for name, lib in libs.items()}
-        variants["package_mean"] = package(False, kshape.default_shape())
+        c_args = (P(A), P(sW), P(b), ctypes.c_double(q), B, n, K, P(mean), P(nwgm))
+        variants = {name: partial(lib.softmax_mean_nwgm, *c_args) for name, lib in libs.items()}
+        s = kshape.default_shape()
+        variants["package_mean"] = partial(_softmax_pairs_kernel, A, sW, b, q, False, mean, var,
+                                           s.tile, s.fused)
         for s in kshape.CANDIDATES:
-            variants[f"package_all {s}"] = package(True, s)
+            variants[f"package_all {s}"] = partial(_softmax_pairs_kernel, A, sW, b, q, True,
+                                                   mean, var, s.tile, s.fused)
         for fn in variants.values():  # compile or load, warm the caches
             fn()
         for r in range(rounds):
