@@ -20,6 +20,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ablations for scripts/softmax_ablation.py only (off in the bench): with
+ * -DES_ABLATE_DIVISION the reciprocals are replaced by the denominators
+ * (no division, same loads, stores and multiply-adds); with
+ * -DES_ABLATE_CONTRACTION the contraction after the reciprocals is skipped.
+ * What each removes from the time is what it costs. */
+#ifdef ES_ABLATE_DIVISION
+#define RECIP(d) (d)
+#else
+#define RECIP(d) (1.0 / (d))
+#endif
+
 static void mask_probs(int n, double q, double *P) {
     for (int s = 0; s < (1 << n); s++) {
         int c = __builtin_popcount(s);
@@ -109,19 +120,23 @@ static void contract_mean(const double *restrict T1, const double *restrict T2T,
                 d3 = VFMA(f, vload(w + 3 * VL), d3);
             }
             double *r = R + (size_t)s * S2 + t;
-            vstore(r, 1.0 / d0);
-            vstore(r + VL, 1.0 / d1);
-            vstore(r + 2 * VL, 1.0 / d2);
-            vstore(r + 3 * VL, 1.0 / d3);
+            vstore(r, RECIP(d0));
+            vstore(r + VL, RECIP(d1));
+            vstore(r + 2 * VL, RECIP(d2));
+            vstore(r + 3 * VL, RECIP(d3));
         }
         for (int t = 0; !blocked && t < S2; t += VL) {
             vd d = vsplat(T1[s * K]) * vload(T2T + t);
             for (int k = 1; k < K; k++)
                 d = VFMA(vsplat(T1[s * K + k]),
                                               vload(T2T + (size_t)k * S2 + t), d);
-            vstore(R + (size_t)s * S2 + t, 1.0 / d);
+            vstore(R + (size_t)s * S2 + t, RECIP(d));
         }
     }
+#ifdef ES_ABLATE_CONTRACTION
+    for (int k = 0; k < K; k++) out[k] = R[k];  /* keeps the reciprocals live */
+    return;
+#endif
     if (!blocked) {
         for (int k = 0; k < K; k++) {
             double total = 0.0;

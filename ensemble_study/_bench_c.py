@@ -31,15 +31,18 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-shared", "-
 _D = ctypes.POINTER(ctypes.c_double)
 
 
-def build():
-    """Compile and load the C kernels: ``(library or None, message)``."""
+def build(defines: tuple = ()):
+    """Compile and load the C kernels: ``(library or None, message)``.
+
+    ``defines``: macro names passed as ``-D`` (the source's ablation switches,
+    for ``scripts/softmax_ablation.py``; none in the bench)."""
     compiler = shutil.which("gcc")
     if compiler is None:
         return None, "C reference skipped: no gcc on PATH"
     if not SOURCE.exists():
         return None, f"C reference skipped: {SOURCE} not found (run from a source checkout)"
     out = Path(tempfile.mkdtemp(prefix="ensemble_study_c_")) / "reference_kernels.so"
-    cmd = [compiler, *FLAGS, "-o", str(out), str(SOURCE), "-lm"]
+    cmd = [compiler, *FLAGS, *(f"-D{d}" for d in defines), "-o", str(out), str(SOURCE), "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         return None, f"C reference skipped: {' '.join(cmd)} failed: {done.stderr.strip()[:300]}"

@@ -33,6 +33,14 @@ its measured peak (a roofline: fused multiply-add throughput from the
 matmul peak, division and exp throughput and memory bandwidth from
 micro-benchmarks run here), with its share.
 
+Each row records the host (``host``: CPU model and the kernels' vector
+ISA), the 1-minute load average when its case started (``load_1min``: on a
+shared machine other processes slow every timing) and the softmax kernel's
+shape (``kernel_shape``, :mod:`ensemble_study.kernels.shape`, calibrated
+once per host before the first case). ``ensemble-study bench`` keeps the
+rows of other hosts already in its CSV (:func:`merge_hosts`), so the table
+shows every host kind measured.
+
 Always 256 inputs (64 with ``quick``), keep_prob 0.5, inverted dropout.
 Where the naive loop would take too long it runs on the first masks only
 and its time per subnetwork is extrapolated (column ``extrapolated``).
@@ -45,10 +53,11 @@ time taken; above the matmul peak it means algebra replaced arithmetic.
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -61,6 +70,7 @@ from ._checks import check_real
 from .dropout import DropoutConfig, dropped_units, unit_keep_probs
 from .ensemble import exact_ensemble
 from .kernels import default_threads, shortcut_moments, shortcut_plan
+from .kernels import shape as kernel_shape
 from .masks import enumerate_masks
 from .network import MLP, OUTPUT_FUNCTIONS, forward, log_softmax, softmax
 
@@ -251,6 +261,49 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def host_description() -> str:
+    """The host as the bench table names it: CPU model, family/model numbers, vector ISA.
+
+    The vector ISA is the kernels' (``LANES``: AVX-512 for 8 doubles, AVX2 or
+    AVX for 4, SSE2 for 2), so that rows of one host kind group together.
+    """
+    from .kernels._simd import LANES
+
+    info = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            name, _, value = line.partition(":")
+            info.setdefault(name.strip(), value.strip())
+    except OSError:
+        pass
+    model = info.get("model name") or (os.uname().machine if hasattr(os, "uname") else "?")
+    if "cpu family" in info and "model" in info:
+        model += f" (family {info['cpu family']} model {info['model']})"
+    flags = set(info.get("flags", "").split())
+    isa = {8: "AVX-512", 4: "AVX2" if "avx2" in flags else "AVX"}.get(LANES, "SSE2")
+    return f"{model}, {isa}"
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none): the bench records it
+    per case, as other processes on a shared host slow every timing."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
+
+
+def merge_hosts(new: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """``new`` with the rows of ``previous`` measured on other hosts (column ``host``)
+    kept before it, so that one CSV holds the table of every host kind measured."""
+    if previous is None or previous.empty or "host" not in previous:
+        return new
+    other = previous[~previous["host"].isin(set(new["host"]))]
+    if other.empty:
+        return new
+    return pd.concat([other, new], ignore_index=True)[list(new.columns)]
+
+
 def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=None,
               rng=0) -> tuple[pd.DataFrame, dict]:
     """Run every case; return the tidy table and its parameters.
@@ -284,7 +337,15 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
     peaks = roofline.machine_peaks(peak, quick=quick)
     threads = default_threads()
     lib, c_message = reference_c.build()
+    host = host_description()
+    if kernels.backend() == "numba":  # calibrates here (once per host) unless cached or set
+        kernel_shape.current(work=kernel_shape.CALIBRATE_WORK)
+    shape_line = kernel_shape.describe() if kernels.backend() == "numba" else ""
     if echo is not None:
+        echo(f"host: {host}, {os.cpu_count()} logical CPU(s), 1-minute load average "
+             f"{load_average():.2f}")
+        if shape_line:
+            echo(shape_line)
         echo(f"BLAS: {blas}, {blas_threads} thread(s) by default; the package runs "
              f"{threads} thread(s) over chunks with 1 BLAS thread each; kernels: "
              f"{kernels.backend()}; float64 matmul peak {peak:.1f} GFLOP/s; "
@@ -300,6 +361,7 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
         n_sub = 2**case.n_dropped
         flops = 2 * sum(a * b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
         work = n_sub * n_examples
+        load = load_average()
         ident = {"case": case.case, "architecture": net.architecture, "output": case.output,
                  "statistics": case.statistics, "n_dropped": case.n_dropped,
                  "n_subnetworks": n_sub, "n_examples": n_examples}
@@ -315,6 +377,9 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
             package_cache[key] = measure_package(net, cfg, X, case.statistics, c_run)
         seconds, peak_mb, c_seconds = package_cache[key]
         counts = roofline.kernel_counts(case, net, cfg, n_examples)
+        # The C softmax kernel computes the mean and NWGM only: its own counts.
+        c_counts = (roofline.kernel_counts(replace(case, statistics="mean+nwgm"), net, cfg,
+                                           n_examples) if case.case == "b" else None)
         runs = [("naive", naive_s, n_timed, extrapolated, np.nan),
                 ("package", seconds, n_sub, False, peak_mb)]
         if case.compare_threads:
@@ -324,17 +389,18 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
             runs.append(("c_reference", c_seconds, n_sub, False, np.nan))
         for method, s, timed, extra, mem in runs:
             package = method.startswith("package")
-            use = roofline.utilisation(counts, s, peaks) if package else {}
+            own = counts if package else c_counts if method == "c_reference" else None
+            use = roofline.utilisation(own, s, peaks) if own is not None else {}
             limit = max(use, key=use.get) if use else ""
             rows.append({**ident, "method": method, "seconds": s, "masks_timed": timed,
                          "extrapolated": extra,
                          "subnet_examples_per_s": work / s,
                          "effective_gflops": flops * work / s / 1e9,
-                         "kernel_gflops": counts["flops"] / s / 1e9 if package else np.nan,
+                         "kernel_gflops": own["flops"] / s / 1e9 if own is not None else np.nan,
                          "limit": limit,
                          "limit_share": use.get(limit, np.nan),
                          # exps run on the multiply-add pipes: their shares add up
-                         "fma_exp_share": (use["fma"] + use["exp"] if package else np.nan),
+                         "fma_exp_share": (use["fma"] + use["exp"] if use else np.nan),
                          "matmul_peak_gflops": peak,
                          "speedup_vs_naive": naive_s / s,
                          "vs_c": (s / c_seconds if package and c_seconds is not None
@@ -342,15 +408,22 @@ def run_bench(quick: bool = False, *, naive_budget: float | None = None, echo=No
                          "peak_mb": mem, "max_rss_mb": _max_rss_mb(),
                          "blas": blas,
                          "blas_threads": 1 if method == "package" else blas_threads,
-                         "threads": (threads if method in ("package", "c_reference") else 1)})
+                         "threads": (threads if method in ("package", "c_reference") else 1),
+                         "host": host, "load_1min": load,
+                         "kernel_shape": (str(kernel_shape.current()) if package
+                                          and kernels.backend() == "numba" else "")})
             if echo is not None:
                 echo(format_row(rows[-1]))
         if echo is not None and counts["flops"]:
             echo("    limit: " + roofline.limit_line(counts, seconds, peaks))
+            if c_counts is not None and c_seconds is not None:
+                echo("    C's limit (its mean and NWGM): "
+                     + roofline.limit_line(c_counts, c_seconds, peaks))
     params = {"quick": quick, "n_examples": n_examples, "naive_budget": naive_budget,
               "rng": rng, "keep_prob": 0.5, "scheme": "inverted", "blas": blas,
               "blas_threads": blas_threads, "threads": threads, "matmul_peak_gflops": peak,
-              "kernels": kernels.backend(), "c_reference": c_message,
+              "kernels": kernels.backend(), "c_reference": c_message, "host": host,
+              "kernel_shape": shape_line, "load_1min_end": load_average(),
               **{f"peak_{k}": v for k, v in peaks.items()}}
     return pd.DataFrame(rows), params
 

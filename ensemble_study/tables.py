@@ -22,6 +22,7 @@ REPRODUCE_COST = Table("reproduce_cost", writer="ensemble-study reproduce")
 REPRODUCE_TIME = Table("reproduce_time", writer="python scripts/time_reproduce.py")
 RESUME = Table("resume", writer="python scripts/resume_demo.py")
 BENCH_CERTIFIED = Table("bench_certified", writer="python scripts/bench_certified.py")
+SOFTMAX_ABLATION = Table("softmax_ablation", writer="python scripts/softmax_ablation.py")
 TORCH_EXAMPLE = Table("torch_example", writer="python scripts/torch_example.py")
 TORCH_EVALUATE = Table("torch_example_evaluate",
                        writer="ensemble-study evaluate --net results/torch_example/model.pt "
@@ -167,7 +168,15 @@ def _seconds(s: float) -> str:
 
 @BENCH.block("bench-table")
 def bench_table(df: pd.DataFrame) -> str:
-    """The benchmark's rows and the targets of issues 8 and 23, from results/bench.csv."""
+    """The benchmark's rows and the targets of issues 8 and 23, one table per host
+    (column ``host``; older CSVs without it make one table), from results/bench.csv."""
+    if "host" not in df:
+        return _bench_host_table(df)
+    return "\n\n".join(_bench_host_table(g, host) for host, g in df.groupby("host", sort=False))
+
+
+def _bench_host_table(df: pd.DataFrame, host: str | None = None) -> str:
+    runs = df
     df = df[df.case != "sweep"]
     keys = ["case", "architecture", "output", "statistics", "n_dropped"]
     rows, ratio, shares, share_of = [], {}, {}, {}
@@ -225,11 +234,66 @@ def bench_table(df: pd.DataFrame) -> str:
         targets.append("below 60% of their binding peak (see \"What limits each path\" "
                        "below): " + ", ".join(below))
     first = df.iloc[0]
+    head = f"**{host}**: " if host else ""
+    load = runs["load_1min"].dropna() if "load_1min" in runs else pd.Series(dtype=float)
+    if not load.empty:
+        head += (f"1-minute load average {load.min():.1f} to {load.max():.1f} while the cases "
+                 f"ran (timings of a loaded host are slower and noisier); ")
+    elif host:
+        head += "load not recorded; "
+    shapes = (sorted({s for s in runs["kernel_shape"].dropna().astype(str) if s})
+              if "kernel_shape" in runs else [])
+    if shapes:
+        head += f"softmax kernel shape {', '.join(shapes)}; "
     return (
-        f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
+        head + f"{first['n_examples']} inputs; {first['blas']}; float64 matmul peak "
         f"{first['matmul_peak_gflops']:.0f} GFLOP/s in this run.\n\n" + table(header, rows)
         + "\n\n\\* extrapolated from the first masks. The kernels' targets in this run: "
         + "; ".join(targets) + ".")
+
+
+@SOFTMAX_ABLATION.block("softmax-ablation")
+def softmax_ablation(df: pd.DataFrame) -> str:
+    """Per host and network: each variant's time per subnetwork and its ratio to the C
+    kernel's, paired by round (mean with its t interval), and what the ablations say."""
+    def median_interval(values):
+        # A preempted round gives one ratio far out: the median, with its BCa interval
+        # (a t interval of the mean below 10 rounds).
+        values = np.asarray(values, dtype=float)
+        if values.size < 10:
+            return stats.t_interval(values)
+        return stats.bca_interval(values, "median")
+
+    parts = []
+    for (host, arch), g in df.groupby(["host", "architecture"], sort=False):
+        by = g.pivot(index="round", columns="variant", values="ns_per_subnetwork")
+        order = list(dict.fromkeys(g["variant"]))
+        K, n = int(g["n_classes"].iloc[0]), int(g["n_inner"].iloc[0])
+        rows = [[v.replace("package_all ", "package, mean and variance, "),
+                 f"{by[v].median():.3g}", ci(*median_interval(by[v] / by["c"]))]
+                for v in order]
+        parts.append(
+            f"**{host}**, {arch} (2^{n} inner masks per pair, K = {K}), "
+            f"{int(g['pairs'].iloc[0])} pairs, {by.shape[0]} rounds, one thread, 1-minute load "
+            f"average {g['load_1min'].iloc[0]:.1f} at the start:\n\n"
+            + table(["variant", "ns per subnetwork (median)",
+                     "time / C's, paired by round (median [95% BCa])"], rows))
+        no_div = median_interval(1 - by["c_no_division"] / by["c"])
+        no_con = median_interval(1 - by["c_no_contraction"] / by["c"])
+        best = min((v for v in order if v.startswith("package_all")),
+                   key=lambda v: by[v].median())
+        ratio = median_interval(by[best] / by["c"])
+        mean_only = median_interval(by["package_mean"] / by["c"])
+        parts.append(
+            f"Removing the division takes {ci(*no_div, digits=2)} of the C kernel's time "
+            f"away, removing the contraction {ci(*no_con, digits=2)}. The variance's second "
+            f"contraction is as large as the mean's ({K} multiply-adds per subnetwork, against "
+            f"C's {2 * K}: {K} for the denominator, {K} for the mean), so the package's mean "
+            f"and variance cannot take less than about {1 + no_con[0]:.2f} times C's time "
+            f"with the same arithmetic. Measured: {ci(*ratio)} in its fastest shape here "
+            f"({best.split(' ', 1)[1]}), and {ci(*mean_only)} for the mean alone (the "
+            f"like-for-like ratio).")
+    return "\n\n".join(parts)
 
 
 @COMPILE_COST.block("compile-cost")
@@ -372,6 +436,8 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     """Seconds against the number of dropped units: naive per-mask loop vs the package."""
     fig, axes = new_figure(width=7.2, height=4.4)
     ax = axes[0, 0]
+    if "host" in df:  # the last host measured (its rows come last)
+        df = df[df["host"] == df["host"].iloc[-1]]
     sweep = df[df["case"] == "sweep"].sort_values("n_dropped")
     arch = "8-h-h-10 softmax"
     # Each legend entry is drawn exactly as its points are: the naive line
@@ -415,6 +481,7 @@ def plot_bench(df: pd.DataFrame) -> Figure:
     fig.legend(loc="outside lower center", ncols=2, fontsize=7)
     first = df.iloc[0]
     ax.set_title(f"Exact ensemble of {first['n_examples']} inputs, both hidden layers dropped\n"
-                 f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s",
+                 + f"{first['blas']}, matmul peak {first['matmul_peak_gflops']:.0f} GFLOP/s"
+                 + (f"\n{first['host']}" if "host" in df else ""),
                  fontsize=9)
     return fig

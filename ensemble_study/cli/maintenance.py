@@ -180,7 +180,7 @@ def report(root, documents, readme, results_dir, check):
               callback=check_out_file, help="PNG of time against the number of dropped units.")
 def bench(quick, naive_budget, out, figure_path):
     """Time exact enumeration against the naive per-mask loop."""
-    from ..bench import FOOTNOTE, run_bench, save_figure
+    from ..bench import FOOTNOTE, merge_hosts, run_bench, save_figure
 
     root = QUICK_DIR if quick else Path()
     out = root / RESULTS_DIR / "bench.csv" if out is None else out
@@ -190,8 +190,26 @@ def bench(quick, naive_budget, out, figure_path):
 
     df, params = run_bench(quick, naive_budget=naive_budget, echo=click.echo)
     click.echo(FOOTNOTE)
-    click.echo(f"wrote {save_result(df, out, params)} ({len(df)} rows)")
+    previous = _previous_bench(out)
+    merged = merge_hosts(df, previous)
+    if len(merged) > len(df):
+        click.echo(f"kept {len(merged) - len(df)} rows of other hosts from {out}")
+    click.echo(f"wrote {save_result(merged, out, params)} ({len(merged)} rows)")
     click.echo(f"wrote {save_figure(df, figure_path)}")
+
+
+def _previous_bench(out: Path):
+    """The rows already in ``out`` (None if there is none, or it cannot be read:
+    then only this run's rows are written)."""
+    from ..results import load_result
+
+    if not out.exists():
+        return None
+    try:
+        return load_result(out)
+    except (OSError, ValueError) as exc:
+        click.echo(f"not keeping other hosts' rows: {out} could not be read ({exc})")
+        return None
 
 
 COMMANDS = (reproduce, figures, report, bench)

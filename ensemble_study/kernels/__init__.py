@@ -145,6 +145,12 @@ def shortcut_moments(
     chunks = enumerate_masks(plan.outer_q, outer_per_chunk(net, plan, chunk_size, arithmetic))
     n_threads = default_threads() if n_threads is None else n_threads
     n_chunks = n_outer_chunks(net, plan, chunk_size, arithmetic)
+    if _compiled() and arithmetic and net.output == "softmax":
+        from . import shape
+
+        # Before the threads start: a calibration (once per host) is timed on a quiet pool.
+        n_outer = 2 ** int(np.count_nonzero(plan.outer_q < 1))
+        shape.current(work=float(n_outer) * X.shape[0] * 2**plan.n_inner)
     try:
         return run_chunks(task, chunks, n_threads if n_chunks > 1 else 1, progress,
                           limit_blas=limit_blas)

@@ -651,13 +651,25 @@ def _softmax_direct(V, bias, P1, P2, n1, variance, mean, var):
                     var[k] += P1[s] * inner[k]
 
 
-@njit(**_JIT)
-def _softmax_pairs(A, sW, bias, q, variance, mean, var):
+def _softmax_pairs(A, sW, bias, q, variance, mean, var, shape=None):
     """Softmax mean (and variance) over the inner masks of each pair.
 
     ``A`` ``(B, n)``: activation L-1 of each pair; ``sW`` ``(n, K)`` the
     scaled last weights; ``mean``, ``var`` ``(B, K)`` are filled.
+    ``shape``: a :class:`~ensemble_study.kernels.shape.Shape` (default: the
+    host's, :func:`~ensemble_study.kernels.shape.current`); every shape gives
+    the same bits.
     """
+    if shape is None:
+        from .shape import current
+
+        shape = current()
+    _softmax_pairs_kernel(A, sW, bias, q, variance, mean, var, shape.tile, shape.fused)
+
+
+@njit(**_JIT)
+def _softmax_pairs_kernel(A, sW, bias, q, variance, mean, var, tile, fused):
+    """:func:`_softmax_pairs` with its shape (``tile``, ``fused``) as integers."""
     B, n = A.shape
     K = sW.shape[1]
     n1 = n // 2
@@ -716,9 +728,13 @@ def _softmax_pairs(A, sW, bias, q, variance, mean, var):
         for k in range(K):
             for t in range(S2):
                 T2w[k, t] = P2[t] * T2T[k, t]
-                T2w2[k, t] = T2w[k, t] * T2T[k, t]
+        if variance:  # the squared tables only when the variance is asked for
+            for k in range(K):
+                for t in range(S2):
+                    T2w2[k, t] = T2w[k, t] * T2T[k, t]
         if S2 % LANES == 0:
-            _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean[b], second)
+            _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean[b], second,
+                              tile, fused)
         else:
             _softmax_contract_scalar(T1, T2T, T2w, T2w2, P1, variance, G, G2, D, R, mean[b],
                                      second)
@@ -746,95 +762,157 @@ def _exp_into(x, out):
 
 
 @njit(**_INLINE)
-def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, second):
+def _softmax_contract(T1, T2T, T2w, T2w2, P1, variance, R1, R2, C1, C2, mean, second, tile,
+                      fused):
     """``mean[k] = sum_s,t P1 P2 T1 T2 / D`` (and ``second`` with squares), vectorised over t.
 
     Reciprocals ``1 / D[s, t]`` first (``K`` fused multiply-adds and one
     division per ``LANES`` subnetworks), then register blocks of two
     classes by ``4 LANES`` low-half masks, the high half innermost.
+
+    The shape (:mod:`.shape`) sets only the order in which independent work
+    is done, never an operation: ``tile`` steps of ``4 LANES`` low-half masks
+    have their reciprocals formed and contracted together (so that they stay
+    in the first-level cache), and ``fused`` contracts the mean and the second
+    moment in one pass over the reciprocals (16 accumulators: for 32-register
+    hosts). Each class's sums run over ``s`` then ``t`` in the same order
+    whatever the shape, so every shape gives the same bits.
     """
     S1, K = T1.shape
     S2 = T2T.shape[1]
     one = vsplat(1.0)
-    # Four independent chains per step: one chain of K dependent FMAs per
-    # vector would leave the loop waiting on FMA latency, not throughput.
-    blocked = S2 % (4 * LANES) == 0
+    step = 4 * LANES
     for s in range(S1):
         p = P1[s]
         for k in range(K):
             C1[s, k] = p * T1[s, k]
-            C2[s, k] = C1[s, k] * T1[s, k]
-        for t in range(0, S2 if blocked else 0, 4 * LANES):
-            f = vsplat(T1[s, 0])
-            d0, d1 = vmul(f, vload(T2T, t)), vmul(f, vload(T2T, t + LANES))
-            d2, d3 = vmul(f, vload(T2T, t + 2 * LANES)), vmul(f, vload(T2T, t + 3 * LANES))
-            for k in range(1, K):
-                f = vsplat(T1[s, k])
-                w = k * S2 + t
-                d0, d1 = vfma(f, vload(T2T, w), d0), vfma(f, vload(T2T, w + LANES), d1)
-                d2 = vfma(f, vload(T2T, w + 2 * LANES), d2)
-                d3 = vfma(f, vload(T2T, w + 3 * LANES), d3)
-            w = s * S2 + t
-            r0, r1, r2, r3 = vdiv(one, d0), vdiv(one, d1), vdiv(one, d2), vdiv(one, d3)
-            vstore(R1, w, r0)
-            vstore(R1, w + LANES, r1)
-            vstore(R1, w + 2 * LANES, r2)
-            vstore(R1, w + 3 * LANES, r3)
+        if variance:
+            for k in range(K):
+                C2[s, k] = C1[s, k] * T1[s, k]
+    if S2 % step != 0:
+        for s in range(S1):
+            for t in range(0, S2, LANES):
+                d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
+                for k in range(1, K):
+                    d = vfma(vsplat(T1[s, k]), vload(T2T, k * S2 + t), d)
+                r = vdiv(one, d)
+                vstore(R1, s * S2 + t, r)
+                if variance:
+                    vstore(R2, s * S2 + t, vmul(r, r))
+        _contract_narrow(C1, R1, T2w, S1, S2, K, mean)
+        if variance:
+            _contract_narrow(C2, R2, T2w2, S1, S2, K, second)
+        return
+    for k in range(K):
+        mean[k] = 0.0
+        second[k] = 0.0
+    width = min(S2, max(1, tile) * step)
+    for t0 in range(0, S2, width):
+        # Four independent chains per step: one chain of K dependent FMAs per
+        # vector would leave the loop waiting on FMA latency, not throughput.
+        for s in range(S1):
+            for u in range(0, width, step):
+                t = t0 + u
+                f = vsplat(T1[s, 0])
+                d0, d1 = vmul(f, vload(T2T, t)), vmul(f, vload(T2T, t + LANES))
+                d2, d3 = vmul(f, vload(T2T, t + 2 * LANES)), vmul(f, vload(T2T, t + 3 * LANES))
+                for k in range(1, K):
+                    f = vsplat(T1[s, k])
+                    w = k * S2 + t
+                    d0, d1 = vfma(f, vload(T2T, w), d0), vfma(f, vload(T2T, w + LANES), d1)
+                    d2 = vfma(f, vload(T2T, w + 2 * LANES), d2)
+                    d3 = vfma(f, vload(T2T, w + 3 * LANES), d3)
+                w = s * width + u
+                r0, r1, r2, r3 = vdiv(one, d0), vdiv(one, d1), vdiv(one, d2), vdiv(one, d3)
+                vstore(R1, w, r0)
+                vstore(R1, w + LANES, r1)
+                vstore(R1, w + 2 * LANES, r2)
+                vstore(R1, w + 3 * LANES, r3)
+                if variance:
+                    vstore(R2, w, vmul(r0, r0))
+                    vstore(R2, w + LANES, vmul(r1, r1))
+                    vstore(R2, w + 2 * LANES, vmul(r2, r2))
+                    vstore(R2, w + 3 * LANES, vmul(r3, r3))
+        if variance and fused:
+            _contract_both(C1, C2, R1, R2, T2w, T2w2, S1, S2, K, t0, width, mean, second)
+        else:
+            _contract(C1, R1, T2w, S1, S2, K, t0, width, mean)
             if variance:
-                vstore(R2, w, vmul(r0, r0))
-                vstore(R2, w + LANES, vmul(r1, r1))
-                vstore(R2, w + 2 * LANES, vmul(r2, r2))
-                vstore(R2, w + 3 * LANES, vmul(r3, r3))
-        for t in range(0, 0 if blocked else S2, LANES):
-            d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
-            for k in range(1, K):
-                d = vfma(vsplat(T1[s, k]), vload(T2T, k * S2 + t), d)
-            r = vdiv(one, d)
-            vstore(R1, s * S2 + t, r)
-            if variance:
-                vstore(R2, s * S2 + t, vmul(r, r))
-    _contract(C1, R1, T2w, S1, S2, K, mean)
-    if variance:
-        _contract(C2, R2, T2w2, S1, S2, K, second)
+                _contract(C2, R2, T2w2, S1, S2, K, t0, width, second)
 
 
 @njit(**_INLINE)
-def _contract(C, R, Tw, S1, S2, K, out):
-    """``out[k] = sum_t Tw[k, t] sum_s C[s, k] R[s, t]``."""
+def _contract_narrow(C, R, Tw, S1, S2, K, out):
+    """``out[k] = sum_t Tw[k, t] sum_s C[s, k] R[s, t]``, one vector of ``t`` at a time."""
+    for k in range(K):
+        total = 0.0
+        for t in range(0, S2, LANES):
+            a = vsplat(0.0)
+            for s in range(S1):
+                a = vfma(vsplat(C[s, k]), vload(R, s * S2 + t), a)
+            total += vsum(vmul(a, vload(Tw, k * S2 + t)))
+        out[k] = total
+
+
+@njit(**_INLINE)
+def _dot4(a0, a1, a2, a3, Tw, w):
+    """The lanes' sum of ``a * Tw[w : w + 4 LANES]``, paired as ``(0 + 1) + (2 + 3)``."""
+    return vsum(vadd(vadd(vmul(a0, vload(Tw, w)), vmul(a1, vload(Tw, w + LANES))),
+                     vadd(vmul(a2, vload(Tw, w + 2 * LANES)),
+                          vmul(a3, vload(Tw, w + 3 * LANES)))))
+
+
+@njit(**_INLINE)
+def _contract(C, R, Tw, S1, S2, K, t0, width, out):
+    """``out[k] += sum_t Tw[k, t] sum_s C[s, k] R[s, t]`` over the tile ``t0 .. t0 + width``
+    (``R`` holds the tile's columns, ``width`` a row)."""
     step = 4 * LANES
-    if S2 % step != 0:
-        for k in range(K):
-            total = 0.0
-            for t in range(0, S2, LANES):
-                a = vsplat(0.0)
-                for s in range(S1):
-                    a = vfma(vsplat(C[s, k]), vload(R, s * S2 + t), a)
-                total += vsum(vmul(a, vload(Tw, k * S2 + t)))
-            out[k] = total
-        return
     for k in range(0, K, 2):
         k2 = min(k + 1, K - 1)  # an odd last class is computed twice, kept once
-        total, total2 = 0.0, 0.0
-        for t in range(0, S2, step):
+        for u in range(0, width, step):
             a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vsplat(0.0)
             for s in range(S1):
-                base = s * S2 + t
+                base = s * width + u
                 r0, r1 = vload(R, base), vload(R, base + LANES)
                 r2, r3 = vload(R, base + 2 * LANES), vload(R, base + 3 * LANES)
                 c = vsplat(C[s, k])
                 a0, a1, a2, a3 = vfma(c, r0, a0), vfma(c, r1, a1), vfma(c, r2, a2), vfma(c, r3, a3)
                 c = vsplat(C[s, k2])
                 b0, b1, b2, b3 = vfma(c, r0, b0), vfma(c, r1, b1), vfma(c, r2, b2), vfma(c, r3, b3)
-            w = k * S2 + t
-            total += vsum(vadd(vadd(vmul(a0, vload(Tw, w)), vmul(a1, vload(Tw, w + LANES))),
-                               vadd(vmul(a2, vload(Tw, w + 2 * LANES)),
-                                    vmul(a3, vload(Tw, w + 3 * LANES)))))
-            w = k2 * S2 + t
-            total2 += vsum(vadd(vadd(vmul(b0, vload(Tw, w)), vmul(b1, vload(Tw, w + LANES))),
-                                vadd(vmul(b2, vload(Tw, w + 2 * LANES)),
-                                     vmul(b3, vload(Tw, w + 3 * LANES)))))
-        out[k] = total
-        out[k2] = total2
+            out[k] += _dot4(a0, a1, a2, a3, Tw, k * S2 + t0 + u)
+            if k2 != k:
+                out[k2] += _dot4(b0, b1, b2, b3, Tw, k2 * S2 + t0 + u)
+
+
+@njit(**_INLINE)
+def _contract_both(C1, C2, R1, R2, Tw, Tw2, S1, S2, K, t0, width, mean, second):
+    """:func:`_contract` of the mean and the second moment in one pass (the same sums)."""
+    step = 4 * LANES
+    for k in range(0, K, 2):
+        k2 = min(k + 1, K - 1)
+        for u in range(0, width, step):
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = vsplat(0.0)
+            e0 = e1 = e2 = e3 = g0 = g1 = g2 = g3 = vsplat(0.0)
+            for s in range(S1):
+                base = s * width + u
+                r0, r1 = vload(R1, base), vload(R1, base + LANES)
+                r2, r3 = vload(R1, base + 2 * LANES), vload(R1, base + 3 * LANES)
+                c = vsplat(C1[s, k])
+                a0, a1, a2, a3 = vfma(c, r0, a0), vfma(c, r1, a1), vfma(c, r2, a2), vfma(c, r3, a3)
+                c = vsplat(C1[s, k2])
+                b0, b1, b2, b3 = vfma(c, r0, b0), vfma(c, r1, b1), vfma(c, r2, b2), vfma(c, r3, b3)
+                r0, r1 = vload(R2, base), vload(R2, base + LANES)
+                r2, r3 = vload(R2, base + 2 * LANES), vload(R2, base + 3 * LANES)
+                c = vsplat(C2[s, k])
+                e0, e1, e2, e3 = vfma(c, r0, e0), vfma(c, r1, e1), vfma(c, r2, e2), vfma(c, r3, e3)
+                c = vsplat(C2[s, k2])
+                g0, g1, g2, g3 = vfma(c, r0, g0), vfma(c, r1, g1), vfma(c, r2, g2), vfma(c, r3, g3)
+            w = t0 + u
+            mean[k] += _dot4(a0, a1, a2, a3, Tw, k * S2 + w)
+            second[k] += _dot4(e0, e1, e2, e3, Tw2, k * S2 + w)
+            if k2 != k:
+                mean[k2] += _dot4(b0, b1, b2, b3, Tw, k2 * S2 + w)
+                second[k2] += _dot4(g0, g1, g2, g3, Tw2, k2 * S2 + w)
 
 
 @njit(**_JIT)
@@ -905,7 +983,38 @@ def _centred_from_tables(T1, T2T, P1, P2, mean, var, D):
                 var[k] += P1[s] * inner[k]
         return
     G = np.zeros(K * LANES)
-    for s in range(S1):
+    step = 4 * LANES
+    for s in range(S1 if S2 % step == 0 else 0):
+        # Four denominators' chains at once (one chain waits on FMA latency); each
+        # class's sum still takes the t-vectors in order: the same bits as below.
+        p1 = vsplat(P1[s])
+        for t in range(0, S2, step):
+            f = vsplat(T1[s, 0])
+            d0, d1 = vmul(f, vload(T2T, t)), vmul(f, vload(T2T, t + LANES))
+            d2, d3 = vmul(f, vload(T2T, t + 2 * LANES)), vmul(f, vload(T2T, t + 3 * LANES))
+            for k in range(1, K):
+                f = vsplat(T1[s, k])
+                w = k * S2 + t
+                d0, d1 = vfma(f, vload(T2T, w), d0), vfma(f, vload(T2T, w + LANES), d1)
+                d2 = vfma(f, vload(T2T, w + 2 * LANES), d2)
+                d3 = vfma(f, vload(T2T, w + 3 * LANES), d3)
+            one = vsplat(1.0)
+            r0, r1, r2, r3 = vdiv(one, d0), vdiv(one, d1), vdiv(one, d2), vdiv(one, d3)
+            q0, q1 = vmul(p1, vload(P2, t)), vmul(p1, vload(P2, t + LANES))
+            q2, q3 = vmul(p1, vload(P2, t + 2 * LANES)), vmul(p1, vload(P2, t + 3 * LANES))
+            for k in range(K):
+                c, m = vsplat(T1[s, k]), vsplat(-mean[k])
+                w = k * S2 + t
+                g = vload(G, k * LANES)
+                y = vfma(vmul(c, vload(T2T, w)), r0, m)
+                g = vfma(vmul(q0, y), y, g)
+                y = vfma(vmul(c, vload(T2T, w + LANES)), r1, m)
+                g = vfma(vmul(q1, y), y, g)
+                y = vfma(vmul(c, vload(T2T, w + 2 * LANES)), r2, m)
+                g = vfma(vmul(q2, y), y, g)
+                y = vfma(vmul(c, vload(T2T, w + 3 * LANES)), r3, m)
+                vstore(G, k * LANES, vfma(vmul(q3, y), y, g))
+    for s in range(S1 if S2 % step != 0 else 0):
         for t in range(0, S2, LANES):
             d = vmul(vsplat(T1[s, 0]), vload(T2T, t))
             for k in range(1, K):
