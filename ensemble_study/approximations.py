@@ -34,7 +34,9 @@ network in one deterministic pass (fast dropout, Wang & Manning 2013; the
   share every hidden unit), so it is known to be poor when the logits'
   variances are large or differ much between classes, where the shrinkage
   of one class's logit moves probability to the others in a way the true
-  integral does not.
+  integral does not. ``closure="quadrature"`` replaces these output rules by
+  the Gaussian integrals themselves (:func:`gaussian_sigmoid_moments`,
+  :func:`gaussian_softmax_moments`, the logits taken as independent).
 
 Exactness (DESIGN fact 11, tested against brute force): the mean is exact
 when every activation after the first dropped layer is the identity (any
@@ -170,6 +172,137 @@ def _sigmoid(z):
     return np.exp(-np.logaddexp(0.0, -z))
 
 
+# Lattice step of the softmax closure's integrals (in logit units) and the
+# Gaussian widths below which a class is integrated on its own nodes.
+_SOFTMAX_STEP = 0.25
+_SOFTMAX_NARROW = 0.5
+_TAIL_SIGMAS = 9.0            # N(0, 1) mass beyond 9 sigma: 2e-19
+_LEFT, _RIGHT = 4.0, 37.0     # the Gumbel kernels' tails: exp(-e^4) = 2e-24, e^-37 = 9e-17
+
+
+def gaussian_softmax_moments(mu, s2, *, step: float = _SOFTMAX_STEP):
+    """Mean and variance of ``softmax(z)`` for independent Gaussian logits, by a 1-D integral.
+
+    Each row holds ``C`` independent logits ``z_c ~ N(mu_c, s2_c)``. From
+    ``1 / S = int_0^inf exp(-t S) dt`` and ``1 / S**2 = int_0^inf t exp(-t S) dt``
+    with ``S = sum_k exp(z_k)``, the substitution ``t = exp(-v)`` and the
+    independence of the logits,
+
+        ``E[softmax_c] = int F1_c(v) prod_{k != c} F0_k(v) dv``,
+        ``E[softmax_c**2] = int F2_c(v) prod_{k != c} F0_k(v) dv``,
+
+    where ``F_j,k(v) = E[K_j(z_k - v)]`` with the Gumbel kernels
+    ``K_j(d) = exp(j d - e**d)`` (``F0_k`` is the law of ``z_k + G``, ``G``
+    standard Gumbel, at ``v``, and ``F1_c`` its density: this is the
+    Gumbel-max identity ``softmax_c(z) = P(z_c + G_c is the largest)``). Every
+    integrand is analytic in the strip ``|Im v| < pi / 2`` and decays at both
+    ends, so the trapezoid rule with step ``h`` converges like
+    ``exp(-pi**2 / h)`` (about 7e-18 at the default ``h = 0.25``). The outer
+    integral over ``v`` and the inner ones over each ``z_k`` use one lattice of
+    step ``h`` per row, so that the inner sums are products with a Toeplitz
+    matrix of kernel values (the Gaussian density is sampled on the lattice,
+    which resolves it where ``s_k >= 0.5``: error ``exp(-2 pi**2 s_k**2 / h**2)``);
+    a narrower class (``s_k < 0.5``) is integrated on its own trapezoid nodes
+    in ``x = (z - mu) / s``, step 0.25 on [-9, 9], and ``s_k = 0`` is the
+    kernel itself. Rows where every variance is 0 return ``softmax(mu)`` and 0.
+
+    Accuracy (``tests/test_softmax_closure.py``): for three classes the mean and
+    ``E[softmax**2]`` agree to 1e-15 with a brute-force 3-D trapezoid product rule
+    summed exactly (:func:`math.fsum`) where ``s <= 1.5``; for two classes mean and
+    variance agree to 1e-14 with :func:`gaussian_sigmoid_moments` of the logit
+    difference (``s`` up to 20); halving ``h`` changes nothing above 1e-14 (at
+    ``s`` up to 6). The variance is ``E[softmax**2] - E**2``, so its error is
+    absolute, about 1e-15 (relative error about 1e-15 / variance); it is clipped at 0.
+
+    Parameters
+    ----------
+    mu : array_like, shape (n, C)
+        The logits' means, one row per example, ``C >= 1`` classes.
+    s2 : array_like, shape (n, C)
+        The logits' variances (``>= 0``), the logits independent.
+    step : float
+        The lattice step ``h`` (in logit units), in (0, 0.5].
+
+    Returns
+    -------
+    mean, variance : ndarray, shape (n, C)
+        ``E[softmax(z)]`` (rows sum to 1 up to the quadrature error) and
+        ``Var[softmax(z)_c]`` per class.
+
+    Raises
+    ------
+    ValueError
+        If ``mu`` and ``s2`` are not 2-D of the same shape, are not finite, or
+        ``s2`` has a negative entry, or ``step`` is outside (0, 0.5].
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    s2 = np.asarray(s2, dtype=np.float64)
+    if mu.ndim != 2 or s2.shape != mu.shape:
+        raise ValueError(f"mu and s2 must be 2-D arrays of the same shape (n, C); got mu of "
+                         f"shape {mu.shape} and s2 of shape {s2.shape}: pass one row per "
+                         "example and one column per class")
+    if mu.shape[1] < 1:
+        raise ValueError(f"mu and s2 need at least one class (column); got shape {mu.shape}")
+    if not (np.isfinite(mu).all() and np.isfinite(s2).all()):
+        raise ValueError("mu and s2 must be finite; got NaN or infinite entries")
+    if (s2 < 0).any():
+        raise ValueError(f"s2 holds variances, which must be >= 0; got a minimum of "
+                         f"{s2.min():g}: check the moments passed in")
+    if not 0 < step <= 0.5:
+        raise ValueError(f"step must be in (0, 0.5]; got {step!r}")
+    n, n_classes = mu.shape
+    mean, var = np.empty_like(mu), np.zeros_like(mu)
+    s = np.sqrt(s2)
+    lo = (mu - _TAIL_SIGMAS * s).min(axis=1) - _LEFT
+    hi = (mu + _TAIL_SIGMAS * s).max(axis=1) + _RIGHT
+    sizes = np.ceil((hi - lo) / step).astype(int) + 1
+    # The kernels on the lags d = z - v = l h that matter: K_j(d) < 2e-22 beyond
+    # d = 4; below d = -37, K_1 and K_2 are < 9e-17 and K_0 = 1 - e**d is 1 to 9e-17,
+    # so those lags enter F0 as a prefix sum of the density.
+    band = np.arange(-int(np.ceil(_RIGHT / step)), int(np.ceil(_LEFT / step)) + 1)
+    with np.errstate(over="ignore"):
+        kernels = [np.exp(j * band * step - np.exp(band * step)) for j in (0, 1, 2)]
+    below, above = -int(band[0]), int(band[-1])
+    x = np.arange(-36, 37) * 0.25
+    wx = 0.25 * np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    for r in range(n):
+        if not s[r].any():
+            z = mu[r] - mu[r].max()
+            mean[r] = np.exp(z) / np.exp(z).sum()
+            continue
+        m = int(sizes[r])
+        t = lo[r] + step * np.arange(m)
+        # F[j][k, i] = E[K_j(z_k - t_i)]
+        F = np.empty((3, n_classes, m))
+        for k in range(n_classes):
+            if s[r, k] >= _SOFTMAX_NARROW:
+                dens = (step / s[r, k]) * _INV_SQRT_2PI * np.exp(
+                    -0.5 * ((t - mu[r, k]) / s[r, k]) ** 2)
+                padded = np.concatenate([np.zeros(below), dens, np.zeros(above)])
+                for j in range(3):
+                    # sum over the band: F[j, k, i] = sum_l dens[i + l] K_j(l h)
+                    F[j, k] = np.correlate(padded, kernels[j], "valid")
+                prefix = np.cumsum(dens)[:max(m - below - 1, 0)]
+                F[0, k, below + 1:] += prefix
+            else:
+                nodes, w = ((mu[r, k] + s[r, k] * x, wx) if s[r, k] > 0
+                            else (mu[r, k:k + 1], np.ones(1)))
+                d = nodes[None, :] - t[:, None]
+                with np.errstate(over="ignore"):
+                    ed = np.exp(d)
+                    for j in range(3):
+                        F[j, k] = np.exp(j * d - ed) @ w
+        # prod over k != c of F0_k, by prefix and suffix products (no division).
+        f0 = F[0]
+        before = np.vstack([np.ones((1, m)), np.cumprod(f0[:-1], axis=0)])
+        after = np.vstack([np.cumprod(f0[:0:-1], axis=0)[::-1], np.ones((1, m))])
+        others = before * after
+        mean[r] = step * np.einsum("ci,ci->c", F[1], others)
+        second = step * np.einsum("ci,ci->c", F[2], others)
+        var[r] = np.clip(second - mean[r] ** 2, 0.0, None)
+    return mean, var
+
+
 def moment_propagation(net: MLP, cfg: DropoutConfig, X, *,
                        closure: str = "probit") -> MomentPrediction:
     """Predict the ensemble's mean and variance in one deterministic pass.
@@ -179,15 +312,16 @@ def moment_propagation(net: MLP, cfg: DropoutConfig, X, *,
     independent through every affine map, and pre-activations as Gaussian
     through every nonlinearity.
 
-    ``closure`` says how a sigmoid output's mean and variance are read off
-    the Gaussian logit ``N(mu, s2)``: ``"probit"`` (the default; MacKay's
-    probit mean and the variance ``E(1-E)(1 - 1/sqrt(1 + pi s2/8))``, which
-    overshoots the true variance of a Gaussian logit 14-75x at ``mu = 6``,
-    DESIGN fact 15) or ``"quadrature"`` (the Gaussian integrals themselves,
-    :func:`gaussian_sigmoid_moments`). The hidden layers are the same in
-    both. A softmax output has only the probit closure (its integral is
-    over the joint law of correlated logits, which the propagation does not
-    carry); ``closure="quadrature"`` with a softmax output is an error.
+    ``closure`` says how a sigmoid or softmax output's mean and variance are
+    read off the Gaussian logits ``N(mu, s2)``: ``"probit"`` (the default;
+    MacKay's probit mean and the variance ``E(1-E)(1 - 1/sqrt(1 + pi s2/8))``,
+    which overshoots the true variance of a Gaussian logit 14-75x at
+    ``mu = 6``, DESIGN fact 15; for a softmax, the mean-field rule of the
+    module docstring) or ``"quadrature"`` (the Gaussian integrals themselves:
+    :func:`gaussian_sigmoid_moments`, and for a softmax
+    :func:`gaussian_softmax_moments`, which takes the logits as independent,
+    as the propagation does: it carries no covariances between them, though
+    they share every hidden unit). The hidden layers are the same in both.
 
     Parameters
     ----------
@@ -203,12 +337,11 @@ def moment_propagation(net: MLP, cfg: DropoutConfig, X, *,
     """
     if closure not in CLOSURES:
         raise ValueError(f"closure must be one of {CLOSURES}; got {closure!r}")
-    if closure == "quadrature" and net.output == "softmax":
-        raise ValueError("closure='quadrature' applies to identity and sigmoid outputs; got a "
-                         "softmax output: use closure='probit'")
     mu, s2 = logit_moments(net, cfg, X)
     if closure == "quadrature" and net.output == "sigmoid":
         mean, var = gaussian_sigmoid_moments(mu, s2)
+    elif closure == "quadrature" and net.output == "softmax":
+        mean, var = gaussian_softmax_moments(mu, s2)
     else:
         mean, var = _MOMENTS[net.output](mu, s2)
     return MomentPrediction(mean=mean, variance=var)

@@ -70,7 +70,7 @@ class Case:
 
     @functools.cached_property
     def moments_quadrature(self):
-        """Moment propagation with the Gauss-Hermite output closure (sigmoid or identity)."""
+        """Moment propagation with the quadrature output closure (any output)."""
         return moment_propagation(self.net, self.cfg, self.X, closure="quadrature")
 
     @functools.cached_property
@@ -215,9 +215,9 @@ register(Predictor(
     predict=lambda case, k, rng: Prediction(case.moments_quadrature.mean,
                                             case.moments_quadrature.variance),
     cost=lambda case, k: 2.0,
-    outputs=("identity", "sigmoid"),
     description="moment propagation with the output's mean and variance integrated over its "
-                "Gaussian logit (Gauss-Hermite) instead of the probit closure",
+                "Gaussian logits (Gauss-Hermite for a sigmoid, the one-dimensional Gumbel "
+                "integral for a softmax) instead of the probit closure",
 ))
 register(Predictor(
     "mc", "MC", {"color": "tab:blue", "marker": ".", "ls": "-"}, True,

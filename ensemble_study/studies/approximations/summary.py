@@ -189,6 +189,7 @@ LABEL_METRICS = ("error", "nll", "brier", "ece")
 METRIC_NAMES = {"error": "test error", "nll": "NLL", "brier": "Brier score",
                 "ece": "ECE (15 equal-width top-label bins)",
                 "mean_abs_error": "mean |predicted - exact mean|",
+                "total_variation": "mean total variation to the exact mean",
                 "nwgm_abs_error": "mean |predicted - exact NWGM|",
                 "variance_log_ratio": "mean log(V / V_exact)",
                 "variance_rel_error": "mean |V - V_exact| / V_exact"}
@@ -326,3 +327,28 @@ def closure_family(df: pd.DataFrame) -> stats.Family:
                         [("moment_propagation", 0, "moment_quadrature", 0)],
                         ("part", "activation", "keep_prob"))
     return fam
+
+
+CLOSURE_METRICS = ("mean_abs_error", "total_variation", "variance_rel_error")
+"""The distances to the exact ensemble on which the two output closures are compared."""
+
+
+def closure_output_families(df: pd.DataFrame) -> dict:
+    """Per (part, output kind, metric of ``CLOSURE_METRICS``): moment propagation with
+    the quadrature closure against the probit closure (the same Gaussian logits),
+    paired over networks per (dataset, activation, keep_prob) cell, Holm within the
+    family. Outputs, parts and metrics are never pooled."""
+    keys = ["part", "dataset", "output", "activation", "keep_prob", "seed", "predictor"]
+    d = df[df["part"].isin(["random", "trained"]) & df["output"].isin(["sigmoid", "softmax"])
+           & df["predictor"].isin(["moment_propagation", "moment_quadrature"])]
+    per = d.groupby(keys, as_index=False, sort=False)[list(CLOSURE_METRICS)].mean()
+    per = per.assign(n_samples=0)
+    out = {}
+    for (part, output), g in per.groupby(["part", "output"], sort=False):
+        for metric in CLOSURE_METRICS:
+            out[(part, output, metric)] = paired_family(
+                g, f"closures: {part} {output}-output networks, {METRIC_NAMES[metric]}, "
+                   "quadrature against probit", metric,
+                [("moment_quadrature", 0, "moment_propagation", 0)],
+                ("dataset", "activation", "keep_prob"))
+    return out
