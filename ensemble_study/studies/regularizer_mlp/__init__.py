@@ -189,7 +189,7 @@ STUDY = Study(
         Param("architectures", "widths", ((10,), (10, 10)), "Hidden widths of one "
               "architecture (every hidden layer dropped; at most 20 units in all); repeat "
               "for several.", quick=((4,), (4, 4)), multiple=True, flag="--hidden"),
-        Param("epochs", "int", (0, 1, 2, 5, 10, 20, 40), "Checkpoint epochs at which the "
+        Param("epochs", "int", (0, 1, 2, 5, 10, 20, 40, 80), "Checkpoint epochs at which the "
               "regularizer is measured; repeat for several.", quick=(0, 2), multiple=True,
               unique=True, low=0, high=1000, flag="--epoch"),
         Param("keep_prob", "keep_prob", 0.5, "keep_prob of every hidden unit."),
