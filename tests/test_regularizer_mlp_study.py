@@ -83,6 +83,24 @@ def test_quick_rows_are_consistent_and_the_blocks_read_them():
     # The checkpoint at epoch 0 is the initial network, drawn from the cell's stream.
     again = study.run_cell(((3,), 0), params)
     pd.testing.assert_frame_equal(study.STUDY.tidy(again), df.iloc[:2].reset_index(drop=True))
+    # Logits linear in the masks: the linearised noise is the exact std of the logits.
+    from ensemble_study.datasets import load_dataset
+    from ensemble_study.ensemble import subnetwork_outputs
+    from ensemble_study.masks import enumerate_masks
+    from ensemble_study.studies import _common as c
+
+    split = np.random.default_rng(c.stream(params["seed"], "split", 0))
+    ds = load_dataset("digits", rng=split)
+    Xe = ds.X_train[np.sort(split.permutation(len(ds.y_train))[:params["n_eval"]])]
+    net = MLP.random((64, 3, 10), "tanh", "softmax", rng=c.stream(params["seed"], "init",
+                                                                   (3,), 0))
+    cfg = DropoutConfig(params["keep_prob"], layers=(1,))
+    masks, logp = next(enumerate_masks(np.full(3, params["keep_prob"]), 8))
+    z = subnetwork_outputs(net, cfg, Xe, masks, logits=True)
+    w = np.exp(logp)[:, None, None]
+    var = np.sum(w * (z - np.sum(w * z, axis=0)) ** 2, axis=0).sum(axis=1)
+    first = df[(df.n_dropped == 3) & (df.seed == 0) & (df.epoch == 0)]
+    assert float(first.logit_noise.iloc[0]) == pytest.approx(np.sqrt(var).mean(), rel=1e-12)
     for fn in study.STUDY.blocks.values():
         assert fn(df).strip()
     assert "0 (fact 10)" in show.ratio_table(df)

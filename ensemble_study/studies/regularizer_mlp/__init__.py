@@ -13,7 +13,8 @@ study records, on a fixed random subset of the training examples:
   layer feeds the output);
 * its second-order expansion in the mask multipliers, full and Gauss-Newton
   (:func:`ensemble_study.regularizer_taylor.mlp_second_order`), and their ratios to R;
-* the scaled pass's test error and the subset's scaled-pass NLL.
+* the scaled pass's test error, the subset's scaled-pass NLL, and the linearised
+  logit noise ``sqrt(sum_j Var(mult_j) |dz/dmult_j|^2)`` (mean over the subset).
 
 Every quantity is reported per example of the subset.
 """
@@ -154,6 +155,10 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
         exact = exact_softmax_regularizer(net, cfg, Xe, ye)
         full = rt.mlp_second_order(net, cfg, Xe, ye)
         gn = rt.mlp_second_order(net, cfg, Xe, ye, kind="gauss_newton")
+        jets = rt.mask_jets(net, cfg, Xe)
+        # The linearised logit noise: sum_j Var(mult_j) |dz/dmult_j|^2 per example, the
+        # scale on which the loss must be quadratic for the expansion to hold.
+        noise = np.sqrt(np.einsum("j,jnk->n", jets.variance, jets.first ** 2))
         z_s = scaled_forward(net, cfg, Xe, logits=True)
         zmax = z_s.max(axis=1, keepdims=True)
         nll = np.log(np.exp(z_s - zmax).sum(axis=1)) + zmax[:, 0] - z_s[np.arange(n), ye]
@@ -164,7 +169,8 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
             n_dropped=int(sum(hidden)), seed=seed, epoch=int(epoch), n_eval=n,
             learning_rate=p["learning_rate"], batch_size=p["batch_size"],
             train_loss=train_loss if epoch > 0 else float("nan"),
-            eval_nll=float(nll.mean()), test_error=float(np.mean(test_pred != ds.y_test)),
+            eval_nll=float(nll.mean()), logit_noise=float(noise.mean()),
+            test_error=float(np.mean(test_pred != ds.y_test)),
             R_exact=exact["total"] / n, R_exact_free=exact["label_free"] / n,
             R_exact_dependent=exact["label_dependent"] / n,
             R2_full=full["total"] / n, R2_full_free=full["label_free"] / n,

@@ -13,12 +13,14 @@ import pandas as pd
 
 from ... import stats
 from ...plots import new_figure
-from ...report import ci, table
+from ...report import ci, num, table
 from . import STUDY
 
 ALPHA = 0.05
 KINDS = {"ratio_full": ("second order, full", "tab:red"),
          "ratio_gauss_newton": ("second order, Gauss-Newton", "tab:blue")}
+SENT = {"ratio_full": "full second-order expansion",
+        "ratio_gauss_newton": "Gauss-Newton second-order expansion"}
 # Below this |label-dependent share| on every row, the part is 0 up to rounding (fact 10:
 # one dropped layer feeding the softmax output, the logits linear in its masks).
 ROUNDING = 1e-9
@@ -41,33 +43,56 @@ def _label_free_by_design(g: pd.DataFrame) -> bool:
     return bool(np.all(np.abs(g.share_dependent) < ROUNDING))
 
 
+@STUDY.block("regularizer-mlp-design")
+def design(df: pd.DataFrame) -> str:
+    """The grid the table holds: architectures, masks, dropout, schedule, seeds."""
+    first = df.iloc[0]
+    archs = ", ".join(f"`{a}` (2^{int(df[df.architecture == a].n_dropped.iloc[0])} masks)"
+                      for a in _archs(df))
+    epochs = ", ".join(str(e) for e in sorted(df.epoch.unique()))
+    return (f"Architectures {archs}; tanh hidden layers, softmax output; {first.scheme} "
+            f"dropout at keep_prob {first.keep_prob:g} on every hidden unit, the input not "
+            f"dropped. Plain SGD, step {first.learning_rate:g}, no momentum, batches of "
+            f"{first.batch_size}; checkpoints at epochs {epochs} (0: the initial network). "
+            f"The regularizers are sums over a fixed random subset of {first.n_eval} "
+            f"training examples per seed, reported per example; {df.seed.nunique()} "
+            f"training seeds per architecture.")
+
+
 @STUDY.block("regularizer-mlp-table")
 def ratio_table(df: pd.DataFrame) -> str:
     rows = []
     for arch in _archs(df):
         for epoch in sorted(df.epoch.unique()):
             g = _at(df, arch, epoch)
-            share = ("0 (fact 10)" if _label_free_by_design(g)
-                     else ci(*_t(g.share_dependent)))
+            if _label_free_by_design(g):
+                share = share2 = "0 (fact 10)"
+            else:
+                share = ci(*_t(g.share_dependent))
+                share2 = ci(*_t(g.R2_full_dependent / g.R2_full))
             rows.append([arch, str(epoch), ci(*_t(g.R_exact)), ci(*_t(g.ratio_full)),
-                         ci(*_t(g.ratio_gauss_newton)), share, ci(*_t(g.test_error))])
+                         ci(*_t(g.ratio_gauss_newton)), share, share2,
+                         ci(*_t(g.logit_noise)), ci(*_t(g.test_error))])
     first = df.iloc[0]
     return (f"Per architecture and epoch: the exact dropout regularizer R (nats per example "
             f"of a fixed subset of {first.n_eval} training examples), the second-order "
             f"expansion over R (full, and Gauss-Newton), the label-dependent part's share "
-            f"of R, and the scaled pass's test error; means over {df.seed.nunique()} "
+            f"of R and of the full expansion, the linearised logit noise "
+            f"sqrt(sum_j Var(mult_j) |dz/dmult_j|^2) (mean over the subset), and the "
+            f"scaled pass's test error; means over {df.seed.nunique()} "
             f"training seeds [95% t-intervals]. tanh hidden layers, softmax output, "
             f"{first.scheme} dropout at keep_prob {first.keep_prob:g} on every hidden "
             f"unit, SGD step {first.learning_rate:g}, batches of {first.batch_size}.\n\n"
             + table(["architecture", "epoch", "exact R", "full / exact",
-                     "Gauss-Newton / exact", "label-dependent share of R", "test error"],
-                    rows))
+                     "Gauss-Newton / exact", "label-dependent share of R",
+                     "label-dependent share of full", "logit noise", "test error"], rows))
 
 
 def claims_family(df: pd.DataFrame) -> stats.Family:
     """Declared before the p-values: per architecture, at the first and the last epoch,
-    each second-order kind's ratio against 1 (one-sample t over seeds), the change of
-    the full ratio from the first to the last epoch (paired t), and the label-dependent
+    each second-order kind's ratio against 1 (one-sample t over seeds; Gauss-Newton
+    left out where it equals the full expansion by construction), the change of the
+    full ratio from the first to the last epoch (paired t), and the label-dependent
     share against 0 where it is not 0 by construction."""
     fam = stats.Family("regularizer_mlp: second order against the exact MLP regularizer",
                        alpha=ALPHA)
@@ -75,12 +100,15 @@ def claims_family(df: pd.DataFrame) -> stats.Family:
     for arch in _archs(df):
         a, b = _at(df, arch, start), _at(df, arch, end)
         n = len(b)
-        for col, (words, _) in KINDS.items():
+        same = _label_free_by_design(df[df.architecture == arch])
+        for col in KINDS:
+            if same and col == "ratio_gauss_newton":
+                continue  # equal to the full expansion by construction (fact 10)
             for epoch, g in ((start, a), (end, b)):
                 m, lo, hi = _t(g[col])
                 side = "below" if m < 1 else "above"
                 fam.add(f"{arch}/{col}/{epoch}", stats.t_test_mean(g[col], 1.0),
-                        f"On {arch} at epoch {epoch}, the {words} expansion is {side} the "
+                        f"On {arch} at epoch {epoch}, the {SENT[col]} is {side} the "
                         f"exact regularizer: ratio {ci(m, lo, hi)} (mean over {len(g)} "
                         f"seeds, t-interval).")
         r = stats.paired_t(b.ratio_full.to_numpy(), a.ratio_full.to_numpy())
@@ -113,10 +141,11 @@ def claims(df: pd.DataFrame) -> str:
         g = df[df.architecture == arch]
         if _label_free_by_design(g):
             lines.append(f"- On {arch} the label-dependent part is 0 at every epoch and seed "
-                         f"(largest |share| {np.abs(g.share_dependent).max():.1e}, rounding), "
-                         f"and Gauss-Newton equals the full expansion (largest relative "
-                         f"difference {_gn_gap(g):.1e}): the only dropped layer feeds the "
-                         f"softmax, so the logits are linear in its masks (fact 10).")
+                         f"(largest |share| {num(np.abs(g.share_dependent).max())}), and "
+                         f"the Gauss-Newton expansion equals the full one (largest relative "
+                         f"difference {num(_gn_gap(g))}), so its claims are not repeated: "
+                         f"the only dropped layer feeds the softmax, so the logits are "
+                         f"linear in its masks (fact 10).")
     return "\n".join(lines)
 
 
