@@ -210,7 +210,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=c.tidy, check=check, order=97, reproduce=False,
-    cost="about 10 minutes with --jobs 2 on the loaded 2-core machine",
+    cost="about 3 to 4 minutes with --jobs 2 on the loaded 2-core machine (measured twice)",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)
