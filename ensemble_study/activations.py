@@ -66,6 +66,20 @@ def _sigmoid_derivative(z):
     return s * (1.0 - s)
 
 
+def _sigmoid_second_derivative(z):
+    s = sigmoid(z)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+def _tanh_second_derivative(z):
+    t = np.tanh(z)
+    return -2.0 * t * (1.0 - t * t)
+
+
+def _zero(z):
+    return np.zeros_like(np.asarray(z, dtype=np.float64))
+
+
 @dataclass(frozen=True, eq=False)
 class Activation:
     """A hidden activation (see the module docstring).
@@ -88,6 +102,12 @@ class Activation:
         Its colour in every figure.
     homogeneous : bool
         ``f(c z) = c f(z)`` for every ``c > 0``.
+    second_derivative : callable
+        ``second_derivative(z) -> d2a/dz2``, elementwise (second-order expansions,
+        :mod:`ensemble_study.regularizer_taylor`); 0 for the piecewise-linear ReLU,
+        whose second derivative is a point mass at the kink that no finite expansion
+        sees. None (a record that has not declared it) makes second-order expansions
+        refuse the activation rather than assume 0.
     """
 
     name: str
@@ -98,17 +118,18 @@ class Activation:
     torch: str
     color: str
     homogeneous: bool = False
+    second_derivative: Callable | None = None
 
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
     Activation("identity", _identity, np.ones_like, lambda mu, s2: (mu, s2), 0, "Identity",
-               "tab:gray", homogeneous=True),
+               "tab:gray", homogeneous=True, second_derivative=_zero),
     Activation("relu", _relu, lambda z: (z > 0).astype(np.float64), _relu_moments, 1, "ReLU",
-               "tab:blue", homogeneous=True),
+               "tab:blue", homogeneous=True, second_derivative=_zero),
     Activation("tanh", np.tanh, lambda z: 1.0 - np.tanh(z) ** 2, _tanh_moments, 2, "Tanh",
-               "tab:orange"),
+               "tab:orange", second_derivative=_tanh_second_derivative),
     Activation("sigmoid", sigmoid, _sigmoid_derivative, sigmoid_moments, 3, "Sigmoid",
-               "tab:green"),
+               "tab:green", second_derivative=_sigmoid_second_derivative),
 )}
 """Every hidden activation, by name, in the order tables and figures list them."""
 

@@ -57,3 +57,20 @@ def test_kernel_codes_and_torch_modules_are_distinct():
         module = getattr(torch.nn, a.torch)()
         z = torch.tensor(Z, dtype=torch.float64)
         np.testing.assert_allclose(module(z).numpy(), a.forward(Z), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_second_derivative_is_the_central_difference_of_the_derivative(name):
+    a, h = get(name), 1e-5
+    assert a.second_derivative is not None, f"{name} declares no second derivative"
+    numeric = (a.derivative(Z + h) - a.derivative(Z - h)) / (2 * h)
+    np.testing.assert_allclose(a.second_derivative(Z), numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name, z, expected", [
+    ("tanh", 0.0, 0.0), ("sigmoid", 0.0, 0.0), ("relu", 1.3, 0.0), ("identity", -2.0, 0.0),
+    # tanh'' = -2 tanh sech^2 and sigmoid'' = s(1-s)(1-2s), at z = log 3: s = 3/4.
+    ("sigmoid", np.log(3.0), 0.75 * 0.25 * -0.5),
+    ("tanh", np.arctanh(0.5), -2 * 0.5 * 0.75)])
+def test_second_derivative_known_values(name, z, expected):
+    assert float(get(name).second_derivative(np.array(z))) == pytest.approx(expected, abs=1e-15)
