@@ -149,8 +149,8 @@ def _example(df, path, want_nonmonotone, penalty="exact"):
     pick = g[~g.monotone.astype(bool)] if want_nonmonotone else g
     if pick.empty:
         pick = g
-    # the one with the largest relative fall (or the first), deterministic
-    row = pick.loc[(pick.max_drop / pick.R_range.where(pick.R_range > 0)).fillna(0).idxmax()]
+    # the one with the largest fall (or the first), deterministic
+    row = pick.loc[pick.max_drop.idxmax()]
     key = ["dataset", "problem", "keep_prob", "path", "feature"]
     m = np.all([df[k] == row[k] for k in key], axis=0)
     return df[m], row
