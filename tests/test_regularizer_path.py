@@ -74,7 +74,7 @@ def test_convexity_detector_known_answers():
     res = rp.convexity(t, np.minimum(t ** 2, 4.0))
     assert np.flatnonzero(res["violations"]).tolist() == [2, 6]
     assert abs(res["first_t"]) == 2.0
-    # a dent of 0.1 at t = 0 in t^2 (second difference 2 - 0.2 ... then -?): dent 1.5
+    # t^2 with a bump of 1.5 at t = 1
     r = t ** 2 + np.where(t == 1, 1.5, 0.0)          # second difference at t = 1: 2 - 3 = -1
     assert not rp.convexity(t, r)["convex"]
     assert rp.convexity(t, r, err=0.26)["convex"]      # tolerance 4 * 0.26 > 1
