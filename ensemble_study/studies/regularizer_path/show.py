@@ -1,0 +1,208 @@
+"""The regularizer_path study's figure and documentation blocks, from its saved table only.
+
+Shares of paths are binomial proportions with Clopper-Pearson ("exact") 95% intervals
+from ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``. The paths of one fit
+share its training set, so the intervals treat paths as independent draws: read them as
+a description of these fits, not of fresh data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from ...plots import new_figure
+from ...report import ci, table
+from . import STUDY, convexity, monotonicity, path_grid
+
+KINDS = (("ray", "exact"), ("ray", "quadratic"), ("slice", "exact"), ("slice", "quadratic"))
+LABELS = {("ray", "exact"): "ray, exact R", ("ray", "quadratic"): "ray, R^q",
+          ("slice", "exact"): "slice, exact R", ("slice", "quadratic"): "slice, R^q"}
+
+
+def share(flags) -> tuple[int, int, float, float, float]:
+    """``(k, n, k/n, low, high)``: count of True, total, share and its Clopper-Pearson 95%."""
+    flags = np.asarray(flags, dtype=bool)
+    k, n = int(flags.sum()), int(flags.size)
+    iv = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return k, n, k / n, float(iv.low), float(iv.high)
+
+
+def _share_text(flags) -> str:
+    k, n, p, lo, hi = share(flags)
+    return f"{k}/{n} = {ci(p, lo, hi)}"
+
+
+def shares(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, keep_prob, path, penalty): non-convex and non-monotone shares."""
+    rows = []
+    for (d, q, path, pen), g in df.groupby(["dataset", "keep_prob", "path", "penalty"],
+                                           sort=True):
+        _, n, pc, lc, hc = share(~g.convex.astype(bool))
+        _, _, pm, lm, hm = share(~g.monotone.astype(bool))
+        rows.append(dict(dataset=d, keep_prob=q, path=path, penalty=pen, n=n,
+                         nonconvex=pc, nonconvex_low=lc, nonconvex_high=hc,
+                         nonmonotone=pm, nonmonotone_low=lm, nonmonotone_high=hm))
+    return pd.DataFrame(rows)
+
+
+@STUDY.block("regularizer-path-shares")
+def shares_table(df: pd.DataFrame) -> str:
+    rows = []
+    for (d, q), g in df.groupby(["dataset", "keep_prob"], sort=True):
+        cells = []
+        for kind in KINDS:
+            h = g[(g.path == kind[0]) & (g.penalty == kind[1])]
+            cells.append(f"{_share_text(~h.convex.astype(bool))} / "
+                         f"{_share_text(~h.monotone.astype(bool))}" if len(h) else "-")
+        rows.append([d, f"{q:g}", *cells])
+    n_fit = df.groupby(["dataset", "problem", "keep_prob"]).ngroups
+    return (f"Share of paths on which the penalty is non-convex / non-monotone in |t| (count "
+            f"of paths, share [Clopper-Pearson 95% interval]), {n_fit} exact-dropout fits on "
+            f"{df.n_train.iloc[0]} training examples each (digits_ovr: the ten one-vs-rest "
+            f"problems together). Ray: `beta = t e_j`, intercept 0, every non-constant pixel; "
+            f"slice: weight j varied with the other weights and the intercept at the "
+            f"exact-dropout solution, a random subset of pixels.\n\n"
+            + table(["dataset", "keep_prob", *[LABELS[k] for k in KINDS]], rows))
+
+
+@STUDY.block("regularizer-path-claims")
+def claims(df: pd.DataFrame) -> str:
+    ray = df[(df.path == "ray") & (df.penalty == "exact")]
+    rayq = df[(df.path == "ray") & (df.penalty == "quadratic")]
+    sl = df[(df.path == "slice") & (df.penalty == "exact")]
+    slq = df[(df.path == "slice") & (df.penalty == "quadratic")]
+    qs = sorted(df.keep_prob.unique())
+    first = ray.nonconvex_first_t.abs() * ray.max_abs_x / ray.keep_prob
+    lines = [
+        f"- Rays (other weights 0, intercept 0), exact R: non-convex on "
+        f"{_share_text(~ray.convex.astype(bool))} of the rays and non-monotone in |t| on "
+        f"{_share_text(~ray.monotone.astype(bool))}, pooled over datasets and keep_probs. "
+        f"The first non-convex point is at a largest per-feature contribution "
+        f"max_i |x_ij t|/q of {np.nanmedian(first):.3g} (median over rays; range "
+        f"{np.nanmin(first):.3g} to {np.nanmax(first):.3g}).",
+        f"- Rays, Wager's R^q: non-monotone on {_share_text(~rayq.monotone.astype(bool))} of "
+        f"the rays (within the grid, which stops at contribution "
+        f"{(rayq.half_width * rayq.max_abs_x / rayq.keep_prob).median():.3g}); "
+        f"non-convex on {_share_text(~rayq.convex.astype(bool))}.",
+    ]
+    for q in qs:
+        s, sq = sl[sl.keep_prob == q], slq[slq.keep_prob == q]
+        bad = s[~s.monotone.astype(bool)]
+        rel = (bad.max_drop / bad.R_range) if len(bad) else pd.Series([np.nan])
+        where = (bad.drop_t.abs() / bad.half_width) if len(bad) else pd.Series([np.nan])
+        toward = int((np.sign(bad.drop_t) == np.sign(bad.beta_j)).sum())
+        lines.append(
+            f"- Slices through the exact-dropout solution at keep_prob {q:g}, exact R: "
+            f"non-monotone in |t| on {_share_text(~s.monotone.astype(bool))}, non-convex on "
+            f"{_share_text(~s.convex.astype(bool))}; R^q non-monotone on "
+            f"{_share_text(~sq.monotone.astype(bool))}. Where exact R falls, the largest fall "
+            f"below its running maximum is a median {np.median(rel):.3g} of R's range on "
+            f"the slice (range {np.min(rel):.3g} to {np.max(rel):.3g}), reached at |t| a "
+            f"median {np.median(where):.3g} of the slice's half-width, on the side of "
+            f"beta*_j's sign on {toward} of those {len(bad)} slices.")
+    errs = df[df.penalty == "exact"]
+    fell = errs[errs.max_drop > 0]
+    margin = (fell.max_drop / (2.0 * fell.max_err)).min() if len(fell) else np.nan
+    lines.append(
+        f"- Error bounds of exact R: the largest bound on |R computed - R| over every point "
+        f"of every path is {errs.max_err.max():.3g} nats (the integral's rtol and summation "
+        f"rounding, times the summed magnitudes); on every "
+        f"path counted as non-monotone the largest fall is at least {margin:.3g} times twice "
+        f"that path's largest bound.")
+    return "\n".join(lines)
+
+
+def _values(row) -> tuple[np.ndarray, np.ndarray]:
+    # the grid from its half-width (the t column is rounded for reading)
+    t = path_grid(row.half_width, (int(row.n_points) - 1) // 2)
+    return t, np.array(row.R.split(), dtype=float)
+
+
+def _draw_path(ax, rows, title):
+    colors = {"exact": "tab:blue", "quadratic": "tab:red"}
+    for _, row in rows.iterrows():
+        t, R = _values(row)
+        c = colors[row.penalty]
+        name = "exact R" if row.penalty == "exact" else "Wager's R^q"
+        ax.plot(t, R, color=c, linewidth=1.4, label=name)
+        # the stretches, recomputed with the path's largest error bound (conservative)
+        nc = convexity(t, R, row.max_err)["violations"]
+        nm = monotonicity(t, R, row.max_err)["violations"]
+        ax.scatter(t[nc], R[nc], s=14, facecolors="none", edgecolors=c, marker="o",
+                   label=f"{name}: non-convex" if nc.any() else None)
+        ax.scatter(t[nm], R[nm], s=14, color=c, marker="x",
+                   label=f"{name}: falls as |t| grows" if nm.any() else None)
+    beta_j = rows.beta_j.iloc[0]
+    if rows.path.iloc[0] == "slice":
+        ax.axvline(beta_j, color="k", linewidth=0.8, linestyle="--", label="beta*_j")
+    ax.axvline(0.0, color="grey", linewidth=0.5)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("weight t of pixel j")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, frameon=False)
+
+
+def _example(df, path, want_nonmonotone, penalty="exact"):
+    g = df[(df.path == path) & (df.penalty == penalty)]
+    pick = g[~g.monotone.astype(bool)] if want_nonmonotone else g
+    if pick.empty:
+        pick = g
+    # the one with the largest fall (or the first), deterministic
+    row = pick.loc[pick.max_drop.idxmax()]
+    key = ["dataset", "problem", "keep_prob", "path", "feature"]
+    m = np.all([df[k] == row[k] for k in key], axis=0)
+    return df[m], row
+
+
+@STUDY.figure("regularizer_path")
+def figure(df: pd.DataFrame):
+    """Example paths (top) and the shares of non-convex / non-monotone paths (bottom)."""
+    fig, axes = new_figure(2, 3, width=4.0, height=3.3)
+    ray_rows, r = _example(df, "ray", True, penalty="quadratic")
+    _draw_path(axes[0, 0], ray_rows[ray_rows.penalty == "exact"],
+               f"ray, exact R: {r.dataset} q={r.keep_prob:g} pixel {r.feature}")
+    _draw_path(axes[0, 1], ray_rows[ray_rows.penalty == "quadratic"],
+               f"ray, R^q: {r.dataset} q={r.keep_prob:g} pixel {r.feature}")
+    sl_rows, s = _example(df, "slice", True)
+    _draw_path(axes[0, 2], sl_rows, f"slice: {s.dataset} q={s.keep_prob:g} pixel {s.feature}")
+    axes[0, 0].set_ylabel("penalty (nats, summed over examples)")
+    sh = shares(df)
+    groups = list(sh.groupby(["dataset", "keep_prob"], sort=True))
+    width = 0.8 / max(len(groups), 1)
+    for ax, what, title in ((axes[1, 0], "nonconvex", "share of paths non-convex"),
+                            (axes[1, 1], "nonmonotone", "share of paths non-monotone in |t|")):
+        for i, ((d, q), g) in enumerate(groups):
+            x, y, lo, hi = [], [], [], []
+            for k, kind in enumerate(KINDS):
+                h = g[(g.path == kind[0]) & (g.penalty == kind[1])]
+                if len(h):
+                    x.append(k - 0.4 + width * (i + 0.5))
+                    y.append(h[what].iloc[0])
+                    lo.append(h[what].iloc[0] - h[f"{what}_low"].iloc[0])
+                    hi.append(h[f"{what}_high"].iloc[0] - h[what].iloc[0])
+            ax.errorbar(x, y, yerr=[lo, hi], fmt="o", markersize=3, capsize=2,
+                        label=f"{d} q={q:g}")
+        ax.set_xticks(range(len(KINDS)))
+        ax.set_xticklabels([LABELS[k] for k in KINDS], fontsize=7)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(title + " [Clopper-Pearson 95%]", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[1, 0].legend(fontsize=6, frameon=False, ncol=2)
+    ax = axes[1, 2]
+    sl = df[(df.path == "slice") & (df.penalty == "exact")]
+    bad = ~sl.monotone.astype(bool)
+    ax.scatter((sl.beta_j / sl.half_width)[~bad], np.zeros((~bad).sum()), s=10,
+               color="tab:green", label="monotone slice")
+    ax.scatter((sl.beta_j / sl.half_width)[bad], (sl.drop_t / sl.half_width)[bad], s=10,
+               color="tab:purple", label="non-monotone: where the largest fall ends")
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("beta*_j / half-width of the slice")
+    ax.set_ylabel("t of the largest fall / half-width")
+    ax.set_title("slices, exact R: where it falls", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, frameon=False)
+    fig.suptitle("Exact dropout penalty of logistic regression along single weights "
+                 "(digits, standardised pixels, inverted input dropout)", fontsize=10)
+    return fig
