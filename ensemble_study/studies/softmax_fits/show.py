@@ -1,0 +1,1 @@
+"""The softmax_fits study's figure and documentation blocks (from its saved table only)."""
