@@ -121,7 +121,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=c.tidy, order=97, reproduce=False,
-    cost="about 10 minutes with --jobs 2 on the loaded 2-core machine",
+    cost="about 75 seconds with --jobs 2 on the loaded 2-core machine",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)
