@@ -44,7 +44,9 @@ from .laplace import expected_softplus
 from .masks import enumerate_masks, n_masks
 
 __all__ = ["logistic_exact", "logistic_quadratic", "logistic_gaussian", "logistic_mcf_bound",
-           "softmax_exact", "softmax_quadratic", "squared_quadratic", "enumerate_regularizer",
+           "softmax_exact", "softmax_quadratic", "softmax_fisher_ridge_strengths", "softmax_nll",
+           "fit_softmax", "softmax_fisher_ridge", "fit_softmax_l2_validated", "center_classes",
+           "squared_quadratic", "enumerate_regularizer",
            "all_masks", "fit_logistic", "fisher_ridge_strengths", "penalty_strengths", "nll",
            "fit_l2_validated", "fit_dropout_sgd", "rare_features", "mlp_regularizer"]
 
@@ -203,41 +205,338 @@ def enumerate_regularizer(A, X, beta, q, b=0.0):
     return float(np.sum(p @ A(zt)) - np.sum(A(X @ beta + b)))
 
 
-def softmax_exact(X, W, q, c=None):
-    """Exact dropout regularizer of softmax regression by enumeration (n_features <= 16).
+def _check_xw(X, W, c):
+    X = np.asarray(X, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"X must have shape (n_examples, n_features) and W (n_features, "
+                         f"n_classes); got {X.shape} and {W.shape}")
+    c = np.zeros(W.shape[1]) if c is None else np.asarray(c, dtype=np.float64)
+    if c.shape != (W.shape[1],):
+        raise ValueError(f"c must have shape (n_classes,) = ({W.shape[1]},); got {c.shape}")
+    return X, W, c
 
-    ``R = sum_i E logsumexp(x~_i W + c) - logsumexp(x_i W + c)``.
+
+def _softmax_rows(Z):
+    """``(logsumexp(Z), softmax(Z))`` along the last axis, stably."""
+    mx = Z.max(axis=-1, keepdims=True)
+    E = np.exp(Z - mx)
+    s = E.sum(axis=-1, keepdims=True)
+    return (mx + np.log(s))[..., 0], E / s
+
+
+def softmax_exact(X, W, q, c=None, *, return_grad=False, max_elements=2 ** 20):
+    """Exact dropout regularizer of softmax regression, by enumeration of every input mask.
+
+    ``R = sum_i E logsumexp(x~_i W + c) - logsumexp(x_i W + c)``, ``x~_ij = m_j x_ij / q``
+    (inverted input dropout; the intercept ``c`` is never dropped). The ``2^n_features``
+    masks are enumerated in chunks of masks and of examples holding at most
+    ``max_elements`` logits each, so memory stays bounded whatever the number of examples.
 
     Parameters
     ----------
     X : ndarray, shape (n_examples, n_features)
+        At most ``MAX_ENUMERATED`` (16) features.
     W : ndarray, shape (n_features, n_classes)
     q : float in (0, 1]
+        keep_prob of the inputs.
     c : ndarray, shape (n_classes,), optional
+        Intercepts (zeros by default).
+    return_grad : bool
+    max_elements : int
+        Largest chunk of logits held at once (masks x examples x classes).
+
+    Returns
+    -------
+    R : float
+    grad_W : ndarray, shape (n_features, n_classes)   (with ``return_grad``)
+    grad_c : ndarray, shape (n_classes,)              (with ``return_grad``)
+
+    Raises
+    ------
+    ValueError
+        Above 16 features (``2^16`` masks): reduce the inputs first (PCA to at most 16
+        components), or use :func:`softmax_quadratic`.
     """
-    X = np.asarray(X, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
+    X, W, c = _check_xw(X, W, c)
     q = _check_q(q)
-    c = np.zeros(W.shape[1]) if c is None else np.asarray(c, dtype=np.float64)
-    m, p = _mask_probs(X.shape[1], q)
+    n, d = X.shape
+    K = W.shape[1]
+    if d > MAX_ENUMERATED:
+        raise ValueError(f"softmax_exact enumerates 2^n_features input masks and allows at "
+                         f"most n_features = {MAX_ENUMERATED} inputs; got {d}. Reduce the "
+                         f"inputs first (PCA to <= {MAX_ENUMERATED} components) or use "
+                         f"softmax_quadratic.")
+    if isinstance(max_elements, bool) or not isinstance(max_elements, (int, np.integer)) \
+            or max_elements < 1:
+        raise ValueError(f"max_elements must be an integer >= 1; got {max_elements!r}")
+    if q == 1.0:
+        # No noise: x~ = x, so R = 0 exactly (not a rounding of a difference).
+        return 0.0 if not return_grad else (0.0, np.zeros_like(W), np.zeros(K))
+    M, p = _mask_probs(d, q)
+    lse0, P0 = _softmax_rows(X @ W + c)
+    nb = max(1, min(n, max_elements // max(K, 1)))
     total = 0.0
-    for i in range(X.shape[0]):
-        zt = (m * X[i] / q) @ W + c                  # (2^n, n_classes)
-        total += p @ logsumexp(zt, axis=1) - logsumexp(X[i] @ W + c)
-    return float(total)
+    gW = np.zeros_like(W)
+    gc = np.zeros(K)
+    for i0 in range(0, n, nb):
+        Xb = X[i0:i0 + nb]
+        m = Xb.shape[0]
+        # zt[mask, i, k] = sum_j (M_j / q) x_ij W_jk + c_k: one GEMM per chunk of masks.
+        B = (Xb.T[:, :, None] * W[:, None, :]).reshape(d, m * K)
+        mb = max(1, max_elements // (m * K))
+        for s0 in range(0, len(p), mb):
+            Mc, pc = M[s0:s0 + mb], p[s0:s0 + mb]
+            Z = ((Mc / q) @ B).reshape(len(pc), m, K) + c
+            lse, S = _softmax_rows(Z)
+            # Subtract lse(z_i) inside the mean: R is a small difference of large terms.
+            total += float(pc @ (lse - lse0[i0:i0 + m]).sum(axis=1))
+            if return_grad:
+                T = ((Mc * pc[:, None]).T @ S.reshape(len(pc), m * K)).reshape(d, m, K)
+                gW += np.einsum("jik,ij->jk", T, Xb) / q
+                gc += pc @ S.sum(axis=1)
+    if not return_grad:
+        return total
+    gW -= X.T @ P0
+    gc -= P0.sum(axis=0)
+    return total, gW, gc
 
 
-def softmax_quadratic(X, W, q, c=None):
-    """``1/2 sum_i tr(H_i Cov(z~_i))``, ``Cov(z~_i) = (1-q)/q sum_j x_ij^2 W_j W_j'``."""
-    X = np.asarray(X, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
+def softmax_quadratic(X, W, q, c=None, *, return_grad=False):
+    """Wager et al.'s ``R^q = 1/2 sum_i tr(H_i Cov(z~_i))`` of softmax regression.
+
+    ``H_i = diag(p_i) - p_i p_i'`` (the Hessian of logsumexp at ``z_i = x_i W + c``) and
+    ``Cov(z~_i) = (1-q)/q sum_j x_ij^2 W_j W_j'`` (``W_j`` the j-th row of ``W``), so
+    ``R^q = 1/2 (1-q)/q sum_ij x_ij^2 W_j' H_i W_j``.
+
+    Same parameters and returns as :func:`softmax_exact` (any number of features); the
+    gradient includes the dependence of ``H_i`` on ``W`` and ``c``.
+    """
+    X, W, c = _check_xw(X, W, c)
     q = _check_q(q)
-    c = np.zeros(W.shape[1]) if c is None else np.asarray(c, dtype=np.float64)
-    z = X @ W + c
-    P = np.exp(z - logsumexp(z, axis=1, keepdims=True))
-    # W_j' H_i W_j = sum_k p_ik W_jk^2 - (sum_k p_ik W_jk)^2
-    quad = P @ (W ** 2).T - (P @ W.T) ** 2          # (n_examples, n_features)
-    return float(0.5 * (1.0 - q) / q * np.sum(X ** 2 * quad))
+    k = 0.5 * (1.0 - q) / q
+    _, P = _softmax_rows(X @ W + c)
+    X2 = X ** 2
+    U = P @ W.T                                     # u_ij = sum_k p_ik W_jk
+    # W_j' H_i W_j = sum_k p_ik W_jk^2 - u_ij^2
+    R = float(k * np.sum(X2 * (P @ (W ** 2).T - U ** 2)))
+    if not return_grad:
+        return R
+    # With p_i held fixed: d/dW_jk = 2 k sum_i x_ij^2 p_ik (W_jk - u_ij).
+    gW = 2.0 * k * (W * (X2.T @ P) - (X2 * U).T @ P)
+    # Through p_i: dR/dp_ik = k sum_j x_ij^2 (W_jk^2 - 2 u_ij W_jk), then the softmax's
+    # Jacobian, dR/dz_ik = p_ik (g_ik - sum_l p_il g_il).
+    G = k * (X2 @ W ** 2 - 2.0 * (X2 * U) @ W)
+    Gz = P * (G - np.sum(P * G, axis=1, keepdims=True))
+    return R, gW + X.T @ Gz, Gz.sum(axis=0)
+
+
+def softmax_fisher_ridge_strengths(X, W, q, c=None):
+    """``R^q``'s per-feature curvature blocks with ``H_i`` frozen at ``(W, c)``.
+
+    ``S_j = (1-q)/q sum_i x_ij^2 H_i`` (the Fisher information, diagonal in the features,
+    full in the classes), so that ``1/2 sum_j W_j' S_j W_j`` equals
+    :func:`softmax_quadratic` at ``(W, c)``. Shape (n_features, n_classes, n_classes).
+    """
+    X, W, c = _check_xw(X, W, c)
+    q = _check_q(q)
+    _, P = _softmax_rows(X @ W + c)
+    X2 = X ** 2
+    diag = X2.T @ P                                 # (d, K)
+    outer = np.einsum("ij,ik,il->jkl", X2, P, P)
+    S = -outer
+    idx = np.arange(W.shape[1])
+    S[:, idx, idx] += diag
+    return (1.0 - q) / q * S
+
+
+def softmax_nll(X, y, W, c=None):
+    """Mean softmax negative log-likelihood (nats) of class indices ``y``."""
+    X, W, c = _check_xw(X, W, c)
+    Z = X @ W + c
+    lse, _ = _softmax_rows(Z)
+    y = np.asarray(y)
+    return float(np.mean(lse - Z[np.arange(len(y)), y]))
+
+
+def _check_labels(y, n, n_classes):
+    y = np.asarray(y)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold one integer class index per row of X, shape ({n},); "
+                         f"got dtype {y.dtype} and shape {y.shape}")
+    if n_classes is None:
+        n_classes = int(y.max()) + 1 if n else 2
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or \
+            n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2; got {n_classes!r}")
+    if n and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y must hold class indices in 0..{n_classes - 1} (n_classes = "
+                         f"{n_classes}); got values from {y.min()} to {y.max()}")
+    return y.astype(np.int64), int(n_classes)
+
+
+SOFTMAX_PENALTIES = ("exact", "quadratic", "none")
+
+
+def fit_softmax(X, y, q, penalty="exact", *, n_classes=None, l2=0.0, ridge=None, x0=None,
+                maxiter=2000, gtol=1e-6):
+    """Softmax regression minimising ``sum_i NLL_i + penalty`` by L-BFGS (deterministic).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_examples, n_features)
+    y : ndarray of int, shape (n_examples,)
+        Class indices in ``0..n_classes - 1``.
+    q : float in (0, 1]
+        keep_prob of the inputs (inverted dropout); unused with ``penalty="none"``.
+    penalty : {"exact", "quadratic", "none"}
+        ``"exact"``: the expected dropout loss itself (NLL + :func:`softmax_exact`, at
+        most 16 features); ``"quadratic"``: NLL + Wager's :func:`softmax_quadratic`.
+    n_classes : int, optional
+        Number of classes (``y.max() + 1`` by default; give it when a subset may lack
+        a class).
+    l2 : float >= 0
+        Added ``l2/2 |W|^2`` (the intercepts are never penalised).
+    ridge : ndarray, shape (n_features, n_classes, n_classes), optional
+        Added ``1/2 sum_j W_j' S_j W_j`` with symmetric blocks ``S_j`` (for example
+        :func:`softmax_fisher_ridge_strengths` frozen at a solution).
+    x0 : tuple (W0, c0), optional
+        Starting weights, shapes (n_features, n_classes) and (n_classes,); zeros by
+        default.
+    maxiter : int
+    gtol : float
+        L-BFGS-B's tolerance on the largest component of the projected gradient.
+
+    Returns
+    -------
+    W : ndarray, shape (n_features, n_classes)
+    c : ndarray, shape (n_classes,)
+    converged : bool
+        Whether L-BFGS reported convergence.
+
+    Notes
+    -----
+    The loss and every penalty here are unchanged by adding one vector to every column
+    of ``W`` (and a constant to ``c``) except L2, and their gradients have rows summing to
+    0; started from zeros the iterates keep rows summing to 0, which is also where the L2
+    minimiser lies. Compare solutions in that gauge (:func:`center_classes`).
+    """
+    from scipy.optimize import minimize
+
+    if penalty not in SOFTMAX_PENALTIES:
+        raise ValueError(f"penalty must be one of {SOFTMAX_PENALTIES}; got {penalty!r}")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n_examples, n_features); got {X.shape}")
+    n, d = X.shape
+    y, K = _check_labels(y, n, n_classes)
+    q = _check_q(q)
+    if penalty == "exact" and d > MAX_ENUMERATED:
+        softmax_exact(X[:0], np.zeros((d, K)), q)   # raises the enumeration limit's error
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.floating, np.integer)) or \
+            not (np.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0; got {l2!r}")
+    if ridge is not None:
+        ridge = np.asarray(ridge, dtype=np.float64)
+        if ridge.shape != (d, K, K) or not np.all(np.isfinite(ridge)) or \
+                not np.allclose(ridge, ridge.transpose(0, 2, 1)):
+            raise ValueError(f"ridge must hold {d} finite symmetric ({K}, {K}) blocks, shape "
+                             f"({d}, {K}, {K}); got shape {ridge.shape}")
+    if x0 is None:
+        start = np.zeros(d * K + K)
+    else:
+        W0, c0 = (np.asarray(a, dtype=np.float64) for a in x0)
+        if W0.shape != (d, K) or c0.shape != (K,):
+            raise ValueError(f"x0 must be (W0, c0) with shapes ({d}, {K}) and ({K},); got "
+                             f"{W0.shape} and {c0.shape}")
+        start = np.append(W0.ravel(), c0)
+    Y = np.zeros((n, K))
+    Y[np.arange(n), y] = 1.0
+    fn = {"exact": softmax_exact, "quadratic": softmax_quadratic, "none": None}[penalty]
+
+    def objective(w):
+        W, c = w[:d * K].reshape(d, K), w[d * K:]
+        Z = X @ W + c
+        lse, P = _softmax_rows(Z)
+        val = float(np.sum(lse) - np.sum(Y * Z)) + 0.5 * l2 * float(np.sum(W ** 2))
+        gW = X.T @ (P - Y) + l2 * W
+        gc = (P - Y).sum(axis=0)
+        if ridge is not None:
+            SW = np.einsum("jkl,jl->jk", ridge, W)
+            val += 0.5 * float(np.sum(W * SW))
+            gW = gW + SW
+        if fn is not None:
+            pv, pgW, pgc = fn(X, W, q, c, return_grad=True)
+            val += pv
+            gW = gW + pgW
+            gc = gc + pgc
+        return val, np.append(gW.ravel(), gc)
+
+    res = minimize(objective, start, jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": gtol})
+    return res.x[:d * K].reshape(d, K), res.x[d * K:].copy(), bool(res.success)
+
+
+def center_classes(W, c=None):
+    """``W`` (and ``c``) with each row's mean over the classes removed.
+
+    The softmax is unchanged by it; it is the gauge in which norms and cosines between
+    softmax solutions mean something. Returns ``W`` alone, or ``(W, c)`` when ``c`` is given.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    Wc = W - W.mean(axis=1, keepdims=True)
+    if c is None:
+        return Wc
+    c = np.asarray(c, dtype=np.float64)
+    return Wc, c - c.mean()
+
+
+def softmax_fisher_ridge(X, y, q, W, c=None, *, n_classes=None, **fit_kw):
+    """Softmax regression with ``R^q``'s Fisher frozen at ``(W, c)`` as a fixed ridge.
+
+    ``fit_softmax(X, y, q, "none", ridge=softmax_fisher_ridge_strengths(X, W, q, c))``:
+    Wager's quadratic penalty with ``H_i`` frozen at a given solution (the exact-dropout
+    one in the study), i.e. a generalised ridge. Returns what :func:`fit_softmax` returns.
+    """
+    S = softmax_fisher_ridge_strengths(X, W, q, c)
+    return fit_softmax(X, y, q, "none", n_classes=n_classes, ridge=S, **fit_kw)
+
+
+def fit_softmax_l2_validated(X, y, lams, *, rng, n_classes=None, val_fraction=0.25, **fit_kw):
+    """Plain L2 softmax regression, its strength chosen on a held-out part of ``X``.
+
+    The rows are split once (``rng``) into a fitting part and a validation part
+    (``val_fraction``); each ``lam`` in ``lams`` is fitted on the first and scored by the
+    mean NLL on the second; the best (the first of ties) is refitted on all rows.
+
+    Returns
+    -------
+    W : ndarray, shape (n_features, n_classes)
+    c : ndarray, shape (n_classes,)
+    lam : float
+        The chosen strength.
+    """
+    lams = np.asarray(lams, dtype=np.float64).ravel()
+    if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams < 0):
+        raise ValueError(f"lams must be a non-empty list of finite strengths >= 0; got {lams!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction!r}")
+    X = np.asarray(X, dtype=np.float64)
+    y, K = _check_labels(y, X.shape[0], n_classes)
+    rng = np.random.default_rng(rng)
+    order = rng.permutation(len(y))
+    n_val = max(1, int(round(val_fraction * len(y))))
+    if n_val >= len(y):
+        raise ValueError(f"val_fraction={val_fraction} of {len(y)} examples leaves no "
+                         f"examples to fit")
+    val, fit = order[:n_val], order[n_val:]
+    scores = []
+    for lam in lams:
+        W, c, _ = fit_softmax(X[fit], y[fit], 1.0, "none", n_classes=K, l2=float(lam), **fit_kw)
+        scores.append(softmax_nll(X[val], y[val], W, c))
+    lam = float(lams[int(np.argmin(scores))])
+    W, c, _ = fit_softmax(X, y, 1.0, "none", n_classes=K, l2=lam, **fit_kw)
+    return W, c, lam
 
 
 def fit_logistic(X, y, q, penalty="exact", *, maxiter=500, l2=0.0, ridge=None, x0=None,
