@@ -336,7 +336,7 @@ STUDY = Study(
               "than 2**20 masks).", quick=20, low=4, high=c.MAX_SAMPLES),
     ),
     cells=cells, run_cell=run_cell, tidy=tidy, check=check, order=55, reproduce=False,
-    cost="about 2 minutes on 2 loaded cores",
+    cost="2-12 minutes on 2 loaded cores",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)

@@ -466,7 +466,8 @@ def closer_verdicts(df: pd.DataFrame) -> list[str]:
         for r in g[g.survives].itertuples():
             near, far = (("the ensemble mean", "the NWGM") if r.mean_difference < 0
                          else ("the NWGM", "the ensemble mean"))
-            lines.append(f"On {ds} at keep_prob {q:g}, the {r.label} is closer in TV to {near} "
+            who = "the scaled pass" if r.predictor == "scaled" else r.label
+            lines.append(f"On {ds} at keep_prob {q:g}, {who} is closer in TV to {near} "
                          f"than to {far}: TV to the mean minus TV to the NWGM "
                          f"{ci(r.mean_difference, r.low, r.high)} (paired t, n = {n} seeds, "
                          f"Holm p = {num(r.holm, 2)}).")
