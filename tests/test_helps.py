@@ -11,6 +11,7 @@ from ensemble_study.studies import _common as c
 from ensemble_study.studies import registry
 from ensemble_study.studies.helps import (
     METRIC_COLUMNS,
+    distances,
     n_dropped,
     pair,
     run_cell,
@@ -249,3 +250,168 @@ def test_certified_nwgm_row_is_the_output_function_of_the_certified_mean_logits(
         gap = (g.bin_count * (g.bin_accuracy - g.bin_confidence).abs()).sum() / 80
         s = scored[(scored.predictor == pred) & (scored.n_samples == kk)].iloc[0]
         assert gap == pytest.approx(s.ece, abs=1e-12)
+
+
+# --- distances to the two ensembles (issue 19, item 1) ---------------------------------
+
+def test_distances_against_hand_values():
+    R = np.array([[0.5, 0.3, 0.2], [1.0, 0.0, 0.0]])
+    P = np.array([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]])
+    hw = np.array([[0.01, 0.02, 0.03], [0.1, 0.0, 0.0]])
+    d = distances(R, P, half_width=hw)
+    assert d["total_variation"] == pytest.approx((0.3 + 0.5) / 2, abs=1e-15)
+    # KL(R || P): 0.5 ln(0.5/0.2) + 0.2 ln(0.2/0.5) = 0.3 ln 2.5; then 1 ln(1/0.5).
+    assert d["kl"] == pytest.approx((0.3 * np.log(2.5) + np.log(2.0)) / 2, rel=1e-14)
+    assert d["mean_abs_gap"] == pytest.approx(1.6 / 6, abs=1e-15)
+    assert d["reference_half_width"] == pytest.approx(0.16 / 6, abs=1e-15)
+    assert d["reference_tv_half_width"] == pytest.approx((0.03 + 0.05) / 2, abs=1e-15)
+    exact = distances(R, P)
+    assert exact["reference_half_width"] == exact["reference_tv_half_width"] == 0.0
+    s = distances([[0.2], [0.9]], [[0.4], [0.9]], output="sigmoid",
+                  half_width=[[0.05], [0.01]])
+    assert s["total_variation"] == pytest.approx(0.1, abs=1e-15)
+    assert s["kl"] == pytest.approx((0.2 * np.log(0.5) + 0.8 * np.log(0.8 / 0.6)) / 2,
+                                    rel=1e-14)
+    assert s["reference_tv_half_width"] == pytest.approx(0.03, abs=1e-15)
+    with pytest.raises(ValueError, match="half_width"):
+        distances(R, P, half_width=hw[:1])
+
+
+def _recomputed_tv(R, P):
+    """Total variation by a plain loop over images and classes."""
+    total = 0.0
+    for r, p in zip(R, P):
+        total += 0.5 * sum(abs(a - b) for a, b in zip(r, p))
+    return total / len(R)
+
+
+def _clip(P):
+    P = np.clip(np.asarray(P, dtype=float), 0.0, 1.0)
+    return P / P.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("input_keep_prob", [0.8, 1.0])
+def test_distance_rows_recomputed_from_the_networks(input_keep_prob):
+    from ensemble_study.dropout import scaled_forward
+    from ensemble_study.ensemble import exact_ensemble, sample_ensemble
+
+    p = _params(input_keep_prob=input_keep_prob)
+    cell = ("digits", 0.5, 0)
+    df = pd.DataFrame(run_cell(cell, p))
+    dist = df[df.reference.notna()]
+    r = pair(cell, p)
+    net, cfg, ds = r["dropout"], r["cfg"], r["dataset"]
+    X = ds.X_test[:p["n_test"]]
+    if input_keep_prob < 1:
+        k = p["certified_samples"]
+        est = sample_ensemble(net, cfg, X, k, c.stream(0, "certified", "digits", 0.5, k),
+                              estimator="certified")
+        # The study's certified call, with its intervals, is sample_ensemble's to the bit.
+        from ensemble_study.studies.helps import _certified
+        full = _certified(net, cfg, X, k, c.stream(0, "certified", "digits", 0.5, k))
+        np.testing.assert_array_equal(full.mean, est.mean)
+        np.testing.assert_array_equal(full.geometric_mean, est.geometric_mean)
+        names = ("certified", "certified_nwgm")
+        assert (dist.reference_tv_half_width > 0).all()
+        hw = 0.5 * full.mean_half_width.sum(axis=1).mean()
+        got = dist[dist.reference == "mean"].reference_tv_half_width.unique()
+        np.testing.assert_allclose(got, [hw], rtol=1e-14)
+    else:
+        est = exact_ensemble(net, cfg, X)
+        names, k = ("exact", "nwgm"), 0
+        assert (dist.reference_half_width == 0).all()
+    scaled = scaled_forward(net, cfg, X)
+    refs = {"mean": _clip(est.mean), "nwgm": _clip(est.geometric_mean)}
+    for ref, R in refs.items():
+        row = dist[(dist.reference == ref) & (dist.predictor == "scaled")].iloc[0]
+        assert row.total_variation == pytest.approx(_recomputed_tv(R, scaled), rel=1e-12)
+        assert row.mean_abs_gap == pytest.approx(np.abs(R - scaled).mean(), rel=1e-12)
+    # The two ensembles against each other, once each way, never against themselves.
+    a = dist[(dist.reference == "mean") & (dist.predictor == names[1])].iloc[0]
+    b = dist[(dist.reference == "nwgm") & (dist.predictor == names[0])].iloc[0]
+    assert a.total_variation == pytest.approx(_recomputed_tv(refs["mean"], refs["nwgm"]),
+                                              rel=1e-12)
+    assert a.total_variation == pytest.approx(b.total_variation, rel=1e-12)
+    assert not ((dist.reference == "mean") & (dist.predictor == names[0])).any()
+    expected = {"scaled", "moment_propagation", "mc", "nwgm_corrected", "nwgm_delta"}
+    assert expected <= set(dist[dist.reference == "nwgm"].predictor)
+    # The scoring rows hold no distance, and the corrected NWGMs are not scored.
+    sc = df[df.reference.isna() & df.bin.isna()]
+    assert sc.total_variation.isna().all()
+    assert not sc.predictor.isin(["nwgm_corrected", "nwgm_delta"]).any()
+
+
+def _synthetic_distances(n_seeds: int = 10, seed: int = 2, imprecise_hw: float = 0.0):
+    """Distance rows: the scaled pass near the NWGM, moment propagation and MC at K = 100
+    near the mean, MC at K = 10 as far from the mean as the scaled pass."""
+    gen = np.random.default_rng(seed)
+    true = {("scaled", 0): (0.10, 0.01), ("moment_propagation", 0): (0.03, 0.08),
+            ("mc", 10): (0.10, 0.12), ("mc", 100): (0.02, 0.10),
+            ("certified_nwgm", 200): (0.09, None), ("certified", 200): (None, 0.09)}
+    rows, noises = [], {}
+    for s in range(n_seeds):
+        ids = {"dataset": "digits", "architecture": "64-64-10", "keep_prob": 0.5,
+               "input_keep_prob": 0.8, "n_train": 300, "seed": s, "network": "dropout",
+               "epochs_run": 50}
+        # Antithetic noise over seed pairs: the means are exactly ``true``.
+        sign = 1 if s % 2 == 0 else -1
+        for (pred, k), tvs in true.items():
+            for ref, tv in zip(("mean", "nwgm"), tvs):
+                if tv is None:
+                    continue
+                noise = noises.setdefault((pred, k, ref, s // 2), gen.standard_normal())
+                v = tv + sign * 0.002 * noise
+                hw = imprecise_hw if (pred, k, ref) == ("mc", 100, "mean") else 1e-4
+                rows.append({**ids, "predictor": pred, "n_samples": k, "reference": ref,
+                             "total_variation": v, "kl": v * v, "mean_abs_gap": v / 5,
+                             "reference_half_width": hw / 5, "reference_tv_half_width": hw})
+    return pd.DataFrame(rows)
+
+
+def test_distance_blocks_on_a_synthetic_frame():
+    from ensemble_study.studies.helps.show import (
+        approximation_verdicts,
+        closer_verdicts,
+        helps_approximations,
+        helps_distances,
+        imprecise,
+    )
+
+    df = _synthetic_distances()
+    lines = closer_verdicts(df)
+    assert any(s.startswith("On digits at keep_prob 0.5, the scaled pass is closer in TV to "
+                            "the NWGM than to the ensemble mean: TV to the mean minus TV to "
+                            "the NWGM 0.09") for s in lines)
+    assert any("moment propagation is closer in TV to the ensemble mean" in s for s in lines)
+    # The ensembles themselves are not claims of the family.
+    assert not any("certified" in s for s in lines)
+    assert imprecise(df).empty
+    block = helps_distances(df)
+    assert "(itself)" in block and "]†" not in block
+    assert "at least 10 times the bound" in block
+    app = approximation_verdicts(df)
+    assert any("the one-pass method closest to the ensemble mean in TV is moment "
+               "propagation" in s for s in app)
+    mc = [s for s in app if "MC dropout" in s]
+    assert len(mc) == 1
+    assert mc[0].startswith("On digits at keep_prob 0.5, MC dropout is closer to the ensemble "
+                            "mean in TV than the scaled pass from K = 100")
+    assert "MC dropout, K = 100 -0.08" in mc[0]
+    assert helps_approximations(df).count("]*") == 2
+    # A reference interval of half the distance is flagged, in the table and the list.
+    bad = _synthetic_distances(imprecise_hw=0.01)
+    flagged = imprecise(bad)
+    assert set(zip(flagged.predictor, flagged.n_samples, flagged.reference)) == {
+        ("mc", 100, "mean")}
+    g = bad[(bad.predictor == "mc") & (bad.n_samples == 100) & (bad.reference == "mean")]
+    assert flagged.ratio.max() == pytest.approx((0.01 / g.total_variation).max(), rel=1e-14)
+    assert helps_distances(bad).count("]†") == 2  # its TV and its mean absolute gap
+    assert "MC dropout, K = 100 to the ensemble mean (TV" in helps_distances(bad)
+
+
+def test_distance_rows_leave_the_label_blocks_unchanged():
+    df = _synthetic({"digits": 0.05})
+    dist = _synthetic_distances()
+    both = pd.concat([df, dist], ignore_index=True)
+    assert helps_paired(both) == helps_paired(df)
+    assert helps_claims(both) == helps_claims(df)

@@ -30,6 +30,26 @@ filled, metric columns empty): per network and predictor, one row per non-empty
 bin of top-label confidence (15 equal-width bins), with the bin's count, mean
 confidence and accuracy (:func:`ensemble_study.studies.approximations.reliability_rows`).
 The new columns come last, so a scoring row's first columns are what they were.
+
+Last come a cell's distance rows (``DISTANCE_COLUMNS`` filled, metric and
+reliability columns empty; issue 19, item 1): for each dropout predictor and
+each of the two ensembles, ``reference`` ``mean`` (the arithmetic mean) or
+``nwgm``, the distance of the predictor to that ensemble on the test images
+(:func:`distances`): total variation and KL(ensemble || predictor), means over
+the images, and the mean absolute gap over images and classes. The predictors
+are those scored above (the scaled pass, MC at each K, moment propagation with
+its probit closure), the other ensemble, and the NWGM corrected towards the
+mean with moment propagation's variance (``nwgm_corrected``: Baldi &
+Sadowski's form; ``nwgm_delta``: the delta-method form,
+:func:`ensemble_study.approximations.nwgm_correction`); the corrected NWGMs
+have distance rows only, so that the scoring rows' families are what they were.
+Moment propagation's quadrature closure and Rao-Blackwellised MC do not apply
+here (a softmax output; a last dropped layer of ``2**width`` inner masks).
+Where the ensemble is estimated (``certified``), ``reference_half_width`` is
+the mean over images and classes of its intervals' half-width (the most the
+mean absolute gap can move if every interval holds) and
+``reference_tv_half_width`` the mean over images of half their sum (the same
+for the total variation); both are 0 for an enumerated ensemble.
 """
 
 from __future__ import annotations
@@ -39,11 +59,12 @@ import itertools
 
 import numpy as np
 
-from ...approximations import moment_propagation
+from ...approximations import moment_propagation, nwgm_correction
+from ...certified import certified_ensemble
 from ...datasets import DATASETS, MNIST_EXTRA, load_dataset, mnist_available
 from ...dropout import DropoutConfig, scaled_forward
-from ...ensemble import exact_ensemble, sample_ensemble
-from ...metrics import brier, ece, error_rate, nll
+from ...ensemble import certified_rows, exact_ensemble, sample_ensemble
+from ...metrics import brier, ece, error_rate, kl_divergence, nll, total_variation
 from ...network import MLP, predict
 from ...study import Param, Study
 from ...train import TrainConfig, train
@@ -53,7 +74,11 @@ from ..approximations import RELIABILITY_COLUMNS, reliability_rows
 ID_COLUMNS = ["dataset", "architecture", "keep_prob", "input_keep_prob", "n_train", "seed",
               "network", "predictor", "n_samples", "epochs_run"]
 METRIC_COLUMNS = ["error", "nll", "brier", "ece"]
-COLUMNS = ID_COLUMNS + METRIC_COLUMNS + RELIABILITY_COLUMNS
+DISTANCE_COLUMNS = ["reference", "total_variation", "kl", "mean_abs_gap",
+                    "reference_half_width", "reference_tv_half_width"]
+COLUMNS = ID_COLUMNS + METRIC_COLUMNS + RELIABILITY_COLUMNS + DISTANCE_COLUMNS
+REFERENCES = ("mean", "nwgm")
+"""The two ensembles of the distance rows: the arithmetic mean and the NWGM."""
 # At most this many dropped units are enumerated (2**20 masks); above, "certified".
 MAX_EXACT_DROPPED = 20
 
@@ -155,33 +180,112 @@ def run_cell(cell: tuple, params: dict) -> list[dict]:
     for k in p["n_samples"]:
         preds.append(("dropout", "mc", k,
                       sample_ensemble(net, cfg, X, k, c.stream(seed, "mc", name, q, k)).mean))
-    preds.append(("dropout", "moment_propagation", 0, moment_propagation(net, cfg, X).mean))
+    mp = moment_propagation(net, cfg, X)
+    preds.append(("dropout", "moment_propagation", 0, mp.mean))
     if n_dropped(net, cfg) <= MAX_EXACT_DROPPED:
         ex = exact_ensemble(net, cfg, X)
-        preds += [("dropout", "exact", 0, ex.mean), ("dropout", "nwgm", 0, ex.geometric_mean)]
+        names, k = ("exact", "nwgm"), 0
+        refs = {"mean": (ex.mean, None), "nwgm": (ex.geometric_mean, None)}
     else:
         k = p["certified_samples"]
-        est = sample_ensemble(net, cfg, X, k, c.stream(seed, "certified", name, q, k),
-                              estimator="certified")
-        preds.append(("dropout", "certified", k, est.mean))
-        preds.append(("dropout", "certified_nwgm", k, est.geometric_mean))
+        est = _certified(net, cfg, X, k, c.stream(seed, "certified", name, q, k))
+        names = ("certified", "certified_nwgm")
+        refs = {"mean": (est.mean, est.mean_half_width),
+                "nwgm": (est.geometric_mean, est.geometric_mean_half_width)}
+    preds += [("dropout", names[0], k, refs["mean"][0]),
+              ("dropout", names[1], k, refs["nwgm"][0])]
     epochs = {"baseline": len(r["histories"][1]), "dropout": len(r["histories"][0])}
     ids = {"dataset": name, "architecture": net.architecture, "keep_prob": q,
            "input_keep_prob": p["input_keep_prob"], "n_train": len(r["train_index"]),
            "seed": seed}
     rows, reliability = [], []
-    for network, predictor, k, P in preds:
+    for network, predictor, kk, P in preds:
         P = _probabilities(np.asarray(P, dtype=np.float64))
-        key = {**ids, "network": network, "predictor": predictor, "n_samples": k,
+        key = {**ids, "network": network, "predictor": predictor, "n_samples": kk,
                "epochs_run": epochs[network]}
         rows.append({**key, **_scores(P, y)})
         reliability += [{**key, **b} for b in reliability_rows(P, y)]
-    return rows + reliability
+    # The NWGM corrected towards the mean: distance rows only (see the module docstring).
+    nwgm = _probabilities(np.asarray(refs["nwgm"][0], dtype=np.float64))
+    candidates = [t for t in preds if t[0] == "dropout"]
+    candidates += [("dropout", f, k, nwgm_correction(nwgm, mp.variance, net.output, form=form))
+                   for f, form in (("nwgm_corrected", "baldi"), ("nwgm_delta", "delta"))]
+    own = dict(zip(REFERENCES, names))
+    dist = []
+    for ref in REFERENCES:
+        R, hw = refs[ref]
+        R = _probabilities(np.asarray(R, dtype=np.float64))
+        for network, predictor, kk, P in candidates:
+            if predictor == own[ref]:
+                continue
+            P = _probabilities(np.asarray(P, dtype=np.float64))
+            dist.append({**ids, "network": network, "predictor": predictor, "n_samples": kk,
+                         "epochs_run": epochs[network], "reference": ref,
+                         **distances(R, P, output=net.output, half_width=hw)})
+    return rows + reliability + dist
+
+
+def _certified(net: MLP, cfg: DropoutConfig, X, n_samples: int, rng):
+    """The certified estimate, with its intervals, of
+    ``sample_ensemble(net, cfg, X, n_samples, rng, estimator="certified")``: the same call
+    (``tests/test_helps.py`` holds the two means equal bit for bit)."""
+    return certified_ensemble(net, cfg, X, np.random.default_rng(rng),
+                              n_pairs=max(2, n_samples // 2), max_passes=float("inf"),
+                              max_rows=certified_rows(net, cfg, X.shape[0], n_samples))
+
+
+def distances(reference, predicted, *, output: str = "softmax", half_width=None) -> dict:
+    """Distances of a prediction to an ensemble, averaged over the images.
+
+    Parameters
+    ----------
+    reference, predicted : array_like, shape (n_examples, n_outputs)
+        Probabilities: the ensemble, and the predictor (softmax rows summing to 1;
+        sigmoid units as Bernoulli probabilities).
+    output : {"softmax", "sigmoid"}
+        For a sigmoid, the total variation and the KL divergence are those of
+        :func:`ensemble_study.metrics.total_variation` and
+        :func:`~ensemble_study.metrics.kl_divergence` (mean, sum over units) and the
+        total variation's bound is ``mean(half_width)``.
+    half_width : array_like, shape (n_examples, n_outputs), optional
+        Half-widths of the reference's intervals, when it is estimated; None: exact.
+
+    Returns
+    -------
+    dict
+        ``total_variation`` (mean over images of ``0.5 sum_j |r_j - p_j|``),
+        ``kl`` (mean over images of ``KL(reference || predicted)``),
+        ``mean_abs_gap`` (mean over images and classes of ``|r_j - p_j|``),
+        ``reference_half_width`` (mean of ``half_width``: by the triangle inequality
+        the most the mean absolute gap can move when every interval holds) and
+        ``reference_tv_half_width`` (mean over images of ``0.5 sum_j half_width``: the
+        same for the total variation); the last two are 0 without ``half_width``.
+    """
+    R = np.asarray(reference, dtype=np.float64)
+    P = np.asarray(predicted, dtype=np.float64)
+    hw = np.zeros_like(R) if half_width is None else np.asarray(half_width, dtype=np.float64)
+    if hw.shape != R.shape:
+        raise ValueError(f"half_width must have the reference's shape {R.shape}; got "
+                         f"{hw.shape}")
+    tv_bound = 0.5 * hw.sum(axis=1) if output == "softmax" else hw.mean(axis=1)
+    return {"total_variation": float(total_variation(R, P, output).mean()),
+            "kl": float(kl_divergence(R, P, output).mean()),
+            "mean_abs_gap": float(np.abs(R - P).mean()),
+            "reference_half_width": float(hw.mean()),
+            "reference_tv_half_width": float(tv_bound.mean())}
 
 
 def scores(df):
-    """The scoring rows of a table (not the reliability rows)."""
-    return df[df["bin"].isna()] if "bin" in df.columns else df
+    """The scoring rows of a table (not the reliability or distance rows)."""
+    keep = df["bin"].isna() if "bin" in df.columns else np.ones(len(df), dtype=bool)
+    if "reference" in df.columns:
+        keep &= df["reference"].isna()
+    return df[keep]
+
+
+def distance_rows(df):
+    """The distance rows of a table (empty if it has none)."""
+    return df[df["reference"].notna()] if "reference" in df.columns else df.iloc[:0]
 
 
 def reliability(df):
@@ -232,7 +336,7 @@ STUDY = Study(
               "than 2**20 masks).", quick=20, low=4, high=c.MAX_SAMPLES),
     ),
     cells=cells, run_cell=run_cell, tidy=tidy, check=check, order=55, reproduce=False,
-    cost="about 2 minutes on 2 loaded cores",
+    cost="2-12 minutes on 2 loaded cores",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)

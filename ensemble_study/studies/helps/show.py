@@ -17,15 +17,18 @@ from matplotlib.figure import Figure
 from ... import stats
 from ...plots import new_figure
 from ...report import ci, num, table
-from . import METRIC_COLUMNS, STUDY, reliability, scores
+from . import METRIC_COLUMNS, STUDY, distance_rows, reliability, scores
 
 METRIC_NAMES = {"error": "test error", "nll": "test NLL", "brier": "Brier score",
                 "ece": "ECE (15 bins)"}
 PREDICTOR_NAMES = {"scaled": "scaled pass", "mc": "MC dropout", "moment_propagation":
                    "moment propagation", "exact": "exact ensemble mean", "nwgm": "exact NWGM",
                    "certified": "ensemble mean (certified)",
-                   "certified_nwgm": "NWGM (certified)", "plain": "no-dropout baseline"}
-ORDER = ["scaled", "exact", "nwgm", "certified", "certified_nwgm", "moment_propagation", "mc"]
+                   "certified_nwgm": "NWGM (certified)", "plain": "no-dropout baseline",
+                   "nwgm_corrected": "NWGM + B&S correction",
+                   "nwgm_delta": "NWGM + delta correction"}
+ORDER = ["scaled", "exact", "nwgm", "certified", "certified_nwgm", "nwgm_corrected",
+         "nwgm_delta", "moment_propagation", "mc"]
 # Predictors added after the baseline comparison was committed: left out of its families
 # (helps-paired, helps-claims, the helps figure) so that those claims keep their Holm
 # family; they are compared with the scaled pass in helps-deploy.
@@ -383,3 +386,305 @@ def plot_helps_reliability(df: pd.DataFrame) -> Figure:
                  f"bins pooled over seeds, bins of {RELIABILITY_MIN_COUNT}+ examples drawn",
                  fontsize=10)
     return fig
+
+
+# --- Which ensemble does each approximation approximate (issue 19, item 1) -----------
+
+DISTANCE_NAMES = {"total_variation": "TV", "kl": "KL", "mean_abs_gap": "mean absolute gap"}
+REFERENCE_NAMES = {"mean": "the ensemble mean", "nwgm": "the NWGM"}
+# The distance each reference's half-width bounds (the KL has no such bound).
+HALF_WIDTHS = {"total_variation": "reference_tv_half_width",
+               "mean_abs_gap": "reference_half_width"}
+ENSEMBLES = ("exact", "nwgm", "certified", "certified_nwgm")
+ONE_PASS = ("scaled", "moment_propagation")
+PRECISION = 0.1
+"""A distance is flagged where the bound its reference's intervals put on it exceeds this
+share of it, in some seed."""
+
+
+def _sorted_keys(d: pd.DataFrame) -> list[tuple[str, int]]:
+    return sorted({(p, int(k)) for p, k in zip(d.predictor, d.n_samples)},
+                  key=lambda t: (ORDER.index(t[0]) if t[0] in ORDER else 99, t[1]))
+
+
+def _by_seed(d: pd.DataFrame, predictor: str, k: int, reference: str) -> pd.DataFrame:
+    return d[(d.predictor == predictor) & (d.n_samples == k)
+             & (d.reference == reference)].set_index("seed").sort_index()
+
+
+def closer_differences(df: pd.DataFrame, metric: str = "total_variation") -> pd.DataFrame:
+    """Per dataset, keep_prob and approximation (not the ensembles themselves): its
+    distance to the ensemble mean minus its distance to the NWGM, paired over seeds.
+
+    Negative: closer to the mean. One row each with ``n``, ``mean_difference``, ``low``,
+    ``high`` and the paired t-test's ``pvalue``.
+    """
+    rows = []
+    for (ds, q), g in distance_rows(df).groupby(["dataset", "keep_prob"], sort=False):
+        for pred, k in _sorted_keys(g):
+            if pred in ENSEMBLES:
+                continue
+            a, b = _by_seed(g, pred, k, "mean"), _by_seed(g, pred, k, "nwgm")
+            seeds = a.index.intersection(b.index)
+            if len(seeds) < 2:
+                continue
+            t = stats.paired_t(a.loc[seeds, metric].to_numpy(), b.loc[seeds, metric].to_numpy())
+            rows.append({"dataset": ds, "keep_prob": q, "predictor": pred, "n_samples": k,
+                         "label": _label(pred, k), "metric": metric, **t})
+    return pd.DataFrame(rows)
+
+
+def _families(diffs: pd.DataFrame, title: str) -> pd.DataFrame:
+    """One declared family per dataset (every keep_prob and predictor of ``diffs`` a claim),
+    Holm within it; ``title`` names it."""
+    out = []
+    for ds, g in diffs.groupby("dataset", sort=False):
+        fam = stats.Family(title.format(ds=ds))
+        for r in g.itertuples():
+            fam.add(f"{r.keep_prob:g} {r.label}", r.pvalue, dataset=ds, keep_prob=r.keep_prob,
+                    label=r.label, predictor=r.predictor, n_samples=r.n_samples,
+                    mean_difference=r.mean_difference, low=r.low, high=r.high, n=r.n)
+        out.append(fam.table())
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def closer_families(df: pd.DataFrame) -> pd.DataFrame:
+    """Holm within each dataset: for every keep_prob and approximation, is its TV to the
+    ensemble mean different from its TV to the NWGM?"""
+    return _families(closer_differences(df), "helps-distances: {ds}, TV to the ensemble mean "
+                     "minus TV to the NWGM")
+
+
+def closer_verdicts(df: pd.DataFrame) -> list[str]:
+    """Which ensemble each approximation is closer to, in TV, where that survives Holm."""
+    fam = closer_families(df)
+    lines = []
+    if fam.empty:
+        return lines
+    for (ds, q), g in fam.groupby(["dataset", "keep_prob"], sort=False):
+        n = int(g.n.max())
+        for r in g[g.survives].itertuples():
+            near, far = (("the ensemble mean", "the NWGM") if r.mean_difference < 0
+                         else ("the NWGM", "the ensemble mean"))
+            who = "the scaled pass" if r.predictor == "scaled" else r.label
+            lines.append(f"On {ds} at keep_prob {q:g}, {who} is closer in TV to {near} "
+                         f"than to {far}: TV to the mean minus TV to the NWGM "
+                         f"{ci(r.mean_difference, r.low, r.high)} (paired t, n = {n} seeds, "
+                         f"Holm p = {num(r.holm, 2)}).")
+        rest = g[~g.survives]
+        if len(rest):
+            said = "; ".join(f"{r.label} {ci(r.mean_difference, r.low, r.high)} "
+                             f"(Holm p = {num(r.holm, 2)})" for r in rest.itertuples())
+            lines.append(f"On {ds} at keep_prob {q:g}, TV does not tell which ensemble these "
+                         f"are closer to after Holm (TV to the mean minus TV to the NWGM, "
+                         f"paired t, n = {n} seeds): {said}.")
+    return lines
+
+
+def _summary(values: np.ndarray) -> str:
+    """Mean over seeds [t 95% CI]; an infinite value (a KL against a zero probability) is
+    counted, not averaged."""
+    v = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        return f"inf in {int(bad.sum())} of {v.size} seeds"
+    if v.size < 2:
+        return num(float(v[0])) if v.size else ""
+    return ci(*stats.t_interval(v))
+
+
+def imprecise(df: pd.DataFrame) -> pd.DataFrame:
+    """The distances whose reference is too imprecise to measure them: per dataset,
+    keep_prob, predictor, reference and distance (TV, mean absolute gap), the largest
+    ratio over seeds of the bound the reference's intervals put on the distance to the
+    distance, where it exceeds :data:`PRECISION`."""
+    rows = []
+    d = distance_rows(df)
+    for (ds, q, pred, k, ref), g in d.groupby(["dataset", "keep_prob", "predictor",
+                                               "n_samples", "reference"], sort=False):
+        for metric, hw in HALF_WIDTHS.items():
+            gap, bound = g[metric].to_numpy(float), g[hw].to_numpy(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(bound > 0, bound / gap, 0.0)
+            worst = float(np.max(ratio)) if ratio.size else 0.0
+            if worst > PRECISION:
+                rows.append({"dataset": ds, "keep_prob": q, "predictor": pred, "n_samples": k,
+                             "reference": ref, "metric": metric, "ratio": worst})
+    return pd.DataFrame(rows, columns=["dataset", "keep_prob", "predictor", "n_samples",
+                                       "reference", "metric", "ratio"])
+
+
+def precision_sentences(df: pd.DataFrame) -> list[str]:
+    """The reference's half-widths, and where they are not at most a tenth of the gap."""
+    d = distance_rows(df)
+    if d.empty:
+        return []
+    if not (d[list(HALF_WIDTHS.values())].to_numpy(float) > 0).any():
+        return ["The ensembles are enumerated: every distance is exact."]
+    lines = []
+    for (ds, q), g in d.groupby(["dataset", "keep_prob"], sort=False):
+        parts = []
+        for ref in ("mean", "nwgm"):
+            h = g[g.reference == ref].drop_duplicates("seed")
+            if len(h):
+                parts.append(f"{REFERENCE_NAMES[ref]} "
+                             f"{_summary(h.reference_tv_half_width.to_numpy())}")
+        lines.append(f"On {ds} at keep_prob {q:g}, the bound the reference's intervals put on "
+                     f"a TV (half the summed half-widths, mean over images; mean over seeds "
+                     f"[t 95% CI]): {'; '.join(parts)}.")
+    bad = imprecise(df)
+    if bad.empty:
+        lines.append(f"Every TV and mean absolute gap above is at least {1 / PRECISION:g} "
+                     f"times the bound its reference's intervals put on it, in every seed.")
+    for (ds, q), g in bad.groupby(["dataset", "keep_prob"], sort=False):
+        said = "; ".join(f"{_label(r.predictor, r.n_samples)} to {REFERENCE_NAMES[r.reference]}"
+                         f" ({DISTANCE_NAMES[r.metric]}, up to {num(r.ratio, 2)})"
+                         for r in g.itertuples())
+        lines.append(f"On {ds} at keep_prob {q:g}, the reference's interval is more than a "
+                     f"tenth of the distance it measures in some seed (largest bound / "
+                     f"distance over seeds), so these distances are not measured to 10%: "
+                     f"{said}.")
+    lines.append("The KL divergence has no such bound and is not checked.")
+    return lines
+
+
+@STUDY.block("helps-distances")
+def helps_distances(df: pd.DataFrame) -> str:
+    """Each dropout predictor's distance to the ensemble mean and to the NWGM, which of the
+    two it is closer to (Holm per dataset), and the reference's precision."""
+    d = distance_rows(df)
+    if d.empty:
+        return "No distance rows in the table (a table written before they were added)."
+    fam = closer_families(df)
+    bad = imprecise(df)
+    flagged = {(r.dataset, r.keep_prob, r.predictor, r.n_samples, r.reference, r.metric)
+               for r in bad.itertuples()}
+    rows = []
+    for (ds, q), g in d.groupby(["dataset", "keep_prob"], sort=False):
+        for pred, k in _sorted_keys(g):
+            cells = []
+            for metric in ("total_variation", "kl", "mean_abs_gap"):
+                for ref in ("mean", "nwgm"):
+                    s = _by_seed(g, pred, k, ref)
+                    if s.empty:
+                        cells.append("(itself)")
+                        continue
+                    mark = "†" if (ds, q, pred, k, ref, metric) in flagged else ""
+                    cells.append(_summary(s[metric].to_numpy()) + mark)
+                if metric == "total_variation":
+                    f = fam[(fam.dataset == ds) & (fam.keep_prob == q)
+                            & (fam.label == _label(pred, k))] if len(fam) else fam
+                    cells.append("" if f.empty else
+                                 f"{ci(f.mean_difference.iloc[0], f.low.iloc[0], f.high.iloc[0])}"
+                                 f"{'*' if f.survives.iloc[0] else ''}")
+            rows.append([ds, f"{q:g}", _label(pred, k), *cells])
+    n = int(d.seed.nunique())
+    return ("Distance of each dropout predictor to the ensemble mean and to the NWGM on the "
+            f"test images, mean over seeds [t 95% CI] (n = {n} training seeds): total "
+            "variation (TV) and KL(ensemble || predictor), means over images, and the mean "
+            "absolute gap over images and classes. *TV, mean minus NWGM*: the paired "
+            "difference of the two TVs (negative: closer to the mean); `*`: survives Holm "
+            "within its dataset's family (every keep_prob and approximation). `†`: the "
+            "reference's intervals bound that distance to no better than a tenth of it in "
+            "some seed. The NWGM corrections use moment propagation's variance and the NWGM "
+            "estimate; (itself): the ensemble against itself.\n\n"
+            + table(["dataset", "keep_prob", "predictor", "TV to mean", "TV to NWGM",
+                     "TV, mean minus NWGM", "KL to mean", "KL to NWGM", "abs gap to mean",
+                     "abs gap to NWGM"], rows)
+            + "\n\n" + "\n".join(f"- {s}" for s in closer_verdicts(df)
+                                   + precision_sentences(df)))
+
+
+def approximation_differences(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and keep_prob: TV to the ensemble mean of moment propagation and of MC
+    at each K, minus the scaled pass's, paired over seeds (negative: closer than the
+    scaled pass)."""
+    rows = []
+    for (ds, q), g in distance_rows(df).groupby(["dataset", "keep_prob"], sort=False):
+        ref = _by_seed(g, "scaled", 0, "mean")
+        for pred, k in _sorted_keys(g):
+            if pred not in ("moment_propagation", "mc"):
+                continue
+            a = _by_seed(g, pred, k, "mean")
+            seeds = a.index.intersection(ref.index)
+            if len(seeds) < 2:
+                continue
+            t = stats.paired_t(a.loc[seeds, "total_variation"].to_numpy(),
+                               ref.loc[seeds, "total_variation"].to_numpy())
+            rows.append({"dataset": ds, "keep_prob": q, "predictor": pred, "n_samples": k,
+                         "label": _label(pred, k), "metric": "total_variation", **t})
+    return pd.DataFrame(rows)
+
+
+def approximation_families(df: pd.DataFrame) -> pd.DataFrame:
+    """Holm within each dataset: moment propagation and MC at each K against the scaled
+    pass, TV to the ensemble mean, at every keep_prob."""
+    return _families(approximation_differences(df), "helps-approximations: {ds}, TV to the "
+                     "ensemble mean, predictor minus scaled pass")
+
+
+def approximation_verdicts(df: pd.DataFrame) -> list[str]:
+    """Which one-pass method is closest to the ensemble mean, and at which K MC beats the
+    scaled pass, where that survives Holm."""
+    fam = approximation_families(df)
+    lines = []
+    if fam.empty:
+        return lines
+
+    def said(rows):
+        return "; ".join(f"{r.label} {ci(r.mean_difference, r.low, r.high)} "
+                         f"(Holm p = {num(r.holm, 2)})" for r in rows.itertuples())
+
+    for (ds, q), g in fam.groupby(["dataset", "keep_prob"], sort=False):
+        n = int(g.n.max())
+        head = f"On {ds} at keep_prob {q:g}"
+        tail = f"(predictor minus scaled pass, TV to the ensemble mean, paired t, n = {n} seeds)"
+        mp = g[g.predictor == "moment_propagation"]
+        if len(mp):
+            r = mp.iloc[0]
+            if r.survives:
+                best = "moment propagation" if r.mean_difference < 0 else "the scaled pass"
+                lines.append(f"{head}, the one-pass method closest to the ensemble mean in TV "
+                             f"is {best} {tail}: {said(mp)}.")
+            else:
+                lines.append(f"{head}, neither one-pass method (scaled pass, moment "
+                             f"propagation) is closer to the ensemble mean in TV after Holm "
+                             f"{tail}: {said(mp)}.")
+        mc = g[g.predictor == "mc"].sort_values("n_samples")
+        if mc.empty:
+            continue
+        ks = ", ".join(str(int(k)) for k in mc.n_samples)
+        beats = mc[mc.survives & (mc.mean_difference < 0)]
+        if len(beats):
+            k0 = int(beats.n_samples.min())
+            after = mc[mc.n_samples > k0]
+            text = (f"{head}, MC dropout is closer to the ensemble mean in TV than the scaled "
+                    f"pass from K = {k0}, the smallest of the K tested ({ks}) at which it is "
+                    f"after Holm")
+            if len(after) and not (after.survives & (after.mean_difference < 0)).all():
+                text = (f"{head}, MC dropout is closer to the ensemble mean in TV than the "
+                        f"scaled pass at K = {', '.join(str(int(k)) for k in beats.n_samples)} "
+                        f"of the K tested ({ks}), not at every larger K")
+        else:
+            text = (f"{head}, MC dropout is not closer to the ensemble mean in TV than the "
+                    f"scaled pass at any K tested ({ks}) after Holm")
+        lines.append(f"{text} {tail}: {said(mc)}.")
+    return lines
+
+
+@STUDY.block("helps-approximations")
+def helps_approximations(df: pd.DataFrame) -> str:
+    """Moment propagation and MC at each K against the scaled pass, in TV to the mean."""
+    fam = approximation_families(df)
+    if fam.empty:
+        return "No distance rows in the table (a table written before they were added)."
+    rows = [[r.dataset, f"{r.keep_prob:g}", r.label,
+             f"{ci(r.mean_difference, r.low, r.high)}{'*' if r.survives else ''}",
+             num(r.holm, 2)] for r in fam.itertuples()]
+    return ("TV to the ensemble mean of the predictor minus that of the scaled pass on the "
+            "same dropout network, mean over seeds of the paired difference [t 95% CI]; "
+            "negative: the predictor is closer to the mean. `*`: survives Holm within its "
+            "dataset's family (every keep_prob, moment propagation and MC at every K).\n\n"
+            + table(["dataset", "keep_prob", "predictor", "TV to mean, minus scaled pass's",
+                     "Holm p"], rows)
+            + "\n\n" + "\n".join(f"- {s}" for s in approximation_verdicts(df)))
