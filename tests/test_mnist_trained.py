@@ -110,7 +110,7 @@ def tiny():
 @needs_mnist
 def test_tiny_run_rows(tiny):
     p, df = tiny
-    for seed, g in df.groupby("seed"):
+    for _, g in df.groupby("seed"):
         lab = g[g.reference == "labels"]
         assert list(lab.predictor) == ["plain", *DROPOUT_PREDICTORS]
         assert list(lab[lab.predictor == "mc"].n_samples) == [2, 5]

@@ -331,7 +331,7 @@ def plot_mnist_trained(df: pd.DataFrame) -> Figure:
         g = s[s.metric == m].set_index("label").reindex(labs)
         y = np.arange(len(labs))
         colors = ["black" if lab == PREDICTOR_NAMES["plain"] else "tab:blue" for lab in labs]
-        for yi, (lab, r) in zip(y, g.iterrows()):
+        for yi, (_, r) in zip(y, g.iterrows()):
             ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r.low], [r.high - r["mean"]]],
                         fmt="o", ms=4, color=colors[yi])
         ax.set_yticks(y, labs if j == 0 else [""] * len(labs), fontsize=8)
