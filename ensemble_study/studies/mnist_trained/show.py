@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from ... import stats
 from ...plots import new_figure
@@ -357,6 +358,7 @@ def plot_mnist_trained(df: pd.DataFrame) -> Figure:
                 hw = res[res.reference == ref].set_index("label").reindex(labs).ref_half_width
                 ax.plot(hw, y, "|", color=color, ms=8, alpha=0.6)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
         ax.set_yticks(np.arange(len(labs)), labs if j == 0 else [""] * len(labs), fontsize=8)
         ax.invert_yaxis()
         title = METRIC_NAMES[m] + (" (|: reference half-width)" if m == "mean_abs_gap" else "")
