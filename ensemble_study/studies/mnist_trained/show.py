@@ -281,6 +281,17 @@ def vs_scaled_block(df: pd.DataFrame) -> str:
     if fam.empty:
         return "No dropout predictor besides the scaled pass in the table."
     metrics = list(VS_SCALED)
+    res = resolution(df).set_index(["reference", "label"])
+
+    def blurred(metric: str, lab: str) -> bool:
+        # A distance whose reference does not resolve the predictor's (or the scaled
+        # pass's) gap on some seed is partly the reference's own noise.
+        ref = VS_SCALED[metric][0]
+        if ref == "labels":
+            return False
+        return any((ref, x) in res.index and res.loc[(ref, x), "resolved"] < res.loc[
+            (ref, x), "n"] for x in (lab, PREDICTOR_NAMES[REFERENCE]))
+
     rows = []
     for lab, g in fam.groupby("key", sort=False):
         cells = []
@@ -290,7 +301,8 @@ def vs_scaled_block(df: pd.DataFrame) -> str:
                 cells.append("")
                 continue
             r = r.iloc[0]
-            cells.append(f"{ci(r.mean_difference, r.low, r.high)}{'*' if r.survives else ''}")
+            cells.append(f"{ci(r.mean_difference, r.low, r.high)}{'*' if r.survives else ''}"
+                         f"{' (u)' if blurred(m, lab) else ''}")
         rows.append([lab, *cells])
     lines = []
     for m in metrics:
@@ -310,12 +322,19 @@ def vs_scaled_block(df: pd.DataFrame) -> str:
         if not said:
             said.append(f"no predictor differs from the scaled pass after Holm ({len(g)} "
                         f"comparisons)")
+        u = [k for k in g.key if blurred(m, k)]
+        if u:
+            said.append(f"of these, {len(u)} of {len(g)} are marked (u): partly the "
+                        f"reference's noise")
         lines.append(f"{m} (predictor minus scaled pass, paired t over n = {n} seeds): "
                      + "; ".join(said) + ".")
     return ("Predictor minus the scaled pass on the same dropout network, mean over seeds of "
             "the paired difference [t 95% CI]; negative: the predictor scores lower (better "
             "on the labels, closer to the ensemble on the distances). One declared family per "
-            "column, every predictor of the column a claim; `*`: survives Holm within it.\n\n"
+            "column, every predictor of the column a claim; `*`: survives Holm within it; `(u)`: "
+            "on some seed the certified reference does not resolve the gap of this predictor "
+            "or of the scaled pass (half-width above a tenth of the gap, see the distances): "
+            "the difference compares distances that are partly the reference's own noise.\n\n"
             + table(["predictor", *metrics], rows)
             + "\n\n" + "\n".join(f"- {s}" for s in lines))
 
