@@ -260,7 +260,7 @@ STUDY = Study(
         Param("keep_prob", "keep_prob", 0.5, "Keep probability of the hidden units."),
         Param("input_keep_prob", "keep_prob", 0.8, "Keep probability of the input units "
               "(1: hidden dropout only)."),
-        Param("base_width", "int", 32, "n of the hidden widths round(n / keep_prob).",
+        Param("base_width", "int", 64, "n of the hidden widths round(n / keep_prob).",
               quick=8, low=1, high=4096),
         Param("n_train", "int", 1000, "Training examples drawn from the seed's training split "
               "(a validation share of them is held out).", quick=100, low=10,
