@@ -283,3 +283,19 @@ def test_certified_reference_covers_the_enumerated_ensemble():
     cover_mean, cover_nwgm = np.mean(hits_mean), np.mean(hits_nwgm)
     assert 0.88 <= cover_mean <= 0.995, cover_mean
     assert 0.85 <= cover_nwgm <= 0.995, cover_nwgm
+
+
+def test_vs_scaled_block_marks_unresolved_distances():
+    from ensemble_study.studies.mnist_trained.show import vs_scaled_block
+
+    df = _synthetic()
+    clean = vs_scaled_block(df)
+    assert "(u) |" not in clean and "(u):" not in clean.split("\n\n", 2)[-1]
+    # The MC predictor's gap to the NWGM is not resolved on one seed: its NWGM distance
+    # comparison is marked, the label scores and the mean distance are not.
+    hit = (df.predictor == "mc") & (df.reference == "nwgm") & (df.seed == 3)
+    df.loc[hit, "resolved"] = False
+    row = next(line for line in vs_scaled_block(df).splitlines()
+               if line.startswith("| MC dropout, K = 10 |"))
+    cells = [x.strip() for x in row.strip("|").split("|")]
+    assert [c.endswith("(u)") for c in cells[1:]] == [False] * 5 + [True]
