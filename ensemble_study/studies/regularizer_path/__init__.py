@@ -278,14 +278,14 @@ STUDY = Study(
               high=64),
         Param("slice_points", "int", 10, "Grid points on each side of 0 along a slice.",
               quick=5, low=2, high=200),
-        Param("slice_span", "float", 2.0, "A slice spans |t| up to this multiple of "
-              "|beta*_j| (at least slice_contribution).", low=0.1, high=20.0),
+        Param("slice_span", "float", 2.0, "A slice spans abs(t) up to this multiple of "
+              "abs(beta*_j) (at least slice_contribution).", low=0.1, high=20.0),
         Param("slice_contribution", "float", 6.0, "A slice reaches at least this largest "
-              "per-feature contribution max_i |x_ij t| / q.", low=0.1, high=50.0),
+              "per-feature contribution max_i abs(x_ij t) / q.", low=0.1, high=50.0),
         Param("ray_points", "int", 100, "Grid points on each side of 0 along a ray.",
               quick=30, low=2, high=2000),
         Param("ray_contribution", "float", 20.0, "A ray reaches this largest per-feature "
-              "contribution max_i |x_ij t| / q.", low=0.1, high=200.0),
+              "contribution max_i abs(x_ij t) / q.", low=0.1, high=200.0),
         Param("rtol", "float", 1e-8, "Relative accuracy asked of each Laplace integral "
               "(it sets the error bounds of the detectors).", low=1e-13, high=1e-4),
         c.seed(),
