@@ -15,6 +15,7 @@ from ensemble_study.studies.helps import (
     n_dropped,
     pair,
     run_cell,
+    scores,
     train_config,
     width,
 )
@@ -231,18 +232,18 @@ def test_certified_nwgm_row_is_the_output_function_of_the_certified_mean_logits(
                              n_pairs=max(2, k // 2), max_rows=certified_rows(net, cfg, 80, k))
     P = OUTPUT_FUNCTIONS["softmax"](res.mean_logits)
     np.testing.assert_allclose(P, res.geometric_mean, rtol=1e-12)
-    row = rows[(rows.predictor == "certified_nwgm") & rows.bin.isna()].iloc[0]
+    scored = scores(rows)  # not the reliability rows, nor the distances to the ensembles
+    row = scored[scored.predictor == "certified_nwgm"].iloc[0]
     assert row.n_samples == k and row.network == "dropout"
     for m, f in (("error", error_rate), ("nll", nll), ("brier", brier), ("ece", ece)):
         assert row[m] == pytest.approx(f(P, y), rel=1e-12)
-    mean_row = rows[(rows.predictor == "certified") & rows.bin.isna()].iloc[0]
+    mean_row = scored[scored.predictor == "certified"].iloc[0]
     assert mean_row.nll == pytest.approx(nll(np.clip(res.mean, 0, 1)
                                              / np.clip(res.mean, 0, 1).sum(1, keepdims=True),
                                              y), rel=1e-12)
     # Reliability rows: per predictor the bins hold every test example once, and their
     # count-weighted gaps are the row's ECE.
     rel = rows[rows.bin.notna()]
-    scored = rows[rows.bin.isna()]
     assert len(scored) == 7 and set(rel.predictor) == set(scored.predictor)
     for (pred, kk), g in rel.groupby(["predictor", "n_samples"]):
         assert g.bin_count.sum() == 80

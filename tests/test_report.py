@@ -113,3 +113,26 @@ def test_number_formatting():
     assert report.num(2.2e-15, 2) == "2.2e-15"
     assert report.ci(0.5, 0.4, 0.6) == "0.5 [0.4, 0.6]" and report.ci(1, 1, 1) == "1"
     assert report.pvalue(3e-5) == "p < 1e-4" and report.pvalue(0.0312) == "p = 0.031"
+
+
+def _cells(row: str) -> int:
+    # A cell may hold an escaped pipe (\|); CommonMark tables split on the others.
+    return len(row.strip().replace("\\|", "").strip("|").split("|"))
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_markdown_table_has_as_many_cells_in_its_header_as_in_its_rule(doc):
+    # A header cell holding "||" (a KL written KL(p || q)) has more cells than the rule
+    # below it, and the page then shows the table as a paragraph of pipes.
+    lines = doc.read_text().splitlines()
+    for i in range(1, len(lines)):
+        rule = lines[i].strip()
+        if rule.startswith("|") and set(rule) <= set("|-: ") and "-" in rule:
+            assert _cells(lines[i - 1]) == _cells(rule), (
+                f"{doc.name}:{i}: header {lines[i - 1]!r} against rule {rule!r}")
+
+
+def test_the_table_guard_counts_an_unescaped_double_pipe_as_two_cells():
+    assert _cells("| a | KL(p || q) |") == 4
+    assert _cells("|---|---|") == 2
+    assert _cells("| a | non-monotone in \\|t\\| |") == 2

@@ -25,7 +25,7 @@ from . import LABEL_COLUMNS, REFERENCE_PREDICTOR, RESOLUTION, STUDY, against, la
 
 METRIC_NAMES = {"error": "test error", "nll": "test NLL", "brier": "Brier score",
                 "ece": "ECE (15 bins)", "total_variation": "total variation",
-                "kl": "KL(reference || predictor)", "mean_abs_gap": "absolute gap"}
+                "kl": "KL(reference, predictor)", "mean_abs_gap": "absolute gap"}
 REFERENCE_NAMES = {"mean": "certified ensemble mean", "nwgm": "certified NWGM"}
 PREDICTOR_NAMES = {"plain": "no-dropout baseline", "scaled": "scaled pass", "mc": "MC dropout",
                    "moment_propagation": "moment propagation",
@@ -343,7 +343,7 @@ def vs_scaled_block(df: pd.DataFrame) -> str:
 def plot_mnist_trained(df: pd.DataFrame) -> Figure:
     """Top: every predictor's label scores; bottom: its distances to the certified
     ensemble mean and NWGM; means over seeds with t 95% intervals."""
-    fig, axes = new_figure(2, 4, width=3.4, height=3.3)
+    fig, axes = new_figure(2, 4, width=2.9, height=3.3)
     s = summary(df, "labels", LABEL_COLUMNS)
     labs = list(dict.fromkeys(s.label))
     for j, m in enumerate(LABEL_COLUMNS):
@@ -380,7 +380,7 @@ def plot_mnist_trained(df: pd.DataFrame) -> Figure:
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
         ax.set_yticks(np.arange(len(labs)), labs if j == 0 else [""] * len(labs), fontsize=8)
         ax.invert_yaxis()
-        title = METRIC_NAMES[m] + (" (|: reference half-width)" if m == "mean_abs_gap" else "")
+        title = METRIC_NAMES[m] + ("\n(|: reference half-width)" if m == "mean_abs_gap" else "")
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(alpha=0.3, axis="x")
@@ -392,7 +392,7 @@ def plot_mnist_trained(df: pd.DataFrame) -> Figure:
     ax.set_xlim(-0.05, 1.05)
     ax.set_yticks(np.arange(len(labs)), [""] * len(labs))
     ax.invert_yaxis()
-    ax.set_title(f"coordinates resolved (half-width <= {RESOLUTION:g} gap)", fontsize=9)
+    ax.set_title(f"coordinates resolved\n(half-width <= {RESOLUTION:g} gap)", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(alpha=0.3, axis="x")
     fig.legend(*axes[1, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2,

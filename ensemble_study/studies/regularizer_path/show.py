@@ -141,7 +141,14 @@ def _draw_path(ax, rows, title):
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("weight t of pixel j")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6, frameon=False)
+    if rows.path.iloc[0] == "slice":  # flat on the left, where the legend goes
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
+        return
+    # a ray is symmetric and reaches its top on both sides: headroom for the legend
+    share = 0.09 * (len(ax.get_legend_handles_labels()[1]) + 1)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + (hi - lo) * share / (1 - share))
+    ax.legend(fontsize=8, frameon=False, loc="upper center")
 
 
 def _example(df, path, want_nonmonotone, penalty="exact"):
@@ -185,11 +192,11 @@ def figure(df: pd.DataFrame):
             ax.errorbar(x, y, yerr=[lo, hi], fmt="o", markersize=3, capsize=2,
                         label=f"{d} q={q:g}")
         ax.set_xticks(range(len(KINDS)))
-        ax.set_xticklabels([LABELS[k] for k in KINDS], fontsize=7)
+        ax.set_xticklabels([LABELS[k] for k in KINDS], fontsize=8)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(title + " [Clopper-Pearson 95%]", fontsize=9)
         ax.grid(True, alpha=0.3)
-    axes[1, 0].legend(fontsize=6, frameon=False, ncol=2)
+    axes[1, 0].legend(fontsize=8, frameon=False, ncol=2)
     ax = axes[1, 2]
     sl = df[(df.path == "slice") & (df.penalty == "exact")]
     bad = ~sl.monotone.astype(bool)
@@ -202,7 +209,7 @@ def figure(df: pd.DataFrame):
     ax.set_ylabel("t of the largest fall / half-width")
     ax.set_title("slices, exact R: where it falls", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     fig.suptitle("Exact dropout penalty of logistic regression along single weights "
                  "(digits, standardised pixels, inverted input dropout)", fontsize=10)
     return fig
