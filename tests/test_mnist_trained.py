@@ -21,6 +21,7 @@ from ensemble_study.studies.mnist_trained import (
     distances,
     label_scores,
     pair,
+    pixels,
     probabilities,
     width,
 )
@@ -132,7 +133,12 @@ def test_tiny_run_scores_equal_hand_computation(tiny):
     seed = 1
     r = pair(seed, p)
     ds = r["dataset"]
-    X, y = ds.X_test[:20], ds.y_test[:20]
+    # the unit pixel scale, from the split's raw grey levels
+    X = r["X_test"][:20]
+    np.testing.assert_allclose(X, (ds.X_test[:20] * ds.scale + ds.mean) / 255, rtol=0,
+                               atol=1e-12)
+    assert X.min() == 0 and X.max() == 1 and np.all(np.rint(X * 255) == X * 255)
+    X, y = r["X_test"][:20], ds.y_test[:20]
     g = df[df.seed == seed].set_index(["predictor", "n_samples", "reference"])
 
     def check(predictor, k, P):
@@ -170,7 +176,9 @@ def test_baseline_shares_init_examples_and_stream(tiny):
     ref = MLP.random(sizes, "relu", "softmax", rng=c.stream(0, "init", "mnist", list(sizes)))
     for w, v in zip(r["init"].weights, ref.weights):
         np.testing.assert_array_equal(w, v)
-    X = r["dataset"].X_train[r["train_index"]]
+    X = r["X_train"]
+    np.testing.assert_array_equal(X, pixels(r["dataset"], r["dataset"].X_train[
+        r["train_index"]], "unit"))
     y = r["dataset"].y_train[r["train_index"]]
     from ensemble_study.studies.mnist_trained import train_config
 

@@ -140,17 +140,18 @@ def recipe_block(df: pd.DataFrame) -> str:
     d = labels(df)
     base = d[d.predictor == "plain"]
     scaled = d[d.predictor == REFERENCE]
-    row = [d.architecture.iloc[0], f"{d.keep_prob.iloc[0]:g}",
+    row = [d.architecture.iloc[0], str(d.pixels.iloc[0]), f"{d.keep_prob.iloc[0]:g}",
            f"{d.input_keep_prob.iloc[0]:g}", str(int(d.n_train.iloc[0])),
            str(int(d.n_test.iloc[0])), str(d.seed.nunique()),
            num(float(base.epochs_run.median())), num(float(scaled.epochs_run.median())),
            ci(*stats.t_interval(base.error.to_numpy())),
            ci(*stats.t_interval(scaled.error.to_numpy()))]
     return ("The pairs: two ReLU hidden layers of width round(base_width / keep_prob), "
-            "inverted dropout on both and on the inputs; epochs run before early stopping "
+            "inverted dropout on both and on the inputs; pixels: unit (grey levels / 255) or "
+            "standardised (per pixel, on the training split); epochs run before early stopping "
             "(median over seeds, the patience included); test error, mean over seeds "
             "[t 95% CI].\n\n"
-            + table(["architecture", "keep_prob", "input keep_prob", "training examples "
+            + table(["architecture", "pixels", "keep_prob", "input keep_prob", "training examples "
                      "(validation included)", "test examples", "seeds", "epochs, baseline",
                      "epochs, dropout", "error, baseline", "error, dropout scaled pass"],
                     [row]))
