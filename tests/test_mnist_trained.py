@@ -121,8 +121,19 @@ def test_tiny_run_rows(tiny):
             assert r[["total_variation", "kl", "mean_abs_gap", "ref_half_width"]].notna().all(
                 axis=None)
             assert lab.drop(columns=["ref_half_width", "resolved", "resolved_share",
-                                     "total_variation", "kl", "mean_abs_gap"]).notna().all(
+                                     "total_variation", "kl", "mean_abs_gap", "bin",
+                                     "bin_count", "bin_confidence", "bin_accuracy"]).notna().all(
                 axis=None)
+        # Reliability: per predictor the bins hold every test example once, and their
+        # count-weighted gaps are the label row's ECE.
+        rel = g[g.reference == "reliability"]
+        assert rel[["bin", "bin_count", "bin_confidence", "bin_accuracy"]].notna().all(axis=None)
+        assert len(rel.groupby(["predictor", "n_samples"])) == len(lab)
+        for (pred, k), b in rel.groupby(["predictor", "n_samples"]):
+            assert b.bin_count.sum() == 20 and b.bin.between(0, 14).all() and b.bin.is_unique
+            gap = (b.bin_count * (b.bin_accuracy - b.bin_confidence).abs()).sum() / 20
+            s = lab[(lab.predictor == pred) & (lab.n_samples == k)].iloc[0]
+            assert gap == pytest.approx(s.ece, abs=1e-12)
         assert set(g.architecture) == {"784-6-6-10"}
         assert set(g.n_test) == {20} and set(g.n_train) == {40}
 
@@ -158,6 +169,17 @@ def test_tiny_run_scores_equal_hand_computation(tiny):
                               n_pairs=4, n_pilot=8, max_passes=float("inf"))
     M = check("certified", 4, cert.mean)
     check("certified_nwgm", 4, cert.geometric_mean)
+    # The scaled pass's reliability bins, by hand: 15 equal-width bins of the top-label
+    # confidence (the last closed), its mean confidence and accuracy in each.
+    conf, hit = S.max(1), S.argmax(1) == y
+    idx = np.minimum((conf * 15).astype(int), 14)
+    b = df[(df.seed == seed) & (df.reference == "reliability") & (df.predictor == "scaled")]
+    assert sorted(b.bin.astype(int)) == sorted(set(idx))
+    for _, row in b.iterrows():
+        m = idx == int(row.bin)
+        assert row.bin_count == m.sum()
+        assert row.bin_confidence == pytest.approx(conf[m].mean(), rel=1e-12)
+        assert row.bin_accuracy == pytest.approx(hit[m].mean(), abs=1e-15)
     # The scaled pass against the certified mean, by hand.
     row = g.loc[("scaled", 0, "mean")]
     assert row.total_variation == pytest.approx(np.mean(0.5 * np.abs(M - S).sum(1)), rel=1e-12)
@@ -195,7 +217,8 @@ def test_tiny_run_blocks_and_figure_read_the_table(tiny):
     _, df = tiny
     for name, fn in STUDY.blocks.items():
         assert isinstance(fn(df), str) and fn(df), name
-    STUDY.figures["mnist_trained"](df)
+    for fig in STUDY.figures.values():
+        fig(df)
 
 
 # --- the families against scipy, on a synthetic table -----------------------------------

@@ -327,7 +327,7 @@ def helps_deploy(df: pd.DataFrame) -> str:
             + "\n\n" + "\n".join(f"- {s}" for s in deploy_verdicts(df)))
 
 
-def _pooled(rel: pd.DataFrame) -> pd.DataFrame:
+def pooled_bins(rel: pd.DataFrame) -> pd.DataFrame:
     """Bins pooled over seeds: count, mean confidence and accuracy weighted by count."""
     b = rel.assign(c=rel.bin_count * rel.bin_confidence, a=rel.bin_count * rel.bin_accuracy)
     b = b.groupby("bin")[["bin_count", "c", "a"]].sum()
@@ -359,7 +359,7 @@ def plot_helps_reliability(df: pd.DataFrame) -> Figure:
                     continue
                 k = int(g.n_samples.max()) if k is None else k
                 g = g[g.n_samples == k]
-                b = _pooled(g)
+                b = pooled_bins(g)
                 ece = sp.loc[(sp.predictor == name) & (sp.n_samples == k), "ece"].mean()
                 color, marker = RELIABILITY_STYLE[name]
                 label = "no-dropout baseline" if name == "plain" else _label(name, k)

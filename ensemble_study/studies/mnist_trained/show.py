@@ -21,7 +21,16 @@ from matplotlib.ticker import NullFormatter
 from ... import stats
 from ...plots import new_figure
 from ...report import ci, num, table
-from . import LABEL_COLUMNS, REFERENCE_PREDICTOR, RESOLUTION, STUDY, against, labels
+from ..helps.show import RELIABILITY_LINES, RELIABILITY_MIN_COUNT, RELIABILITY_STYLE, pooled_bins
+from . import (
+    LABEL_COLUMNS,
+    REFERENCE_PREDICTOR,
+    RESOLUTION,
+    STUDY,
+    against,
+    labels,
+    reliability,
+)
 
 METRIC_NAMES = {"error": "test error", "nll": "test NLL", "brier": "Brier score",
                 "ece": "ECE (15 bins)", "total_variation": "total variation",
@@ -402,4 +411,39 @@ def plot_mnist_trained(df: pd.DataFrame) -> Figure:
     fig.suptitle(f"Trained {d.architecture.iloc[0]} dropout networks on MNIST "
                  f"({d.seed.nunique()} seeds): scores on the labels (top) and distances to the "
                  "certified ensemble (bottom)\nmean over seeds, bars: t 95% CI", fontsize=9)
+    return fig
+
+
+@STUDY.figure("mnist_trained_reliability")
+def plot_mnist_trained_reliability(df: pd.DataFrame) -> Figure:
+    """Reliability diagram: accuracy against top-label confidence, 15 equal-width bins
+    pooled over seeds, one line per predictor (the helps study's), its mean ECE over seeds
+    in the legend; left the whole range, right the confident bins where most examples are."""
+    rel, per = reliability(df), labels(df)
+    fig, axes = new_figure(1, 2, width=4.4, height=4.4)
+    for ax, lo in zip(axes[0], (0.0, 0.8)):
+        ax.plot([0, 1], [0, 1], color="k", lw=1, ls=":", label="calibrated")
+        for name, k in RELIABILITY_LINES:
+            g = rel[rel.predictor == name]
+            if g.empty:
+                continue
+            k = int(g.n_samples.max()) if k is None else k
+            b = pooled_bins(g[g.n_samples == k])
+            ece = per.loc[(per.predictor == name) & (per.n_samples == k), "ece"].mean()
+            color, marker = RELIABILITY_STYLE[name]
+            ax.plot(b.confidence, b.accuracy, color=color, marker=marker, markersize=4, lw=1.2,
+                    label=f"{label(name, k)} (ECE {ece:.3f})")
+        ax.set_xlim(lo, 1)
+        ax.set_ylim(lo, 1)
+        ax.set_xlabel("top-label confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title("every bin" if lo == 0 else f"confidence above {lo:g}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    d = labels(df)
+    fig.suptitle(f"Reliability of the trained {d.architecture.iloc[0]} networks on MNIST "
+                 f"({d.seed.nunique()} seeds)\n15 equal-width confidence bins pooled over "
+                 f"seeds, bins of {RELIABILITY_MIN_COUNT}+ examples drawn; ECE: mean over "
+                 "seeds", fontsize=10)
     return fig
