@@ -644,7 +644,10 @@ def connect(execution: Execution) -> Iterator[Execution]:
                 live = stack.enter_context(distributed.Client(cluster))
             else:
                 # A lost scheduler is reported in one line (SchedulerLost); the
-                # client's own reconnect and close log the same loss as tracebacks.
+                # client's own reconnect and close, and its batched comm (at INFO, on
+                # the "distributed" logger's handler), log the same loss as tracebacks.
+                # "distributed.client" has a level of its own in dask's config.
+                stack.enter_context(_quiet_logger("distributed"))
                 stack.enter_context(_quiet_logger("distributed.client"))
                 try:
                     client = distributed.Client(execution.scheduler, timeout=CONNECT_TIMEOUT)

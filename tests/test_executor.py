@@ -455,3 +455,35 @@ def test_mask_chunk_rebuilds_each_chunk_of_the_enumeration(chunk_size):
         assert np.array_equal(m, masks) and lp.tobytes() == log_probs.tobytes()
     with pytest.raises(ValueError, match=r"index must be in \[0, "):
         mask_chunk(q, chunk_size, len(chunks))
+
+
+def test_a_remote_scheduler_quiets_every_client_side_distributed_logger(monkeypatch):
+    # A lost scheduler is one line (SchedulerLost); dask's client-side loggers would print
+    # the same loss as tracebacks: the client's at ERROR, its batched comm's at INFO.
+    distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
+    import logging
+
+    from ensemble_study.executor import connect
+
+    class FakeClient(distributed.Client):  # a Client that connects to nothing
+        def __init__(self, address, timeout):
+            self.address = address
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __del__(self):
+            pass
+
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    names = ["distributed.batched", "distributed.client", "distributed.core",
+             "distributed.comm.tcp"]
+    before = {n: logging.getLogger(n).getEffectiveLevel() for n in names}
+    with connect(Execution(scheduler="tcp://127.0.0.1:1")) as ex:
+        assert isinstance(ex.executor, FakeClient)
+        for n in names:
+            assert not logging.getLogger(n).isEnabledFor(logging.ERROR), n
+    assert {n: logging.getLogger(n).getEffectiveLevel() for n in names} == before
