@@ -628,7 +628,7 @@ def connect(execution: Execution) -> Iterator[Execution]:
                                            and execution.n_workers == 1):
         yield execution
         return
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as quiet, contextlib.ExitStack() as stack:
         if execution.scheduler is None:
             live = stack.enter_context(_pool(execution.n_workers))
         else:
@@ -647,15 +647,30 @@ def connect(execution: Execution) -> Iterator[Execution]:
                 # client's own reconnect and close, and its batched comm (at INFO, on
                 # the "distributed" logger's handler), log the same loss as tracebacks.
                 # "distributed.client" has a level of its own in dask's config.
-                stack.enter_context(_quiet_logger("distributed"))
-                stack.enter_context(_quiet_logger("distributed.client"))
+                # On ``quiet``: restored after the client closes, and after the loggers
+                # quieted below (whose saved level is this one's CRITICAL).
+                quiet.enter_context(_quiet_logger("distributed"))
+                quiet.enter_context(_quiet_logger("distributed.client"))
                 try:
                     client = distributed.Client(execution.scheduler, timeout=CONNECT_TIMEOUT)
                 except (OSError, TimeoutError, ValueError) as exc:
                     raise ConnectionError(f"no dask scheduler reachable at "
                                           f"{execution.scheduler!r}: {exc}") from exc
                 live = stack.enter_context(client)
-        yield dataclasses.replace(execution, executor=live)
+        try:
+            yield dataclasses.replace(execution, executor=live)
+        except BaseException:
+            if execution.scheduler is not None:
+                # A run that ends by Ctrl-C or a lost scheduler is reported in one line;
+                # closing the client and the cluster (``stack``, closed before ``quiet``)
+                # logs the same end as tracebacks, from distributed and from callbacks
+                # on its tornado loop.
+                for name in _DASK_LOGGERS:
+                    quiet.enter_context(_quiet_logger(name))
+            raise
+
+
+_DASK_LOGGERS = ("distributed", "distributed.client", "tornado", "tornado.application")
 
 
 @contextlib.contextmanager

@@ -487,3 +487,52 @@ def test_a_remote_scheduler_quiets_every_client_side_distributed_logger(monkeypa
         for n in names:
             assert not logging.getLogger(n).isEnabledFor(logging.ERROR), n
     assert {n: logging.getLogger(n).getEffectiveLevel() for n in names} == before
+
+
+@pytest.mark.parametrize("scheduler", ["tcp://127.0.0.1:1", "local"])
+def test_a_dask_run_ended_by_ctrl_c_closes_quietly_and_restores_the_loggers(
+        monkeypatch, scheduler):
+    # Closing the client and cluster after a Ctrl-C logs the interrupt again as tracebacks
+    # (distributed's, and callbacks on its tornado loop): quiet while they close, and
+    # every logger's level restored afterwards.
+    distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
+    import logging
+
+    from ensemble_study import executor
+
+    names = executor._DASK_LOGGERS + ("distributed.batched",)
+    before = {n: logging.getLogger(n).level for n in names}
+    seen = {}
+
+    class FakeClient(distributed.Client):  # a Client that connects to nothing
+        def __init__(self, address, timeout=None):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            seen["closing"] = {n: logging.getLogger(n).isEnabledFor(logging.ERROR)
+                               for n in names}
+            return False
+
+        def __del__(self):
+            pass
+
+    class FakeCluster:
+        def __init__(self, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    with pytest.raises(KeyboardInterrupt):
+        with executor.connect(Execution(jobs=2, scheduler=scheduler)):
+            raise KeyboardInterrupt
+    assert not any(seen["closing"].values()), seen["closing"]
+    assert {n: logging.getLogger(n).level for n in names} == before
