@@ -64,8 +64,7 @@ from ..approximations import RELIABILITY_COLUMNS, reliability_rows
 
 DATASET = "mnist"
 ID_COLUMNS = ["dataset", "pixels", "architecture", "keep_prob", "input_keep_prob", "n_train",
-              "n_test",
-              "seed", "network", "predictor", "n_samples", "epochs_run", "reference"]
+              "n_test", "seed", "network", "predictor", "n_samples", "epochs_run", "reference"]
 LABEL_COLUMNS = ["error", "nll", "brier", "ece"]
 DISTANCE_COLUMNS = ["total_variation", "kl", "mean_abs_gap", "ref_half_width", "resolved",
                     "resolved_share"]
@@ -74,8 +73,9 @@ REFERENCES = ("mean", "nwgm")
 # Which predictor is the certified reference of each kind (left out of its own rows).
 REFERENCE_PREDICTOR = {"mean": "certified", "nwgm": "certified_nwgm"}
 PROB_FLOOR = 1e-12
-PIXELS = ("unit", "standardised")
 """Probabilities are floored here before scoring (as :func:`ensemble_study.metrics.nll`)."""
+PIXELS = ("unit", "standardised")
+"""The input scales of :func:`pixels`."""
 RESOLUTION = 0.1
 """A reference resolves a gap when its half-width is at most this share of the gap."""
 
@@ -139,8 +139,8 @@ def pair(seed: int, params: dict) -> dict:
     -------
     dict
         ``dataset`` (the seed's split), ``train_index`` (its ``n_train`` training
-        examples), ``X_train``, ``X_test`` (the split's inputs on the ``pixels`` scale,
-        training examples only), ``init`` (the shared initial network), ``cfg``,
+        examples), ``X_train`` (their inputs) and ``X_test`` (the test split's), both on
+        the ``pixels`` scale, ``init`` (the shared initial network), ``cfg``,
         ``train_stream`` (the one stream both trainings use), ``dropout`` and
         ``baseline`` (trained networks), ``histories`` (dropout's, baseline's).
     """
@@ -160,8 +160,8 @@ def pair(seed: int, params: dict) -> dict:
     net_b, hist_b = train(net0, None, X, y, train_cfg=tc, rng=ss)
     return {"dataset": ds, "train_index": idx, "X_train": X,
             "X_test": pixels(ds, ds.X_test, p["pixels"]), "init": net0, "cfg": cfg,
-            "train_stream": ss,
-            "dropout": net_d, "baseline": net_b, "histories": (hist_d, hist_b)}
+            "train_stream": ss, "dropout": net_d, "baseline": net_b,
+            "histories": (hist_d, hist_b)}
 
 
 def probabilities(P) -> np.ndarray:
@@ -252,9 +252,8 @@ def _run_cell(seed: int, params: dict) -> list[dict]:
     X, y = r["X_test"][:n_test], ds.y_test[:n_test]
     preds, refs = predictions(net, cfg, X, seed, p)
     ids = {"dataset": DATASET, "pixels": p["pixels"], "architecture": net.architecture,
-           "keep_prob": p["keep_prob"],
-           "input_keep_prob": p["input_keep_prob"], "n_train": len(r["train_index"]),
-           "n_test": n_test, "seed": seed}
+           "keep_prob": p["keep_prob"], "input_keep_prob": p["input_keep_prob"],
+           "n_train": len(r["train_index"]), "n_test": n_test, "seed": seed}
     epochs = {"dropout": len(r["histories"][0]), "baseline": len(r["histories"][1])}
     base = {**ids, "network": "baseline", "predictor": "plain", "n_samples": 0,
             "epochs_run": epochs["baseline"]}
