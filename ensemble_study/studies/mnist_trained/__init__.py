@@ -117,8 +117,8 @@ def pixels(ds, X, how: str) -> np.ndarray:
 
     ``"unit"``: the raw grey levels over 255, in [0, 1] (Srivastava et al. 2014's MNIST
     inputs); ``"standardised"``: ``X`` itself, each pixel centred and scaled on the
-    training split, where a pixel that is almost always blank reaches 61 and input
-    dropout's noise on it is of that size.
+    training split, where a pixel that is almost always blank reaches tens of standard
+    deviations (61 on seed 0's split) and input dropout's noise on it is of that size.
     """
     # The grey levels are integers: rounding undoes the standardisation's rounding exactly.
     return X if how == "standardised" else np.rint(X * ds.scale + ds.mean) / 255.0
