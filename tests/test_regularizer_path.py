@@ -1,10 +1,17 @@
 """The regularizer_path study: path evaluator against enumeration, detectors on known cases."""
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from ensemble_study import regularizer as reg
+from ensemble_study.results import load_result
 from ensemble_study.studies import regularizer_path as rp
+from ensemble_study.studies.regularizer_path import show
+
+CSV = Path(__file__).resolve().parent.parent / "results" / "regularizer_path.csv"
 
 
 def softplus(z):
@@ -121,3 +128,69 @@ def test_tiny_study_end_to_end():
         assert fn(df).strip(), name
     for name, fn in study.figures.items():
         assert fn(df).axes, name
+
+
+def _slice(dataset, penalty, R, *, beta_j=1.0, monotone=True, convex=True, **extra):
+    # a 5-point slice, t = -2, -1, 0, 1, 2 (half-width 2), as the study's table holds it
+    R = np.asarray(R, dtype=float)
+    return dict(dataset=dataset, keep_prob=0.5, path="slice", penalty=penalty, beta_j=beta_j,
+                half_width=2.0, n_points=5, monotone=monotone, convex=convex,
+                R_range=float(R.max() - R.min()), R=" ".join(map(str, R)),
+                **{"max_drop": 0.0, "drop_t": np.nan, "max_err": 0.0, **extra})
+
+
+def test_slice_curve_puts_the_fitted_weight_at_one_and_divides_by_the_range():
+    row = pd.Series(_slice("a", "exact", [4.0, 1.0, 0.0, -0.5, 0.25], beta_j=-1.0))
+    # x = t / beta*_j = 2, 1, 0, -1, -2; R - R(0) over the range 4.5; linear between points
+    got = show.slice_curve(row, np.array([-2.0, -1.5, 0.0, 1.0, 2.0, 2.5]))
+    want = np.array([0.25, (0.25 - 0.5) / 2, 0.0, 1.0, 4.0, np.nan]) / 4.5
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    zero = row.copy()
+    zero["beta_j"] = 0.0
+    assert np.isnan(show.slice_curve(zero, np.array([0.5]))).all()   # no fitted weight, no unit
+    flat = pd.Series(_slice("a", "exact", [0.0] * 5))
+    np.testing.assert_array_equal(show.slice_curve(flat, np.array([-1.0, 1.0])), [0.0, 0.0])
+
+
+def test_slice_summary_on_a_hand_made_table():
+    df = pd.DataFrame([
+        # falls 0.3 below R(0) = 0 at t = 1 = beta*_j; tolerance 2 * 0.05 -> margin 3
+        _slice("a", "exact", [1.0, 0.2, 0.0, -0.3, 0.1], monotone=False, max_drop=0.3,
+               drop_t=1.0, max_err=0.05),
+        # counted monotone, but the computed values fall by 1e-9 (within the bounds); grid
+        # past 2 |beta*_j| = 1; non-convex
+        _slice("a", "exact", [1.0, 0.5, 0.0, -1e-9, 0.5], beta_j=0.5, convex=False),
+        _slice("a", "quadratic", [1.0, 0.5, 0.0, 0.5, 1.0]),
+        _slice("a", "quadratic", [1.0, 0.5, 0.0, -0.5, 1.0], beta_j=0.5, monotone=False),
+        _slice("a", "exact", [0.0, 0.0, 0.0, 0.0, 0.0]) | {"path": "ray"},   # not a slice
+    ])
+    s = show.slice_summary(df).iloc[0]
+    assert (s.dataset, s.keep_prob, s.n, s.widened) == ("a", 0.5, 2, 1)
+    assert (s.exact_nonmonotone_k, s.exact_nonmonotone) == (1, 0.5)
+    assert (s.quadratic_nonmonotone_k, s.exact_nonconvex_k) == (1, 1)
+    # Clopper-Pearson for 1 of 2: [1 - 0.975 ** 0.5, 0.975 ** 0.5]
+    assert s.exact_nonmonotone_low == pytest.approx(1 - 0.975 ** 0.5, rel=1e-6)
+    assert s.exact_nonmonotone_high == pytest.approx(0.975 ** 0.5, rel=1e-6)
+    assert s.fall_over_range == pytest.approx(0.3 / 1.3)
+    assert s.fall_over_bound_min == s.fall_over_bound_median == pytest.approx(3.0)
+    assert (s.fall_at_fit, s.exact_fall_within_bound) == (1, 1)
+
+
+@pytest.mark.skipif(not CSV.exists(), reason="no committed regularizer_path.csv")
+def test_slices_figure_from_the_committed_table_counts_what_the_rows_say():
+    df = load_result(CSV)
+    fig = show.slices_figure(df)
+    sl = df[df.path == "slice"]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == sorted(sl.dataset.unique())
+    for ax in panels:
+        d = ax.get_title().split(":")[0]
+        shown = [t.get_text() for t in ax.get_legend().get_texts()]
+        want = []
+        for q in sorted(sl.keep_prob.unique()):
+            for pen, name in (("exact", "exact R"), ("quadratic", "R^q")):
+                rows = sl[(sl.dataset == d) & (sl.keep_prob == q) & (sl.penalty == pen)]
+                # by hand: the paths whose detector found a fall, over the paths
+                want.append(f"{name}, q={q:g}: {int((rows.monotone == False).sum())}"  # noqa: E712
+                            f"/{len(rows)}")
+        assert shown == want, d

@@ -13,8 +13,8 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ...plots import new_figure
-from ...report import ci, table
-from . import STUDY, convexity, monotonicity, path_grid
+from ...report import ci, num, table
+from . import PENALTIES, STUDY, convexity, monotonicity, path_grid
 
 KINDS = (("ray", "exact"), ("ray", "quadratic"), ("slice", "exact"), ("slice", "quadratic"))
 LABELS = {("ray", "exact"): "ray, exact R", ("ray", "quadratic"): "ray, R^q",
@@ -212,4 +212,206 @@ def figure(df: pd.DataFrame):
     ax.legend(fontsize=8, frameon=False)
     fig.suptitle("Exact dropout penalty of logistic regression along single weights "
                  "(digits, standardised pixels, inverted input dropout)", fontsize=10)
+    return fig
+
+
+# --- the slices through the fitted weights, per dataset ---------------------------------
+
+# A slice spans |t| up to at least slice_span * |beta*_j| (2 by default), so every slice of
+# the default grid covers t / beta*_j in [-WINDOW, WINDOW]; the figure shows that window.
+WINDOW = 2.0
+SLICE_X = np.linspace(-WINDOW, WINDOW, 81)
+PENALTY_COLORS = {"exact": "tab:blue", "quadratic": "tab:red"}   # as in the example paths
+PENALTY_NAMES = {"exact": "exact R", "quadratic": "R^q"}
+KEEP_PROB_STYLES = ("-", "--", ":", "-.")                          # by keep_prob, sorted
+YLIM = (-0.12, 0.3)
+
+
+def slice_curve(row, x=SLICE_X) -> np.ndarray:
+    """One path's rise of the penalty from ``t = 0``, over its range, against ``t / beta*_j``.
+
+    Parameters
+    ----------
+    row : pandas Series
+        A row of the study's table (``half_width``, ``n_points``, ``beta_j``, ``R``,
+        ``R_range``).
+    x : ndarray, shape (n_x,)
+        Where to evaluate, in units of the fitted weight: ``x = t / beta*_j`` puts the
+        fitted weight at 1 and its sign's side at ``x > 0``, whatever that sign.
+
+    Returns
+    -------
+    ndarray, shape (n_x,)
+        ``(R(t) - R(0)) / R_range``, linear between the grid's points; nan outside the
+        grid, and everywhere when ``beta*_j = 0`` (no unit to measure ``t`` in). A path on
+        which ``R`` is constant is 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if row.beta_j == 0:
+        return np.full(x.shape, np.nan)
+    t, R = _values(row)
+    u = t / row.beta_j
+    rise = R - R[t.size // 2]
+    y = rise / row.R_range if row.R_range > 0 else np.zeros_like(rise)
+    order = np.argsort(u)   # a negative fitted weight reverses the grid
+    return np.interp(x, u[order], y[order], left=np.nan, right=np.nan)
+
+
+def slice_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, keep_prob) of the slices: shares and the depth of the falls.
+
+    Columns: ``dataset``, ``keep_prob``; ``n`` slices; ``widened`` (slices whose grid
+    reaches past ``WINDOW * |beta*_j|``, so fewer of its points fall in the figure's
+    window); for each penalty (``exact_``, ``quadratic_``) ``nonmonotone_k`` and
+    ``nonmonotone`` with its Clopper-Pearson 95% ``_low``/``_high``; for exact R,
+    ``exact_nonconvex_k``, and over the non-monotone slices ``fall_over_range`` (median
+    largest fall below the running maximum over R's range on the slice),
+    ``fall_over_bound_min`` / ``_median`` (that fall over twice the path's largest error
+    bound: the detector's margin, > 1 by construction) and ``fall_at_fit`` (how many of
+    them end within one grid step of ``beta*_j``); ``exact_fall_within_bound`` counts the
+    slices counted monotone on which the computed R still falls as ``|t|`` grows (by less
+    than the error bounds, so the detector cannot tell it from rounding).
+    """
+    sl = df[df.path == "slice"]
+    rows = []
+    for (d, q), g in sl.groupby(["dataset", "keep_prob"], sort=True):
+        ex, qu = g[g.penalty == "exact"], g[g.penalty == "quadratic"]
+        row = dict(dataset=d, keep_prob=q, n=len(ex),
+                   widened=int((ex.half_width > WINDOW * ex.beta_j.abs() * (1 + 1e-9)).sum()))
+        for pen, h in (("exact", ex), ("quadratic", qu)):
+            k, _, p, lo, hi = share(~h.monotone.astype(bool))
+            row.update({f"{pen}_nonmonotone_k": k, f"{pen}_nonmonotone": p,
+                        f"{pen}_nonmonotone_low": lo, f"{pen}_nonmonotone_high": hi})
+        bad = ex[~ex.monotone.astype(bool)]
+        step = 2.0 * bad.half_width / (bad.n_points - 1)
+        margin = bad.max_drop / (2.0 * bad.max_err)
+        # the computed values' own falls, at zero tolerance, on the slices counted monotone
+        quiet = sum(not monotonicity(*_values(r))["monotone"]
+                    for _, r in ex[ex.monotone.astype(bool)].iterrows())
+        row.update(exact_nonconvex_k=int((~ex.convex.astype(bool)).sum()),
+                   exact_fall_within_bound=int(quiet),
+                   fall_over_range=float((bad.max_drop / bad.R_range).median()) if len(bad)
+                   else np.nan,
+                   fall_over_bound_min=float(margin.min()) if len(bad) else np.nan,
+                   fall_over_bound_median=float(margin.median()) if len(bad) else np.nan,
+                   fall_at_fit=int(((bad.drop_t - bad.beta_j).abs() <= step * (1 + 1e-9)).sum()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _nonmonotone_label(pen, q, s) -> str:
+    return f"{PENALTY_NAMES[pen]}, q={q:g}: {int(s[f'{pen}_nonmonotone_k'])}/{int(s['n'])}"
+
+
+@STUDY.block("regularizer-path-slices")
+def slices_table(df: pd.DataFrame) -> str:
+    def count(s, pen):
+        k, p = s[f"{pen}_nonmonotone_k"], s[f"{pen}_nonmonotone"]
+        return (f"{k}/{s.n} = "
+                f"{ci(p, s[f'{pen}_nonmonotone_low'], s[f'{pen}_nonmonotone_high'])}")
+
+    rows = []
+    for _, s in slice_summary(df).iterrows():
+        ends = f"{s.fall_at_fit}/{s.exact_nonmonotone_k}" if s.exact_nonmonotone_k else "-"
+        margin = (f"{num(s.fall_over_bound_min)} / {num(s.fall_over_bound_median)}"
+                  if s.exact_nonmonotone_k else "-")
+        rows.append([s.dataset, f"{s.keep_prob:g}", f"{s.n} ({s.widened})",
+                     count(s, "exact"),
+                     num(s.fall_over_range) if s.exact_nonmonotone_k else "-", margin, ends,
+                     f"{s.exact_fall_within_bound}/{s.n - s.exact_nonmonotone_k}"
+                     if s.n > s.exact_nonmonotone_k else "-",
+                     f"{s.exact_nonconvex_k}/{s.n}",
+                     count(s, "quadratic")])
+    return ("Slices through the exact-dropout solution, per dataset and keep_prob (the "
+            "figure above). Slices: how many (in brackets, how many reach past "
+            f"{WINDOW:g} |beta*_j|, so that fewer of their grid points fall in the figure's "
+            "window). Exact R non-monotone in |t|: count, share [Clopper-Pearson 95%]. Over "
+            "those slices: the largest fall below the running maximum as a share of R's "
+            "range on the slice (median); that fall over twice the path's largest error "
+            "bound (smallest / median: the detector's margin); how many falls end within "
+            "one grid step of the fitted weight beta*_j. Of the slices counted monotone, "
+            "how many on which the computed R still falls as |t| grows, by less than the "
+            "error bounds (so the figure's median can dip where none is counted). Then exact "
+            "R non-convex, and R^q non-monotone.\n\n"
+            + table(["dataset", "keep_prob", "slices (widened)", "exact R non-monotone",
+                     "fall / range", "fall / error bound (min / median)",
+                     "fall ends at beta*_j", "monotone, falls within the bounds",
+                     "exact R non-convex", "R^q non-monotone"], rows))
+
+
+def _band(ax, curves, color, ls, label):
+    """Pointwise median of ``curves`` (rows) with its 25-75% band, where any is defined."""
+    ok = np.isfinite(curves).any(axis=0)
+    x, c = SLICE_X[ok], curves[:, ok]
+    lo, med, hi = np.nanpercentile(c, [25, 50, 75], axis=0)
+    ax.plot(x, med, color=color, ls=ls, linewidth=1.6, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.12, linewidth=0)
+
+
+@STUDY.figure("regularizer_path_slices")
+def slices_figure(df: pd.DataFrame):
+    """One panel per dataset: exact R and R^q along the slices through the fitted weights.
+
+    Each path is put on one scale, ``x = t / beta*_j`` (:func:`slice_curve`), and the
+    panel draws the pointwise median over the dataset's slices and its 25-75% band, per
+    penalty (colour) and keep_prob (line style); the legend gives the non-monotone counts
+    of :func:`slice_summary`. Ticks under the curves mark, for exact R, where each
+    non-monotone slice's largest fall ends (``drop_t / beta*_j``, ``|``) and each
+    non-convex slice's first non-convex point (``o``).
+    """
+    from matplotlib.lines import Line2D
+
+    sl = df[df.path == "slice"]
+    datasets = sorted(sl.dataset.unique())
+    qs = sorted(sl.keep_prob.unique())
+    ncols = min(2, len(datasets))
+    nrows = -(-len(datasets) // ncols)
+    fig, axes = new_figure(nrows, ncols, width=4.6, height=3.5, sharex=True, sharey=True)
+    summary = slice_summary(df).set_index(["dataset", "keep_prob"])
+    for ax, d in zip(axes.flat, datasets):
+        for i, q in enumerate(qs):
+            s = summary.loc[(d, q)]
+            ls = KEEP_PROB_STYLES[i % len(KEEP_PROB_STYLES)]
+            for pen in PENALTIES:
+                rows = sl[(sl.dataset == d) & (sl.keep_prob == q) & (sl.penalty == pen)]
+                curves = np.array([slice_curve(r) for _, r in rows.iterrows()])
+                _band(ax, curves, PENALTY_COLORS[pen], ls, _nonmonotone_label(pen, q, s))
+            # where exact R was flagged, as ticks at the bottom (x in data, y in axes)
+            ex = sl[(sl.dataset == d) & (sl.keep_prob == q) & (sl.penalty == "exact")]
+            bad = ex[~ex.monotone.astype(bool)]
+            nc = ex[~ex.convex.astype(bool)]
+            where = ax.get_xaxis_transform()
+            y0 = 0.95 - 0.06 * i   # top right: the curves stay near 0 on that side
+            ax.plot(bad.drop_t / bad.beta_j, np.full(len(bad), y0), "|", color="k",
+                    markersize=7, alpha=0.4, transform=where, clip_on=True)
+            ax.plot(nc.nonconvex_first_t / nc.beta_j, np.full(len(nc), y0), "o", color="k",
+                    markerfacecolor="none", markersize=5, transform=where, clip_on=True)
+        ax.axvline(1.0, color="k", linewidth=0.8, linestyle="--")
+        ax.axvline(0.0, color="grey", linewidth=0.5)
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.set_xlim(-WINDOW, WINDOW)
+        # the falls are a few percent of the range: zoom on them, the steep side leaves
+        ax.set_ylim(*YLIM)
+        ax.set_title(f"{d}: {int(summary.loc[(d, qs[0])].n)} slices per keep_prob",
+                     fontsize=9)
+        ax.grid(True, alpha=0.3)
+        # lower left: exact R and R^q rise on that side, so it is empty
+        ax.legend(fontsize=8, loc="lower left", title="non-monotone slices", title_fontsize=8,
+                  framealpha=0.85, edgecolor="none")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("t / beta*_j  (fitted weight at 1, dashed)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("(R(t) - R(0)) / range of R on the slice")
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    keys = [Line2D([], [], color="k", ls=KEEP_PROB_STYLES[i % len(KEEP_PROB_STYLES)],
+                   label=f"keep_prob {q:g}") for i, q in enumerate(qs)]
+    keys += [Line2D([], [], color="k", marker="|", ls="none", markersize=7,
+                    label="exact R: where a non-monotone slice's largest fall ends "
+                          f"(rows: keep_prob {', '.join(f'{q:g}' for q in qs)}, top down)"),
+             Line2D([], [], color="k", marker="o", markerfacecolor="none", ls="none",
+                    label="exact R: a slice's first non-convex point")]
+    fig.legend(handles=keys, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("Penalty along slices through the exact-dropout fit: median over slices, "
+                 "band 25-75%", fontsize=10)
     return fig
