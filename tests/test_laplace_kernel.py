@@ -81,14 +81,14 @@ def test_extreme_weights_within_the_estimated_rounding(kind, scale, n):
     differ by no more than the reference's own error estimate, and they make
     the same decision (accept or raise) for every example."""
     rng = np.random.default_rng([n, int(scale), len(kind)])
-    c = rng.normal(size=(40, n)) * scale
-    b = rng.normal(size=40) * scale
+    c = rng.normal(size=(24, n)) * scale
+    b = rng.normal(size=24) * scale
     b = -np.abs(b + 0.5 * c.sum(axis=1)) - 0.5 * c.sum(axis=1)  # the oriented side (_expect)
     ref = laplace._laplace(kind, b, c, 0.5, 1e-10, True)
     new = laplace_compiled.laplace(kind, b, c, 0.5, 1e-10, True)
     np.testing.assert_array_equal(new[3] <= 1e-10, ref[3] <= 1e-10)
     ok = ref[3] <= 1e-10
-    assert ok.sum() >= 10
+    assert ok.sum() >= 6
     tol = np.maximum(RTOL, 4 * ref[3][ok])
     v, gb, gc = ref[0][ok], ref[1][ok], ref[2][ok]
     gscale = np.maximum(np.abs(gb), np.abs(gc).max(axis=1))
