@@ -198,13 +198,10 @@ def _integrate(kind, b, c, q, c0, a, logscale, u, offsets, h0, rtol, grad, block
     pos = np.empty(n, np.bool_)
     ereal = np.empty(n)
     tol = 1e-3 * rtol
+    # Pass 0: each example to its own convergence. Pass 1: to the block's last level
+    # (the reference halves the step for the whole block until all of it has converged).
     for p in range(2):
-        target = max_levels
-        if p == 1:
-            if not done.all():
-                target = max_levels
-            else:
-                target = levels.max()
+        target = max_levels if p == 0 or not done.all() else levels.max()
         for ii in range(nb):
             i = block_lo + ii
             acc = accs[ii]
