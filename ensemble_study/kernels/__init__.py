@@ -13,7 +13,9 @@ The variable is read at every call, so it can be changed between calls.
 Both are exact to float precision and neither depends on the number of
 threads; they differ from each other by rounding only. What they share
 (the plan, the accumulator, the chunk runner) is in ``plan``; the choice
-between them is made here only.
+between them is made here only. The same switch selects the Laplace integral
+of :mod:`ensemble_study.laplace` (numpy reference there, numba kernel in
+``laplace_compiled``).
 """
 
 from __future__ import annotations
