@@ -144,7 +144,7 @@ STUDY = Study(
     title="Logistic regression trained by the exact dropout objective against R^q, the "
           "Gaussian surrogate, validated L2, the Fisher-frozen ridge and dropout SGD.",
     params=(
-        Param("datasets", "str", ("digits_2v3", "rare_features"),
+        Param("datasets", "str", (*DIGIT_PAIRS, "rare_features"),
               "Digits label pair or the rare-feature simulation; repeat for several.",
               quick=("digits_2v3", "rare_features"),
               multiple=True, unique=True, choices=DATASETS, flag="--dataset"),
@@ -158,7 +158,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=c.tidy, order=96, reproduce=False,
-    cost="about 19 minutes with --jobs 1 on the loaded 2-core machine",
+    cost="about 1.5 minutes with --jobs 2 on 2 cores (71 s measured)",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)
