@@ -146,12 +146,14 @@ def claims(df: pd.DataFrame) -> str:
     g_full = full.groupby(keys[:2]).ratio_quadratic.apply(lambda v: np.exp(np.mean(np.log(v))))
     inv = 1.0 / g_full
     source = _source(inv.index.get_level_values("dataset").to_series(index=inv.index))
-    several = source.nunique() > 1
-    ranges = " and ".join(
-        f"{inv[source == s].min():.3g} to {inv[source == s].max():.3g} times R^q"
-        f"{' on ' + SOURCES.get(s, (s,))[0] + ' pairs' if several else ''} "
-        f"({int((source == s).sum())} dataset x keep_prob cells)"
-        for s in dict.fromkeys(source))
+    if source.nunique() == 1:
+        ranges = (f"{inv.min():.3g} to {inv.max():.3g} times R^q (geometric means over splits, "
+                  f"across {len(inv)} dataset x keep_prob cells)")
+    else:
+        ranges = " and ".join(
+            f"{inv[source == s].min():.3g} to {inv[source == s].max():.3g} times R^q on "
+            f"{SOURCES.get(s, (s,))[0]} pairs ({int((source == s).sum())} dataset x keep_prob "
+            f"cells)" for s in dict.fromkeys(source)) + " (geometric means over splits)"
     close_scales = sorted({k[0][2] for k in close})
     big_contrib = df.groupby(keys).max_contribution.median()
     close_max = max((big_contrib[k[0]] for k in close), default=float("nan"))
@@ -165,6 +167,5 @@ def claims(df: pd.DataFrame) -> str:
         f"scales {', '.join(f'{s:g}' for s in close_scales) or 'none'} of the L2 fit's "
         f"weights; the largest per-feature contribution max |x_j beta_j|/q in those cells is "
         f"at most {close_max:.3g} (median over splits).",
-        f"- At the fitted weights (scale {df.scale.max():g}) the exact R is {ranges}; "
-        f"geometric means over splits.",
+        f"- At the fitted weights (scale {df.scale.max():g}) the exact R is {ranges}.",
     ])
