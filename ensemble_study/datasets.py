@@ -32,7 +32,7 @@ from ._checks import check_choice, check_positive_int, check_real, check_rng
 
 DIGIT_PAIRS = {"digits_2v3": (2, 3), "digits_0v8": (0, 8), "digits_1v7": (1, 7)}
 # 2v3: the task of digits_2v3 at 28 x 28; 3v5: with 7v9 the pair with the highest test error
-# of an L2 logistic fit (l2 = 1, 200 examples, grey levels; 4v9 is seventh of the 45 pairs).
+# of an L2 logistic fit (l2 = 1, 200 examples, grey levels, 3 splits; 4v9 was seventh of 45).
 MNIST_PAIRS = {"mnist_2v3": (2, 3), "mnist_3v5": (3, 5)}
 GENERATED = ("moons", "xor", "spirals", "diamond")
 MNIST_DATASETS = ("mnist", *MNIST_PAIRS)
