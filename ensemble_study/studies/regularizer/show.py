@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from ... import stats
@@ -55,26 +56,40 @@ def surrogates_table(df: pd.DataFrame) -> str:
             + table(["dataset", "keep_prob", *[v[0] for v in RATIOS.values()]], rows))
 
 
+# The image source of a dataset (its name's prefix): label and median line style.
+SOURCES = {"digits": ("digits (8 x 8)", "-"), "mnist": ("MNIST (28 x 28)", "--")}
+
+
+def _source(names: pd.Series) -> pd.Series:
+    return names.str.split("_").str[0]
+
+
 @STUDY.figure("regularizer")
 def figure(df: pd.DataFrame):
     """Each surrogate over the exact regularizer against the largest per-feature contribution.
 
     One panel per surrogate (three columns), every (dataset, split, scale) point coloured
-    by keep_prob, with the median over splits per (keep_prob, scale) joined by a line.
+    by keep_prob, with the median over the pairs and splits of each image source (digits
+    8 x 8: solid; MNIST 28 x 28: dashed) per (keep_prob, scale) joined by a line.
     """
     fig, axes = new_figure(1, 3, width=3.6, height=3.5, sharey=True)
     qs = sorted(df.keep_prob.unique())
     cmap = matplotlib.colormaps["viridis"]
     colors = {q: cmap(i / max(len(qs) - 1, 1)) for i, q in enumerate(qs)}
+    source = _source(df.dataset)
+    sources = [s for s in SOURCES if s in set(source)] + sorted(set(source) - set(SOURCES))
+    styles = {s: SOURCES.get(s, (s, ":")) for s in sources}
     for ax, (col, (label, _, marker)) in zip(axes[0], RATIOS.items()):
         for q in qs:
             g = df[df.keep_prob == q]
             ax.scatter(g.max_contribution, g[col], s=8, alpha=0.35, color=colors[q],
                        marker=marker)
-            med = g.groupby("scale")[[col, "max_contribution"]].median().sort_values(
-                "max_contribution")
-            ax.plot(med.max_contribution, med[col], color=colors[q], linewidth=1.5,
-                    label=f"keep_prob {q:g}")
+            for s in sources:
+                med = g[source[g.index] == s].groupby("scale")[
+                    [col, "max_contribution"]].median().sort_values("max_contribution")
+                ax.plot(med.max_contribution, med[col], color=colors[q], linewidth=1.5,
+                        linestyle=styles[s][1],
+                        label=f"keep_prob {q:g}" if s == sources[0] else None)
         ax.axhline(1.0, color="k", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -86,8 +101,14 @@ def figure(df: pd.DataFrame):
     axes[0, 0].yaxis.set_minor_formatter(NullFormatter())
     axes[0, 0].set_ylabel("surrogate / exact regularizer")
     axes[0, 0].legend(fontsize=8, frameon=False)
-    fig.suptitle("Dropout regularizer of logistic regression on digits pairs: surrogates over "
-                 "the exact value (lines: medians over splits)", fontsize=10)
+    if len(sources) > 1:
+        axes[0, 1].legend(handles=[Line2D([], [], color="0.3", linewidth=1.5, linestyle=ls,
+                                          label=f"median over {name} pairs and splits")
+                                   for name, ls in styles.values()],
+                          fontsize=8, frameon=False, loc="upper left")
+    fig.suptitle(f"Dropout regularizer of logistic regression on "
+                 f"{' and '.join(styles[s][0] for s in sources)} pairs: surrogates over the "
+                 f"exact value (lines: medians)", fontsize=10)
     return fig
 
 
@@ -124,6 +145,15 @@ def claims(df: pd.DataFrame) -> str:
     full = df[df.scale == df.scale.max()]
     g_full = full.groupby(keys[:2]).ratio_quadratic.apply(lambda v: np.exp(np.mean(np.log(v))))
     inv = 1.0 / g_full
+    source = _source(inv.index.get_level_values("dataset").to_series(index=inv.index))
+    if source.nunique() == 1:
+        ranges = (f"{inv.min():.3g} to {inv.max():.3g} times R^q (geometric means over splits, "
+                  f"across {len(inv)} dataset x keep_prob cells)")
+    else:
+        ranges = " and ".join(
+            f"{inv[source == s].min():.3g} to {inv[source == s].max():.3g} times R^q on "
+            f"{SOURCES.get(s, (s,))[0]} pairs ({int((source == s).sum())} dataset x keep_prob "
+            f"cells)" for s in dict.fromkeys(source)) + " (geometric means over splits)"
     close_scales = sorted({k[0][2] for k in close})
     big_contrib = df.groupby(keys).max_contribution.median()
     close_max = max((big_contrib[k[0]] for k in close), default=float("nan"))
@@ -137,7 +167,5 @@ def claims(df: pd.DataFrame) -> str:
         f"scales {', '.join(f'{s:g}' for s in close_scales) or 'none'} of the L2 fit's "
         f"weights; the largest per-feature contribution max |x_j beta_j|/q in those cells is "
         f"at most {close_max:.3g} (median over splits).",
-        f"- At the fitted weights (scale {df.scale.max():g}) the exact R is "
-        f"{inv.min():.3g} to {inv.max():.3g} times R^q (geometric means over splits, across "
-        f"{len(inv)} dataset x keep_prob cells).",
+        f"- At the fitted weights (scale {df.scale.max():g}) the exact R is {ranges}.",
     ])
