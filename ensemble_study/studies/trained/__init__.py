@@ -24,7 +24,7 @@ import itertools
 
 import numpy as np
 
-from ...datasets import DATASETS, load_dataset
+from ...datasets import DATASETS, check_loadable, load_dataset
 from ...dropout import SCHEMES, DropoutConfig, scaled_forward
 from ...ensemble import exact_ensemble, sample_ensemble
 from ...metrics import gap_metrics
@@ -57,6 +57,7 @@ def train_config(p: dict) -> TrainConfig:
 def check(p: dict) -> dict:
     """Across parameters: the training config, the fixed layers and the exact ensemble's size."""
     train_config(p)
+    check_loadable(p["datasets"])
     n_hidden = len(p["hidden"])
     bad = [layer for layer, _ in p["layer_keep_probs"] if layer > n_hidden]
     if bad:
