@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ensemble_study import kernels, laplace
@@ -204,8 +204,34 @@ def test_compiled_matches_enumeration(monkeypatch, kind, q, n):
        q=st.floats(0.01, 1.0),
        b=st.floats(-20, 20),
        c=st.lists(st.floats(-20, 20), min_size=1, max_size=8))
+# found by CI runs: a rejected example, and gradients 1.7e-13 apart at an estimate of 4e-11
+@example(kind="sigmoid", q=0.4375, b=10.0, c=[-20.0])
+@example(kind="sigmoid", q=0.25, b=9.0, c=[-18.75])
+@example(kind="sigmoid", q=0.5, b=8.75, c=[-18.75])
 def test_property_compiled_equals_reference(kind, q, b, c):
+    """Weights up to 20 reach the extreme regime (rounding estimates near rtol), so the
+    bound is the one of the extreme-weight test, ``max(1e-13, 4 err)`` with ``err`` the
+    reference's own estimate for the example (oriented as ``_expect`` orients it; the
+    flip back only shrinks the relative error). An example the reference rejects must
+    be rejected by the kernel too, unless its estimate sits at rtol (rounding noise
+    decides the side)."""
     c = np.array(c)
+    sign = -1.0 if b + q * c.sum() > 0 else 1.0
+    err = {name: mod(kind, np.array([sign * b]), sign * c[None, :], q, 1e-10, True)[3][0]
+           for name, mod in (("numpy", laplace._laplace),
+                             ("numba", laplace_compiled.laplace))} if q < 1 else None
+    out = {}
     with pytest.MonkeyPatch.context() as mp:
-        ref, new = _both(mp, kind, b, c, q, True)
-    _assert_close(ref, new, True)
+        for name in ("numpy", "numba"):
+            mp.setenv(kernels.ENV_VAR, name)
+            try:
+                out[name] = FUNCS[kind](b, c, q, return_grad=True)
+            except ValueError as exc:
+                assert "too extreme" in str(exc)
+                out[name] = None
+    if out["numpy"] is None or out["numba"] is None:
+        if out["numpy"] is not None or out["numba"] is not None:  # one side only: borderline
+            assert 0.25e-10 <= min(err.values()) and max(err.values()) <= 4e-10, err
+        return
+    tol = RTOL if err is None else max(RTOL, 4 * err["numpy"])
+    _assert_close(out["numpy"], out["numba"], True, tol=tol)
