@@ -137,7 +137,7 @@ def check_loadable(names, param: str = "datasets", flag: str = "--dataset") -> N
     ------
     ValueError
         Naming the parameter, the MNIST datasets asked for, the extra to
-        install and the datasets that need nothing.
+        install and the flags to drop instead.
     """
     mnist = [name for name in names if name in MNIST_DATASETS]
     if mnist and not mnist_available():
