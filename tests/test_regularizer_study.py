@@ -12,13 +12,12 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import expit
 
-from ensemble_study.cli import main
 from ensemble_study import datasets
+from ensemble_study.cli import main
 from ensemble_study.datasets import DIGIT_PAIRS, MNIST_PAIRS, load_dataset, mnist_available
 from ensemble_study.figure_text import MIN_TEXT_PX, smallest_text
 from ensemble_study.results import load_result
 from ensemble_study.studies import _common as c
-from ensemble_study.studies import regularizer as study
 from ensemble_study.studies.regularizer import STUDY, l2_logistic, run_cell
 from ensemble_study.studies.regularizer.show import claims, figure
 
