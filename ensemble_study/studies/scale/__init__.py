@@ -150,7 +150,7 @@ STUDY = Study(
         c.seed(),
     ),
     cells=cells, run_cell=run_cell, tidy=tidy, order=95, reproduce=False,
-    cost="many hours on 2 cores (the committed grid is smaller: docs/results/scale.md)",
+    cost="about 45 minutes with --jobs 2 on 2 cores (docs/results/scale.md)",
 )
 
 from . import show  # noqa: E402,F401  (registers the figures and blocks)

@@ -272,11 +272,13 @@ def plot_scale(df: pd.DataFrame) -> Figure:
 
     Rows: activation and initialisation; columns: the scaled pass, moment
     propagation and MC dropout at the grid's largest K (shared y axis per
-    row); lines: depth (colour) and input (line style); the first scheme and
-    keep_prob of the table.
+    row); lines: depth (colour) and input (line style); inverted dropout (else
+    the table's first scheme) at the table's first keep_prob.
     """
     d = _mean_gaps(df)
-    scheme, q = d.scheme.iloc[0], d.keep_prob.iloc[0]
+    # inverted dropout is what people train with: shown whenever the table has it
+    scheme = "inverted" if (d.scheme == "inverted").any() else d.scheme.iloc[0]
+    q = d.keep_prob.iloc[0]
     d = d[(d.scheme == scheme) & (d.keep_prob == q)]
     combos = list(dict.fromkeys(zip(d.activation, d.weights)))
     inputs = list(dict.fromkeys(d.input))
