@@ -82,9 +82,14 @@ def test_depth_block_and_the_matching_k():
     assert "**Scaled pass**: it is larger deeper in 2 of 2 cells" in text
     text = show.mc_match(d)
     assert "which contains sqrt(100/10) = 3.16" in text
-    table = text.split("\n\n")[-1].splitlines()
-    assert table[2].startswith("| 0.5 | 8 | 25 [") or table[2].startswith("| 0.5 | 8 | 25 |")
-    assert all(row.count("| 25") == 4 for row in table[2:])
+    parts = text.split("\n\n")
+    assert parts[-4] == "**Scaled pass**: the matching K by depth."
+    assert parts[-2] == "**Moment propagation**: the matching K by depth."
+    for block in (parts[-3], parts[-1]):  # one table per predictor, a column per depth
+        table = block.splitlines()
+        assert table[0] == "| keep_prob | width | depth 1 | depth 3 |"
+        assert table[2].startswith(("| 0.5 | 8 | 25 [", "| 0.5 | 8 | 25 |"))
+        assert all(row.count("| 25") == 2 for row in table[2:])
 
 
 def test_blocks_and_figure_survive_a_quick_table():

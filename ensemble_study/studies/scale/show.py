@@ -209,14 +209,15 @@ def mc_match(df: pd.DataFrame) -> str:
                        f"like 1/sqrt(K) on this grid, so the K below are rough. "))
     m = _matching_k(d, k_ref)
     depths = sorted(m.depth.unique())
-    rows = []
-    for (q, w), g in m.groupby(["keep_prob", "width"], sort=True):
-        cells = []
-        for pred in ("scaled", "moment_propagation"):
-            for dep in depths:
-                v = g[(g.predictor == pred) & (g.depth == dep)].k
-                cells.append(_geo_ci(v) if len(v) else "")
-        rows.append([f"{q:g}", str(w), *cells])
+    tables = []
+    for pred in ("scaled", "moment_propagation"):  # one table each: a page-wide row per width
+        rows = []
+        for (q, w), g in m[m.predictor == pred].groupby(["keep_prob", "width"], sort=True):
+            cells = [_geo_ci(v) if len(v := g[g.depth == dep].k) else "" for dep in depths]
+            rows.append([f"{q:g}", str(w), *cells])
+        tables.append(f"**{NAMES[pred].capitalize()}**: the matching K by depth.\n\n"
+                      + table(["keep_prob", "width", *(f"depth {dep}" for dep in depths)],
+                              rows))
     n = int(m.groupby(["keep_prob", "width", "depth", "predictor"]).size().min())
     schemes = " and ".join(sorted(d.scheme.unique()))
     wide = d[(d.width == d.width.max()) & (d.predictor == "moment_propagation")]
@@ -229,10 +230,7 @@ def mc_match(df: pd.DataFrame) -> str:
             f"(inputs, activations and initialisations pooled: the interval [t 95%, on the "
             f"log scale] is of that average over the grid's architectures, not of any one), "
             f"{schemes} dropout. The reference's own noise adds to every TV (see the "
-            f"precision block above).{noise}\n\n"
-            + table(["keep_prob", "width", *(f"{NAMES[p]}, depth {dep}"
-                                             for p in ("scaled", "moment_propagation")
-                                             for dep in depths)], rows))
+            f"precision block above).{noise}\n\n" + "\n\n".join(tables))
 
 
 @STUDY.block("scale-certified")
