@@ -221,14 +221,21 @@ def test_vector_activations_are_within_a_few_ulps_and_keep_the_edges(name):
     assert np.all(np.abs(out[np.isfinite(x)]) <= 1)
 
 
-def test_lanes_follow_the_host():
+def test_lanes_follow_the_features_numba_compiles_for(monkeypatch):
     import llvmlite.binding as llvm
+    from numba.core import config
 
     from ensemble_study.kernels._simd import LANES, host_lanes
 
-    features = llvm.get_host_cpu_features()
-    assert LANES == host_lanes() == (8 if features.get("avx512f") else
-                                     4 if features.get("avx") else 2)
+    assert LANES == host_lanes()
+    # numba's NUMBA_CPU_FEATURES, where set, and the host's features otherwise
+    for features, lanes in (("+avx,+avx2,+fma,-avx512f", 4), ("+avx2,+avx512f", 8),
+                            ("+sse2,-avx", 2)):
+        monkeypatch.setattr(config, "CPU_FEATURES", features)
+        assert host_lanes() == lanes
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    host = llvm.get_host_cpu_features()
+    assert host_lanes() == (8 if host.get("avx512f") else 4 if host.get("avx") else 2)
 
 
 def test_changed_units_are_listed_per_mask():

@@ -3,8 +3,9 @@
 Numba turns LLVM's SLP vectoriser off, and its loop vectoriser keeps
 accumulators in memory; register-blocked kernels need a vector type. This
 module gives numba one, ``vec`` (``LANES`` doubles: 8 with AVX-512, 4 with
-AVX, else 2, read from the host's features when it is imported, so a cached
-kernel is rebuilt on a host with other features), and a handful of
+AVX, else 2, read when it is imported from the features numba compiles for:
+the host's, or ``NUMBA_CPU_FEATURES``; numba keys its cache by them, so a cached
+kernel is rebuilt for other features), and a handful of
 intrinsics over it: loads and stores at a flat index of a C-contiguous
 float64 array, splat, add/sub/mul/div, fused multiply-add, max, horizontal
 sum, lane access, an exp, and the hidden activations tanh and the logistic
@@ -27,8 +28,19 @@ from numba.extending import intrinsic, models, register_model
 
 
 def host_lanes() -> int:
-    """Doubles per vector register on this host (from llvmlite's host CPU features)."""
-    features = llvm.get_host_cpu_features()
+    """Doubles per vector register of the CPU numba compiles for.
+
+    That is the host's (llvmlite's host CPU features), unless numba is told to
+    compile for other features (``NUMBA_CPU_NAME`` with ``NUMBA_CPU_FEATURES``,
+    numba's own switches): then theirs, so that, for example, an AVX-512 host can
+    build and test the 4-lane AVX2 kernels (numba keys its cache by those features).
+    """
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:
+        features = {f[1:]: f[0] == "+" for f in config.CPU_FEATURES.split(",") if f}
+    else:
+        features = llvm.get_host_cpu_features()
     if features.get("avx512f"):
         return 8
     if features.get("avx"):
