@@ -265,7 +265,9 @@ def host_description() -> str:
     """The host as the bench table names it: CPU model, family/model numbers, vector ISA.
 
     The vector ISA is the kernels' (``LANES``: AVX-512 for 8 doubles, AVX2 or
-    AVX for 4, SSE2 for 2), so that rows of one host kind group together.
+    AVX for 4, SSE2 for 2), so that rows of one host kind group together; where
+    numba is told to compile for another CPU (``NUMBA_CPU_FEATURES``), the name says
+    so, since the C reference is still built for the host.
     """
     from .kernels._simd import LANES
 
@@ -281,6 +283,10 @@ def host_description() -> str:
         model += f" (family {info['cpu family']} model {info['model']})"
     flags = set(info.get("flags", "").split())
     isa = {8: "AVX-512", 4: "AVX2" if "avx2" in flags else "AVX"}.get(LANES, "SSE2")
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:  # numba told to compile for another CPU
+        isa += f" (numba compiling for {config.CPU_NAME or 'the host'}; C for the host)"
     return f"{model}, {isa}"
 
 

@@ -49,3 +49,13 @@ def test_block_has_one_table_per_host_with_its_load_and_shape():
 def test_host_names_the_kernels_vector_isa():
     isa = {8: "AVX-512", 4: "AVX"}.get(LANES, "SSE2")
     assert isa in host_description()
+
+
+def test_host_says_when_numba_compiles_for_another_cpu(monkeypatch):
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_FEATURES", None)  # the host's own
+    assert "numba compiling for" not in host_description()
+    monkeypatch.setattr(config, "CPU_NAME", "haswell")
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx,+avx2,+fma")
+    assert host_description().endswith("(numba compiling for haswell; C for the host)")
