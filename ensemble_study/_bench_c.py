@@ -42,7 +42,8 @@ def build(defines: tuple = ()):
     if not SOURCE.exists():
         return None, f"C reference skipped: {SOURCE} not found (run from a source checkout)"
     out = Path(tempfile.mkdtemp(prefix="ensemble_study_c_")) / "reference_kernels.so"
-    cmd = [compiler, *FLAGS, *(f"-D{d}" for d in defines), "-o", str(out), str(SOURCE), "-lm"]
+    flags = [f"-march={target_cpu()}" if f == "-march=native" else f for f in FLAGS]
+    cmd = [compiler, *flags, *(f"-D{d}" for d in defines), "-o", str(out), str(SOURCE), "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         return None, f"C reference skipped: {' '.join(cmd)} failed: {done.stderr.strip()[:300]}"
@@ -52,9 +53,19 @@ def build(defines: tuple = ()):
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True)
     message = (f"C reference: {' '.join(cmd[1:])} ({version.stdout.splitlines()[0]}), "
                f"{lanes} doubles per vector, {default_threads()} OpenMP thread(s)")
-    if lanes < host_lanes():
+    if lanes < host_lanes() and target_cpu() == "native":
         message += f" (the host has {host_lanes()}-double vectors the compiler did not use)"
     return lib, message
+
+
+def target_cpu() -> str:
+    """The CPU the C kernels are built for: the one numba compiles the package's
+    kernels for (``NUMBA_CPU_NAME``, e.g. ``haswell`` for AVX2 code on an AVX-512
+    host), so that the ratio package / C stays like for like; else ``native``."""
+    from numba.core import config
+
+    name = config.CPU_NAME
+    return name if name and name not in ("host", "generic") else "native"
 
 
 def host_lanes() -> int:

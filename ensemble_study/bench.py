@@ -267,7 +267,7 @@ def host_description() -> str:
     The vector ISA is the kernels' (``LANES``: AVX-512 for 8 doubles, AVX2 or
     AVX for 4, SSE2 for 2), so that rows of one host kind group together; where
     numba is told to compile for another CPU (``NUMBA_CPU_FEATURES``), the name says
-    so, since the C reference is still built for the host.
+    so (the C reference is then built for ``NUMBA_CPU_NAME`` too).
     """
     from .kernels._simd import LANES
 
@@ -286,7 +286,7 @@ def host_description() -> str:
     from numba.core import config
 
     if config.CPU_FEATURES is not None:  # numba told to compile for another CPU
-        isa += f" (numba compiling for {config.CPU_NAME or 'the host'}; C for the host)"
+        isa += f" (numba and C compiling for {config.CPU_NAME or 'the host'})"
     return f"{model}, {isa}"
 
 

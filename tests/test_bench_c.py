@@ -72,3 +72,17 @@ def test_runner_on_bench_case_matches_package(lib):
     cfg = DropoutConfig(keep_prob=0.5, layers=case.layers, scheme="inverted")
     X = np.random.default_rng(1).normal(size=(4, case.sizes[0]))
     assert _bench_c.runner(lib, case, net, cfg, X) is not None
+
+
+def test_c_is_built_for_the_cpu_numba_compiles_for(monkeypatch):
+    # numba told to compile for Haswell (AVX2): the C reference follows, so that the
+    # bench's package / C ratio compares 4-lane code with 4-lane code
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_NAME", "haswell")
+    lib, message = _bench_c.build()
+    assert lib is not None, message
+    assert "-march=haswell" in message and lib.vector_lanes() == 4
+    assert "did not use" not in message
+    monkeypatch.setattr(config, "CPU_NAME", None)
+    assert _bench_c.target_cpu() == "native"

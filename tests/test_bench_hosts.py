@@ -58,4 +58,4 @@ def test_host_says_when_numba_compiles_for_another_cpu(monkeypatch):
     assert "numba compiling for" not in host_description()
     monkeypatch.setattr(config, "CPU_NAME", "haswell")
     monkeypatch.setattr(config, "CPU_FEATURES", "+avx,+avx2,+fma")
-    assert host_description().endswith("(numba compiling for haswell; C for the host)")
+    assert host_description().endswith("(numba and C compiling for haswell)")
