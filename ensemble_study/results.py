@@ -30,9 +30,9 @@ import io
 import json
 import os
 import platform
+import secrets
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -288,11 +288,17 @@ def _write_files(files: list[tuple[Path, bytes]]) -> None:
     committed: list[tuple[Path, Path | None]] = []  # (target, backup of the old one)
 
     def temporary(target: Path) -> Path:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.",
-                                    suffix=".tmp")
-        os.close(fd)
-        temporaries.append(Path(name))
-        return Path(name)
+        while True:
+            tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            # Listed before it exists: a Ctrl-C between its creation and its listing
+            # would leave it behind (the cleanup below skips a name never created).
+            temporaries.append(tmp)
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                temporaries.pop()  # not ours to remove
+                continue
+            return tmp
 
     target = None
     try:
@@ -300,7 +306,7 @@ def _write_files(files: list[tuple[Path, bytes]]) -> None:
         for target, data in files:
             clean_stale_temporaries(target)
             tmp = temporary(target)
-            # mkstemp creates the file private (0600); a result file gets the
+            # The temporary is created private (0600); a result file gets the
             # usual permissions of a new file under the user's umask.
             os.chmod(tmp, 0o666 & ~_umask())
             # No fsync: a file emptied by a power cut is caught by the sidecar's hash.

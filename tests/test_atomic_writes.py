@@ -57,10 +57,11 @@ def _fail_at(monkeypatch, owner, attr, n, exc):
 STEPS = [
     (pd.DataFrame, "to_csv", 1),       # formatting the CSV
     (results.json, "dumps", 1),        # the sidecar's text
-    (tempfile, "mkstemp", 1),          # temporary CSV
-    (tempfile, "mkstemp", 2),          # temporary sidecar
-    (tempfile, "mkstemp", 3),          # backup name of the old CSV
-    (tempfile, "mkstemp", 4),          # backup name of the old sidecar
+    (os, "open", 1),                   # the folder's lock
+    (os, "open", 2),                   # temporary CSV
+    (os, "open", 3),                   # temporary sidecar
+    (os, "open", 4),                   # backup name of the old CSV
+    (os, "open", 5),                   # backup name of the old sidecar
     (os, "chmod", 1),
     (os, "chmod", 2),
     (results, "open", 1),              # writing the temporary CSV
@@ -103,7 +104,9 @@ def test_interrupted_save_leaves_old_or_new_pair_and_no_temporary(step, exc, had
     # a failed hard link falls back to a copy.
     skipped = ((attr == "replace" and n == 3)
                or (attr == "link" and (isinstance(exc, OSError) or not had_old))
-               or (not had_old and attr == "mkstemp" and n > 2))
+               or (not had_old and owner is os and attr == "open" and n > 3))
+    # the folder's lock is advisory: a failure to open the folder is not one to write
+    skipped |= owner is os and attr == "open" and n == 1 and isinstance(exc, OSError)
     assert raised == (not skipped)
     names = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert not [name for name in names if name.endswith(".tmp")], names
@@ -113,6 +116,33 @@ def test_interrupted_save_leaves_old_or_new_pair_and_no_temporary(step, exc, had
         load_result(folder / "x.csv")  # the hash agrees
     else:
         assert not had_old
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_a_ctrl_c_just_after_a_temporary_is_created_leaves_none(n, tmp_path, monkeypatch):
+    # The interrupt lands after the n-th temporary file exists and before the call
+    # that made it returns: the window where a writer that learns the name only from
+    # the call (tempfile.mkstemp) cannot remove it.
+    folder = tmp_path / "results"
+    save_result(OLD, folder / "x.csv", {"seed": 0})
+    real, made = os.open, []
+
+    def open_then_interrupt(path, *args, **kwargs):
+        fd = real(path, *args, **kwargs)
+        if str(path).endswith(".tmp"):
+            made.append(path)
+            if len(made) == n:
+                os.close(fd)
+                raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_result(NEW, folder / "x.csv", {"seed": 1})
+    monkeypatch.undo()
+    assert len(made) == n
+    assert sorted(p.name for p in folder.iterdir()) == ["x.csv", "x.json"]
+    assert _pair(folder) == _expected(tmp_path, OLD, {"seed": 0})
 
 
 def test_sidecar_records_the_hash_and_load_checks_it(tmp_path):
@@ -186,14 +216,14 @@ def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):
     assert left == sorted(["x.csv", "x.json", "x.png", live.name, legacy_new.name])
 
 
-@pytest.mark.parametrize("step", [(os, "replace"), (results, "open"), (tempfile, "mkstemp")],
-                         ids=["replace", "open", "mkstemp"])
+@pytest.mark.parametrize("step", [(os, "replace", 1), (results, "open", 1), (os, "open", 2)],
+                         ids=["replace", "open", "temporary"])  # os.open #1: the folder's lock
 def test_interrupted_figure_keeps_the_old_png_and_no_temporary(step, tmp_path, monkeypatch):
     out = tmp_path / "fig.png"
     out.write_bytes(b"old png")
     if step[0] is results:
         monkeypatch.setattr(results, "open", open, raising=False)
-    _fail_at(monkeypatch, *step, 1, KeyboardInterrupt())
+    _fail_at(monkeypatch, *step, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         plots.save_figure(Figure(), out, dpi=10)
     monkeypatch.undo()
