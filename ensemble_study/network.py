@@ -30,6 +30,9 @@ from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, sigmoid
 OUTPUTS = ("identity", "sigmoid", "softmax")
 # Version of the .npz layout written by MLP.save (not the package version).
 FILE_FORMAT = 1
+MAX_RANDOM_WEIGHTS = 2**28
+"""The most weights :meth:`MLP.random` draws (2 GiB of float64): a larger request is
+refused up front rather than failing, or swapping, inside numpy."""
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -229,6 +232,13 @@ class MLP:
             raise ValueError(
                 f"sizes must list at least two positive layer widths (integers: "
                 f"n_features, ..., n_outputs); got {sizes!r}"
+            )
+        n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if n_weights > MAX_RANDOM_WEIGHTS:
+            raise ValueError(
+                f"sizes={sizes!r} asks for {n_weights:,} weights ({8 * n_weights / 2**30:,.3g} "
+                f"GiB of float64); MLP.random draws at most MAX_RANDOM_WEIGHTS = "
+                f"{MAX_RANDOM_WEIGHTS:,}: use narrower layers"
             )
         bias_scale = check_real(bias_scale, "bias_scale", low=0)
         names = _hidden_names(hidden, len(sizes) - 2)

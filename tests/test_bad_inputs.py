@@ -190,6 +190,10 @@ CASES = [
     ("random sizes 0", lambda d: MLP.random((4, 0, 1), rng=0), "sizes"),
     ("random sizes one", lambda d: MLP.random((4,), [], rng=0), "sizes"),
     ("random sizes strings", lambda d: MLP.random(("4", "1"), [], rng=0), "sizes"),
+    # more weights than MLP.random draws: refused before numpy allocates (1e30 made numpy
+    # raise "Maximum allowed dimension exceeded"; 2**15 x 2**14 would take 4 GiB)
+    ("random sizes 1e30", lambda d: MLP.random((1, 10**30), rng=0), "sizes"),
+    ("random sizes 4 GiB", lambda d: MLP.random((2**15, 2**14, 1), rng=0), "sizes"),
     ("random bias_scale -1", lambda d: MLP.random((4, 2, 1), rng=0, bias_scale=-1), "bias_scale"),
     ("random bias_scale nan", lambda d: MLP.random((4, 2, 1), rng=0, bias_scale=np.nan),
      "bias_scale"),
